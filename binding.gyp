@@ -1,0 +1,27 @@
+# Two products, built by native/scripts/build.mjs during `npm install`:
+#   gdn_ops    - the op library (libgdn_ops.so): our custom-op domain for any ONNX Runtime (C API only).
+#   gdn_addon  - the N-API addon: the `gdn` onnxruntime-node backend's session handler.
+# ONNX Runtime headers come from native/.deps/ort-headers (fetched by build.mjs, never committed).
+{
+  "variables": { "ort_headers": "<(module_root_dir)/native/.deps/ort-headers" },
+  "targets": [
+    {
+      "target_name": "gdn_ops",
+      "type": "shared_library",
+      "product_name": "gdn_ops",
+      "sources": [],
+      "include_dirs": ["<(ort_headers)", "native"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden"]
+    },
+    {
+      "target_name": "gdn_addon",
+      "sources": [],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(ort_headers)", "native"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O2"],
+      "libraries": ["-ldl"]
+    }
+  ]
+}
