@@ -16,11 +16,18 @@
     },
     {
       "target_name": "gdn_addon",
-      "sources": [],
+      "sources": [
+        "native/addon/addon.cc",
+        "native/addon/options.cc",
+        "native/addon/runtime.cc",
+        "native/addon/session.cc",
+        "native/addon/tensor.cc",
+        "native/addon/worker.cc"
+      ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(ort_headers)", "native"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O2"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden"],
       "libraries": ["-ldl"]
     }
   ]

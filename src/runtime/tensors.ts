@@ -1,0 +1,60 @@
+/**
+ * onnxruntime-common Tensor <-> the addon's plain tensor descriptors. Numeric data is never copied on the way
+ * in (the addon binds OrtValues over the Tensor's own buffer). bfloat16, which onnxruntime-common has no type
+ * for, travels as a 'uint16' Tensor holding the raw bf16 bits, in both directions.
+ */
+import { Tensor } from "onnxruntime-node";
+import { GdnFuseError } from "../errors.js";
+import type { NativeTensor } from "./addon.js";
+
+type ArrayCtor = { new (buffer: ArrayBuffer, byteOffset?: number, length?: number): ArrayBufferView };
+
+const ARRAYS: Record<string, ArrayCtor> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+/** Element types the gdn backend accepts (plus 'string'). */
+export const SUPPORTED_TYPES: readonly string[] = [...Object.keys(ARRAYS), "string"];
+
+function isTensorLike(v: unknown): v is Tensor {
+  return typeof v === "object" && v !== null && "type" in v && "dims" in v && "location" in v;
+}
+
+/**
+ * Unwraps a Tensor for the addon. `what` names it in errors ("input 'x'"); `modelType` is the element type the
+ * model declares, used to bind a 'uint16' Tensor to a bfloat16 input.
+ */
+export function toNative(name: string, what: string, value: unknown, modelType?: string): NativeTensor {
+  if (!isTensorLike(value)) throw new GdnFuseError("E_RUNTIME", `${what} is not a Tensor`);
+  if (value.location !== "cpu" && value.location !== "cpu-pinned") {
+    throw new GdnFuseError("E_RUNTIME", `${what} lives on '${value.location}'; the gdn backend takes CPU tensors only`);
+  }
+  let type: string = value.type;
+  if (!SUPPORTED_TYPES.includes(type)) {
+    throw new GdnFuseError("E_RUNTIME", `${what} has type '${type}', which the gdn backend does not support`);
+  }
+  if (type === "uint16" && modelType === "bfloat16") type = "bfloat16";
+  return { name, type, dims: value.dims, data: value.data as NativeTensor["data"] };
+}
+
+/** Wraps an ORT-allocated output (fresh ArrayBuffer owned by JS) into a Tensor without copying. */
+export function fromNative(t: NativeTensor): Tensor {
+  if (t.type === "string") return new Tensor("string", t.data as string[], t.dims);
+  const ctor = ARRAYS[t.type];
+  if (ctor === undefined) throw new GdnFuseError("E_RUNTIME", `output of unsupported type '${t.type}'`);
+  const data = new ctor(t.data as ArrayBuffer);
+  const type = t.type === "bfloat16" ? "uint16" : t.type;
+  return new Tensor(type as "float32", data as Float32Array, t.dims);
+}

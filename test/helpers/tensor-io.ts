@@ -1,0 +1,168 @@
+/**
+ * Test helpers shared across suites: read ONNX TensorProto files (test_data_set_N/*.pb) and compare tensors.
+ *
+ *   const t = readTensorProto("…/input_0.pb");   // { name, dims, type: "float32" | "float16" | …, data }
+ *   relativeL2(actualTensor, expected)            // ||a - b|| / ||b||, fp16/bf16 bits decoded when typed
+ *
+ * `type` uses onnxruntime's tensor type names; float16 and bfloat16 data are Uint16Array bit patterns,
+ * bool is Uint8Array, string is string[].
+ */
+import { readFileSync } from "node:fs";
+import onnxProto from "onnx-proto";
+
+const { onnx } = onnxProto;
+
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array
+  | string[];
+
+export interface TensorFile {
+  name: string;
+  dims: number[];
+  type: string;
+  data: TensorData;
+}
+
+const DT = onnx.TensorProto.DataType;
+
+const TYPES: Record<number, { type: string; ctor: { new (b: ArrayBuffer): Exclude<TensorData, string[]>; from(a: ArrayLike<number> | ArrayLike<bigint>): Exclude<TensorData, string[]> } }> = {
+  [DT.FLOAT]: { type: "float32", ctor: Float32Array },
+  [DT.DOUBLE]: { type: "float64", ctor: Float64Array },
+  [DT.FLOAT16]: { type: "float16", ctor: Uint16Array },
+  [DT.BFLOAT16]: { type: "bfloat16", ctor: Uint16Array },
+  [DT.INT8]: { type: "int8", ctor: Int8Array },
+  [DT.UINT8]: { type: "uint8", ctor: Uint8Array },
+  [DT.INT16]: { type: "int16", ctor: Int16Array },
+  [DT.UINT16]: { type: "uint16", ctor: Uint16Array },
+  [DT.INT32]: { type: "int32", ctor: Int32Array },
+  [DT.UINT32]: { type: "uint32", ctor: Uint32Array },
+  [DT.INT64]: { type: "int64", ctor: BigInt64Array },
+  [DT.UINT64]: { type: "uint64", ctor: BigUint64Array },
+  [DT.BOOL]: { type: "bool", ctor: Uint8Array },
+} as never;
+
+type Longish = number | { toString(): string };
+const toNumber = (v: Longish): number => (typeof v === "number" ? v : Number(v.toString()));
+const toBigInt = (v: Longish): bigint => BigInt(typeof v === "number" ? v : v.toString());
+
+/** Decodes a TensorProto from bytes. */
+export function decodeTensorProto(bytes: Uint8Array): TensorFile {
+  const p = onnx.TensorProto.decode(bytes);
+  const dims = (p.dims as Longish[]).map(toNumber);
+  const name = p.name ?? "";
+  if (p.dataType === DT.STRING) {
+    const dec = new TextDecoder();
+    return { name, dims, type: "string", data: (p.stringData as Uint8Array[]).map((s) => dec.decode(s)) };
+  }
+  const entry = TYPES[p.dataType];
+  if (entry === undefined) throw new Error(`${name}: unsupported TensorProto data_type ${p.dataType}`);
+  const { type, ctor } = entry;
+  let data: Exclude<TensorData, string[]>;
+  if (p.rawData && p.rawData.length > 0) {
+    data = new ctor(p.rawData.slice().buffer); // copy: protobuf slices may be unaligned
+  } else if (type === "float32") {
+    data = Float32Array.from(p.floatData);
+  } else if (type === "float64") {
+    data = Float64Array.from(p.doubleData);
+  } else if (type === "int64") {
+    data = BigInt64Array.from((p.int64Data as Longish[]).map(toBigInt));
+  } else if (type === "uint64") {
+    data = BigUint64Array.from((p.uint64Data as Longish[]).map(toBigInt));
+  } else if (type === "uint32") {
+    data = Uint32Array.from((p.uint64Data as Longish[]).map(toNumber));
+  } else {
+    // int32_data carries int32/int16/int8/uint16/uint8/bool and the bits of float16/bfloat16
+    data = ctor.from(p.int32Data);
+  }
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (data.length !== count) throw new Error(`${name}: ${data.length} elements for dims [${dims.join(",")}]`);
+  return { name, dims, type, data };
+}
+
+/** Reads a TensorProto file (e.g. test_data_set_0/input_0.pb). */
+export function readTensorProto(path: string): TensorFile {
+  return decodeTensorProto(readFileSync(path));
+}
+
+/** IEEE half bits -> number. */
+export function float16ToNumber(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** number -> IEEE half bits (round to nearest even). */
+export function numberToFloat16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer)[0]!;
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+/** Data of a tensor-like value as float64 (float16/bfloat16 bits decoded when `type` says so). */
+export function toFloat64(t: { type?: string; data: unknown } | ArrayLike<number> | ArrayLike<bigint>): Float64Array {
+  const typed = typeof t === "object" && t !== null && "data" in t && !ArrayBuffer.isView(t);
+  const type = typed ? (t as { type?: string }).type : undefined;
+  const data = (typed ? (t as { data: unknown }).data : t) as ArrayLike<number | bigint>;
+  const out = new Float64Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (type === "float16") out[i] = float16ToNumber(Number(v));
+    else if (type === "bfloat16") out[i] = new Float32Array(new Uint32Array([Number(v) << 16]).buffer)[0]!;
+    else out[i] = Number(v);
+  }
+  return out;
+}
+
+/**
+ * ||a - b||_2 / ||b||_2, with b the reference (0 when both are all zeros; Infinity on a length mismatch or NaN).
+ * Accepts typed arrays or tensor-likes ({ type, data }: onnxruntime Tensors, readTensorProto results).
+ */
+export function relativeL2(
+  a: { type?: string; data: unknown } | ArrayLike<number> | ArrayLike<bigint>,
+  b: { type?: string; data: unknown } | ArrayLike<number> | ArrayLike<bigint>,
+): number {
+  const x = toFloat64(a);
+  const y = toFloat64(b);
+  if (x.length !== y.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < x.length; i++) {
+    const d = x[i]! - y[i]!;
+    num += d * d;
+    den += y[i]! * y[i]!;
+  }
+  if (Number.isNaN(num) || Number.isNaN(den)) return Infinity;
+  if (den === 0) return num === 0 ? 0 : Infinity;
+  return Math.sqrt(num / den);
+}
