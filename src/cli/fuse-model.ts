@@ -1,0 +1,296 @@
+#!/usr/bin/env node
+/**
+ * fuse-model: load an ONNX model, run the fusion passes, write the fused model (and a JSON report),
+ * optionally verify it against the original. Exit codes: 0 done, 1 bad input or a failed check, 2 usage.
+ */
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { GdnFuseError } from "../errors.js";
+import { loadModel, saveModel } from "../ir/model-io.js";
+import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
+import { verifyModels, type VerifyResult } from "../verify/index.js";
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** Whether stderr is a terminal (progress lines are printed then, or with --verbose). */
+  isTTY?: boolean;
+}
+
+export const HELP = `Usage: fuse-model IN.onnx -o OUT.onnx [options]
+
+Fuses the unrolled Gated DeltaNet subgraphs of a torch.onnx export into single ops.
+
+Options:
+  -o, --output FILE        where to write the fused model (its external data goes beside it)
+  --passes LIST|none       comma-separated pass names to run, in order; "none" writes the model back unchanged
+  --target gdn|ort|onnx    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
+  --report FILE.json       write a JSON report (fused counts, node counts, per-pass details, verification)
+  --dry-run                run the passes and write only the report (no model)
+  --verify [DIR]           run original and fused model in onnxruntime and compare outputs,
+                           on DIR's input_N.pb (an ONNX test_data_set folder) or on random inputs
+  --inline-below N         store external tensors smaller than N bytes inside the model
+  --external-data MODE     copy (default; reflink where supported) | link (hard link) | inline
+  --force                  allow overwriting the input model
+  --verbose                print progress and, on errors, the stack trace
+  -h, --help               show this help
+
+Exit codes: 0 done, 1 bad input or a failed check (including --verify), 2 usage error.
+`;
+
+const TARGETS = ["gdn", "ort", "onnx"] as const;
+const EXTERNAL = ["copy", "link", "inline"] as const;
+
+export interface ReportFile extends FuseReport {
+  version: string;
+  input: string;
+  output: string | null;
+  verify?: VerifyResult;
+}
+
+function usage(message: string): GdnFuseError {
+  return new GdnFuseError("E_USAGE", message);
+}
+
+/** `--verify DIR` takes DIR only when it is an existing folder (so `--verify model.onnx` stays unambiguous). */
+function normaliseArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith("--verify=")) {
+      out.push("--verify", "--verify-dir", a.slice("--verify=".length));
+    } else if (a === "--verify" && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith("-") && isDir(argv[i + 1]!)) {
+      out.push("--verify", "--verify-dir", argv[++i]!);
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = fs.statSync(a);
+    const sb = fs.statSync(b);
+    return sa.ino === sb.ino && sa.dev === sb.dev;
+  } catch {
+    return false;
+  }
+}
+
+function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+let cachedVersion: string | undefined;
+/** The package version, read from the nearest gdn-fuse package.json above this module. */
+export function packageVersion(): string {
+  if (cachedVersion) return cachedVersion;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "gdn-fuse") return (cachedVersion = pkg.version ?? "0.0.0");
+    } catch {
+      // keep looking upwards
+    }
+    dir = path.dirname(dir);
+  }
+  return (cachedVersion = "0.0.0");
+}
+
+interface Parsed {
+  input: string;
+  output: string | undefined;
+  fuse: FuseOptions;
+  report: string | undefined;
+  dryRun: boolean;
+  verify: boolean;
+  verifyDir: string | undefined;
+  inlineBelow: number | undefined;
+  externalData: (typeof EXTERNAL)[number];
+  force: boolean;
+  verbose: boolean;
+  help: boolean;
+}
+
+function parse(argv: readonly string[]): Parsed {
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: normaliseArgv(argv),
+      allowPositionals: true,
+      strict: true,
+      options: {
+        output: { type: "string", short: "o" },
+        passes: { type: "string" },
+        target: { type: "string" },
+        report: { type: "string" },
+        "dry-run": { type: "boolean" },
+        verify: { type: "boolean" },
+        "verify-dir": { type: "string" },
+        "inline-below": { type: "string" },
+        "external-data": { type: "string" },
+        force: { type: "boolean" },
+        verbose: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    // node:util's messages go on about '--' for positionals; the first sentence is the useful part
+    throw usage((e instanceof Error ? e.message : String(e)).split(". To specify")[0]!);
+  }
+  const verbose = values.verbose ?? false;
+  if (values.help) return { help: true, verbose } as Parsed;
+  if (positionals.length === 0) throw usage("missing the input model (fuse-model IN.onnx -o OUT.onnx)");
+  if (positionals.length > 1) throw usage(`expected one input model, got ${positionals.length}: ${positionals.join(" ")}`);
+  const dryRun = values["dry-run"] ?? false;
+  if (!values.output && !dryRun) throw usage("missing -o OUT.onnx (or use --dry-run)");
+  const target = values.target ?? "gdn";
+  if (!(TARGETS as readonly string[]).includes(target)) throw usage(`--target must be one of ${TARGETS.join(", ")}, not "${target}"`);
+  const externalData = values["external-data"] ?? "copy";
+  if (!(EXTERNAL as readonly string[]).includes(externalData)) {
+    throw usage(`--external-data must be one of ${EXTERNAL.join(", ")}, not "${externalData}"`);
+  }
+  let passes: FuseOptions["passes"];
+  if (values.passes !== undefined) {
+    const list = values.passes.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    if (list.length === 0) throw usage('--passes needs a comma-separated list of pass names, or "none"');
+    passes = list.length === 1 && list[0] === "none" ? "none" : list;
+  }
+  let inlineBelow: number | undefined;
+  if (values["inline-below"] !== undefined) {
+    inlineBelow = Number(values["inline-below"]);
+    if (!/^\d+$/.test(values["inline-below"]) || !Number.isSafeInteger(inlineBelow)) {
+      throw usage(`--inline-below needs a byte count, not "${values["inline-below"]}"`);
+    }
+  }
+  const verify = values.verify ?? false;
+  if (verify && dryRun) throw usage("--verify needs a written model; drop --dry-run");
+  return {
+    input: positionals[0]!,
+    output: values.output,
+    fuse: { ...(passes !== undefined ? { passes } : {}), target: target as FuseOptions["target"] },
+    report: values.report,
+    dryRun,
+    verify,
+    verifyDir: values["verify-dir"],
+    inlineBelow,
+    externalData: externalData as Parsed["externalData"],
+    force: values.force ?? false,
+    verbose,
+    help: false,
+  };
+}
+
+async function writeReport(file: string, report: ReportFile): Promise<void> {
+  const dest = path.resolve(file);
+  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.${process.pid}.tmp`);
+  try {
+    await fsp.mkdir(path.dirname(dest), { recursive: true });
+    await fsp.writeFile(tmp, JSON.stringify(report, null, 2) + "\n");
+    await fsp.rename(tmp, dest);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw new GdnFuseError("E_IO", `${file}: cannot write the report (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
+  }
+}
+
+function summary(r: FuseReport): string {
+  const fused = Object.entries(r.fused).map(([op, n]) => `${op} x${n}`).join(", ") || "nothing";
+  return `fused ${fused}; nodes ${r.nodesBefore} -> ${r.nodesAfter} (${Math.round(r.ms)} ms)`;
+}
+
+async function run(a: Parsed, io: CliIo): Promise<number> {
+  const progress = (m: string): void => {
+    if (io.isTTY || a.verbose) io.stderr(`fuse-model: ${m}\n`);
+  };
+  if (a.output && !a.force && !a.dryRun && sameFile(a.output, a.input)) {
+    // checked before the passes run, so a long run is not wasted (saveModel checks again)
+    throw new GdnFuseError("E_IO", `${a.output}: is the input model; refusing to overwrite it (use --force)`);
+  }
+  progress(`loading ${a.input}`);
+  const model = await loadModel(a.input);
+  const report = await fuseModel(model.proto, { ...a.fuse, onProgress: progress });
+  const out: ReportFile = { version: packageVersion(), input: a.input, output: a.dryRun ? null : a.output!, ...report };
+  if (!a.dryRun) {
+    progress(`writing ${a.output!}`);
+    await saveModel(model, a.output!, {
+      externalData: a.externalData,
+      ...(a.inlineBelow !== undefined ? { inlineBelow: a.inlineBelow } : {}),
+      overwriteInput: a.force,
+    });
+  }
+  let verifyFailure: string | undefined;
+  if (a.verify) {
+    progress(`verifying ${a.output!} against ${a.input}${a.verifyDir ? ` on ${a.verifyDir}` : ""}`);
+    const v = await verifyModels(a.input, a.output!, a.verifyDir ? { dataDir: a.verifyDir } : {});
+    out.verify = v;
+    if (!v.ok) {
+      const bad = v.outputs.filter((o) => !o.ok).map((o) => `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
+      verifyFailure = `verification failed: ${bad.join(", ") || "outputs differ"}; the fused model is at ${a.output!}`;
+    }
+  }
+  if (a.report) await writeReport(a.report, out);
+  else if (a.dryRun) io.stdout(JSON.stringify(out, null, 2) + "\n");
+  if (verifyFailure) throw new GdnFuseError("E_VERIFY", verifyFailure);
+  io.stdout(`${summary(report)}${a.dryRun ? " (dry run, no model written)" : `; wrote ${a.output!}`}${out.verify ? "; verified" : ""}\n`);
+  return 0;
+}
+
+/** Runs the CLI with `argv` (without node and script) and returns the exit code; never throws. */
+export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  let verbose = argv.includes("--verbose");
+  try {
+    const parsed = parse(argv);
+    verbose = parsed.verbose;
+    if (parsed.help) {
+      io.stdout(HELP);
+      return 0;
+    }
+    return await run(parsed, io);
+  } catch (e) {
+    if (e instanceof GdnFuseError) {
+      io.stderr(`fuse-model: error: ${e.message}\n`);
+      if (e.code === "E_USAGE") io.stderr("Try 'fuse-model --help'.\n");
+      if (verbose && e.stack) io.stderr(`${e.stack}\n`);
+      return e.code === "E_USAGE" ? 2 : 1;
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    io.stderr(`fuse-model: error: internal error: ${message}${verbose ? "" : " (run with --verbose for details)"}\n`);
+    if (verbose && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+function processIo(): CliIo {
+  return {
+    stdout: (t) => void process.stdout.write(t),
+    stderr: (t) => void process.stderr.write(t),
+    isTTY: process.stderr.isTTY === true,
+  };
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return fs.realpathSync(script) === fs.realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

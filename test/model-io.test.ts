@@ -1,0 +1,216 @@
+// Round trips of every corpus model through loadModel + saveModel with no passes: the decoded protos
+// (unknown fields included) must be equal field by field, node metadata_props must survive, and the
+// re-saved models must still compute PyTorch's outputs in stock onnxruntime-node.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import * as ort from "onnxruntime-node";
+import { afterAll, describe, expect, test } from "vitest";
+import { GdnFuseError } from "../src/errors.js";
+import { loadModel, saveModel } from "../src/ir/model-io.js";
+import { decodeMessage, encodeMessage, getNodeMetadata, onnx, setNodeMetadata, unknownFieldNumbers } from "../src/ir/onnx.js";
+import { elemTypeName, float16ToFloat32, tensorDims, tensorToArray, tensorToFloat64 } from "../src/ir/tensor.js";
+
+const CORPUS = process.env.GDN_FUSE_CORPUS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../shared/corpus");
+const cases = fs.existsSync(CORPUS)
+  ? fs.readdirSync(CORPUS).filter((d) => fs.existsSync(path.join(CORPUS, d, "model.onnx"))).sort()
+  : [];
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-model-io-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** The first path at which two decoded messages differ (undefined when equal); bytes compared whole. */
+function firstDifference(a: unknown, b: unknown, at = "model"): string | undefined {
+  if (a === b) return undefined;
+  if (a instanceof Uint8Array && b instanceof Uint8Array) {
+    return a.length === b.length && Buffer.compare(a, b) === 0 ? undefined : `${at}: bytes differ (${a.length} vs ${b.length})`;
+  }
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) return `${at}: length ${a.length} vs ${b.length}`;
+    for (let i = 0; i < a.length; i++) {
+      const d = firstDifference(a[i], b[i], `${at}[${i}]`);
+      if (d) return d;
+    }
+    return undefined;
+  }
+  if (a && b && typeof a === "object" && typeof b === "object") {
+    const ra = a as Record<string, unknown>;
+    const rb = b as Record<string, unknown>;
+    for (const k of new Set([...Object.keys(ra), ...Object.keys(rb)])) {
+      const d = firstDifference(ra[k], rb[k], `${at}.${k}`);
+      if (d) return d;
+    }
+    return undefined;
+  }
+  return `${at}: ${String(a)} vs ${String(b)}`;
+}
+
+function countTaggedNodes(m: onnx.IModelProto): number {
+  return (m.graph?.node ?? []).filter((n) => Object.keys(getNodeMetadata(n)).length > 0).length;
+}
+
+const ORT_TYPES: Record<number, ort.Tensor.Type> = {
+  1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64",
+};
+
+function readPb(file: string): onnx.TensorProto {
+  return decodeMessage(onnx.TensorProto, fs.readFileSync(file));
+}
+
+function toOrt(t: onnx.TensorProto): ort.Tensor {
+  const type = ORT_TYPES[t.dataType];
+  if (!type) throw new Error(`no ORT type for ${elemTypeName(t.dataType)}`);
+  const f = tensorToFloat64(t);
+  const dims = tensorDims(t);
+  switch (type) {
+    case "float32": return new ort.Tensor(type, Float32Array.from(f), dims);
+    case "float64": return new ort.Tensor(type, f, dims);
+    case "float16": return new ort.Tensor(type, tensorToArray(t) as Uint16Array, dims);
+    case "int64": return new ort.Tensor(type, BigInt64Array.from(f, (x) => BigInt(x)), dims);
+    case "int32": return new ort.Tensor(type, Int32Array.from(f), dims);
+    case "bool": return new ort.Tensor(type, Uint8Array.from(f), dims);
+    default: return new ort.Tensor(type, Int8Array.from(f), dims);
+  }
+}
+
+function ortToFloat64(t: ort.Tensor): Float64Array {
+  if (t.type === "float16" && t.data instanceof Uint16Array) return Float64Array.from(t.data, float16ToFloat32);
+  return Float64Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
+}
+
+function relL2(actual: Float64Array, expected: Float64Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < expected.length; i++) {
+    num += (actual[i]! - expected[i]!) ** 2;
+    den += expected[i]! ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+describe("round trip through loadModel + saveModel", () => {
+  test("finds the corpus", () => {
+    expect(cases.length).toBeGreaterThanOrEqual(10);
+  });
+
+  for (const name of cases) {
+    test(`keeps every field of ${name}`, async () => {
+      const src = path.join(CORPUS, name, "model.onnx");
+      const out = path.join(tmp, name, "model.onnx");
+      const model = await loadModel(src);
+      await saveModel(model, out);
+      const before = decodeMessage(onnx.ModelProto, fs.readFileSync(src));
+      const after = decodeMessage(onnx.ModelProto, fs.readFileSync(out));
+      expect(firstDifference(after, before)).toBeUndefined();
+      const tagged = countTaggedNodes(after);
+      expect(tagged).toBe(countTaggedNodes(before));
+      expect(tagged).toBeGreaterThan(0); // torch.onnx sets NodeProto.metadata_props (field 9)
+      expect(fs.readdirSync(path.dirname(out))).toEqual(["model.onnx"]); // no temp files left
+    });
+  }
+
+  const runnable = cases.filter((c) => !c.startsWith("bench_") && fs.existsSync(path.join(CORPUS, c, "test_data_set_0")));
+  for (const name of runnable) {
+    test(`the re-saved ${name} still computes PyTorch's outputs in onnxruntime`, async () => {
+      const out = path.join(tmp, "ort", name, "model.onnx");
+      await saveModel(await loadModel(path.join(CORPUS, name, "model.onnx")), out);
+      const session = await ort.InferenceSession.create(out, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
+      const dataDir = path.join(CORPUS, name, "test_data_set_0");
+      const feeds: Record<string, ort.Tensor> = {};
+      session.inputNames.forEach((input, i) => (feeds[input] = toOrt(readPb(path.join(dataDir, `input_${i}.pb`)))));
+      const results = await session.run(feeds);
+      session.outputNames.forEach((output, i) => {
+        const expected = readPb(path.join(dataDir, `output_${i}.pb`));
+        const tol = expected.dataType === 10 ? 2e-3 : 1e-5;
+        const err = relL2(ortToFloat64(results[output]!), tensorToFloat64(expected));
+        expect(err, `${name} ${output}`).toBeLessThanOrEqual(tol);
+      });
+      await session.release();
+    });
+  }
+});
+
+describe("lossless onnx namespace", () => {
+  test("keeps fields the 1.10 schema lacks and writes them back", () => {
+    // NodeProto with overload (field 8, string) and metadata_props (field 9), both unknown to onnx 1.10
+    const node = onnx.NodeProto.create({ opType: "Add", input: ["a", "b"], output: ["c"] });
+    setNodeMetadata(node, "pkg.gdn_fuse.pass", "gated-delta-chunk");
+    const w = onnx.NodeProto.encode(node);
+    w.uint32((8 << 3) | 2).string("ovl");
+    const decoded = decodeMessage(onnx.NodeProto, w.finish());
+    expect(unknownFieldNumbers(decoded)).toEqual([9, 8]);
+    expect(getNodeMetadata(decoded)).toEqual({ "pkg.gdn_fuse.pass": "gated-delta-chunk" });
+    const again = decodeMessage(onnx.NodeProto, encodeMessage(onnx.NodeProto, decoded));
+    expect(again.$unknown).toEqual(decoded.$unknown);
+  });
+
+  test("keeps unknown fields of nested messages inside their parent's length", () => {
+    const node = onnx.NodeProto.create({ opType: "Relu", input: ["x"], output: ["y"] });
+    setNodeMetadata(node, "k", "v");
+    const graph = onnx.GraphProto.create({ name: "g", node: [node, onnx.NodeProto.create({ opType: "Neg", input: ["y"], output: ["z"] })] });
+    const model = onnx.ModelProto.create({ irVersion: 8, graph, opsetImport: [{ domain: "", version: 18 }] });
+    const back = decodeMessage(onnx.ModelProto, encodeMessage(onnx.ModelProto, model));
+    expect(getNodeMetadata(back.graph!.node[0]!)).toEqual({ k: "v" });
+    expect(back.graph!.node[1]!.opType).toBe("Neg");
+    expect(back.graph!.node[1]!.$unknown).toBeUndefined();
+  });
+
+  test("setNodeMetadata replaces a key and keeps the others", () => {
+    const node = onnx.NodeProto.create({ opType: "Relu" });
+    setNodeMetadata(node, "a", "1");
+    setNodeMetadata(node, "b", "2");
+    setNodeMetadata(node, "a", "3");
+    expect(getNodeMetadata(node)).toEqual({ a: "3", b: "2" });
+    expect(node.$unknown).toHaveLength(2);
+  });
+});
+
+describe("bad input", () => {
+  test("names a missing file", async () => {
+    const err = await loadModel(path.join(tmp, "missing.onnx")).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GdnFuseError);
+    expect((err as GdnFuseError).code).toBe("E_IO");
+    expect((err as GdnFuseError).message).toContain("missing.onnx");
+  });
+
+  test("rejects a protobuf that is not a model, with reason", async () => {
+    // a well-formed protobuf: producer fields only, and a field ModelProto does not have
+    const w = onnx.ModelProto.encode(onnx.ModelProto.create({ producerName: "pytorch", docString: "hello" }));
+    const bytes = w.uint32((100 << 3) | 2).string("extra").finish();
+    const err = (await loadModel(bytes, { name: "t.pb" }).catch((e: unknown) => e)) as GdnFuseError;
+    expect(err.code).toBe("E_PARSE");
+    expect(err.message).toMatch(/^t\.pb: is a protobuf message but not an ONNX model \(no graph, no opset_import, ir_version 0\)$/);
+  });
+
+  test("rejects a node reading an undefined value, with reason", async () => {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      opsetImport: [{ domain: "", version: 18 }],
+      graph: { name: "g", input: [{ name: "x" }], output: [{ name: "y" }], node: [{ name: "add0", opType: "Add", input: ["x", "ghost"], output: ["y"] }] },
+    });
+    const err = (await loadModel(encodeMessage(onnx.ModelProto, model)).catch((e: unknown) => e)) as GdnFuseError;
+    expect(err.code).toBe("E_MODEL");
+    expect(err.message).toContain('node "add0" (Add) reads "ghost"');
+  });
+
+  test("refuses to overwrite the input model unless asked", async () => {
+    const file = path.join(tmp, "self", "model.onnx");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.copyFileSync(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"), file);
+    const model = await loadModel(file);
+    const err = (await saveModel(model, file).catch((e: unknown) => e)) as GdnFuseError;
+    expect(err.code).toBe("E_IO");
+    expect(err.message).toContain("refusing to overwrite");
+    await saveModel(model, file, { overwriteInput: true });
+    expect(fs.readdirSync(path.dirname(file))).toEqual(["model.onnx"]);
+  });
+
+  test("leaves no partial file when the output folder cannot be made", async () => {
+    const blocker = path.join(tmp, "a-file");
+    fs.writeFileSync(blocker, "x");
+    const model = await loadModel(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"));
+    const err = (await saveModel(model, path.join(blocker, "sub", "out.onnx")).catch((e: unknown) => e)) as GdnFuseError;
+    expect(err.code).toBe("E_IO");
+    expect(fs.readFileSync(blocker, "utf8")).toBe("x");
+  });
+});
