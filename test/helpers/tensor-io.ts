@@ -68,7 +68,10 @@ export function decodeTensorProto(bytes: Uint8Array): TensorFile {
   const { type, ctor } = entry;
   let data: Exclude<TensorData, string[]>;
   if (p.rawData && p.rawData.length > 0) {
-    data = new ctor(p.rawData.slice().buffer); // copy: protobuf slices may be unaligned
+    // copy: protobuf hands out views (a Node Buffer's slice() does not copy) that may be unaligned
+    const raw = new Uint8Array(p.rawData.length);
+    raw.set(p.rawData);
+    data = new ctor(raw.buffer);
   } else if (type === "float32") {
     data = Float32Array.from(p.floatData);
   } else if (type === "float64") {
