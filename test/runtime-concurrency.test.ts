@@ -1,0 +1,130 @@
+/**
+ * The gdn backend under concurrency: runs do not block the event loop, concurrent runs on one session,
+ * and four sessions used concurrently from four worker_threads.
+ *
+ * Workers cannot load TypeScript, so the runtime sources are transpiled (typescript.transpileModule, no type
+ * check) into build/test-runtime-js/ first; the workers import that copy, which finds the same addon.
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import * as ort from "onnxruntime-node";
+import ts from "typescript";
+import { beforeAll, describe, expect, it } from "vitest";
+import "../src/runtime/index.js";
+import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const CORPUS = "/work/shared/corpus";
+const OUT = join(ROOT, "build", "test-runtime-js");
+const GDN = { executionProviders: ["gdn"] };
+
+function dataSet(name: string, prefix: "input" | "output") {
+  const dir = join(CORPUS, name, "test_data_set_0");
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(`${prefix}_`))
+    .sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)))
+    .map((f) => readTensorProto(join(dir, f)));
+}
+
+function feedsFor(session: ort.InferenceSession, name: string): Record<string, ort.Tensor> {
+  const inputs = dataSet(name, "input");
+  return Object.fromEntries(
+    session.inputNames.map((n, i) => [n, new ort.Tensor(inputs[i]!.type as "float32", inputs[i]!.data as Float32Array, inputs[i]!.dims)]),
+  );
+}
+
+const WORKER = `
+import { parentPort, workerData } from "node:worker_threads";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+await import(workerData.runtime);
+const { readTensorProto, relativeL2 } = await import(workerData.helpers);
+const { name, corpus, runs } = workerData;
+const dir = join(corpus, name, "test_data_set_0");
+const load = (p) => readdirSync(dir).filter((f) => f.startsWith(p + "_"))
+  .sort((a, b) => Number(a.slice(p.length + 1, -3)) - Number(b.slice(p.length + 1, -3)))
+  .map((f) => readTensorProto(join(dir, f)));
+const inputs = load("input"), expected = load("output");
+const session = await ort.InferenceSession.create(join(corpus, name, "model.onnx"), { executionProviders: ["gdn"], intraOpNumThreads: 1 });
+const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, new ort.Tensor(inputs[i].type, inputs[i].data, inputs[i].dims)]));
+const all = await Promise.all(Array.from({ length: runs }, () => session.run(feeds)));
+const errors = all.flatMap((r) => session.outputNames.map((n, i) => relativeL2(r[n], expected[i])));
+await session.release();
+parentPort.postMessage({ name, errors, outputs: session.outputNames.length });
+`;
+
+beforeAll(() => {
+  // transpile src/errors.ts and src/runtime/*.ts, and the test helper, keeping the layout (imports use .js)
+  const files = ["src/errors.ts", ...readdirSync(join(ROOT, "src/runtime")).filter((f) => f.endsWith(".ts")).map((f) => `src/runtime/${f}`), "test/helpers/tensor-io.ts"];
+  for (const f of files) {
+    const js = ts.transpileModule(readFileSync(join(ROOT, f), "utf8"), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+      fileName: f,
+    }).outputText;
+    const dest = join(OUT, f.replace(/\.ts$/, ".js"));
+    mkdirSync(dirname(dest), { recursive: true });
+    writeFileSync(dest, js);
+  }
+  writeFileSync(join(OUT, "package.json"), JSON.stringify({ type: "module" }));
+  writeFileSync(join(OUT, "worker.mjs"), WORKER);
+});
+
+describe("gdn backend: concurrency", () => {
+  it("run() does not block the event loop", async () => {
+    const name = "chunk_t64_noopt";
+    const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), { ...GDN, intraOpNumThreads: 1 });
+    const feeds = feedsFor(session, name);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 8 }, () => session.run(feeds)));
+    const elapsed = performance.now() - t0;
+    clearInterval(timer);
+    // a blocking run would let no timer fire until it returned
+    expect(ticks).toBeGreaterThan(Math.min(3, elapsed / 20));
+    await session.release();
+  });
+
+  it("concurrent runs on one session give the same, correct results", async () => {
+    const name = "recurrent_t4_b2";
+    const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), GDN);
+    const feeds = feedsFor(session, name);
+    const expected = dataSet(name, "output");
+    const results = await Promise.all(Array.from({ length: 16 }, () => session.run(feeds)));
+    for (const r of results) {
+      session.outputNames.forEach((n, i) => expect(relativeL2(r[n]!, expected[i]!)).toBeLessThanOrEqual(1e-5));
+    }
+    await session.release();
+  });
+
+  it("four sessions concurrently from four worker threads", async () => {
+    const names = ["recurrent_t1_b3", "recurrent_t4_b2", "chunk_t64_noopt", "layer_qwen3next_decode_b2"];
+    const results = await Promise.all(
+      names.map(
+        (name) =>
+          new Promise<{ name: string; errors: number[]; outputs: number }>((res, rej) => {
+            const w = new Worker(join(OUT, "worker.mjs"), {
+              workerData: {
+                name,
+                corpus: CORPUS,
+                runs: 3,
+                runtime: pathToFileURL(join(OUT, "src/runtime/index.js")).href,
+                helpers: pathToFileURL(join(OUT, "test/helpers/tensor-io.js")).href,
+              },
+            });
+            w.once("message", res);
+            w.once("error", rej);
+            w.once("exit", (code) => (code === 0 ? undefined : rej(new Error(`worker for ${name} exited with ${code}`))));
+          }),
+      ),
+    );
+    expect(results.map((r) => r.name)).toEqual(names);
+    for (const r of results) {
+      expect(r.errors.length).toBe(3 * r.outputs);
+      for (const e of r.errors) expect(e, r.name).toBeLessThanOrEqual(1e-5);
+    }
+  });
+});
