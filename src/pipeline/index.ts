@@ -1,29 +1,105 @@
-// STUB (lead is writing the real pipeline): the contract the CLI and library API use.
-import type { onnx } from "onnx-proto";
+/**
+ * Runs passes on a model: builds the graph IR, runs each pass, removes what became dead, writes the
+ * graph back and adds the opset imports the new nodes need. Returns the report (what fused, what
+ * did not and why, node counts, times).
+ */
+import { performance } from "node:perf_hooks";
+import { int64ToNumber, type onnx } from "../ir/onnx.js";
+import { Graph } from "../ir/graph.js";
+import { GdnFuseError } from "../errors.js";
+import type { AppliedMatch, Pass, PassContext, SkippedCandidate, Target } from "./pass.js";
+import { DEFAULT_PASSES, getPass } from "./registry.js";
+import { registerBuiltinPasses } from "./builtin.js";
+
+export type { AppliedMatch, Pass, PassContext, SkippedCandidate, Target } from "./pass.js";
+export { registerPass, getPass, listPasses, DEFAULT_PASSES } from "./registry.js";
 
 export interface FuseOptions {
-  /** Pass names to run, in order; "none" runs nothing (a round trip). Default: the registry's default list. */
-  passes?: string[] | "none";
+  /** Pass names to run, in order; "none" runs nothing (a round trip). Default: DEFAULT_PASSES. */
+  passes?: (string | Pass)[] | "none";
   /** Which ops the fusions emit: our "gdn" domain (default), stock ORT contrib ops, or ONNX standard ops. */
-  target?: "gdn" | "ort" | "onnx";
+  target?: Target;
+  /** Confirm each match by running it on probe inputs before rewriting (default true). */
+  probe?: boolean;
   /** Progress lines for long runs (the CLI prints them on stderr). */
   onProgress?: (message: string) => void;
 }
 
-export interface AppliedMatch { pass: string; op: string; node: string; replacedNodes: number; details?: Record<string, unknown> }
-export interface SkippedCandidate { pass: string; anchor: string; reason: string; deepest: string }
-export interface PassReport { name: string; applied: AppliedMatch[]; skipped: SkippedCandidate[]; nodesBefore: number; nodesAfter: number; ms: number }
+export interface PassReport {
+  name: string;
+  applied: AppliedMatch[];
+  skipped: SkippedCandidate[];
+  nodesBefore: number;
+  nodesAfter: number;
+  ms: number;
+}
+
 export interface FuseReport {
+  /** Count per fused op type ("domain.OpType") the run created. */
   fused: Record<string, number>;
   nodesBefore: number;
   nodesAfter: number;
   ms: number;
+  target: Target;
   passes: PassReport[];
 }
 
 /** Runs the passes on the model in place and returns the report. */
 export async function fuseModel(model: onnx.IModelProto, options: FuseOptions = {}): Promise<FuseReport> {
-  const n = model.graph?.node?.length ?? 0;
-  void options;
-  return { fused: {}, nodesBefore: n, nodesAfter: n, ms: 0, passes: [] };
+  registerBuiltinPasses();
+  const t0 = performance.now();
+  const target = options.target ?? "gdn";
+  if (!["gdn", "ort", "onnx"].includes(target)) throw new GdnFuseError("E_USAGE", `unknown target "${target}" (gdn, ort or onnx)`);
+  if (!model.graph) throw new GdnFuseError("E_MODEL", "the model has no graph");
+  const nodesBefore = model.graph.node?.length ?? 0;
+  const report: FuseReport = { fused: {}, nodesBefore, nodesAfter: nodesBefore, ms: 0, target, passes: [] };
+  const passes = options.passes === "none" ? [] : (options.passes ?? DEFAULT_PASSES).map((p) => (typeof p === "string" ? getPass(p) : p));
+  if (passes.length === 0) return finish(report, t0);
+
+  const graph = Graph.fromProto(model.graph);
+  const opsets = new Map<string, number>();
+  for (const pass of passes) {
+    if (!pass.targets.includes(target)) continue;
+    const pr: PassReport = { name: pass.name, applied: [], skipped: [], nodesBefore: graph.nodes.length, nodesAfter: 0, ms: 0 };
+    const p0 = performance.now();
+    const ctx: PassContext = {
+      graph,
+      model,
+      target,
+      probe: options.probe ?? true,
+      applied: (m) => {
+        pr.applied.push({ pass: pass.name, ...m });
+        report.fused[m.op] = (report.fused[m.op] ?? 0) + 1;
+      },
+      skipped: (s) => pr.skipped.push({ pass: pass.name, ...s }),
+      progress: (msg) => options.onProgress?.(msg),
+      requireOpset: (domain, version) => opsets.set(domain, Math.max(opsets.get(domain) ?? 0, version)),
+    };
+    await pass.run(ctx);
+    graph.removeDeadNodes();
+    pr.nodesAfter = graph.nodes.length;
+    pr.ms = round(performance.now() - p0);
+    report.passes.push(pr);
+    options.onProgress?.(`${pass.name}: ${pr.applied.length} fused, ${pr.skipped.length} skipped, ${pr.nodesBefore} -> ${pr.nodesAfter} nodes`);
+  }
+  model.graph = graph.toProto();
+  setOpsets(model, opsets);
+  report.nodesAfter = model.graph.node?.length ?? 0;
+  return finish(report, t0);
 }
+
+function setOpsets(model: onnx.IModelProto, needed: Map<string, number>): void {
+  const imports = model.opsetImport ?? (model.opsetImport = []);
+  for (const [domain, version] of needed) {
+    const cur = imports.find((o) => (o.domain ?? "") === domain);
+    if (!cur) imports.push({ domain, version });
+    else if (int64ToNumber(cur.version) < version) cur.version = version;
+  }
+}
+
+function finish(report: FuseReport, t0: number): FuseReport {
+  report.ms = round(performance.now() - t0);
+  return report;
+}
+
+const round = (ms: number) => Math.round(ms * 100) / 100;

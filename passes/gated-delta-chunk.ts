@@ -1,0 +1,111 @@
+/**
+ * gated-delta-chunk: transformers' torch_chunk_gated_delta_rule (prefill) -> gdn.ChunkGatedDeltaRule.
+ *
+ * Anchor: the CumSum of g over the chunk axis. Then the core region (see gated-delta/core-region.ts)
+ * plus the chunked form's own checks: chunk size and padding from the reshape of g, the decay mask
+ * (masked_fill with -inf above the diagonal), the strictly lower K K^T mask, the C-1 steps of the
+ * unrolled triangular solve (ScatterND chain), and finally a probe run.
+ */
+import type { Node } from "../src/ir/graph.js";
+import { attr } from "../src/ir/graph.js";
+import { constantOf, scalarOf } from "../src/ir/constant.js";
+import { MatchFailure, check, fail, isPerm, walkBack } from "../src/pattern/match.js";
+import type { Pass, PassContext } from "../src/pipeline/pass.js";
+import { GdnOp } from "../src/ops.js";
+import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
+import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
+
+const NAME = "gated-delta-chunk";
+const VIEW_OPS = new Set(["Reshape", "Pad", "Cast", "Identity"]);
+
+export const gatedDeltaChunk: Pass = {
+  name: NAME,
+  description: "chunked gated delta rule (prefill) -> gdn.ChunkGatedDeltaRule",
+  anchors: ["CumSum"],
+  targets: ["gdn", "ort", "onnx"],
+  async run(ctx) {
+    const anchors = ctx.graph.nodes.filter((n) => n.opType === "CumSum" && n.domain === "");
+    for (const [i, cumsum] of anchors.entries()) {
+      if (cumsum.removed) continue; // removed by an earlier fusion
+      ctx.progress(`${NAME}: candidate ${i + 1}/${anchors.length} (${cumsum.name})`);
+      try {
+        const region = matchChunk(ctx, cumsum);
+        await confirmByProbe(ctx, region);
+        const chunkSize = region.chunkSize;
+        const replaced = region.nodes.size;
+        const node = emit(ctx, region, chunkSize);
+        ctx.applied({ op: `${node.domain || "ai.onnx"}.${node.opType}`, node: node.name, replacedNodes: replaced, details: details(region, chunkSize) });
+      } catch (e) {
+        if (!(e instanceof MatchFailure)) throw e;
+        ctx.skipped({ anchor: cumsum.name, stage: e.stage, reason: e.reason, node: e.node?.name });
+      }
+    }
+  },
+};
+
+interface ChunkRegion extends CoreRegion {
+  chunkSize: number;
+}
+
+export function matchChunk(ctx: PassContext, cumsum: Node): ChunkRegion {
+  const x = cumsum.inputs[0]!;
+  const axis = scalarOf(cumsum.inputs[1]);
+  const rank = x.rank;
+  check(rank === 4, "anchor", `CumSum input has rank ${rank ?? "?"}; the chunked g is [B,H,N,C]`, cumsum);
+  check(axis === -1 || axis === rank - 1, "anchor", `CumSum runs over axis ${axis}, not the chunk's last axis`, cumsum);
+  check(!cumsum.attrInt("exclusive", 0) && !cumsum.attrInt("reverse", 0), "anchor", "CumSum is exclusive or reversed", cumsum);
+  const gIn = walkBack(x, VIEW_OPS);
+  const gEntry = gIn.producer;
+  check(gEntry && isPerm(gEntry, [0, 2, 1]), "anchor", "the cumulated value is not g moved to [B,H,T] by a Transpose(0,2,1)", cumsum);
+
+  const r = delimitCore(ctx.graph, cumsum, gEntry);
+  const C = x.staticShape?.[3];
+  check(C !== undefined && C > 0, "chunk", "the chunk size (last dim of the reshaped g) is not static", cumsum);
+  const { T } = r.dims;
+  const N = x.staticShape![2]!;
+  check(N === Math.ceil(T / C) || (T === 0 && N === 0), "chunk", `g is reshaped into ${N} chunks of ${C}, but T=${T} needs ${Math.ceil(T / C)}`, cumsum);
+
+  // The unrolled triangular solve: rows 1..C-1 of (I - A)^-1, one ScatterND each.
+  const scatters = [...r.nodes].filter((n) => n.opType === "ScatterND").length;
+  check(scatters === C - 1, "solve", `the triangular solve has ${scatters} ScatterND steps; a chunk of ${C} needs ${C - 1}`, cumsum);
+
+  checkMasks(r.nodes, C);
+  return { ...r, chunkSize: C };
+}
+
+/** The decay mask is masked_fill(triu(ones, 1), -inf) and the K K^T product keeps its strict lower triangle. */
+function checkMasks(nodes: ReadonlySet<Node>, C: number): void {
+  for (const n of nodes) {
+    if (n.opType === "Where") {
+      const cond = constantOf(n.inputs[0]);
+      if (!cond || cond.dims.length < 2 || cond.dims.slice(-2).join() !== `${C},${C}`) continue;
+      const fill = scalarOf(n.inputs[1]);
+      check(fill === -Infinity, "mask", `the decay mask fills ${fill} above the diagonal; -inf expected`, n);
+      for (let i = 0; i < C; i++)
+        for (let j = 0; j < C; j++)
+          if ((cond.data[(i * C + j) % cond.data.length] !== 0) !== j > i)
+            fail("mask", `the decay mask constant is not the strict upper triangle (row ${i}, column ${j})`, n);
+    } else if (n.opType === "Trilu") {
+      const k = n.inputs[1] ? scalarOf(n.inputs[1]) : 0;
+      const upper = n.attrInt("upper", 1) === 1;
+      const operand = n.inputs[0];
+      if (constantOf(operand)) continue; // a mask being built, checked where it is used
+      check(!upper && k === -1, "mask", `the K K^T product is masked with Trilu(upper=${upper ? 1 : 0}, k=${k}); its strict lower triangle (upper=0, k=-1) is expected`, n);
+    }
+  }
+}
+
+function emit(ctx: PassContext, r: ChunkRegion, chunkSize: number): Node {
+  if (ctx.target !== "gdn") return emitForTarget(ctx, r);
+  return rewriteCore(ctx, r, GdnOp.ChunkGatedDeltaRule, NAME, [attr.int("chunk_size", chunkSize)]);
+}
+
+/** Targets other than gdn are emitted by the layer-level target pass (issue: targets); until then refuse. */
+function emitForTarget(ctx: PassContext, r: CoreRegion): Node {
+  void r;
+  fail("target", `target "${ctx.target}" is not supported by ${NAME} yet`);
+}
+
+function details(r: ChunkRegion, chunkSize: number): Record<string, unknown> {
+  return { ...r.dims, chunkSize, scale: r.scale, useQkL2norm: r.useQkL2norm, initialState: !!r.state, finalState: !!r.finalState, dtype: r.value.boundary.type?.elemType };
+}

@@ -1,0 +1,62 @@
+/**
+ * gated-delta-recurrent: transformers' torch_recurrent_gated_delta_rule (decode, T tokens unrolled)
+ * -> gdn.RecurrentGatedDeltaRule.
+ *
+ * Anchor: Exp of g_t (the state decay), where g_t is a time slice of g moved to [B,H,T]. Then the
+ * core region, one decay per token (T Exp nodes), the delta-rule Sub order, and a probe run.
+ *
+ *   for each token t:  S = S * exp(g_t);  kv = sum(S * k_t, -2);  d = (v_t - kv) * beta_t;
+ *                      S = S + k_t d^T;   o_t = sum(S * q_t, -2)
+ */
+import type { Node } from "../src/ir/graph.js";
+import { MatchFailure, check, fail, isPerm, walkBack } from "../src/pattern/match.js";
+import type { Pass, PassContext } from "../src/pipeline/pass.js";
+import { GdnOp } from "../src/ops.js";
+import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
+import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
+
+const NAME = "gated-delta-recurrent";
+const SLICE_OPS = new Set(["Gather", "Slice", "Squeeze"]);
+
+export const gatedDeltaRecurrent: Pass = {
+  name: NAME,
+  description: "recurrent gated delta rule (decode) -> gdn.RecurrentGatedDeltaRule",
+  anchors: ["Exp"],
+  targets: ["gdn", "ort", "onnx"],
+  async run(ctx) {
+    const anchors = ctx.graph.nodes.filter((n) => n.opType === "Exp" && n.domain === "" && gEntryOf(n));
+    for (const [i, exp] of anchors.entries()) {
+      if (exp.removed) continue; // fused with an earlier anchor's region
+      ctx.progress(`${NAME}: candidate ${i + 1}/${anchors.length} (${exp.name})`);
+      try {
+        const region = matchRecurrent(ctx, exp);
+        await confirmByProbe(ctx, region);
+        const replaced = region.nodes.size;
+        if (ctx.target !== "gdn") fail("target", `target "${ctx.target}" is not supported by ${NAME} yet`);
+        const node = rewriteCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, NAME);
+        ctx.applied({ op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: { ...region.dims, scale: region.scale, useQkL2norm: region.useQkL2norm, initialState: !!region.state, finalState: !!region.finalState } });
+      } catch (e) {
+        if (!(e instanceof MatchFailure)) throw e;
+        ctx.skipped({ anchor: exp.name, stage: e.stage, reason: e.reason, node: e.node?.name });
+      }
+    }
+  },
+};
+
+/** The Transpose(0,2,1) of g when the Exp reads a time slice of it; cheap anchor filter. */
+function gEntryOf(exp: Node): Node | undefined {
+  const slice = exp.inputs[0]?.producer;
+  if (!slice || !SLICE_OPS.has(slice.opType)) return undefined;
+  if (slice.opType === "Gather" && slice.attrInt("axis", 0) !== 2) return undefined;
+  const t = walkBack(slice.inputs[0]!, new Set(["Cast", "Identity"])).producer;
+  return t && isPerm(t, [0, 2, 1]) ? t : undefined;
+}
+
+export function matchRecurrent(ctx: PassContext, exp: Node): CoreRegion {
+  const gEntry = gEntryOf(exp);
+  check(gEntry, "anchor", "Exp does not read a time slice of g", exp);
+  const r = delimitCore(ctx.graph, exp, gEntry);
+  const decays = [...r.nodes].filter((n) => n.opType === "Exp").length;
+  check(decays === r.dims.T, "steps", `the region has ${decays} state decays exp(g_t) for ${r.dims.T} tokens`, exp);
+  return r;
+}

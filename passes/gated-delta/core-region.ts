@@ -1,0 +1,382 @@
+/**
+ * Finds and checks the region of one unfused gated-delta core (transformers'
+ * torch_chunk_gated_delta_rule / torch_recurrent_gated_delta_rule as torch.onnx exports it),
+ * independent of node names, node order, operand order, chunk count, padding and Cast wrappers.
+ *
+ *   query key value   beta    g      initial_state (or zeros)
+ *     |    |    |       |     |          |
+ *   Transpose(0,2,1,3)  Transpose(0,2,1) |        <- entries: the region's boundary is their inputs
+ *     |    |    |       |     |          |
+ *   [Cast][l2norm q,k] [scale q] ... chunked or per-token delta rule ...
+ *     |                                  |
+ *   Transpose(0,2,1,3) [Cast]      final state update
+ *     |                                  |
+ *   core_attn_out                   final_state (optional)
+ *
+ * The region is everything between the entries and the outputs: the backward cone of the output
+ * Transpose bounded by the entries, plus the nodes that finish the final state. Roles, the l2norm
+ * flag, eps and scale are read from the graph and checked; a probe run confirms the semantics.
+ */
+import type { Graph, Node, Value } from "../../src/ir/graph.js";
+import { constantOf, scalarOf } from "../../src/ir/constant.js";
+import { check, close, fail, isPerm, permOf, producedBy } from "../../src/pattern/match.js";
+
+export const L2NORM_EPS = 1e-6;
+const MAX_REGION = 200_000;
+/** float, float16, bfloat16 */
+export const FLOAT_TYPES = new Set([1, 10, 16]);
+
+export interface Entry {
+  transpose: Node; // the Transpose that moves heads before time
+  boundary: Value; // its input: the value the fused op reads
+}
+
+export interface CoreRegion {
+  nodes: Set<Node>;
+  query: Entry;
+  key: Entry;
+  value: Entry;
+  g: Entry;
+  beta: Entry;
+  state?: Value; // boundary initial state; undefined when the core starts from zeros
+  stateConst?: Value; // the zeros constant the core starts from, when there is no state input
+  output: Value;
+  finalState?: Value;
+  useQkL2norm: boolean;
+  scale: number;
+  dims: { B: number; T: number; Hk: number; Hv: number; K: number; V: number };
+  /** Region nodes whose outputs depend on the state (used by the delta-rule checks). */
+  stateDependent: Set<Node>;
+}
+
+/** True for a Transpose that swaps the time and head axes of a [B,T,H,(D)] tensor. */
+export function isEntryTranspose(n: Node): boolean {
+  return isPerm(n, [0, 2, 1, 3]) || isPerm(n, [0, 2, 1]);
+}
+
+/**
+ * Delimits the region around an anchor node that lies inside a core, and reads its parameters.
+ * `gEntry` is the g input's Transpose, found by the caller from its anchor.
+ */
+export function delimitCore(graph: Graph, anchor: Node, gEntry: Node): CoreRegion {
+  const exit = findExitTranspose(anchor);
+  // 1. Backward cone of the output, bounded by the entry Transposes.
+  const cone = new Set<Node>();
+  const entries = new Set<Node>();
+  const stack: Node[] = [exit];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (cone.has(n)) continue;
+    cone.add(n);
+    check(cone.size < MAX_REGION, "region", `the region around ${anchor.name} exceeds ${MAX_REGION} nodes`, anchor);
+    if (n !== exit && isEntryTranspose(n)) {
+      entries.add(n);
+      continue;
+    }
+    for (const v of n.inputs) if (v?.producer && !cone.has(v.producer)) stack.push(v.producer);
+  }
+  check(entries.has(gEntry), "region", "the g Transpose feeding the anchor is not upstream of the output Transpose", exit);
+
+  // 2. Keep the nodes that depend on an entry, plus constant-only helpers; the rest is outside.
+  const dependsOnEntry = forwardWithin(cone, [...entries]);
+  const nodes = new Set<Node>();
+  for (const n of cone) if (dependsOnEntry.has(n) || isConstantOnly(n)) nodes.add(n);
+
+  // 3. Outputs: the exit (plus a trailing Cast back to the input type) and the final state.
+  let output = exit.output();
+  const rank4 = [...entries].filter((e) => permOf(e)!.length === 4);
+  const rank3 = [...entries].filter((e) => permOf(e)!.length === 3);
+  check(rank4.length === 3 && rank3.length === 2, "inputs",
+    `expected 3 rank-4 entries (query, key, value) and 2 rank-3 entries (g, beta), found ${rank4.length} and ${rank3.length}`, exit);
+  const roles = assignRoles(rank4, nodes);
+  const betaT = rank3.find((e) => e !== gEntry)!;
+  const entry = (t: Node): Entry => ({ transpose: t, boundary: t.inputs[0]! });
+  const [query, key, value, g, beta] = [entry(roles.query), entry(roles.key), entry(roles.value), entry(gEntry), entry(betaT)];
+
+  const vType = value.boundary.type?.elemType ?? 0;
+  check(FLOAT_TYPES.has(vType), "types", `value has element type ${vType}; float32, float16 or bfloat16 expected`, value.transpose);
+  for (const e of [query, key, beta])
+    check(e.boundary.type?.elemType === vType, "types", `${e.boundary.name} has element type ${e.boundary.type?.elemType}, value has ${vType}`, e.transpose);
+  check(g.boundary.type?.elemType === 1, "types", `g must be float32, it is element type ${g.boundary.type?.elemType}`, g.transpose);
+  if ((output.type?.elemType ?? 1) !== vType) {
+    const cast = [...output.consumers][0];
+    check(output.consumers.size === 1 && cast?.opType === "Cast" && cast.attrInt("to") === vType, "outputs",
+      `the output is element type ${output.type?.elemType ?? "?"} and is not cast back to value's type ${vType}`, exit);
+    nodes.add(cast);
+    output = cast.output();
+  }
+
+  // 4. Nodes that finish the final state: they read only region values (not the output) and constants.
+  const finalState = absorbFinalState(nodes, output, exit);
+
+  // 5. Boundary: entries' inputs plus at most one state input.
+  const boundary = new Set<Value>();
+  for (const n of nodes) for (const v of n.inputs) if (v && !(v.producer && nodes.has(v.producer)) && !constantOf(v)) boundary.add(v);
+  for (const e of [query, key, value, g, beta]) boundary.delete(e.boundary);
+  check(boundary.size <= 1, "inputs", `the region reads ${boundary.size} values besides q, k, v, g, beta: ${[...boundary].map((v) => v.name).join(", ")}`, exit);
+  const state = [...boundary][0];
+
+  // 6. Shapes (static: the probe and the rewrite need them) and the state layout.
+  const qs = query.boundary.staticShape, vs = value.boundary.staticShape, gs = g.boundary.staticShape;
+  check(qs?.length === 4 && vs?.length === 4 && gs?.length === 3, "shapes", "q/v/g shapes are not static [B,T,H,D] / [B,T,H]", exit);
+  const [B, T, Hk, K] = qs;
+  const [, , Hv, V] = vs;
+  const dims = { B, T, Hk, Hv, K, V };
+  check(key.boundary.staticShape?.join() === qs.join(), "shapes", `key shape ${key.boundary.staticShape} differs from query shape ${qs}`, key.transpose);
+  check(gs.join() === [B, T, Hv].join() && beta.boundary.staticShape?.join() === gs.join(), "shapes", `g/beta shapes are not [B,T,Hv] = [${B},${T},${Hv}]`, g.transpose);
+  check(Hv % Hk === 0, "shapes", `value heads ${Hv} are not a multiple of key heads ${Hk}`, value.transpose);
+  let stateConst: Value | undefined;
+  if (state) {
+    check(state.staticShape?.join() === [B, Hv, K, V].join(), "state",
+      `initial state ${state.name} has shape [${state.staticShape}], expected [B,Hv,K,V] = [${B},${Hv},${K},${V}]`, exit);
+    check(state.type?.elemType === 1, "state", `initial state must be float32, it is element type ${state.type?.elemType}`, exit);
+  } else {
+    stateConst = findZeroState(nodes, [B, Hv, K, V]);
+  }
+  if (finalState) check(finalState.staticShape === undefined || finalState.staticShape.join() === [B, Hv, K, V].join(), "state",
+    `final state has shape [${finalState.staticShape}], expected [${B},${Hv},${K},${V}]`, finalState.producer);
+
+  // 7. q/k normalisation and scale, read from the graph.
+  const ql2 = matchL2norm(valueAfterEntry(query.transpose));
+  const kl2 = matchL2norm(valueAfterEntry(key.transpose));
+  check(!!ql2 === !!kl2, "l2norm", `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`, (ql2 ?? kl2)!.node);
+  for (const m of [ql2, kl2]) if (m) check(close(m.eps, L2NORM_EPS, 1e-4), "l2norm", `L2 norm eps is ${m.eps}; the contract fixes it at 1e-6`, m.node);
+  const scaleMatch = findScale(ql2 ? ql2.out : valueAfterEntry(query.transpose), nodes);
+  check(scaleMatch, "scale", "no constant query scale (Mul or Div by a scalar) found after the query input", query.transpose);
+  check(close(scaleMatch.scale, 1 / Math.sqrt(K), 1e-5), "scale",
+    `query scale is ${scaleMatch.scale}, not 1/sqrt(K) = ${1 / Math.sqrt(K)}`, scaleMatch.node);
+
+  const stateRoot = state ?? stateConst;
+  const stateDependent = stateRoot ? forwardWithin(nodes, [...stateRoot.consumers].filter((n) => nodes.has(n))) : new Set<Node>();
+  checkDeltaSubs(nodes, stateDependent, value.transpose);
+
+  return { nodes, query, key, value, g, beta, state, stateConst, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, stateDependent };
+}
+
+/** The first Transpose(0,2,1,3) downstream of the anchor: where the core moves time back before heads. */
+function findExitTranspose(anchor: Node): Node {
+  const seen = new Set<Node>([anchor]);
+  let frontier = [anchor];
+  for (let depth = 0; frontier.length && depth < 2000; depth++) {
+    const next: Node[] = [];
+    for (const n of frontier)
+      for (const u of n.users) {
+        if (seen.has(u)) continue;
+        seen.add(u);
+        if (isPerm(u, [0, 2, 1, 3])) return u;
+        next.push(u);
+      }
+    frontier = next;
+  }
+  fail("exit", "no Transpose(0,2,1,3) moving the output back to [B,T,H,V] downstream of the anchor", anchor);
+}
+
+/** Nodes of `within` reachable from `starts` (inclusive) through data edges. */
+export function forwardWithin(within: ReadonlySet<Node>, starts: Node[]): Set<Node> {
+  const out = new Set<Node>();
+  const stack = starts.filter((n) => within.has(n));
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (out.has(n)) continue;
+    out.add(n);
+    for (const u of n.users) if (within.has(u) && !out.has(u)) stack.push(u);
+  }
+  return out;
+}
+
+function isConstantOnly(n: Node): boolean {
+  return n.outputs.every((o) => !o || !!constantOf(o));
+}
+
+/**
+ * q, k and v among the three rank-4 entries: q is the one scaled by a constant; k is transposed to
+ * K^T (chunked form) or unsqueezed to multiply the state (per-token form); v is neither. Operand
+ * shapes break a tie when K != V.
+ */
+function assignRoles(rank4: Node[], region: ReadonlySet<Node>): { query: Node; key: Node; value: Node } {
+  // Look a few ops downstream, not past ops that mix this input with others.
+  const STOP = new Set(["Transpose", "MatMul", "Sub", "ReduceSum", "ScatterElements", "ScatterND"]);
+  const near = (e: Node, pred: (n: Node) => boolean) => {
+    let frontier = [e];
+    const seen = new Set<Node>();
+    for (let d = 0; d < 10 && frontier.length; d++) {
+      const next: Node[] = [];
+      for (const n of frontier)
+        for (const u of n.users) {
+          if (seen.has(u) || !region.has(u)) continue;
+          seen.add(u);
+          if (pred(u)) return true;
+          if (!STOP.has(u.opType)) next.push(u);
+        }
+      frontier = next;
+    }
+    return false;
+  };
+  const isScale = (n: Node) => (n.opType === "Mul" || n.opType === "Div") && n.inputs.some((v) => scalarOf(v) !== undefined);
+  const swapsLastTwo = (n: Node) => {
+    const p = n.opType === "Transpose" ? permOf(n) : undefined;
+    return !!p && p.length >= 2 && p[p.length - 1] === p.length - 2 && p[p.length - 2] === p.length - 1;
+  };
+  const keyLike = (n: Node) => swapsLastTwo(n) || n.opType === "Unsqueeze";
+  const queries = rank4.filter((e) => near(e, isScale));
+  check(queries.length === 1, "roles", `expected exactly one rank-4 input scaled by a constant (the query), found ${queries.length}`, rank4[0]);
+  const query = queries[0]!;
+  const rest = rank4.filter((e) => e !== query);
+  let keys = rest.filter((e) => near(e, keyLike));
+  if (keys.length !== 1) {
+    const lastDim = (e: Node) => e.inputs[0]?.staticShape?.[3];
+    keys = rest.filter((e) => lastDim(e) === lastDim(query));
+  }
+  check(keys.length === 1, "roles", "cannot tell the key from the value (neither or both are used as keys)", rest[0]);
+  const key = keys[0]!;
+  return { query, key, value: rest.find((e) => e !== key)! };
+}
+
+/** The entry's output, after a Cast to float32 if there is one. */
+function valueAfterEntry(t: Node): Value {
+  const out = t.output();
+  const cast = [...out.consumers].find((n) => n.opType === "Cast");
+  return out.consumers.size === 1 && cast ? cast.output() : out;
+}
+
+export interface L2normMatch {
+  out: Value;
+  eps: number;
+  node: Node;
+  nodes: Node[];
+}
+
+/**
+ * x * rsqrt(sum(x*x, -1, keepdims) + eps) in the forms the exporter emits:
+ * Mul(x,x) | Pow(x,2) -> ReduceSum -> Add(eps) -> Sqrt -> Reciprocal -> Mul(x, .)   (or Div(x, Sqrt))
+ */
+export function matchL2norm(x: Value): L2normMatch | undefined {
+  for (const sq of x.consumers) {
+    const isSquare = (sq.opType === "Mul" && sq.inputs[0] === x && sq.inputs[1] === x) || (sq.opType === "Pow" && sq.inputs[0] === x && scalarOf(sq.inputs[1]) === 2);
+    if (!isSquare) continue;
+    const sum = [...sq.output().consumers][0];
+    if (!sum || sum.opType !== "ReduceSum" || sq.output().consumers.size !== 1) continue;
+    const axes = sum.inputs[1] ? constantOf(sum.inputs[1])?.data : sum.attrInts("axes");
+    const rank = x.rank ?? 4;
+    if (!axes || axes.length !== 1 || !(axes[0] === -1 || axes[0] === rank - 1) || sum.attrInt("keepdims", 1) !== 1) continue;
+    const add = [...sum.output().consumers][0];
+    if (!add || add.opType !== "Add") continue;
+    const epsV = add.inputs[0] === sum.output() ? add.inputs[1] : add.inputs[0];
+    const eps = scalarOf(epsV);
+    if (eps === undefined) continue;
+    const sqrt = [...add.output().consumers][0];
+    if (!sqrt || sqrt.opType !== "Sqrt") continue;
+    const next = [...sqrt.output().consumers][0];
+    if (next?.opType === "Reciprocal") {
+      const mul = [...next.output().consumers][0];
+      if (mul?.opType === "Mul" && mul.inputs.includes(x) && mul.inputs.includes(next.output()))
+        return { out: mul.output(), eps, node: add, nodes: [sq, sum, add, sqrt, next, mul] };
+    } else if (next?.opType === "Div" && next.inputs[0] === x && next.inputs[1] === sqrt.output()) {
+      return { out: next.output(), eps, node: add, nodes: [sq, sum, add, sqrt, next] };
+    }
+  }
+  return undefined;
+}
+
+/** The scalar the query is multiplied by (Mul by c, or Div by c = scale 1/c), a few view ops downstream. */
+function findScale(q: Value, region: ReadonlySet<Node>): { scale: number; node: Node } | undefined {
+  let frontier = [q];
+  for (let d = 0; d < 4; d++) {
+    const next: Value[] = [];
+    for (const v of frontier)
+      for (const u of v.consumers) {
+        if (!region.has(u)) continue;
+        if (u.opType === "Mul") {
+          const other = u.inputs[0] === v ? u.inputs[1] : u.inputs[0];
+          const c = scalarOf(other);
+          if (c !== undefined) return { scale: c, node: u };
+        } else if (u.opType === "Div" && u.inputs[0] === v) {
+          const c = scalarOf(u.inputs[1]);
+          if (c !== undefined) return { scale: 1 / c, node: u };
+        } else if (["Pad", "Reshape", "Cast", "Identity"].includes(u.opType)) {
+          next.push(u.output());
+        }
+      }
+    frontier = next;
+  }
+  return undefined;
+}
+
+/** Adds the nodes computing the final state (they read region values, not the output); returns that value. */
+function absorbFinalState(nodes: Set<Node>, output: Value, exit: Node): Value | undefined {
+  const produced = (v: Value) => !!v.producer && nodes.has(v.producer) && v !== output;
+  // A region input (e.g. the initial state, read by the last update when there is one chunk) may be read too.
+  const regionInput = (v: Value) => [...v.consumers].some((c) => nodes.has(c));
+  let grew = true;
+  const added: Node[] = [];
+  while (grew) {
+    grew = false;
+    for (const n of nodes)
+      for (const u of n.users) {
+        if (nodes.has(u) || u.opType === "Transpose" && isEntryTranspose(u)) continue;
+        const ok = u.inputs.every((v) => !v || produced(v) || regionInput(v) || !!constantOf(v)) && u.inputs.some((v) => v && produced(v));
+        if (ok && u.domain === "") {
+          nodes.add(u);
+          for (const v of u.inputs) if (v) addConstantCone(nodes, v);
+          added.push(u);
+          grew = true;
+        }
+      }
+  }
+  const escaping = new Set<Value>();
+  for (const n of nodes)
+    for (const o of n.outputs) {
+      if (!o || o === output) continue;
+      if (o.isGraphOutput || [...o.consumers].some((c) => !nodes.has(c))) escaping.add(o);
+    }
+  const list = [...escaping].filter((v) => !constantOf(v));
+  check(list.length <= 1, "outputs", `values computed inside the core are used outside it: ${list.map((v) => v.name).join(", ")}`, list[0]?.producer ?? exit);
+  // nodes that only produce dead values are harmless; keep them in the region so they are removed
+  return list[0];
+}
+
+/** Adds the nodes computing a constant input (an unfolded constant subgraph) to the region. */
+function addConstantCone(nodes: Set<Node>, v: Value): void {
+  const p = v.producer;
+  if (!p || nodes.has(p) || !constantOf(v)) return;
+  nodes.add(p);
+  for (const i of p.inputs) if (i) addConstantCone(nodes, i);
+}
+
+/** The all-zero constant of the state's shape that a core without initial state starts from. */
+function findZeroState(nodes: ReadonlySet<Node>, shape: number[]): Value | undefined {
+  for (const n of nodes) {
+    if (n.opType === "ScatterElements" || n.opType === "ScatterND") continue;
+    for (const v of n.inputs) {
+      if (!v || (v.producer && nodes.has(v.producer) && !isConstantOnly(v.producer))) continue;
+      const c = constantOf(v);
+      if (c && c.dims.join() === shape.join() && c.data.every((x) => x === 0)) return v;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The delta rule subtracts the state's prediction from the value: v - S^T k (chunked: u - W S).
+ * Every Sub that mixes a state-dependent and a state-free operand must have the state term second.
+ */
+function checkDeltaSubs(nodes: ReadonlySet<Node>, stateDependent: ReadonlySet<Node>, at: Node): void {
+  if (stateDependent.size === 0) return;
+  const dep = (v: Value | undefined) => !!v?.producer && stateDependent.has(v.producer);
+  let count = 0;
+  for (const n of nodes) {
+    if (n.opType !== "Sub") continue;
+    const [a, b] = [dep(n.inputs[0]), dep(n.inputs[1])];
+    if (a === b) continue;
+    check(b, "delta-rule", "Sub computes (state prediction) - value; the delta rule is value - (state prediction)", n);
+    count++;
+  }
+  check(count > 0, "delta-rule", "no Sub of the form value - (state prediction) found", at);
+}
+
+/** Whether a node list reads a value only through the listed nodes. */
+export function onlyUsedBy(v: Value, users: ReadonlySet<Node>): boolean {
+  return !v.isGraphOutput && [...v.consumers].every((c) => users.has(c));
+}
+
+export { producedBy };

@@ -1,0 +1,76 @@
+/**
+ * What the chunked and recurrent core passes share once a region is delimited and checked:
+ * the probe run and the rewrite into one fused node.
+ */
+import type { Node } from "../../src/ir/graph.js";
+import { attr } from "../../src/ir/graph.js";
+import { setNodeMetadata } from "../../src/ir/onnx.js";
+import { probeRegion, type ProbeInput } from "../../src/pattern/probe.js";
+import { gatedDeltaReference } from "../../src/reference/gated-delta.js";
+import { CREATED_BY_KEY, type PassContext } from "../../src/pipeline/pass.js";
+import { GDN_DOMAIN, GDN_OPSET } from "../../src/ops.js";
+import { fail } from "../../src/pattern/match.js";
+import type { CoreRegion } from "./core-region.js";
+
+/** Random probe data in the ranges the model sees: g <= 0 decays, beta in (0,1), bounded q/k/v. */
+export function coreProbeInputs(r: CoreRegion): ProbeInput[] {
+  const sym = (scale: number) => (rand: () => number, n: number) => Float64Array.from({ length: n }, () => (2 * rand() - 1) * scale);
+  // Without the in-kernel L2 norm, keep |k| ~ 1 so the delta rule stays stable.
+  const kScale = r.useQkL2norm ? 1 : 1 / Math.sqrt(r.dims.K);
+  const inputs: ProbeInput[] = [
+    { value: r.query.boundary, generate: sym(1) },
+    { value: r.key.boundary, generate: sym(kScale) },
+    { value: r.value.boundary, generate: sym(1) },
+    { value: r.g.boundary, generate: (rand, n) => Float64Array.from({ length: n }, () => -2 * rand()) },
+    { value: r.beta.boundary, generate: (rand, n) => Float64Array.from({ length: n }, () => 0.05 + 0.9 * rand()) },
+  ];
+  if (r.state) inputs.push({ value: r.state, generate: sym(0.1) });
+  return inputs;
+}
+
+/** Runs the region and the reference on probe inputs; throws a MatchFailure at stage "probe" on mismatch. */
+export async function confirmByProbe(ctx: PassContext, r: CoreRegion): Promise<void> {
+  if (!ctx.probe) return;
+  const outputs = r.finalState ? [r.output, r.finalState] : [r.output];
+  const res = await probeRegion({
+    nodes: r.nodes,
+    inputs: coreProbeInputs(r),
+    outputs,
+    model: ctx.model,
+    reference: ([query, key, value, g, beta, initialState]) => {
+      const ref = gatedDeltaReference({ query: query!, key: key!, value: value!, g: g!, beta: beta!, initialState }, r.dims, {
+        scale: r.scale,
+        useQkL2norm: r.useQkL2norm,
+      });
+      return r.finalState ? [ref.output, ref.finalState] : [ref.output];
+    },
+  });
+  if (!res.ok) fail("probe", res.message ?? "probe failed", r.output.producer);
+}
+
+/** Replaces the region by one gdn node (target "gdn"). Returns the new node. */
+export function rewriteCore(ctx: PassContext, r: CoreRegion, opType: string, passName: string, extraAttrs: ReturnType<typeof attr.int>[] = []): Node {
+  const g = ctx.graph;
+  const outputs = r.finalState ? [r.output, r.finalState] : [r.output];
+  // Constant helpers that other nodes also read stay; dead-node removal drops them later if unused.
+  const sharedConstant = (n: Node) => n.outputs.some((o) => o && [...o.consumers].some((c) => !r.nodes.has(c)) && o !== r.output && o !== r.finalState);
+  g.removeNodes([...r.nodes].filter((n) => !sharedConstant(n)));
+  const node = g.addNode({
+    opType,
+    domain: GDN_DOMAIN,
+    name: opType,
+    inputs: [r.query.boundary, r.key.boundary, r.value.boundary, r.g.boundary, r.beta.boundary, r.state],
+    outputs,
+    attributes: [
+      attr.float("scale", r.scale),
+      attr.int("use_qk_l2norm", r.useQkL2norm ? 1 : 0),
+      attr.string("state_layout", "kv"),
+      ...extraAttrs,
+    ],
+  });
+  // drop a trailing omitted optional input
+  if (!r.state) node.inputs.pop();
+  setNodeMetadata(node.proto, CREATED_BY_KEY, passName);
+  ctx.requireOpset(GDN_DOMAIN, GDN_OPSET);
+  return node;
+}

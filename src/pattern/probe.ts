@@ -1,0 +1,165 @@
+/**
+ * Confirms a match before rewriting: runs the matched region, cut out as a model of its own, in
+ * stock onnxruntime-node on random probe inputs and compares it with the fused op's float64
+ * reference. Regions with the same structure and constants (a model's repeated layers) are probed once.
+ */
+import * as ort from "onnxruntime-node";
+import type { Node, Value } from "../ir/graph.js";
+import { onnx, encodeMessage } from "../ir/onnx.js";
+import { float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16 } from "../ir/tensor.js";
+import { constantOf } from "../ir/constant.js";
+
+export interface ProbeInput {
+  value: Value;
+  /** Fills the probe data (float64) for this input; shape is the value's static shape. */
+  generate(rand: () => number, count: number): Float64Array;
+}
+
+export interface ProbeSpec {
+  nodes: ReadonlySet<Node>;
+  inputs: ProbeInput[];
+  outputs: Value[];
+  model: onnx.IModelProto;
+  /** The reference: outputs in the same order, from the inputs as the region sees them (after rounding to their type). */
+  reference(inputs: Float64Array[]): Float64Array[];
+}
+
+export interface ProbeResult {
+  ok: boolean;
+  errors: number[]; // relative L2 error per output
+  tolerance: number;
+  message?: string;
+}
+
+const cache = new Map<string, ProbeResult>();
+
+/** Seeded uniform [0,1) generator (mulberry32). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i]! - b[i]!;
+    num += d * d;
+    den += b[i]! * b[i]!;
+  }
+  if (!Number.isFinite(num)) return Infinity;
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+/** Rounds float64 data to what a tensor of that element type holds. */
+function roundTo(data: Float64Array, elemType: number): Float64Array {
+  if (elemType === 10) return data.map((x) => float16ToFloat32(float32ToFloat16(x)));
+  if (elemType === 16) return data.map((x) => bfloat16ToFloat32(float32ToBfloat16(x)));
+  return data.map((x) => Math.fround(x));
+}
+
+export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
+  const key = signature(spec);
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const halfTypes = [...spec.inputs.map((i) => i.value), ...spec.outputs].some((v) => v.type?.elemType !== 1);
+  const tolerance = halfTypes ? 1e-2 : 1e-4;
+  const rand = seededRandom(0x9e3779b9);
+  const data = spec.inputs.map((inp) => {
+    const shape = inp.value.staticShape!;
+    const raw = inp.generate(rand, shape.reduce((a, b) => a * b, 1));
+    return roundTo(raw, inp.value.type?.elemType ?? 1);
+  });
+  let result: ProbeResult;
+  try {
+    const bytes = buildProbeModel(spec);
+    const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2, logSeverityLevel: 3 });
+    try {
+      const feeds: Record<string, ort.Tensor> = {};
+      spec.inputs.forEach((inp, i) => (feeds[`probe_in_${i}`] = new ort.Tensor("float32", Float32Array.from(data[i]!), inp.value.staticShape!)));
+      const got = await session.run(feeds);
+      const want = spec.reference(data);
+      const errors = spec.outputs.map((_, i) => relativeL2(got[`probe_out_${i}`]!.data as Float32Array, want[i]!));
+      const ok = errors.every((e) => e <= tolerance);
+      result = { ok, errors, tolerance, message: ok ? undefined : `probe outputs differ from the reference: relative L2 error ${errors.map((e) => e.toExponential(2)).join(", ")} > ${tolerance}` };
+    } finally {
+      await session.release();
+    }
+  } catch (e) {
+    result = { ok: false, errors: [], tolerance, message: `the region could not be run as a probe: ${(e as Error).message.split("\n")[0]}` };
+  }
+  cache.set(key, result);
+  return result;
+}
+
+function buildProbeModel(spec: ProbeSpec): Uint8Array {
+  const nodes: onnx.INodeProto[] = [];
+  const input: onnx.IValueInfoProto[] = [];
+  const output: onnx.IValueInfoProto[] = [];
+  const vi = (name: string, elemType: number, shape: number[]): onnx.IValueInfoProto => ({
+    name,
+    type: { tensorType: { elemType, shape: { dim: shape.map((d) => ({ dimValue: d })) } } },
+  });
+  spec.inputs.forEach((inp, i) => {
+    const v = inp.value;
+    input.push(vi(`probe_in_${i}`, 1, v.staticShape!));
+    nodes.push({ opType: "Cast", input: [`probe_in_${i}`], output: [v.name], name: `probe_cast_in_${i}`, attribute: [{ name: "to", type: 2, i: v.type?.elemType ?? 1 }] });
+  });
+  const order = topoOrder(spec.nodes);
+  const initializers = new Map<string, onnx.ITensorProto>();
+  for (const n of order) {
+    nodes.push({ ...n.proto, input: n.inputs.map((v) => v?.name ?? ""), output: n.outputs.map((v) => v?.name ?? "") });
+    for (const v of n.inputs) if (v?.initializer && !(v.producer && spec.nodes.has(v.producer))) initializers.set(v.name, v.initializer);
+  }
+  spec.outputs.forEach((v, i) => {
+    nodes.push({ opType: "Cast", input: [v.name], output: [`probe_out_${i}`], name: `probe_cast_out_${i}`, attribute: [{ name: "to", type: 2, i: 1 }] });
+    output.push({ name: `probe_out_${i}`, type: { tensorType: { elemType: 1 } } });
+  });
+  const model: onnx.IModelProto = {
+    irVersion: spec.model.irVersion,
+    opsetImport: spec.model.opsetImport,
+    producerName: "gdn-fuse probe",
+    graph: { name: "probe", node: nodes, input, output, initializer: [...initializers.values()] },
+  };
+  return encodeMessage(onnx.ModelProto, onnx.ModelProto.fromObject(model));
+}
+
+function topoOrder(nodes: ReadonlySet<Node>): Node[] {
+  // The graph's node list is kept topologically sorted; filter it to preserve that order.
+  const g = [...nodes][0]?.graph;
+  return g ? g.nodes.filter((n) => nodes.has(n)) : [];
+}
+
+/** A structural key: op types, attributes, wiring and constant contents; independent of names. */
+function signature(spec: ProbeSpec): string {
+  const order = topoOrder(spec.nodes);
+  const ids = new Map<Value, string>();
+  spec.inputs.forEach((inp, i) => ids.set(inp.value, `in${i}:${inp.value.type?.elemType}:${inp.value.staticShape}`));
+  const parts: string[] = [];
+  order.forEach((n, i) => {
+    n.outputs.forEach((o, j) => o && ids.set(o, `n${i}.${j}`));
+    const ins = n.inputs.map((v) => {
+      if (!v) return "-";
+      const id = ids.get(v);
+      if (id) return id;
+      const c = constantOf(v);
+      return c ? `c${c.elemType}[${c.dims}]${hash(c.data)}` : `?${v.name}`;
+    });
+    parts.push(`${n.domain}.${n.opType}(${ins.join(",")})${JSON.stringify(n.proto.attribute ?? [])}`);
+  });
+  parts.push(`out:${spec.outputs.map((v) => ids.get(v)).join(",")}`);
+  return parts.join(";");
+}
+
+function hash(data: Float64Array): string {
+  let h = 0x811c9dc5;
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return (h >>> 0).toString(16);
+}
+

@@ -1,0 +1,34 @@
+/**
+ * The pass registry. Built-in passes register here; export pipelines may register their own.
+ * `DEFAULT_PASSES` is the ordered list `fuse-model` runs; each entry says why it sits where it does.
+ */
+import { GdnFuseError } from "../errors.js";
+import type { Pass } from "./pass.js";
+
+const registry = new Map<string, Pass>();
+
+export function registerPass(pass: Pass): void {
+  if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(pass.name))
+    throw new GdnFuseError("E_USAGE", `pass name "${pass.name}" is not kebab-case`);
+  if (registry.has(pass.name) && registry.get(pass.name) !== pass)
+    throw new GdnFuseError("E_USAGE", `a pass named "${pass.name}" is already registered`);
+  registry.set(pass.name, pass);
+}
+
+export function getPass(name: string): Pass {
+  const p = registry.get(name);
+  if (!p) throw new GdnFuseError("E_USAGE", `unknown pass "${name}" (known: ${[...registry.keys()].join(", ")})`);
+  return p;
+}
+
+export function listPasses(): Pass[] {
+  return [...registry.values()];
+}
+
+/** The default order. */
+export const DEFAULT_PASSES: readonly string[] = [
+  // Cores first: the layer-level passes read the fused core's inputs (GQA repeat, l2norm, gating).
+  "gated-delta-chunk",
+  // After chunk: an unfused chunked core also contains Exp nodes, which the recurrent anchor filter skips anyway.
+  "gated-delta-recurrent",
+];
