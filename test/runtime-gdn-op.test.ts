@@ -1,0 +1,146 @@
+/**
+ * A fused gdn op through the gdn backend: a hand-built one-node model with gdn.RecurrentGatedDeltaRule,
+ * checked against a float64 reference. Runs when the op library is built (exports RegisterCustomOps);
+ * otherwise the clear "library not found / not loadable" error is checked instead.
+ */
+import { readFileSync } from "node:fs";
+import * as ort from "onnxruntime-node";
+import onnxProto from "onnx-proto";
+import { afterEach, describe, expect, it } from "vitest";
+import "../src/runtime/index.js";
+import { loadRuntime } from "../src/runtime/index.js";
+import { relativeL2 } from "./helpers/tensor-io.js";
+
+const { onnx } = onnxProto;
+const F = onnx.TensorProto.DataType.FLOAT;
+const GDN = { executionProviders: ["gdn"] };
+
+const opsLibrary = loadRuntime().opsLibraryPath;
+/** Built and exporting the entry point (a library still being written may be an empty stub). */
+const ready = opsLibrary !== null && readFileSync(opsLibrary).includes("RegisterCustomOps");
+
+const [B, T, H, K, V] = [2, 3, 2, 4, 5];
+
+function recurrentModel(): Uint8Array {
+  const vi = (name: string, dims: number[]) => ({
+    name,
+    type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+  });
+  return onnx.ModelProto.encode({
+    irVersion: 8,
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: "gdn", version: 1 },
+    ],
+    graph: {
+      name: "recurrent",
+      node: [
+        {
+          opType: "RecurrentGatedDeltaRule",
+          domain: "gdn",
+          input: ["query", "key", "value", "g", "beta", "initial_state"],
+          output: ["output", "final_state"],
+        },
+      ],
+      input: [
+        vi("query", [B, T, H, K]),
+        vi("key", [B, T, H, K]),
+        vi("value", [B, T, H, V]),
+        vi("g", [B, T, H]),
+        vi("beta", [B, T, H]),
+        vi("initial_state", [B, H, K, V]),
+      ],
+      output: [vi("output", [B, T, H, V]), vi("final_state", [B, H, K, V])],
+    },
+  }).finish();
+}
+
+/** Deterministic pseudo-random floats in [lo, hi). */
+function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return lo + ((hi - lo) * s) / 2 ** 32;
+  });
+}
+
+/** S' = exp(g) S; u = beta (v - S'^T k); S = S' + k u^T; o = S^T (q / sqrt(K)) — in float64. */
+function reference(q: Float32Array, k: Float32Array, v: Float32Array, g: Float32Array, beta: Float32Array, s0: Float32Array) {
+  const out = new Float64Array(B * T * H * V);
+  const state = Float64Array.from(s0);
+  const scale = 1 / Math.sqrt(K);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const S = (i: number, j: number) => ((b * H + h) * K + i) * V + j;
+      for (let t = 0; t < T; t++) {
+        const bth = (b * T + t) * H + h;
+        const decay = Math.exp(g[bth]!);
+        for (let i = 0; i < K * V; i++) state[(b * H + h) * K * V + i]! *= decay;
+        const u = new Float64Array(V);
+        for (let j = 0; j < V; j++) {
+          let kv = 0;
+          for (let i = 0; i < K; i++) kv += state[S(i, j)]! * k[bth * K + i]!;
+          u[j] = beta[bth]! * (v[bth * V + j]! - kv);
+        }
+        for (let i = 0; i < K; i++) for (let j = 0; j < V; j++) state[S(i, j)]! += k[bth * K + i]! * u[j]!;
+        for (let j = 0; j < V; j++) {
+          let o = 0;
+          for (let i = 0; i < K; i++) o += state[S(i, j)]! * q[bth * K + i]! * scale;
+          out[bth * V + j] = o;
+        }
+      }
+    }
+  }
+  return { out, state };
+}
+
+describe("gdn backend: gdn.RecurrentGatedDeltaRule", () => {
+  afterEach(() => {
+    delete process.env.GDN_FUSE_OPS_LIBRARY;
+  });
+
+  it.skipIf(!ready)("runs a one-node gdn model and matches the float64 reference", async () => {
+    const session = await ort.InferenceSession.create(recurrentModel(), GDN);
+    const q = rand(B * T * H * K, 1);
+    const k = rand(B * T * H * K, 2, -0.5, 0.5);
+    const v = rand(B * T * H * V, 3);
+    const g = rand(B * T * H, 4, -1, -0.01);
+    const beta = rand(B * T * H, 5, 0.1, 0.9);
+    const s0 = rand(B * H * K * V, 6, -0.3, 0.3);
+    const t = (data: Float32Array, dims: number[]) => new ort.Tensor("float32", data, dims);
+    const res = await session.run({
+      query: t(q, [B, T, H, K]),
+      key: t(k, [B, T, H, K]),
+      value: t(v, [B, T, H, V]),
+      g: t(g, [B, T, H]),
+      beta: t(beta, [B, T, H]),
+      initial_state: t(s0, [B, H, K, V]),
+    });
+    const ref = reference(q, k, v, g, beta, s0);
+    expect(res.output!.dims).toEqual([B, T, H, V]);
+    expect(res.final_state!.dims).toEqual([B, H, K, V]);
+    expect(relativeL2(res.output!, ref.out)).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(res.final_state!, ref.state)).toBeLessThanOrEqual(1e-5);
+    await session.release();
+  });
+
+  it.skipIf(ready)("without a usable op library, a gdn model fails with a clear message", async () => {
+    await expect(ort.InferenceSession.create(recurrentModel(), GDN)).rejects.toThrow(
+      /model uses gdn ops but the gdn op library (was not found at|at .* could not be loaded).*run npm rebuild/,
+    );
+  });
+
+  it("GDN_FUSE_OPS_LIBRARY must point at a file", async () => {
+    process.env.GDN_FUSE_OPS_LIBRARY = "/nonexistent/libgdn_ops.so";
+    await expect(ort.InferenceSession.create(recurrentModel(), GDN)).rejects.toThrow(
+      "GDN_FUSE_OPS_LIBRARY points at /nonexistent/libgdn_ops.so, which does not exist",
+    );
+  });
+
+  it("GDN_FUSE_OPS_LIBRARY pointing at something that is not an op library is an error, not a crash", async () => {
+    process.env.GDN_FUSE_OPS_LIBRARY = "/work/shared/corpus/manifest.json";
+    await expect(ort.InferenceSession.create(recurrentModel(), GDN)).rejects.toThrow(
+      "cannot register the gdn op library /work/shared/corpus/manifest.json",
+    );
+  });
+});
