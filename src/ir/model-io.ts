@@ -88,8 +88,14 @@ function inScope(s: Scope | undefined, name: string): boolean {
   return false;
 }
 
+/** A name for a one-line message: quoted and escaped (a corrupt file can put anything in a name). */
+export function quote(name: string | null | undefined): string {
+  const s = name ?? "";
+  return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}...` : s);
+}
+
 function nodeLabel(n: onnx.INodeProto, i: number): string {
-  return `node ${n.name ? `"${n.name}"` : `#${i}`} (${n.opType || "no op_type"})`;
+  return `node ${n.name ? quote(n.name) : `#${i}`} (${n.opType ? quote(n.opType).slice(1, -1) : "no op_type"})`;
 }
 
 function checkNodes(nodes: onnx.INodeProto[], scope: Scope, where: string): void {
@@ -97,11 +103,11 @@ function checkNodes(nodes: onnx.INodeProto[], scope: Scope, where: string): void
     if (!n.opType) throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} has no op_type`);
     for (const input of n.input ?? []) {
       if (input !== "" && !inScope(scope, input)) {
-        throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} reads "${input}", which no node, initializer or graph input produces`);
+        throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} reads ${quote(input)}, which no node, initializer or graph input produces`);
       }
     }
     for (const a of n.attribute ?? []) {
-      for (const g of [a.g, ...(a.graphs ?? [])]) if (g) checkGraph(g, scope, `${where}: subgraph "${a.name ?? ""}" of ${nodeLabel(n, i)}`);
+      for (const g of [a.g, ...(a.graphs ?? [])]) if (g) checkGraph(g, scope, `${where}: subgraph ${quote(a.name)} of ${nodeLabel(n, i)}`);
     }
   });
 }
@@ -115,7 +121,7 @@ function checkGraph(g: onnx.IGraphProto, outer: Scope | undefined, where: string
   (g.node ?? []).forEach((n, i) => {
     for (const o of n.output ?? []) {
       if (o === "") continue;
-      if (produced.has(o)) throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} writes "${o}", which another node already produces`);
+      if (produced.has(o)) throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} writes ${quote(o)}, which another node already produces`);
       produced.add(o);
       names.add(o);
     }
@@ -123,7 +129,7 @@ function checkGraph(g: onnx.IGraphProto, outer: Scope | undefined, where: string
   const scope: Scope = { names, outer };
   checkNodes(g.node ?? [], scope, where);
   for (const o of g.output ?? []) {
-    if (!inScope(scope, o.name ?? "")) throw new GdnFuseError("E_MODEL", `${where}: graph output "${o.name ?? ""}" is not produced by any node, initializer or input`);
+    if (!inScope(scope, o.name ?? "")) throw new GdnFuseError("E_MODEL", `${where}: graph output ${quote(o.name)} is not produced by any node, initializer or input`);
   }
 }
 
@@ -136,11 +142,11 @@ export function validateModel(m: onnx.IModelProto, label: string): void {
   if (missing.length > 0) {
     throw new GdnFuseError("E_PARSE", `${label}: is a protobuf message but not an ONNX model (${missing.join(", ")})`);
   }
-  checkGraph(m.graph!, undefined, `${label}: graph "${m.graph!.name ?? ""}"`);
+  checkGraph(m.graph!, undefined, `${label}: graph ${quote(m.graph!.name)}`);
   for (const f of m.functions ?? []) {
     const names = new Set<string>(f.input ?? []);
     for (const n of f.node ?? []) for (const o of n.output ?? []) if (o) names.add(o);
-    checkNodes(f.node ?? [], { names, outer: undefined }, `${label}: function "${f.domain ?? ""}.${f.name ?? ""}"`);
+    checkNodes(f.node ?? [], { names, outer: undefined }, `${label}: function ${quote(`${f.domain ?? ""}.${f.name ?? ""}`)}`);
   }
 }
 
@@ -175,7 +181,7 @@ function validateExternalData(proto: onnx.IModelProto, baseDir: string | undefin
     if (!isExternal(t)) return;
     if (baseDir === undefined) {
       const loc = externalDataRef(t)?.location ?? "";
-      throw new GdnFuseError("E_EXTERNAL_DATA", `${label}: tensor "${t.name ?? ""}" has external data "${loc}" but no model folder (baseDir) was given`);
+      throw new GdnFuseError("E_EXTERNAL_DATA", `${label}: tensor ${quote(t.name)} has external data ${quote(loc)} but no model folder (baseDir) was given`);
     }
     checkExternalData(t, baseDir);
   });
@@ -279,7 +285,7 @@ export async function saveModel(model: LoadedModel, outPath: string, opts: SaveO
   forEachTensor(model.proto, (t) => {
     if (!isExternal(t)) return;
     if (model.baseDir === undefined) {
-      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor "${t.name ?? ""}" has external data but the model has no folder (baseDir) to read it from`);
+      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(t.name)} has external data but the model has no folder (baseDir) to read it from`);
     }
     const r = checkExternalData(t, model.baseDir);
     if (r.length < inlineBelow) inline.push({ t, ...r });

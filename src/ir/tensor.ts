@@ -101,6 +101,12 @@ export function float32ToBfloat16(value: number): number {
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+/** A name for a one-line message: quoted and escaped (a corrupt file can put anything in a name). */
+function quote(name: string | null | undefined): string {
+  const s = name ?? "";
+  return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}...` : s);
+}
+
 // ---- external data ------------------------------------------------------------------------------
 export interface ExternalDataRef {
   location: string;
@@ -122,7 +128,7 @@ export function externalDataRef(t: onnx.ITensorProto): ExternalDataRef | undefin
     if (s === undefined || s === "") return undefined;
     const n = Number(s);
     if (!Number.isSafeInteger(n) || n < 0) {
-      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor "${t.name ?? ""}": external data ${key} "${s}" is not a non-negative integer`);
+      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(t.name)}: external data ${key} ${quote(s)} is not a non-negative integer`);
     }
     return n;
   };
@@ -139,7 +145,7 @@ function isInside(child: string, parent: string): boolean {
  * and (symlinks resolved) stays inside `baseDir`, and that it is a regular file.
  */
 export function resolveExternalPath(location: string, baseDir: string, tensorName = ""): string {
-  const where = `external data "${location}" of tensor "${tensorName}"`;
+  const where = `external data ${quote(location)} of tensor ${quote(tensorName)}`;
   const fail = (why: string): never => {
     throw new GdnFuseError("E_EXTERNAL_DATA", `${where} ${why} (model folder ${baseDir})`);
   };
@@ -177,7 +183,7 @@ export function tensorDims(t: onnx.ITensorProto): number[] {
 export function checkExternalData(t: onnx.ITensorProto, baseDir: string): { file: string; offset: number; length: number } {
   const ref = externalDataRef(t);
   const name = t.name ?? "";
-  if (!ref) throw new GdnFuseError("E_EXTERNAL_DATA", `tensor "${name}" has no external data`);
+  if (!ref) throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(name)} has no external data`);
   const file = resolveExternalPath(ref.location, baseDir, name);
   const size = fs.statSync(file).size;
   const elemSize = elemTypeSize(t.dataType ?? 0);
@@ -185,7 +191,7 @@ export function checkExternalData(t: onnx.ITensorProto, baseDir: string): { file
   if (ref.offset + length > size) {
     throw new GdnFuseError(
       "E_EXTERNAL_DATA",
-      `external data "${ref.location}" of tensor "${name}": offset ${ref.offset} + length ${length} exceeds the file size ${size} (model folder ${baseDir})`,
+      `external data ${quote(ref.location)} of tensor ${quote(name)}: offset ${ref.offset} + length ${length} exceeds the file size ${size} (model folder ${baseDir})`,
     );
   }
   return { file, offset: ref.offset, length };
@@ -220,7 +226,7 @@ const LITTLE_ENDIAN = os.endianness() === "LE";
 function fromBytes(bytes: Uint8Array, dataType: number, count: number, name: string): TensorArray {
   const size = SIZES[dataType]!;
   if (bytes.length !== count * size) {
-    throw new GdnFuseError("E_MODEL", `tensor "${name}": ${bytes.length} data bytes for ${count} ${elemTypeName(dataType)} elements (expected ${count * size})`);
+    throw new GdnFuseError("E_MODEL", `tensor ${quote(name)}: ${bytes.length} data bytes for ${count} ${elemTypeName(dataType)} elements (expected ${count * size})`);
   }
   const buf = new ArrayBuffer(bytes.length);
   const u8 = new Uint8Array(buf);
@@ -265,19 +271,19 @@ export function tensorToArray(t: onnx.ITensorProto, baseDir?: string): TensorArr
   const dataType = t.dataType ?? 0;
   const name = t.name ?? "";
   if (SIZES[dataType] === undefined) {
-    throw new GdnFuseError("E_MODEL", `tensor "${name}": element type ${elemTypeName(dataType)} is not supported here`);
+    throw new GdnFuseError("E_MODEL", `tensor ${quote(name)}: element type ${elemTypeName(dataType)} is not supported here`);
   }
   const count = tensorElementCount(t);
   if (isExternal(t)) {
     if (baseDir === undefined) {
-      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor "${name}" has external data but no model folder was given to read it from`);
+      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(name)} has external data but no model folder was given to read it from`);
     }
     return fromBytes(readExternalBytes(t, baseDir), dataType, count, name);
   }
   if (t.rawData && t.rawData.length > 0) return fromBytes(t.rawData, dataType, count, name);
   const arr = fromFields(t, dataType);
   if (arr.length !== count) {
-    throw new GdnFuseError("E_MODEL", `tensor "${name}": ${arr.length} elements stored for dims [${tensorDims(t).join(", ")}] (${count})`);
+    throw new GdnFuseError("E_MODEL", `tensor ${quote(name)}: ${arr.length} elements stored for dims [${tensorDims(t).join(", ")}] (${count})`);
   }
   return arr;
 }
