@@ -139,7 +139,7 @@ export function delimitCore(graph: Graph, anchor: Node, gEntry: Node): CoreRegio
   // 7. q/k normalisation and scale, read from the graph.
   const ql2 = matchL2norm(valueAfterEntry(query.transpose));
   const kl2 = matchL2norm(valueAfterEntry(key.transpose));
-  check(!!ql2 === !!kl2, "l2norm", `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`, (ql2 ?? kl2)!.node);
+  check(!!ql2 === !!kl2, "l2norm", `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`, (ql2 ?? kl2)?.node);
   for (const m of [ql2, kl2]) if (m) check(close(m.eps, L2NORM_EPS, 1e-4), "l2norm", `L2 norm eps is ${m.eps}; the contract fixes it at 1e-6`, m.node);
   const scaleMatch = findScale(ql2 ? ql2.out : valueAfterEntry(query.transpose), nodes);
   check(scaleMatch, "scale", "no constant query scale (Mul or Div by a scalar) found after the query input", query.transpose);

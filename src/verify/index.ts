@@ -1,7 +1,123 @@
-// STUB (lead is writing the real verifier): compares an original and a fused model on test data or random inputs.
-export interface VerifyOutput { name: string; maxAbs: number; relL2: number; tolerance: number; ok: boolean }
-export interface VerifyResult { ok: boolean; outputs: VerifyOutput[]; source: string }
-export async function verifyModels(originalPath: string, fusedPath: string, options: { dataDir?: string } = {}): Promise<VerifyResult> {
-  void originalPath; void fusedPath; void options;
-  return { ok: true, outputs: [], source: "stub" };
+/**
+ * Verification of a fusion: runs the original model on stock onnxruntime-node and the fused model on
+ * the gdn runtime, on a test-data folder (ONNX backend-test layout: input_N.pb / output_N.pb) or on
+ * random inputs of the right shapes, and compares every output.
+ * Tolerances (relative L2 error): float32 1e-5, float16/bfloat16 2e-3.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { GdnFuseError } from "../errors.js";
+import { decodeMessage, onnx } from "../ir/onnx.js";
+import { elemTypeName, float16ToFloat32, float32ToFloat16, tensorToArray } from "../ir/tensor.js";
+import { loadModel } from "../ir/model-io.js";
+import { relativeL2, seededRandom } from "../pattern/probe.js";
+
+export interface VerifyOutput {
+  name: string;
+  maxAbs: number;
+  relL2: number;
+  tolerance: number;
+  ok: boolean;
 }
+
+export interface VerifyResult {
+  ok: boolean;
+  outputs: VerifyOutput[];
+  /** Where the inputs came from: the test-data folder, or "random". */
+  source: string;
+  /** What ran the fused model. */
+  runtime: string;
+}
+
+export const TOLERANCE: Record<string, number> = { float32: 1e-5, float16: 2e-3, bfloat16: 2e-3, float64: 1e-5 };
+
+export async function verifyModels(originalPath: string, fusedPath: string, options: { dataDir?: string; seed?: number } = {}): Promise<VerifyResult> {
+  const original = await loadModel(originalPath);
+  const graphInputs = (original.proto.graph?.input ?? []).filter((i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name));
+  const feeds = options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1);
+
+  const ref = await ort.InferenceSession.create(originalPath, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
+  const want = await ref.run(feeds);
+  await ref.release();
+
+  await import("../runtime/index.js"); // registers the "gdn" backend
+  let got: ort.InferenceSession.OnnxValueMapType;
+  try {
+    const fused = await ort.InferenceSession.create(fusedPath, { executionProviders: ["gdn"], intraOpNumThreads: 2 });
+    got = await fused.run(feeds);
+    await fused.release();
+  } catch (e) {
+    throw new GdnFuseError("E_RUNTIME", `running the fused model on the gdn runtime failed: ${(e as Error).message.split("\n")[0]}`);
+  }
+
+  const outputs = Object.keys(want).map((name): VerifyOutput => {
+    const w = toNumbers(want[name] as ort.Tensor);
+    const gotT = got[name] as ort.Tensor | undefined;
+    if (!gotT) throw new GdnFuseError("E_VERIFY", `the fused model has no output "${name}"`);
+    const g = toNumbers(gotT, (want[name] as ort.Tensor).type);
+    const tolerance = TOLERANCE[(want[name] as ort.Tensor).type] ?? 0;
+    let maxAbs = 0;
+    for (let i = 0; i < w.length; i++) maxAbs = Math.max(maxAbs, Math.abs(w[i]! - g[i]!));
+    if (w.length !== g.length) return { name, maxAbs: Infinity, relL2: Infinity, tolerance, ok: false };
+    const relL2 = relativeL2(g, w);
+    return { name, maxAbs, relL2, tolerance, ok: relL2 <= tolerance };
+  });
+  return { ok: outputs.every((o) => o.ok), outputs, source: options.dataDir ?? "random", runtime: "gdn" };
+}
+
+/** Formats a result as the CLI prints it: one line per output. */
+export function formatVerify(r: VerifyResult): string {
+  return r.outputs
+    .map((o) => `${o.ok ? "ok  " : "FAIL"} ${o.name}: max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)} (tolerance ${o.tolerance})`)
+    .join("\n");
+}
+
+function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^input_\d+\.pb$/.test(f)) : [];
+  if (files.length === 0) throw new GdnFuseError("E_IO", `${dir}: no input_N.pb files (ONNX test_data_set layout expected)`);
+  for (const f of files) {
+    const i = Number(/\d+/.exec(f)![0]);
+    const t = decodeMessage(onnx.TensorProto, fs.readFileSync(path.join(dir, f)));
+    const name = inputs.some((x) => x.name === t.name) ? t.name! : inputs[i]?.name;
+    if (!name) throw new GdnFuseError("E_VERIFY", `${f}: the model has no input ${i}`);
+    feeds[name] = toOrtTensor(t);
+  }
+  return feeds;
+}
+
+function toOrtTensor(t: onnx.ITensorProto): ort.Tensor {
+  const type = elemTypeName(t.dataType ?? 0);
+  const dims = (t.dims ?? []).map(Number);
+  const data = tensorToArray(t);
+  if (type === "bfloat16") throw new GdnFuseError("E_VERIFY", "bfloat16 test inputs cannot be fed to stock onnxruntime-node");
+  return new ort.Tensor(type as "float32", data as Float32Array, dims);
+}
+
+/** Random inputs: floats in [-1, 1) (decays g <= 0 where the input is named g), ints 0, bools false. */
+function randomInputs(inputs: onnx.IValueInfoProto[], seed: number): Record<string, ort.Tensor> {
+  const rand = seededRandom(seed);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const i of inputs) {
+    const tt = i.type?.tensorType;
+    const dims = (tt?.shape?.dim ?? []).map((d) => (d.dimParam ? 1 : Number(d.dimValue ?? 1)));
+    const n = dims.reduce((a, b) => a * b, 1);
+    const type = elemTypeName(tt?.elemType ?? 1);
+    const f = () => (i.name === "g" ? -2 * rand() : 2 * rand() - 1);
+    if (type === "float32") feeds[i.name!] = new ort.Tensor("float32", Float32Array.from({ length: n }, f), dims);
+    else if (type === "float16") feeds[i.name!] = new ort.Tensor("float16", Uint16Array.from({ length: n }, () => float32ToFloat16(f())), dims);
+    else if (type === "int64") feeds[i.name!] = new ort.Tensor("int64", new BigInt64Array(n), dims);
+    else if (type === "int32") feeds[i.name!] = new ort.Tensor("int32", new Int32Array(n), dims);
+    else if (type === "bool") feeds[i.name!] = new ort.Tensor("bool", new Uint8Array(n), dims);
+    else throw new GdnFuseError("E_VERIFY", `input "${i.name}": cannot make random data of type ${type}; pass a test-data folder`);
+  }
+  return feeds;
+}
+
+function toNumbers(t: ort.Tensor, asType = t.type): Float64Array {
+  const d = t.data as ArrayLike<number | bigint>;
+  if (asType === "float16" && d instanceof Uint16Array) return Float64Array.from(d, float16ToFloat32);
+  return Float64Array.from(d as ArrayLike<number>, (x) => Number(x));
+}
+
