@@ -9,10 +9,25 @@
       "target_name": "gdn_ops",
       "type": "shared_library",
       "product_name": "gdn_ops",
-      "sources": [],
+      "sources": [
+        "native/ort/ops_library.cc",
+        "native/common/gdn_contract.cc",
+        "native/cpu/cpu_util.cc",
+        "native/cpu/chunk_gated_delta_rule.cc",
+        "native/cpu/recurrent_gated_delta_rule.cc",
+        "native/cpu/causal_conv1d.cc",
+        "native/cpu/gated_delta_gating.cc",
+        "native/cpu/gated_rms_norm.cc"
+      ],
       "include_dirs": ["<(ort_headers)", "native"],
-      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden"]
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-fno-math-errno", "-Wno-psabi"],
+      "ldflags": ["-Wl,--exclude-libs,ALL", "-Wl,-z,defs", "-pthread",
+                  "-Wl,--version-script=<(module_root_dir)/native/ort/gdn_ops.map"],
+      "xcode_settings": {
+        "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
+        "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-fvisibility=hidden"]
+      }
     },
     {
       "target_name": "gdn_addon",

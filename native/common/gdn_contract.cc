@@ -1,0 +1,300 @@
+// gdn-fuse op contract: shape / type validation shared by every backend. Pure C++17.
+#include "common/gdn_contract.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace gdn {
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::kFloat32: return "float32";
+    case DType::kFloat16: return "float16";
+    case DType::kBFloat16: return "bfloat16";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
+    case DType::kUndefined: return "undefined";
+    default: return "an unsupported type";
+  }
+}
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? "," : "") << shape[i];
+  s << "]";
+  return s.str();
+}
+
+namespace {
+
+struct Err {
+  std::ostringstream s;
+  template <class T>
+  Err& operator<<(const T& v) {
+    s << v;
+    return *this;
+  }
+  operator std::string() const { return s.str(); }
+};
+
+const TensorInfo* get(const TensorInfo* inputs, size_t n, size_t i) {
+  static const TensorInfo absent;
+  return i < n ? &inputs[i] : &absent;
+}
+
+std::string check_rank(const char* op, const char* name, const TensorInfo& t, size_t rank, const char* dims) {
+  if (t.shape.size() != rank)
+    return Err() << op << ": " << name << " must have rank " << rank << " " << dims << ", got shape " << shape_str(t.shape);
+  for (int64_t d : t.shape)
+    if (d < 0) return Err() << op << ": " << name << " has a negative dimension in shape " << shape_str(t.shape);
+  return "";
+}
+
+std::string check_shape(const char* op, const char* name, const TensorInfo& t, const std::vector<int64_t>& expected,
+                        const char* what) {
+  if (t.shape != expected)
+    return Err() << op << ": " << name << " has shape " << shape_str(t.shape) << ", expected " << shape_str(expected)
+                 << " " << what;
+  return "";
+}
+
+std::string check_float(const char* op, const char* name, const TensorInfo& t) {
+  if (!is_float_type(t.dtype))
+    return Err() << op << ": " << name << " must be float32, float16 or bfloat16, got " << dtype_name(t.dtype);
+  return "";
+}
+
+std::string check_f32(const char* op, const char* name, const TensorInfo& t) {
+  if (t.dtype != DType::kFloat32) return Err() << op << ": " << name << " must be float32, got " << dtype_name(t.dtype);
+  return "";
+}
+
+#define GDN_TRY(expr)                   \
+  do {                                  \
+    std::string e_ = (expr);            \
+    if (!e_.empty()) return e_;         \
+  } while (0)
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+std::string validate_delta_rule_attrs(const char* op, bool is_chunk, const DeltaRuleAttrs& a) {
+  if (!(std::isfinite(a.scale)) || a.scale < 0.f)
+    return Err() << op << ": attribute scale must be a finite value >= 0 (0 means 1/sqrt(K)), got " << a.scale;
+  if (a.use_qk_l2norm != 0 && a.use_qk_l2norm != 1)
+    return Err() << op << ": attribute use_qk_l2norm must be 0 or 1, got " << a.use_qk_l2norm;
+  if (a.state_layout != "kv" && a.state_layout != "vk")
+    return Err() << op << ": attribute state_layout must be \"kv\" or \"vk\", got \"" << a.state_layout << "\"";
+  if (is_chunk && (a.chunk_size < 1 || a.chunk_size > 1024))
+    return Err() << op << ": attribute chunk_size must be in 1..1024, got " << a.chunk_size;
+  return "";
+}
+
+std::string validate_delta_rule(const char* op, bool is_chunk, const DeltaRuleAttrs& attrs, const TensorInfo* inputs,
+                                size_t n, DeltaRuleParams* out) {
+  using namespace delta_rule;
+  GDN_TRY(validate_delta_rule_attrs(op, is_chunk, attrs));
+  for (int i = kCuSeqlens; i <= kNumAcceptedTokens; ++i) {
+    if (get(inputs, n, i)->present) {
+      if (i == kNumAcceptedTokens && is_chunk)
+        return Err() << op << ": input " << i << " (" << kInputNames[i]
+                     << ") is only defined for RecurrentGatedDeltaRule, and is reserved in gdn opset 1";
+      return Err() << op << ": input " << i << " (" << kInputNames[i]
+                   << ") is reserved in gdn opset 1 and not implemented by the CPU backend";
+    }
+  }
+  if (n > kNumInputs) return Err() << op << ": expected at most " << kNumInputs << " inputs, got " << n;
+  for (int i = 0; i <= kBeta; ++i)
+    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+
+  const TensorInfo& q = *get(inputs, n, kQuery);
+  const TensorInfo& k = *get(inputs, n, kKey);
+  const TensorInfo& v = *get(inputs, n, kValue);
+  const TensorInfo& g = *get(inputs, n, kG);
+  const TensorInfo& beta = *get(inputs, n, kBeta);
+  const TensorInfo& s0 = *get(inputs, n, kInitialState);
+
+  GDN_TRY(check_float(op, "query", q));
+  if (k.dtype != q.dtype)
+    return Err() << op << ": key has element type " << dtype_name(k.dtype) << ", expected " << dtype_name(q.dtype) << " (same as query)";
+  if (v.dtype != q.dtype)
+    return Err() << op << ": value has element type " << dtype_name(v.dtype) << ", expected " << dtype_name(q.dtype) << " (same as query)";
+  if (beta.dtype != q.dtype)
+    return Err() << op << ": beta has element type " << dtype_name(beta.dtype) << ", expected " << dtype_name(q.dtype) << " (same as query)";
+  GDN_TRY(check_f32(op, "g", g));
+
+  GDN_TRY(check_rank(op, "query", q, 4, "[B,T,Hk,K]"));
+  GDN_TRY(check_rank(op, "key", k, 4, "[B,T,Hk,K]"));
+  GDN_TRY(check_rank(op, "value", v, 4, "[B,T,Hv,V]"));
+  GDN_TRY(check_rank(op, "g", g, 3, "[B,T,Hv]"));
+  GDN_TRY(check_rank(op, "beta", beta, 3, "[B,T,Hv]"));
+  GDN_TRY(check_shape(op, "key", k, q.shape, "(same as query [B,T,Hk,K])"));
+
+  DeltaRuleParams p;
+  p.B = q.shape[0];
+  p.T = q.shape[1];
+  p.Hk = q.shape[2];
+  p.K = q.shape[3];
+  p.Hv = v.shape[2];
+  p.V = v.shape[3];
+  if (v.shape[0] != p.B || v.shape[1] != p.T)
+    return Err() << op << ": value has shape " << shape_str(v.shape) << ", expected [" << p.B << "," << p.T
+                 << ",Hv,V] (batch and time of query)";
+  if (p.Hk < 1 || p.K < 1) return Err() << op << ": query must have at least one head and K >= 1, got shape " << shape_str(q.shape);
+  if (p.Hv < 1 || p.V < 1) return Err() << op << ": value must have at least one head and V >= 1, got shape " << shape_str(v.shape);
+  if (p.Hv % p.Hk != 0)
+    return Err() << op << ": value has " << p.Hv << " heads, which is not a multiple of the " << p.Hk << " key heads";
+  GDN_TRY(check_shape(op, "g", g, {p.B, p.T, p.Hv}, "[B,T,Hv]"));
+  GDN_TRY(check_shape(op, "beta", beta, {p.B, p.T, p.Hv}, "[B,T,Hv]"));
+
+  p.scale = attrs.scale == 0.f ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.K))) : attrs.scale;
+  p.use_qk_l2norm = attrs.use_qk_l2norm != 0;
+  p.layout = attrs.state_layout == "vk" ? StateLayout::kVK : StateLayout::kKV;
+  p.chunk_size = attrs.chunk_size;
+  p.dtype = q.dtype;
+  p.has_initial_state = s0.present;
+  if (s0.present) {
+    GDN_TRY(check_f32(op, "initial_state", s0));
+    const char* what = p.layout == StateLayout::kKV ? "([B,Hv,K,V] for state_layout \"kv\")" : "([B,Hv,V,K] for state_layout \"vk\")";
+    if (s0.shape.size() != 4)
+      return Err() << op << ": initial_state must have rank 4 " << what << ", got shape " << shape_str(s0.shape);
+    GDN_TRY(check_shape(op, "initial_state", s0, p.state_shape(), what));
+  }
+  *out = p;
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------------
+std::string validate_causal_conv1d_attrs(const CausalConv1dAttrs& a) {
+  const char* op = op::kCausalConv1d;
+  if (a.activation != "silu" && a.activation != "none")
+    return Err() << op << ": attribute activation must be \"silu\" or \"none\", got \"" << a.activation << "\"";
+  if (a.state_size < 0) return Err() << op << ": attribute state_size must be >= 0, got " << a.state_size;
+  return "";
+}
+
+std::string validate_causal_conv1d(const CausalConv1dAttrs& attrs, const TensorInfo* inputs, size_t n,
+                                   CausalConv1dParams* out) {
+  using namespace causal_conv1d;
+  const char* op = op::kCausalConv1d;
+  GDN_TRY(validate_causal_conv1d_attrs(attrs));
+  if (n > kNumInputs) return Err() << op << ": expected at most " << kNumInputs << " inputs, got " << n;
+  for (int i = 0; i <= kWeight; ++i)
+    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+  const TensorInfo& x = *get(inputs, n, kX);
+  const TensorInfo& w = *get(inputs, n, kWeight);
+  const TensorInfo& bias = *get(inputs, n, kBias);
+  const TensorInfo& st = *get(inputs, n, kConvState);
+  GDN_TRY(check_float(op, "x", x));
+  GDN_TRY(check_float(op, "weight", w));
+  GDN_TRY(check_rank(op, "x", x, 3, "[B,C,T]"));
+  CausalConv1dParams p;
+  p.B = x.shape[0];
+  p.C = x.shape[1];
+  p.T = x.shape[2];
+  if (w.shape.size() == 3) {
+    if (w.shape[0] != p.C || w.shape[1] != 1 || w.shape[2] < 1)
+      return Err() << op << ": weight has shape " << shape_str(w.shape) << ", expected [" << p.C << ",1,W] with W >= 1";
+    p.W = w.shape[2];
+  } else if (w.shape.size() == 2) {
+    if (w.shape[0] != p.C || w.shape[1] < 1)
+      return Err() << op << ": weight has shape " << shape_str(w.shape) << ", expected [" << p.C << ",W] with W >= 1";
+    p.W = w.shape[1];
+  } else {
+    return Err() << op << ": weight must have shape [C,1,W] or [C,W], got " << shape_str(w.shape);
+  }
+  p.x_type = x.dtype;
+  p.weight_type = w.dtype;
+  p.has_bias = bias.present;
+  if (bias.present) {
+    GDN_TRY(check_float(op, "bias", bias));
+    GDN_TRY(check_shape(op, "bias", bias, {p.C}, "[C]"));
+    p.bias_type = bias.dtype;
+  }
+  p.has_state = st.present;
+  if (st.present) {
+    if (st.dtype != x.dtype)
+      return Err() << op << ": conv_state has element type " << dtype_name(st.dtype) << ", expected " << dtype_name(x.dtype) << " (same as x)";
+    GDN_TRY(check_rank(op, "conv_state", st, 3, "[B,C,S]"));
+    if (st.shape[0] != p.B || st.shape[1] != p.C)
+      return Err() << op << ": conv_state has shape " << shape_str(st.shape) << ", expected [" << p.B << "," << p.C << ",S]";
+    p.S = st.shape[2];
+    if (p.S < p.W - 1)
+      return Err() << op << ": conv_state has " << p.S << " positions, fewer than W-1 = " << (p.W - 1);
+    if (attrs.state_size != 0 && attrs.state_size != p.S)
+      return Err() << op << ": attribute state_size is " << attrs.state_size << " but conv_state has " << p.S << " positions";
+  } else {
+    p.S = attrs.state_size == 0 ? p.W - 1 : attrs.state_size;
+    if (p.S < p.W - 1)
+      return Err() << op << ": attribute state_size is " << p.S << ", fewer than W-1 = " << (p.W - 1);
+  }
+  p.silu = attrs.activation == "silu";
+  *out = p;
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------------
+std::string validate_gating(const TensorInfo* inputs, size_t n, GatingParams* out) {
+  using namespace gating;
+  const char* op = op::kGatedDeltaGating;
+  if (n > kNumInputs) return Err() << op << ": expected " << kNumInputs << " inputs, got " << n;
+  for (int i = 0; i < kNumInputs; ++i)
+    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+  const TensorInfo& a = inputs[kA];
+  const TensorInfo& b = inputs[kB];
+  GDN_TRY(check_float(op, "a", a));
+  GDN_TRY(check_float(op, "b", b));
+  GDN_TRY(check_f32(op, "A_log", inputs[kALog]));
+  GDN_TRY(check_f32(op, "dt_bias", inputs[kDtBias]));
+  GDN_TRY(check_rank(op, "a", a, 3, "[B,T,H]"));
+  GDN_TRY(check_shape(op, "b", b, a.shape, "(same as a [B,T,H])"));
+  GatingParams p;
+  p.H = a.shape[2];
+  p.N = a.shape[0] * a.shape[1];
+  GDN_TRY(check_shape(op, "A_log", inputs[kALog], {p.H}, "[H]"));
+  GDN_TRY(check_shape(op, "dt_bias", inputs[kDtBias], {p.H}, "[H]"));
+  p.a_type = a.dtype;
+  p.b_type = b.dtype;
+  p.shape = a.shape;
+  *out = p;
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------------
+std::string validate_rms_norm(float epsilon, const TensorInfo* inputs, size_t n, RMSNormParams* out) {
+  using namespace rms_norm;
+  const char* op = op::kGatedRMSNorm;
+  if (!std::isfinite(epsilon) || epsilon < 0.f)
+    return Err() << op << ": attribute epsilon must be a finite value >= 0, got " << epsilon;
+  if (n > kNumInputs) return Err() << op << ": expected " << kNumInputs << " inputs, got " << n;
+  for (int i = 0; i < kNumInputs; ++i)
+    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+  const TensorInfo& x = inputs[kX];
+  GDN_TRY(check_float(op, "x", x));
+  GDN_TRY(check_float(op, "gate", inputs[kGate]));
+  GDN_TRY(check_float(op, "weight", inputs[kWeight]));
+  if (x.shape.empty()) return Err() << op << ": x must have rank >= 1 [...,D], got a scalar";
+  for (int64_t d : x.shape)
+    if (d < 0) return Err() << op << ": x has a negative dimension in shape " << shape_str(x.shape);
+  GDN_TRY(check_shape(op, "gate", inputs[kGate], x.shape, "(same as x)"));
+  RMSNormParams p;
+  p.D = x.shape.back();
+  GDN_TRY(check_shape(op, "weight", inputs[kWeight], {p.D}, "[D] (last dim of x)"));
+  p.N = p.D == 0 ? 0 : x.numel() / p.D;
+  p.epsilon = epsilon;
+  p.x_type = x.dtype;
+  p.gate_type = inputs[kGate].dtype;
+  p.weight_type = inputs[kWeight].dtype;
+  p.shape = x.shape;
+  *out = p;
+  return "";
+}
+
+}  // namespace gdn

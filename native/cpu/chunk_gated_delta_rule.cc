@@ -1,0 +1,238 @@
+// gdn-fuse CPU backend: ChunkGatedDeltaRule (prefill), chunked WY form as in FLA / transformers'
+// torch_chunk_gated_delta_rule. One work item = one (batch, value head); the state lives in fp32 kv layout
+// (K x V, V contiguous) in per-thread scratch for the whole sequence.
+//
+// Per chunk of L <= chunk_size tokens (gc = local cumsum of g, all decays exp(gc_i - gc_j) with i >= j):
+//   A   = -(beta_i k_i.k_j exp(gc_i - gc_j))_{i>j}        strictly lower
+//   Tm  = (I - A)^-1                                      unit lower triangular (forward substitution)
+//   U   = Tm (beta v),  W = Tm (beta k exp(gc))
+//   v'  = U - W S
+//   o   = (q exp(gc)) S + ((q k^T) * exp(gc_i - gc_j))_{i>=j} v'
+//   S   = exp(gc_L) S + (k exp(gc_L - gc))^T v'
+#include <cstring>
+
+#include "cpu/cpu_kernels.h"
+#include "cpu/cpu_util.h"
+
+namespace gdn {
+namespace cpu {
+namespace {
+
+// exp for non-positive arguments; flushes values below e^-80 to 0 (avoids denormal arithmetic).
+GDN_INLINE float decay_exp(float x) { return x < -80.f ? 0.f : std::exp(x); }
+
+struct ChunkLayout {
+  int K, V, C;
+  size_t S, Q, Kc, KT, Vb, Kb, M, P, U, W, O, gc, bt, eg, ed, tmp, total;
+  ChunkLayout(int K_, int V_, int C_) : K(K_), V(V_), C(C_) {
+    size_t o = 0;
+    auto take = [&o](size_t n) {
+      size_t at = o;
+      o += (n + 15) & ~size_t(15);  // keep every buffer 64-byte granular
+      return at;
+    };
+    S = take((size_t)K * V);
+    Q = take((size_t)C * K);
+    Kc = take((size_t)C * K);
+    KT = take((size_t)K * C);
+    Vb = take((size_t)C * V);
+    Kb = take((size_t)C * K);
+    M = take((size_t)C * C);
+    P = take((size_t)C * C);
+    U = take((size_t)C * V);
+    W = take((size_t)C * K);
+    O = take((size_t)C * V);
+    gc = take(C);
+    bt = take(C);
+    eg = take(C);
+    ed = take(C);
+    tmp = take(C);
+    total = o;
+  }
+};
+
+// ---- load / convert tile: q, k (l2norm + scale fused), v, beta, g -> local cumsum ----
+GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, int64_t hk,
+                           int64_t t0, int L, const ChunkLayout& ly, float* ws) {
+  const int K = ly.K, V = ly.V;
+  float* Q = ws + ly.Q;
+  float* Kc = ws + ly.Kc;
+  float* Vb = ws + ly.Vb;
+  float* gc = ws + ly.gc;
+  float* bt = ws + ly.bt;
+  float gsum = 0.f;
+  for (int i = 0; i < L; ++i) {
+    const int64_t tok = b * p.T + t0 + i;
+    const size_t qk_off = (size_t)(tok * p.Hk + hk) * K;
+    const size_t vh = (size_t)(tok * p.Hv + h);
+    load_row(p.dtype, t.query, qk_off, K, Q + (size_t)i * K);
+    l2norm_scale(Q + (size_t)i * K, K, p.use_qk_l2norm, p.scale, delta_rule::kL2normEps);
+    load_row(p.dtype, t.key, qk_off, K, Kc + (size_t)i * K);
+    l2norm_scale(Kc + (size_t)i * K, K, p.use_qk_l2norm, 1.f, delta_rule::kL2normEps);
+    load_row(p.dtype, t.value, vh * V, V, Vb + (size_t)i * V);
+    bt[i] = load_one(p.dtype, t.beta, vh);
+    gsum += t.g[vh];
+    gc[i] = gsum;
+  }
+}
+
+// ---- intra-chunk: decay masks, (I - A)^-1, U and W ----
+GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws) {
+  const int K = ly.K, V = ly.V, C = ly.C;
+  float* Q = ws + ly.Q;
+  float* Kc = ws + ly.Kc;
+  float* KT = ws + ly.KT;
+  float* Vb = ws + ly.Vb;
+  float* Kb = ws + ly.Kb;
+  float* M = ws + ly.M;
+  float* P = ws + ly.P;
+  float* U = ws + ly.U;
+  float* W = ws + ly.W;
+  const float* gc = ws + ly.gc;
+  const float* bt = ws + ly.bt;
+  float* eg = ws + ly.eg;
+  float* ed = ws + ly.ed;
+  float* tmp = ws + ly.tmp;
+
+  for (int i = 0; i < L; ++i) {
+    eg[i] = decay_exp(gc[i]);
+    ed[i] = decay_exp(gc[L - 1] - gc[i]);
+  }
+  for (int i = 0; i < L; ++i)
+    for (int k = 0; k < K; ++k) KT[(size_t)k * C + i] = Kc[(size_t)i * K + k];
+
+  for (int i = 0; i < L; ++i) {
+    std::memset(M + (size_t)i * C, 0, sizeof(float) * L);
+    std::memset(P + (size_t)i * C, 0, sizeof(float) * L);
+  }
+  gemm_acc(L, L, K, 1.f, Kc, K, KT, C, M, C, false);  // k_i . k_j
+  gemm_acc(L, L, K, 1.f, Q, K, KT, C, P, C, false);   // q_i . k_j
+
+  for (int i = 0; i < L; ++i) {
+    float* m = M + (size_t)i * C;
+    float* pr = P + (size_t)i * C;
+    const float nb = -bt[i];
+    for (int j = 0; j < i; ++j) {
+      const float d = decay_exp(gc[i] - gc[j]);
+      m[j] = nb * m[j] * d;
+      pr[j] *= d;
+    }
+    for (int j = i; j < L; ++j) m[j] = 0.f;
+    for (int j = i + 1; j < L; ++j) pr[j] = 0.f;
+  }
+  // Forward substitution, row by row: Tm[i,:i] = A[i,:i] + sum_{m<i} A[i,m] Tm[m,:m]
+  for (int i = 1; i < L; ++i) {
+    float* m = M + (size_t)i * C;
+    for (int j = 0; j < i; ++j) tmp[j] = m[j];
+    for (int r = 1; r < i; ++r) {
+      const float a = m[r];
+      const float* tr = M + (size_t)r * C;
+      for (int j = 0; j < r; ++j) tmp[j] += a * tr[j];
+    }
+    for (int j = 0; j < i; ++j) m[j] = tmp[j];
+  }
+  for (int i = 0; i < L; ++i) M[(size_t)i * C + i] = 1.f;
+
+  for (int i = 0; i < L; ++i) {
+    const float bv = bt[i];
+    const float bk = bt[i] * eg[i];
+    float* vr = Vb + (size_t)i * V;
+    for (int v = 0; v < V; ++v) vr[v] *= bv;
+    const float* kr = Kc + (size_t)i * K;
+    float* kb = Kb + (size_t)i * K;
+    for (int k = 0; k < K; ++k) kb[k] = kr[k] * bk;
+  }
+  std::memset(U, 0, sizeof(float) * (size_t)L * V);
+  std::memset(W, 0, sizeof(float) * (size_t)L * K);
+  gemm_acc(L, V, L, 1.f, M, C, Vb, V, U, V, true);
+  gemm_acc(L, K, L, 1.f, M, C, Kb, K, W, K, true);
+}
+
+// ---- state pass: v' = U - W S, o = (q exp(gc)) S + P v', S = exp(gc_L) S + (k exp(gc_L - gc))^T v' ----
+GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws) {
+  const int K = ly.K, V = ly.V, C = ly.C;
+  float* S = ws + ly.S;
+  float* Q = ws + ly.Q;
+  float* KT = ws + ly.KT;
+  float* P = ws + ly.P;
+  float* U = ws + ly.U;
+  float* W = ws + ly.W;
+  float* O = ws + ly.O;
+  const float* eg = ws + ly.eg;
+  const float* ed = ws + ly.ed;
+
+  for (int i = 0; i < L; ++i) {
+    float* q = Q + (size_t)i * K;
+    const float e = eg[i];
+    for (int k = 0; k < K; ++k) q[k] *= e;
+  }
+  std::memset(O, 0, sizeof(float) * (size_t)L * V);
+  gemm_acc(L, V, K, 1.f, Q, K, S, V, O, V, false);
+  gemm_acc(L, V, K, -1.f, W, K, S, V, U, V, false);
+  gemm_acc(L, V, L, 1.f, P, C, U, V, O, V, true);
+
+  const float elast = eg[L - 1];
+  for (size_t i = 0, n = (size_t)K * V; i < n; ++i) S[i] *= elast;
+  for (int k = 0; k < K; ++k) {
+    float* kt = KT + (size_t)k * C;
+    for (int i = 0; i < L; ++i) kt[i] *= ed[i];
+  }
+  gemm_acc(K, V, L, 1.f, KT, C, U, V, S, V, false);
+}
+
+GDN_INLINE void chunk_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h,
+                                const ChunkLayout& ly, float* ws) {
+  const int K = ly.K, V = ly.V, C = ly.C;
+  const int64_t hk = h / (p.Hv / p.Hk);
+  float* S = ws + ly.S;
+  const size_t state_off = (size_t)(b * p.Hv + h) * K * V;
+  if (t.initial_state == nullptr) {
+    std::memset(S, 0, sizeof(float) * (size_t)K * V);
+  } else if (p.layout == StateLayout::kKV) {
+    std::memcpy(S, t.initial_state + state_off, sizeof(float) * (size_t)K * V);
+  } else {
+    const float* s0 = t.initial_state + state_off;  // [V][K]
+    for (int v = 0; v < V; ++v)
+      for (int k = 0; k < K; ++k) S[(size_t)k * V + v] = s0[(size_t)v * K + k];
+  }
+  for (int64_t t0 = 0; t0 < p.T; t0 += C) {
+    const int L = (int)std::min<int64_t>(C, p.T - t0);
+    load_chunk(p, t, b, h, hk, t0, L, ly, ws);
+    intra_chunk(L, ly, ws);
+    state_pass(L, ly, ws);
+    const float* O = ws + ly.O;
+    for (int i = 0; i < L; ++i) {
+      const int64_t tok = b * p.T + t0 + i;
+      store_row(p.dtype, t.output, (size_t)(tok * p.Hv + h) * V, V, O + (size_t)i * V);
+    }
+  }
+  if (t.final_state != nullptr) {
+    float* s1 = t.final_state + state_off;
+    if (p.layout == StateLayout::kKV) {
+      std::memcpy(s1, S, sizeof(float) * (size_t)K * V);
+    } else {
+      for (int v = 0; v < V; ++v)
+        for (int k = 0; k < K; ++k) s1[(size_t)v * K + k] = S[(size_t)k * V + v];
+    }
+  }
+}
+
+GDN_DISPATCH(chunk_head,
+             (const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, const ChunkLayout& ly, float* ws),
+             (p, t, b, h, ly, ws))
+
+}  // namespace
+
+void chunk_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t, const Parallel& par) {
+  const int C = (int)std::max<int64_t>(1, std::min<int64_t>(p.chunk_size, p.T));
+  const ChunkLayout ly((int)p.K, (int)p.V, C);
+  auto work = [&](size_t item) {
+    const int64_t b = (int64_t)item / p.Hv;
+    const int64_t h = (int64_t)item % p.Hv;
+    chunk_head(p, t, b, h, ly, thread_scratch(ly.total));
+  };
+  par.for_each((size_t)(p.B * p.Hv), work);
+}
+
+}  // namespace cpu
+}  // namespace gdn
