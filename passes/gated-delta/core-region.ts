@@ -49,6 +49,9 @@ export interface CoreRegion {
   stateDependent: Set<Node>;
 }
 
+/** A float32 constant printed without float32 noise (1e-5, not 0.000009999999747). */
+const fmt = (x: number) => String(Number(x.toPrecision(6)));
+
 /** True for a Transpose that swaps the time and head axes of a [B,T,H,(D)] tensor. */
 export function isEntryTranspose(n: Node): boolean {
   return isPerm(n, [0, 2, 1, 3]) || isPerm(n, [0, 2, 1]);
@@ -140,11 +143,11 @@ export function delimitCore(graph: Graph, anchor: Node, gEntry: Node): CoreRegio
   const ql2 = matchL2norm(valueAfterEntry(query.transpose));
   const kl2 = matchL2norm(valueAfterEntry(key.transpose));
   check(!!ql2 === !!kl2, "l2norm", `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`, (ql2 ?? kl2)?.node);
-  for (const m of [ql2, kl2]) if (m) check(close(m.eps, L2NORM_EPS, 1e-4), "l2norm", `L2 norm eps is ${m.eps}; the contract fixes it at 1e-6`, m.node);
+  for (const m of [ql2, kl2]) if (m) check(close(m.eps, L2NORM_EPS, 1e-4), "l2norm", `L2 norm eps is ${fmt(m.eps)}; the contract fixes it at 1e-6`, m.node);
   const scaleMatch = findScale(ql2 ? ql2.out : valueAfterEntry(query.transpose), nodes);
   check(scaleMatch, "scale", "no constant query scale (Mul or Div by a scalar) found after the query input", query.transpose);
   check(close(scaleMatch.scale, 1 / Math.sqrt(K), 1e-5), "scale",
-    `query scale is ${scaleMatch.scale}, not 1/sqrt(K) = ${1 / Math.sqrt(K)}`, scaleMatch.node);
+    `query scale is ${fmt(scaleMatch.scale)}, not 1/sqrt(K) = ${fmt(1 / Math.sqrt(K))}`, scaleMatch.node);
 
   const stateRoot = state ?? stateConst;
   const stateDependent = stateRoot ? forwardWithin(nodes, [...stateRoot.consumers].filter((n) => nodes.has(n))) : new Set<Node>();

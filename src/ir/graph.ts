@@ -25,7 +25,7 @@ export class Value {
   isGraphOutput = false;
   /** Value info proto as read (kept so doc strings etc. survive). */
   valueInfo: onnx.IValueInfoProto | undefined;
-  constructor(readonly name: string) {}
+  constructor(public name: string) {}
 
   get rank(): number | undefined {
     return this.type?.shape?.length;
@@ -182,6 +182,17 @@ export class Graph {
 
   hasValue(name: string): boolean {
     return this.values.has(name) || (this.parent?.hasValue(name) ?? false);
+  }
+
+  /** Renames a value (and its value_info); the new name must be unused. */
+  renameValue(v: Value, name: string): void {
+    if (this.hasValue(name)) throw new GdnFuseError("E_PASS", `renameValue: "${name}" is already used`);
+    this.values.delete(v.name);
+    v.name = name;
+    if (v.valueInfo) v.valueInfo.name = name;
+    if (v.initializer) v.initializer.name = name;
+    this.values.set(name, v);
+    this.usedNames.add(name);
   }
 
   /** A name not yet used in this graph, derived from base. */

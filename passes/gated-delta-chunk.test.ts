@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { fuseCase, opCounts, runAgainstCase } from "../test/helpers/cases.js";
+import { mutateAndFuse, firstSkip } from "../test/helpers/mutate.js";
+
+const CHUNK_CASES = [
+  "chunk_t100_h4_k32_v48", // 2 chunks with padding, initial state, K != V
+  "chunk_t64_noopt", // exporter output without the onnxscript optimizer (3,951 nodes)
+  "chunk_t130_fp16", // fp16 with Casts, 3 chunks
+  "chunk_t80_nostate", // no initial state, no final state
+  "chunk_t64_opset23",
+  "chunk_t70_opset20_nol2", // no L2 norm in the kernel
+  "chunk_t1_b1", // B = 1, T = 1
+  "chunk_t96_bf16",
+  "chunk_qwen35_t100", // the Qwen3.5 modeling code's copy of the kernel
+];
+
+describe("gated-delta-chunk", () => {
+  for (const name of CHUNK_CASES) {
+    it(`fuses ${name} into one ChunkGatedDeltaRule and reproduces PyTorch's outputs`, async () => {
+      const { model, report } = await fuseCase(name);
+      expect(report.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
+      expect(opCounts(model.proto)).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
+      const applied = report.passes.find((p) => p.name === "gated-delta-chunk")!.applied[0]!;
+      expect(applied.replacedNodes).toBe(report.nodesBefore);
+      for (const o of await runAgainstCase(model.proto, name)) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
+    });
+  }
+
+  it("reads the parameters from the graph", async () => {
+    const { model, report } = await fuseCase("chunk_t70_opset20_nol2");
+    const d = report.passes[0]!.applied[0]!.details!;
+    expect(d).toMatchObject({ B: 1, T: 70, Hk: 2, Hv: 2, K: 16, V: 24, chunkSize: 64, useQkL2norm: false, initialState: true, finalState: true });
+    expect(d.scale as number).toBeCloseTo(0.25, 7);
+    const node = model.proto.graph!.node![0]!;
+    const attr = Object.fromEntries(node.attribute!.map((a) => [a.name, a.type === 3 ? new TextDecoder().decode(a.s!) : a.type === 1 ? a.f : Number(a.i)]));
+    expect(attr).toMatchObject({ use_qk_l2norm: 0, state_layout: "kv", chunk_size: 64 });
+  });
+
+  it("fuses the core of whole layers and models, leaving the rest", async () => {
+    for (const [name, n] of [["layer_qwen3next_prefill_t96", 1], ["layer_qwen35_prefill_t64", 1], ["model_qwen35_tiny_t50", 3]] as const) {
+      const { report } = await fuseCase(name, { passes: ["gated-delta-chunk"] });
+      expect(report.fused, name).toEqual({ "gdn.ChunkGatedDeltaRule": n });
+    }
+  });
+});
+
+describe("gated-delta-chunk near misses", () => {
+  const CASE = "chunk_t100_h4_k32_v48";
+  it("rejects another L2 norm eps, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => Math.abs(v - 1e-6) < 1e-9, 1e-5));
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "l2norm", reason: expect.stringContaining("eps is 0.00001") });
+  });
+  it("rejects another query scale, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => Math.abs(v - 1 / Math.sqrt(32)) < 1e-7, 0.2));
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "scale", reason: expect.stringContaining("query scale is 0.2") });
+  });
+  it("rejects a changed mask constant, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.flipBoolInitializer([64, 64], 3 * 64 + 10));
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "mask", reason: expect.stringContaining("strict upper triangle (row 3, column 10)") });
+  });
+  it("rejects swapped operands of the delta-rule Sub, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.swapInputsOfDeltaSub());
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "delta-rule", reason: expect.stringContaining("value - (state prediction)") });
+  });
+  it("rejects a removed state update, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.dropStateUpdate());
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "probe", reason: expect.stringContaining("probe outputs differ from the reference") });
+  });
+});

@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import { fuseCase, opCounts, runAgainstCase } from "../test/helpers/cases.js";
+import { firstSkip, mutateAndFuse } from "../test/helpers/mutate.js";
+
+const RECURRENT_CASES = [
+  "recurrent_t1_b3", // one decode step, batch 3, K != V
+  "recurrent_t4_b2", // 4 tokens (speculative verify)
+  "recurrent_qwen35_t2_b2", // the Qwen3.5 modeling code's copy
+  "recurrent_t1_b1_opset23_nol2", // B = T = 1, opset 23, no L2 norm in the kernel
+  "recurrent_t3_b2_noopt", // exporter output without the onnxscript optimizer
+];
+
+describe("gated-delta-recurrent", () => {
+  for (const name of RECURRENT_CASES) {
+    it(`fuses ${name} into one RecurrentGatedDeltaRule and reproduces PyTorch's outputs`, async () => {
+      const { model, report } = await fuseCase(name);
+      expect(report.fused).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
+      expect(opCounts(model.proto)).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
+      for (const o of await runAgainstCase(model.proto, name)) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
+    });
+  }
+
+  it("fuses the core of the decode-step layers", async () => {
+    for (const name of ["layer_qwen3next_decode_b2", "layer_qwen35_decode_b2"]) {
+      const { report } = await fuseCase(name, { passes: ["gated-delta-recurrent"] });
+      expect(report.fused, name).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
+    }
+  });
+
+  it("reads use_qk_l2norm = 0 when the kernel does not normalise", async () => {
+    const { report } = await fuseCase("recurrent_t1_b1_opset23_nol2");
+    expect(report.passes.find((p) => p.name === "gated-delta-recurrent")!.applied[0]!.details).toMatchObject({ useQkL2norm: false, T: 1, B: 1 });
+  });
+});
+
+describe("gated-delta-recurrent near misses", () => {
+  const CASE = "recurrent_t4_b2";
+  it("rejects another L2 norm eps, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => Math.abs(v - 1e-6) < 1e-9, 1e-5));
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "l2norm", reason: expect.stringContaining("eps is 0.00001") });
+  });
+  it("rejects another query scale, with reason", async () => {
+    // the export divides by sqrt(K) = 4
+    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => v === 4, 3));
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "scale", reason: expect.stringContaining("query scale is 0.333") });
+  });
+  it("rejects swapped operands of the delta-rule Sub, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.swapInputsOfDeltaSub());
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "delta-rule", reason: expect.stringContaining("value - (state prediction)") });
+  });
+  it("rejects a removed state update, with reason", async () => {
+    const r = await mutateAndFuse(CASE, (m) => m.dropStateUpdate());
+    expect(r.fused).toEqual({});
+    expect(firstSkip(r)).toMatchObject({ stage: "probe", reason: expect.stringContaining("probe outputs differ from the reference") });
+  });
+});

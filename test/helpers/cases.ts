@@ -1,0 +1,83 @@
+/**
+ * Fixture cases under models/ (the project's own corpus, see models/README.md): loading, fusing,
+ * and running fused models on the gdn runtime against the case's test_data_set_0.
+ */
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as ort from "onnxruntime-node";
+import { loadModel, type LoadedModel } from "../../src/ir/model-io.js";
+import { encodeMessage, onnx } from "../../src/ir/onnx.js";
+import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
+import "../../src/runtime/index.js";
+import { readTensorProto, relativeL2, type TensorFile } from "./tensor-io.js";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const MODELS = join(ROOT, "models");
+
+/** Cases with test data (bench_* have none). */
+export function fixtureCases(): string[] {
+  return readdirSync(MODELS).filter((c) => existsSync(join(MODELS, c, "test_data_set_0")));
+}
+
+export async function loadCase(name: string): Promise<LoadedModel> {
+  return loadModel(join(MODELS, name, "model.onnx"));
+}
+
+export async function fuseCase(name: string, options: FuseOptions = {}): Promise<{ model: LoadedModel; report: FuseReport }> {
+  const model = await loadCase(name);
+  const report = await fuseModel(model.proto, options);
+  return { model, report };
+}
+
+/** Fused op counts of a report, e.g. { "gdn.ChunkGatedDeltaRule": 1 }. */
+export function opCounts(model: onnx.IModelProto): Record<string, number> {
+  const c: Record<string, number> = {};
+  for (const n of model.graph?.node ?? []) {
+    const k = `${n.domain || "ai.onnx"}.${n.opType}`;
+    c[k] = (c[k] ?? 0) + 1;
+  }
+  return c;
+}
+
+function dataSet(name: string, prefix: "input" | "output"): TensorFile[] {
+  const dir = join(MODELS, name, "test_data_set_0");
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"))
+    .sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)))
+    .map((f) => readTensorProto(join(dir, f)));
+}
+
+/** bfloat16 travels as uint16 bits through the gdn runtime. */
+const toTensor = (t: TensorFile) => new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
+
+/** Tolerance on the relative L2 error against PyTorch's outputs, by element type. */
+export const TOLERANCE: Record<string, number> = { float32: 1e-5, float16: 2e-3, bfloat16: 1e-2 };
+
+/**
+ * Runs a (fused) model on the gdn runtime on the case's inputs; returns each output's relative L2
+ * error against output_N.pb and the tolerance for its type.
+ */
+export async function runAgainstCase(model: onnx.IModelProto, name: string, executionProviders: string[] = ["gdn"]): Promise<{ name: string; err: number; tol: number }[]> {
+  const dir = mkdtempSync(join(tmpdir(), "gdn-case-"));
+  const file = join(dir, "model.onnx");
+  writeFileSync(file, encodeMessage(onnx.ModelProto, model as onnx.ModelProto));
+  const session = await ort.InferenceSession.create(file, { executionProviders, intraOpNumThreads: 2 });
+  try {
+    const inputs = dataSet(name, "input");
+    const feeds: Record<string, ort.Tensor> = {};
+    session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+    const out = await session.run(feeds);
+    return dataSet(name, "output").map((want, i) => {
+      const got = out[session.outputNames[i]!]!;
+      const tol = TOLERANCE[want.type] ?? 1e-5;
+      const actual = want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got;
+      return { name: session.outputNames[i]!, err: relativeL2(actual, want), tol };
+    });
+  } finally {
+    await session.release();
+  }
+}
+
+export { relativeL2 };

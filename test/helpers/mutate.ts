@@ -1,0 +1,111 @@
+/**
+ * In-memory mutations of fixture graphs for near-miss and robustness tests: each edits the decoded
+ * model the way a different (or wrong) exporter would, then the pipeline runs on the result.
+ */
+import { Graph, type Node, type Value } from "../../src/ir/graph.js";
+import { arrayToTensor, tensorToFloat64 } from "../../src/ir/tensor.js";
+import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
+import type { SkippedCandidate } from "../../src/pipeline/pass.js";
+import { loadCase } from "./cases.js";
+import { seededRandom } from "../../src/pattern/probe.js";
+
+export class Mutator {
+  constructor(readonly graph: Graph) {}
+
+  private initializers(): Value[] {
+    return [...this.graph.values.values()].filter((v) => v.initializer);
+  }
+
+  /** Sets every one-element float initializer whose value satisfies `pred` to `value`; returns how many. */
+  setScalar(pred: (v: number) => boolean, value: number): number {
+    let n = 0;
+    for (const v of this.initializers()) {
+      const t = v.initializer!;
+      if (t.dataType !== 1) continue;
+      const data = tensorToFloat64(t);
+      if (data.length !== 1 || !pred(data[0]!)) continue;
+      v.initializer = arrayToTensor(t.name!, (t.dims ?? []).map(Number), 1, [value]);
+      n++;
+    }
+    if (n === 0) throw new Error("setScalar: no matching scalar initializer");
+    return n;
+  }
+
+  /** Flips one element of the bool initializer with these dims. */
+  flipBoolInitializer(dims: number[], index: number): void {
+    const v = this.initializers().find((x) => x.initializer!.dataType === 9 && (x.initializer!.dims ?? []).map(Number).join() === dims.join());
+    if (!v) throw new Error(`flipBoolInitializer: no bool initializer [${dims}]`);
+    const data = tensorToFloat64(v.initializer!);
+    data[index] = data[index] ? 0 : 1;
+    v.initializer = arrayToTensor(v.initializer!.name!, dims, 9, Array.from(data));
+  }
+
+  /** Swaps the operands of the first Sub whose second operand is the state's prediction (MatMul or ReduceSum). */
+  swapInputsOfDeltaSub(): void {
+    const sub = this.graph.nodes.find((n) => n.opType === "Sub" && ["MatMul", "ReduceSum"].includes(n.inputs[1]?.producer?.opType ?? ""));
+    if (!sub) throw new Error("swapInputsOfDeltaSub: no delta-rule Sub");
+    sub.inputs = [sub.inputs[1], sub.inputs[0]];
+  }
+
+  /** Removes the first state update S = S' + k u^T: its users read the decayed state S' instead. */
+  dropStateUpdate(): void {
+    const state = this.graph.inputs.find((v) => v.name === "initial_state");
+    const isDecay = (n: Node | undefined) => n?.opType === "Mul" && n.inputs.includes(state);
+    const add = this.graph.nodes.find((n) => n.opType === "Add" && n.inputs.some((v) => isDecay(v?.producer)));
+    if (!add) throw new Error("dropStateUpdate: no state update Add");
+    const decayed = add.inputs.find((v) => isDecay(v?.producer))!;
+    this.graph.replaceAllUses(add.output(), decayed);
+    this.graph.removeNodes([add]);
+    this.graph.removeDeadNodes();
+  }
+
+  /** Renames every node and intermediate value and shuffles the node list (seeded). */
+  renameAndShuffle(seed: number): void {
+    const rand = seededRandom(seed);
+    for (const n of this.graph.nodes) n.proto.name = `n${Math.floor(rand() * 1e9)}`;
+    const renamed = new Map<Value, string>();
+    for (const n of this.graph.nodes) for (const o of n.outputs) if (o && !o.isGraphOutput) renamed.set(o, `v${renamed.size}_${Math.floor(rand() * 1e6)}`);
+    for (const [v, name] of renamed) this.graph.renameValue(v, name);
+    const a = this.graph.nodes;
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [a[i], a[j]] = [a[j]!, a[i]!];
+    }
+  }
+
+  /** Swaps the operands of commutative binary ops (Add, Mul) with probability 1/2 (seeded). */
+  commute(seed: number): number {
+    const rand = seededRandom(seed);
+    let n = 0;
+    for (const node of this.graph.nodes)
+      if ((node.opType === "Add" || node.opType === "Mul") && node.inputs.length === 2 && rand() < 0.5) {
+        node.inputs = [node.inputs[1], node.inputs[0]];
+        n++;
+      }
+    return n;
+  }
+}
+
+/** Loads a case, applies the mutation to its graph, writes it back, runs the passes. */
+export async function mutateAndFuse(name: string, mutate: (m: Mutator) => void, options: FuseOptions = {}): Promise<FuseReport & { model: Awaited<ReturnType<typeof loadCase>> }> {
+  const model = await loadCase(name);
+  const graph = Graph.fromProto(model.proto.graph!);
+  mutate(new Mutator(graph));
+  syncInitializers(graph);
+  model.proto.graph = graph.toProto();
+  const report = await fuseModel(model.proto, options);
+  return Object.assign(report, { model });
+}
+
+/** Initializers replaced on values (setScalar, flip) go back into the proto list under their names. */
+function syncInitializers(graph: Graph): void {
+  const list = graph.proto.initializer ?? [];
+  for (let i = 0; i < list.length; i++) {
+    const v = graph.values.get(list[i]!.name ?? "");
+    if (v?.initializer) list[i] = v.initializer;
+  }
+}
+
+export function firstSkip(r: FuseReport): SkippedCandidate | undefined {
+  return r.passes.flatMap((p) => p.skipped)[0];
+}
