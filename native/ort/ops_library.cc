@@ -337,6 +337,57 @@ struct GdnCustomOp : OrtCustomOp {
 const OpSpec& spec_of(const OrtCustomOp* op) { return *static_cast<const GdnCustomOp*>(op)->spec; }
 
 // Output type + shape inference (beyond ORT's default type guess): outputs follow the input named in the spec.
+// Input infos belong to ORT (never released or modified here); outputs get fresh infos.
+struct ShapeOf {
+  bool ok = false;
+  ONNXTensorElementDataType type = kAny;
+  std::vector<int64_t> dims;
+  std::vector<std::string> syms;
+};
+
+ShapeOf input_shape(OrtShapeInferContext* ctx, size_t n_in, int idx) {
+  ShapeOf r;
+  if (idx < 0 || (size_t)idx >= n_in) return r;
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  if (OrtStatus* st = g_ort->ShapeInferContext_GetInputTypeShape(ctx, (size_t)idx, &info)) {
+    g_ort->ReleaseStatus(st);
+    return r;
+  }
+  if (info == nullptr) return r;
+  size_t rank = 0;
+  OrtStatus* st = g_ort->GetTensorElementType(info, &r.type);
+  if (st == nullptr) st = g_ort->GetDimensionsCount(info, &rank);
+  if (st == nullptr) {
+    r.dims.assign(rank, -1);
+    st = g_ort->GetDimensions(info, r.dims.data(), rank);
+  }
+  std::vector<const char*> sym(rank, nullptr);
+  if (st == nullptr) st = g_ort->GetSymbolicDimensions(info, sym.data(), rank);
+  if (st != nullptr) {
+    g_ort->ReleaseStatus(st);
+    return r;
+  }
+  for (const char* c : sym) r.syms.emplace_back(c ? c : "");
+  r.ok = true;
+  return r;
+}
+
+void set_output(OrtShapeInferContext* ctx, size_t index, const ShapeOf& s) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  if (OrtStatus* st = g_ort->CreateTensorTypeAndShapeInfo(&info)) {
+    g_ort->ReleaseStatus(st);
+    return;
+  }
+  std::vector<const char*> sym;
+  for (const auto& x : s.syms) sym.push_back(x.c_str());
+  OrtStatus* st = g_ort->SetTensorElementType(info, s.type);
+  if (st == nullptr) st = g_ort->SetDimensions(info, s.dims.data(), s.dims.size());
+  if (st == nullptr && sym.size() == s.dims.size()) st = g_ort->SetSymbolicDimensions(info, sym.data(), sym.size());
+  if (st == nullptr) st = g_ort->ShapeInferContext_SetOutputTypeShape(ctx, index, info);
+  if (st != nullptr) g_ort->ReleaseStatus(st);  // best effort: ORT's own type guess stays
+  g_ort->ReleaseTensorTypeAndShapeInfo(info);
+}
+
 OrtStatus* infer_shapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
   const OpSpec& s = spec_of(op);
   size_t n_in = 0;
@@ -344,54 +395,25 @@ OrtStatus* infer_shapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
     g_ort->ReleaseStatus(st);
     return nullptr;
   }
-  auto input_info = [&](int idx) -> OrtTensorTypeAndShapeInfo* {
-    if (idx < 0 || (size_t)idx >= n_in) return nullptr;
-    OrtTensorTypeAndShapeInfo* info = nullptr;
-    if (OrtStatus* st = g_ort->ShapeInferContext_GetInputTypeShape(ctx, (size_t)idx, &info)) {
-      g_ort->ReleaseStatus(st);
-      return nullptr;
-    }
-    return info;
-  };
   for (size_t o = 0; o < s.outputs.size(); ++o) {
     const IoSpec& io = s.outputs[o];
-    OrtTensorTypeAndShapeInfo* info = input_info(io.like_input);
-    if (info == nullptr && io.fallback_input >= 0) {
-      OrtTensorTypeAndShapeInfo* src = input_info(io.fallback_input);
-      if (src != nullptr) {
-        size_t rank = 0;
-        std::vector<int64_t> dims;
-        ONNXTensorElementDataType et = kAny;
-        OrtStatus* st = g_ort->GetDimensionsCount(src, &rank);
-        if (st == nullptr) {
-          dims.assign(rank, -1);
-          st = g_ort->GetDimensions(src, dims.data(), rank);
-        }
-        if (st == nullptr) st = g_ort->GetTensorElementType(src, &et);
-        g_ort->ReleaseTensorTypeAndShapeInfo(src);
-        if (st != nullptr) {
-          g_ort->ReleaseStatus(st);
-        } else {
-          // keep the leading batch dims of the source (those the contract ties to it), unknown elsewhere
-          std::vector<int64_t> out_dims((size_t)io.fallback_rank, -1);
-          for (size_t i = 0; i < out_dims.size() && i < dims.size() && i < 2; ++i) out_dims[i] = dims[i];
-          if (g_ort->CreateTensorTypeAndShapeInfo(&info) == nullptr) {
-            OrtStatus* a = g_ort->SetTensorElementType(info, et);
-            if (a) g_ort->ReleaseStatus(a);
-            OrtStatus* b = g_ort->SetDimensions(info, out_dims.data(), out_dims.size());
-            if (b) g_ort->ReleaseStatus(b);
-          } else {
-            info = nullptr;
-          }
-        }
+    ShapeOf sh = input_shape(ctx, n_in, io.like_input);
+    if (!sh.ok && io.fallback_input >= 0) {
+      // e.g. final_state without initial_state: rank known, leading [B, H|C] from the fallback input
+      ShapeOf src = input_shape(ctx, n_in, io.fallback_input);
+      if (src.ok) {
+        sh.ok = true;
+        sh.type = src.type;
+        sh.dims.assign((size_t)io.fallback_rank, -1);
+        sh.syms.assign((size_t)io.fallback_rank, "");
+        const size_t lead[2] = {0, (size_t)(io.fallback_input == delta_rule::kValue ? 2 : 1)};
+        for (size_t d = 0; d < 2; ++d)
+          if (lead[d] < src.dims.size()) sh.dims[d] = src.dims[lead[d]], sh.syms[d] = src.syms[lead[d]];
       }
     }
-    if (info == nullptr) continue;
-    if (io.type != kAny) {
-      if (OrtStatus* st = g_ort->SetTensorElementType(info, io.type)) g_ort->ReleaseStatus(st);
-    }
-    if (OrtStatus* st = g_ort->ShapeInferContext_SetOutputTypeShape(ctx, o, info)) g_ort->ReleaseStatus(st);
-    g_ort->ReleaseTensorTypeAndShapeInfo(info);
+    if (!sh.ok || sh.type == kAny) continue;
+    if (io.type != kAny) sh.type = io.type;
+    set_output(ctx, o, sh);
   }
   return nullptr;
 }
