@@ -1,23 +1,18 @@
 /**
  * The gdn backend under concurrency: runs do not block the event loop, concurrent runs on one session,
  * and four sessions used concurrently from four worker_threads.
- *
- * Workers cannot load TypeScript, so the runtime sources are transpiled (typescript.transpileModule, no type
- * check) into build/test-runtime-js/ first; the workers import that copy, which finds the same addon.
+ * Workers cannot load TypeScript: they import the transpiled copy from helpers/runtime-js.ts.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
-import ts from "typescript";
 import { beforeAll, describe, expect, it } from "vitest";
 import "../src/runtime/index.js";
+import { transpileRuntime } from "./helpers/runtime-js.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CORPUS = "/work/shared/corpus";
-const OUT = join(ROOT, "build", "test-runtime-js");
 const GDN = { executionProviders: ["gdn"] };
 
 function dataSet(name: string, prefix: "input" | "output") {
@@ -56,20 +51,10 @@ await session.release();
 parentPort.postMessage({ name, errors, outputs: session.outputNames.length });
 `;
 
+let runtime: ReturnType<typeof transpileRuntime>;
 beforeAll(() => {
-  // transpile src/errors.ts and src/runtime/*.ts, and the test helper, keeping the layout (imports use .js)
-  const files = ["src/errors.ts", ...readdirSync(join(ROOT, "src/runtime")).filter((f) => f.endsWith(".ts")).map((f) => `src/runtime/${f}`), "test/helpers/tensor-io.ts"];
-  for (const f of files) {
-    const js = ts.transpileModule(readFileSync(join(ROOT, f), "utf8"), {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-      fileName: f,
-    }).outputText;
-    const dest = join(OUT, f.replace(/\.ts$/, ".js"));
-    mkdirSync(dirname(dest), { recursive: true });
-    writeFileSync(dest, js);
-  }
-  writeFileSync(join(OUT, "package.json"), JSON.stringify({ type: "module" }));
-  writeFileSync(join(OUT, "worker.mjs"), WORKER);
+  runtime = transpileRuntime();
+  writeFileSync(join(runtime.dir, "worker.mjs"), WORKER);
 });
 
 describe("gdn backend: concurrency", () => {
@@ -106,13 +91,13 @@ describe("gdn backend: concurrency", () => {
       names.map(
         (name) =>
           new Promise<{ name: string; errors: number[]; outputs: number }>((res, rej) => {
-            const w = new Worker(join(OUT, "worker.mjs"), {
+            const w = new Worker(join(runtime.dir, "worker.mjs"), {
               workerData: {
                 name,
                 corpus: CORPUS,
                 runs: 3,
-                runtime: pathToFileURL(join(OUT, "src/runtime/index.js")).href,
-                helpers: pathToFileURL(join(OUT, "test/helpers/tensor-io.js")).href,
+                runtime: runtime.runtimeUrl,
+                helpers: runtime.helpersUrl,
               },
             });
             w.once("message", res);

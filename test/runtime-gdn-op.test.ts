@@ -3,12 +3,15 @@
  * checked against a float64 reference. Runs when the op library is built (exports RegisterCustomOps);
  * otherwise the clear "library not found / not loadable" error is checked instead.
  */
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import onnxProto from "onnx-proto";
 import { afterEach, describe, expect, it } from "vitest";
 import "../src/runtime/index.js";
 import { loadRuntime } from "../src/runtime/index.js";
+import { transpileRuntime } from "./helpers/runtime-js.js";
 import { relativeL2 } from "./helpers/tensor-io.js";
 
 const { onnx } = onnxProto;
@@ -20,6 +23,22 @@ const opsLibrary = loadRuntime().opsLibraryPath;
 const ready = opsLibrary !== null && readFileSync(opsLibrary).includes("RegisterCustomOps");
 
 const [B, T, H, K, V] = [2, 3, 2, 4, 5];
+
+const CHILD = `
+import * as ort from "onnxruntime-node";
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const job = JSON.parse(input);
+await import(job.runtimeUrl);
+const session = await ort.InferenceSession.create(Uint8Array.from(job.model), { executionProviders: ["gdn"] });
+const feeds = {};
+for (const [name, [data, dims]] of Object.entries(job.feeds)) feeds[name] = new ort.Tensor("float32", Float32Array.from(data), dims);
+const res = await session.run(feeds);
+await session.release();
+const out = {};
+for (const [name, t] of Object.entries(res)) out[name] = { dims: t.dims, data: Array.from(t.data) };
+process.stdout.write(JSON.stringify(out));
+`;
 
 function recurrentModel(): Uint8Array {
   const vi = (name: string, dims: number[]) => ({
@@ -99,29 +118,38 @@ describe("gdn backend: gdn.RecurrentGatedDeltaRule", () => {
     delete process.env.GDN_FUSE_OPS_LIBRARY;
   });
 
-  it.skipIf(!ready)("runs a one-node gdn model and matches the float64 reference", async () => {
-    const session = await ort.InferenceSession.create(recurrentModel(), GDN);
+  // Runs in a child process: a crash inside the op library must fail this test, not take the test runner down.
+  it.skipIf(!ready)("runs a one-node gdn model and matches the float64 reference", () => {
     const q = rand(B * T * H * K, 1);
     const k = rand(B * T * H * K, 2, -0.5, 0.5);
     const v = rand(B * T * H * V, 3);
     const g = rand(B * T * H, 4, -1, -0.01);
     const beta = rand(B * T * H, 5, 0.1, 0.9);
     const s0 = rand(B * H * K * V, 6, -0.3, 0.3);
-    const t = (data: Float32Array, dims: number[]) => new ort.Tensor("float32", data, dims);
-    const res = await session.run({
-      query: t(q, [B, T, H, K]),
-      key: t(k, [B, T, H, K]),
-      value: t(v, [B, T, H, V]),
-      g: t(g, [B, T, H]),
-      beta: t(beta, [B, T, H]),
-      initial_state: t(s0, [B, H, K, V]),
-    });
+    const { dir, runtimeUrl } = transpileRuntime();
+    const script = join(dir, "gdn-op-child.mjs");
+    writeFileSync(script, CHILD);
+    const job = {
+      runtimeUrl,
+      model: Array.from(recurrentModel()),
+      feeds: {
+        query: [Array.from(q), [B, T, H, K]],
+        key: [Array.from(k), [B, T, H, K]],
+        value: [Array.from(v), [B, T, H, V]],
+        g: [Array.from(g), [B, T, H]],
+        beta: [Array.from(beta), [B, T, H]],
+        initial_state: [Array.from(s0), [B, H, K, V]],
+      },
+    };
+    const child = spawnSync(process.execPath, [script], { input: JSON.stringify(job), encoding: "utf8", timeout: 60_000 });
+    const status = child.signal ? `killed by ${child.signal}` : `exit code ${child.status}`;
+    expect(child.status, `child ${status}; stderr:\n${child.stderr.slice(-2000)}`).toBe(0);
+    const res = JSON.parse(child.stdout) as Record<string, { dims: number[]; data: number[] }>;
     const ref = reference(q, k, v, g, beta, s0);
     expect(res.output!.dims).toEqual([B, T, H, V]);
     expect(res.final_state!.dims).toEqual([B, H, K, V]);
-    expect(relativeL2(res.output!, ref.out)).toBeLessThanOrEqual(1e-5);
-    expect(relativeL2(res.final_state!, ref.state)).toBeLessThanOrEqual(1e-5);
-    await session.release();
+    expect(relativeL2(res.output!.data, ref.out)).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(res.final_state!.data, ref.state)).toBeLessThanOrEqual(1e-5);
   });
 
   it.skipIf(ready)("without a usable op library, a gdn model fails with a clear message", async () => {

@@ -2,7 +2,8 @@
  * The `gdn` onnxruntime-node backend on unfused models: corpus parity, tensor types, preallocated outputs,
  * and errors that reject (never crash).
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import onnxProto from "onnx-proto";
@@ -96,6 +97,47 @@ describe("gdn backend: corpus parity (unfused models)", () => {
     expect(relativeL2(out[session.outputNames[0]!]!, loadDataSet(dir, "output")[0]!)).toBeLessThanOrEqual(1e-5);
     expect(session.inputMetadata[0]).toMatchObject({ name: "query", isTensor: true, type: "float32", shape: [2, 4, 2, 16] });
     await session.release();
+  });
+});
+
+describe("gdn backend: external data", () => {
+  it("a path model finds its external data next to it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gdn-extdata-"));
+    try {
+      const w = new Float32Array([10, 20, 30]);
+      writeFileSync(join(dir, "weights.bin"), new Uint8Array(w.buffer));
+      const vi = (name: string) => ({ name, type: { tensorType: { elemType: T.FLOAT, shape: { dim: [{ dimValue: 3 }] } } } });
+      const bytes = onnx.ModelProto.encode({
+        irVersion: 8,
+        opsetImport: [{ domain: "", version: 17 }],
+        graph: {
+          name: "ext",
+          node: [{ opType: "Add", input: ["x", "w"], output: ["y"] }],
+          initializer: [
+            {
+              name: "w",
+              dims: [3],
+              dataType: T.FLOAT,
+              dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+              externalData: [
+                { key: "location", value: "weights.bin" },
+                { key: "offset", value: "0" },
+                { key: "length", value: "12" },
+              ],
+            },
+          ],
+          input: [vi("x")],
+          output: [vi("y")],
+        },
+      }).finish();
+      writeFileSync(join(dir, "model.onnx"), bytes);
+      const session = await ort.InferenceSession.create(join(dir, "model.onnx"), GDN);
+      const { y } = await session.run({ x: new ort.Tensor("float32", new Float32Array([1, 2, 3]), [3]) });
+      expect(Array.from(y!.data as Float32Array)).toEqual([11, 22, 33]);
+      await session.release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
