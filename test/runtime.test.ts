@@ -219,7 +219,7 @@ describe("gdn backend: errors reject with ORT's message, the process survives", 
   const feedsFor = (session: ort.InferenceSession) =>
     Object.fromEntries(
       session.inputMetadata.map((m) => {
-        const dims = (m as { shape: number[] }).shape;
+        const dims = (m as { shape: readonly number[] }).shape as number[];
         return [m.name, new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)), dims)];
       }),
     );
