@@ -1,0 +1,199 @@
+// fuse-model, run in-process through main(argv, io) (stdout/stderr captured, exit code returned), plus
+// one spawn of the compiled bin when dist/ exists (CI's `npm install` compiles it through `prepare`).
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, test, vi } from "vitest";
+import { main, type CliIo } from "../src/cli/fuse-model.js";
+import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const CORPUS = process.env.GDN_FUSE_CORPUS ?? path.resolve(ROOT, "../shared/corpus");
+const MODEL = path.join(CORPUS, "recurrent_t1_b3", "model.onnx");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-cli-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+interface Run { code: number; stdout: string; stderr: string }
+
+async function cli(...argv: string[]): Promise<Run> {
+  let stdout = "";
+  let stderr = "";
+  const io: CliIo = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), isTTY: false };
+  const code = await main(argv, io);
+  return { code, stdout, stderr };
+}
+
+const out = (...parts: string[]): string => path.join(tmp, ...parts);
+/** What a lossless load + save of the model must produce, byte for byte. */
+const canonical = (file: string): Uint8Array => encodeMessage(onnx.ModelProto, decodeMessage(onnx.ModelProto, fs.readFileSync(file)));
+
+describe("fuse-model", () => {
+  test("--help prints usage and exits 0", async () => {
+    const r = await cli("--help");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("Usage: fuse-model IN.onnx -o OUT.onnx");
+    expect(r.stderr).toBe("");
+  });
+
+  test("no arguments is a usage error (2)", async () => {
+    const r = await cli();
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^fuse-model: error: missing the input model/);
+  });
+
+  test("an unknown flag is a usage error (2), with no stack trace", async () => {
+    const r = await cli(MODEL, "-o", out("x.onnx"), "--frobnicate");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^fuse-model: error: Unknown option '--frobnicate'\n/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  test("bad option values are usage errors (2)", async () => {
+    expect((await cli(MODEL, "-o", out("x.onnx"), "--target", "cuda")).code).toBe(2);
+    expect((await cli(MODEL, "-o", out("x.onnx"), "--inline-below", "lots")).code).toBe(2);
+    expect((await cli(MODEL, "-o", out("x.onnx"), "--external-data", "move")).code).toBe(2);
+    expect((await cli(MODEL)).code).toBe(2); // no -o
+  });
+
+  test("a missing input file exits 1 and names the file", async () => {
+    const r = await cli(out("does-not-exist.onnx"), "-o", out("x.onnx"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`fuse-model: error: ${out("does-not-exist.onnx")}: cannot read the model (no such file or directory)\n`);
+    expect(fs.existsSync(out("x.onnx"))).toBe(false);
+  });
+
+  test("a truncated model exits 1 with one line and writes nothing", async () => {
+    const cut = out("cut.onnx");
+    fs.writeFileSync(cut, fs.readFileSync(MODEL).subarray(0, 5000));
+    const r = await cli(cut, "-o", out("cut.fused.onnx"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^fuse-model: error: .*cut\.onnx: truncated protobuf \(.*\)\n$/);
+    expect(fs.existsSync(out("cut.fused.onnx"))).toBe(false);
+  });
+
+  test("an unwritable output folder exits 1 and leaves no partial file", async () => {
+    const blocker = out("blocker");
+    fs.writeFileSync(blocker, "not a folder");
+    const r = await cli(MODEL, "-o", path.join(blocker, "fused.onnx"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^fuse-model: error: .*blocker: cannot create the output folder/);
+    expect(fs.readFileSync(blocker, "utf8")).toBe("not a folder");
+    const dir = out("ro");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "fused.onnx"), "old");
+    fs.chmodSync(dir, 0o500);
+    try {
+      const r2 = await cli(MODEL, "-o", path.join(dir, "fused.onnx"));
+      if (process.getuid?.() !== 0) {
+        expect(r2.code).toBe(1); // root ignores the mode bits; the check above covers root
+        expect(fs.readFileSync(path.join(dir, "fused.onnx"), "utf8")).toBe("old");
+      }
+      expect(fs.readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+    } finally {
+      fs.chmodSync(dir, 0o700);
+    }
+  });
+
+  test("--passes none writes the model back unchanged, and the report has the counts", async () => {
+    const dest = out("none", "model.onnx");
+    const report = out("none", "report.json");
+    const r = await cli(MODEL, "-o", dest, "--passes", "none", "--report", report);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`wrote ${dest}`);
+    expect(Buffer.compare(fs.readFileSync(dest), canonical(MODEL))).toBe(0);
+    const json = JSON.parse(fs.readFileSync(report, "utf8")) as Record<string, unknown>;
+    expect(json).toMatchObject({ input: MODEL, output: dest, fused: {}, nodesBefore: 41, nodesAfter: 41 });
+    expect(Array.isArray(json.passes)).toBe(true);
+    expect(typeof json.version).toBe("string");
+    expect(fs.readdirSync(out("none")).sort()).toEqual(["model.onnx", "report.json"]);
+  });
+
+  test("--dry-run writes the report but no model", async () => {
+    const dest = out("dry", "model.onnx");
+    const report = out("dry", "report.json");
+    const r = await cli(MODEL, "-o", dest, "--dry-run", "--report", report);
+    expect(r.code).toBe(0);
+    expect(fs.existsSync(dest)).toBe(false);
+    const json = JSON.parse(fs.readFileSync(report, "utf8")) as Record<string, unknown>;
+    expect(json).toHaveProperty("fused");
+    expect(json).toHaveProperty("nodesBefore");
+    expect(json).toHaveProperty("nodesAfter");
+    expect(json).toHaveProperty("passes");
+    expect(json.output).toBeNull();
+  });
+
+  const addonBuilt = ["Release", "Debug"].some((d) => fs.existsSync(path.join(ROOT, "build", d, "gdn_addon.node")));
+  test.skipIf(!addonBuilt)("--verify DIR runs the verifier and puts its result in the report", async () => {
+    const dest = out("verify", "model.onnx");
+    const report = out("verify", "report.json");
+    const dataDir = path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0");
+    const r = await cli(MODEL, "-o", dest, "--verify", dataDir, "--report", report);
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(fs.readFileSync(report, "utf8")) as { verify?: { ok: boolean } };
+    expect(json.verify?.ok).toBe(true);
+  });
+
+  test("a failed verification exits 1, keeps the model and reports the failing output", async () => {
+    vi.resetModules();
+    const calls: unknown[][] = [];
+    vi.doMock("../src/verify/index.js", () => ({
+      verifyModels: async (...args: unknown[]) => {
+        calls.push(args);
+        return { ok: false, outputs: [{ name: "core_attn_out", maxAbs: 1, relL2: 0.5, tolerance: 1e-5, ok: false }], source: "random", runtime: "fake" };
+      },
+    }));
+    try {
+      const cliModule = await import("../src/cli/fuse-model.js");
+      let stderr = "";
+      const dest = out("verify-fail", "model.onnx");
+      const report = out("verify-fail", "report.json");
+      const code = await cliModule.main([MODEL, "-o", dest, "--verify", "--report", report], { stdout: () => undefined, stderr: (t) => void (stderr += t) });
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^fuse-model: error: verification failed: core_attn_out \(relL2 5\.00e-1 > 0\.00001\)/);
+      expect(calls).toEqual([[MODEL, dest, {}]]);
+      expect(fs.existsSync(dest)).toBe(true);
+      const json = JSON.parse(fs.readFileSync(report, "utf8")) as { verify?: { ok: boolean } };
+      expect(json.verify?.ok).toBe(false);
+    } finally {
+      vi.doUnmock("../src/verify/index.js");
+      vi.resetModules();
+    }
+  });
+
+  test("refuses to overwrite the input (1) unless --force", async () => {
+    const input = out("self", "model.onnx");
+    fs.mkdirSync(path.dirname(input), { recursive: true });
+    fs.copyFileSync(MODEL, input);
+    const before = fs.readFileSync(input);
+    const r = await cli(input, "-o", input);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("refusing to overwrite");
+    expect(Buffer.compare(fs.readFileSync(input), before)).toBe(0);
+    const forced = await cli(input, "-o", input, "--force", "--passes", "none");
+    expect(forced.code).toBe(0);
+    expect(Buffer.compare(fs.readFileSync(input), canonical(MODEL))).toBe(0);
+    expect(fs.readdirSync(path.dirname(input))).toEqual(["model.onnx"]);
+  });
+
+  test("--verbose prints progress on stderr", async () => {
+    const r = await cli(MODEL, "-o", out("verbose.onnx"), "--verbose");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("fuse-model: loading");
+    expect(r.stderr).toContain("fuse-model: writing");
+  });
+
+  const BIN = path.join(ROOT, "dist", "src", "cli", "fuse-model.js");
+  test.skipIf(!fs.existsSync(BIN))("the compiled bin runs as a program", () => {
+    expect(fs.readFileSync(BIN, "utf8").startsWith("#!/usr/bin/env node")).toBe(true);
+    const ok = spawnSync(process.execPath, [BIN, MODEL, "-o", out("bin", "model.onnx"), "--passes", "none"], { encoding: "utf8" });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(fs.existsSync(out("bin", "model.onnx"))).toBe(true);
+    const bad = spawnSync(process.execPath, [BIN, out("nope.onnx"), "-o", out("bin", "x.onnx")], { encoding: "utf8" });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    const usage = spawnSync(process.execPath, [BIN], { encoding: "utf8" });
+    expect(usage.status).toBe(2);
+  });
+});
