@@ -10,7 +10,7 @@ import { main, type CliIo } from "../src/cli/fuse-model.js";
 import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const CORPUS = process.env.GDN_FUSE_CORPUS ?? path.resolve(ROOT, "../shared/corpus");
+const CORPUS = path.join(ROOT, "models"); // the project's own fixtures
 const MODEL = path.join(CORPUS, "recurrent_t1_b3", "model.onnx");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-cli-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

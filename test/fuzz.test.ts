@@ -9,7 +9,7 @@ import { GdnFuseError } from "../src/errors.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 
-const CORPUS = process.env.GDN_FUSE_CORPUS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../shared/corpus");
+const CORPUS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../models"); // the project's own fixtures
 const small = fs.readFileSync(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"));
 const medium = fs.readFileSync(path.join(CORPUS, "layer_qwen3next_decode_b2", "model.onnx"));
 

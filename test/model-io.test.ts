@@ -12,10 +12,18 @@ import { loadModel, saveModel } from "../src/ir/model-io.js";
 import { decodeMessage, encodeMessage, getNodeMetadata, onnx, setNodeMetadata, unknownFieldNumbers } from "../src/ir/onnx.js";
 import { elemTypeName, float16ToFloat32, tensorDims, tensorToArray, tensorToFloat64 } from "../src/ir/tensor.js";
 
-const CORPUS = process.env.GDN_FUSE_CORPUS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../shared/corpus");
-const cases = fs.existsSync(CORPUS)
-  ? fs.readdirSync(CORPUS).filter((d) => fs.existsSync(path.join(CORPUS, d, "model.onnx"))).sort()
-  : [];
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The shared exporter corpus (../shared/corpus, or GDN_FUSE_CORPUS) and the project's own models/. */
+const SOURCES: [string, string][] = [
+  ["shared", process.env.GDN_FUSE_CORPUS ?? path.resolve(HERE, "../../shared/corpus")],
+  ["models", path.resolve(HERE, "../models")],
+];
+const cases = SOURCES.flatMap(([label, dir]) =>
+  fs.existsSync(dir)
+    ? fs.readdirSync(dir).filter((d) => fs.existsSync(path.join(dir, d, "model.onnx"))).sort().map((d) => ({ id: `${label}/${d}`, dir: path.join(dir, d) }))
+    : [],
+);
+const MODELS_DIR = path.resolve(HERE, "../models");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-model-io-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -90,13 +98,13 @@ function relL2(actual: Float64Array, expected: Float64Array): number {
 
 describe("round trip through loadModel + saveModel", () => {
   test("finds the corpus", () => {
-    expect(cases.length).toBeGreaterThanOrEqual(10);
+    expect(cases.filter((c) => c.id.startsWith("models/")).length).toBeGreaterThanOrEqual(9);
   });
 
-  for (const name of cases) {
-    test(`keeps every field of ${name}`, async () => {
-      const src = path.join(CORPUS, name, "model.onnx");
-      const out = path.join(tmp, name, "model.onnx");
+  for (const { id, dir } of cases) {
+    test(`keeps every field of ${id}`, async () => {
+      const src = path.join(dir, "model.onnx");
+      const out = path.join(tmp, id, "model.onnx");
       const model = await loadModel(src);
       await saveModel(model, out);
       const before = decodeMessage(onnx.ModelProto, fs.readFileSync(src));
@@ -109,13 +117,17 @@ describe("round trip through loadModel + saveModel", () => {
     });
   }
 
-  const runnable = cases.filter((c) => !c.startsWith("bench_") && fs.existsSync(path.join(CORPUS, c, "test_data_set_0")));
-  for (const name of runnable) {
-    test(`the re-saved ${name} still computes PyTorch's outputs in onnxruntime`, async () => {
-      const out = path.join(tmp, "ort", name, "model.onnx");
-      await saveModel(await loadModel(path.join(CORPUS, name, "model.onnx")), out);
+  const runnable = cases.filter(({ id, dir }) => !id.includes("/bench_") && fs.existsSync(path.join(dir, "test_data_set_0")));
+  for (const { id, dir } of runnable) {
+    const model = decodeMessage(onnx.ModelProto, fs.readFileSync(path.join(dir, "model.onnx")));
+    const io = [...(model.graph?.input ?? []), ...(model.graph?.output ?? [])];
+    // stock onnxruntime-node has no bfloat16 tensor type; those models are covered by the field-by-field test
+    const hasBf16 = io.some((v) => v.type?.tensorType?.elemType === 16);
+    test.skipIf(hasBf16)(`the re-saved ${id} still computes PyTorch's outputs in onnxruntime`, async () => {
+      const out = path.join(tmp, "ort", id, "model.onnx");
+      await saveModel(await loadModel(path.join(dir, "model.onnx")), out);
       const session = await ort.InferenceSession.create(out, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
-      const dataDir = path.join(CORPUS, name, "test_data_set_0");
+      const dataDir = path.join(dir, "test_data_set_0");
       const feeds: Record<string, ort.Tensor> = {};
       session.inputNames.forEach((input, i) => (feeds[input] = toOrt(readPb(path.join(dataDir, `input_${i}.pb`)))));
       const results = await session.run(feeds);
@@ -123,7 +135,7 @@ describe("round trip through loadModel + saveModel", () => {
         const expected = readPb(path.join(dataDir, `output_${i}.pb`));
         const tol = expected.dataType === 10 ? 2e-3 : 1e-5;
         const err = relL2(ortToFloat64(results[output]!), tensorToFloat64(expected));
-        expect(err, `${name} ${output}`).toBeLessThanOrEqual(tol);
+        expect(err, `${id} ${output}`).toBeLessThanOrEqual(tol);
       });
       await session.release();
     });
@@ -196,7 +208,7 @@ describe("bad input", () => {
   test("refuses to overwrite the input model unless asked", async () => {
     const file = path.join(tmp, "self", "model.onnx");
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.copyFileSync(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"), file);
+    fs.copyFileSync(path.join(MODELS_DIR, "recurrent_t1_b3", "model.onnx"), file);
     const model = await loadModel(file);
     const err = (await saveModel(model, file).catch((e: unknown) => e)) as GdnFuseError;
     expect(err.code).toBe("E_IO");
@@ -208,7 +220,7 @@ describe("bad input", () => {
   test("leaves no partial file when the output folder cannot be made", async () => {
     const blocker = path.join(tmp, "a-file");
     fs.writeFileSync(blocker, "x");
-    const model = await loadModel(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"));
+    const model = await loadModel(path.join(MODELS_DIR, "recurrent_t1_b3", "model.onnx"));
     const err = (await saveModel(model, path.join(blocker, "sub", "out.onnx")).catch((e: unknown) => e)) as GdnFuseError;
     expect(err.code).toBe("E_IO");
     expect(fs.readFileSync(blocker, "utf8")).toBe("x");
