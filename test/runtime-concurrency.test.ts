@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
+import { SHARED_CORPUS } from "./helpers/cases.js";
 import "../src/runtime/index.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
 
-const CORPUS = "/work/shared/corpus";
+const CORPUS = SHARED_CORPUS;
 const GDN = { executionProviders: ["gdn"] };
 
 function dataSet(name: string, prefix: "input" | "output") {

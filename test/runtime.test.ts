@@ -8,12 +8,13 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import onnxProto from "onnx-proto";
 import { describe, expect, it } from "vitest";
+import { SHARED_CORPUS } from "./helpers/cases.js";
 import "../src/runtime/index.js";
 import { loadRuntime } from "../src/runtime/index.js";
 import { numberToFloat16, readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
 
 const { onnx } = onnxProto;
-const CORPUS = "/work/shared/corpus";
+const CORPUS = SHARED_CORPUS;
 const GDN = { executionProviders: ["gdn"] };
 
 const cases = existsSync(CORPUS)

@@ -15,6 +15,8 @@ import { readTensorProto, relativeL2, type TensorFile } from "./tensor-io.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const MODELS = join(ROOT, "models");
+/** The shared corpus beside the checkout (CI lays ../shared next to the clone). */
+export const SHARED_CORPUS = resolve(ROOT, "..", "shared", "corpus");
 
 /** Cases with test data (bench_* have none). */
 export function fixtureCases(): string[] {
