@@ -36,6 +36,16 @@ describe("gated-delta-chunk", () => {
     expect(attr).toMatchObject({ use_qk_l2norm: 0, state_layout: "kv", chunk_size: 64 });
   });
 
+  it("fuses a core with an initial state but no final-state output", async () => {
+    const r = await mutateAndFuse("chunk_t100_h4_k32_v48", (m) => m.dropGraphOutput("final_state"));
+    expect(r.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
+    const node = r.model.proto.graph!.node![0]!;
+    expect(node.input).toHaveLength(6);
+    expect(node.output).toEqual(["core_attn_out"]);
+    const [out] = await runAgainstCase(r.model.proto, "chunk_t100_h4_k32_v48");
+    expect(out!.err).toBeLessThanOrEqual(out!.tol);
+  });
+
   it("fuses the core of whole layers and models, leaving the rest", async () => {
     for (const [name, n] of [["layer_qwen3next_prefill_t96", 1], ["layer_qwen35_prefill_t64", 1], ["model_qwen35_tiny_t50", 3]] as const) {
       const { report } = await fuseCase(name, { passes: ["gated-delta-chunk"] });

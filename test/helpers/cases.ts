@@ -71,7 +71,8 @@ export async function runAgainstCase(model: onnx.IModelProto, name: string, exec
     const feeds: Record<string, ort.Tensor> = {};
     session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
     const out = await session.run(feeds);
-    return dataSet(name, "output").map((want, i) => {
+    // A mutated model may have dropped trailing outputs; compare the ones it has.
+    return dataSet(name, "output").slice(0, session.outputNames.length).map((want, i) => {
       const got = out[session.outputNames[i]!]!;
       const tol = TOLERANCE[want.type] ?? 1e-5;
       const actual = want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got;

@@ -59,6 +59,15 @@ export class Mutator {
     this.graph.removeDeadNodes();
   }
 
+  /** Drops a graph output (as an export with output_final_state=False would) and the nodes only it used. */
+  dropGraphOutput(name: string): void {
+    const v = this.graph.outputs.find((o) => o.name === name);
+    if (!v) throw new Error(`dropGraphOutput: no output ${name}`);
+    this.graph.outputs = this.graph.outputs.filter((o) => o !== v);
+    v.isGraphOutput = false;
+    this.graph.removeDeadNodes();
+  }
+
   /** Renames every node and intermediate value and shuffles the node list (seeded). */
   renameAndShuffle(seed: number): void {
     const rand = seededRandom(seed);

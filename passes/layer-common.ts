@@ -1,0 +1,130 @@
+/**
+ * What the layer-level passes share: the candidate loop (a MatchFailure becomes a skipped entry
+ * with its stage, reason and node), rewiring one input of an existing node, tagging new nodes,
+ * and small constant readers. The layer passes run after the cores, so the fused core nodes
+ * (gdn.ChunkGatedDeltaRule / gdn.RecurrentGatedDeltaRule) are their anchors where they can be.
+ */
+import type { Graph, Node, NewNode, Value } from "../src/ir/graph.js";
+import { constantOf, scalarOf } from "../src/ir/constant.js";
+import { setNodeMetadata } from "../src/ir/onnx.js";
+import { MatchFailure, check } from "../src/pattern/match.js";
+import { CREATED_BY_KEY, type AppliedMatch, type PassContext } from "../src/pipeline/pass.js";
+import { GDN_DOMAIN, GDN_OPSET, GdnOp } from "../src/ops.js";
+
+export const FLOAT = 1;
+const INT64_MAX_ISH = 2 ** 62;
+
+/** Runs `attempt` on each anchor; records what it returns as applied and a MatchFailure as skipped. */
+export async function forEachCandidate(
+  ctx: PassContext,
+  pass: string,
+  anchors: Node[],
+  attempt: (anchor: Node) => Omit<AppliedMatch, "pass"> | Promise<Omit<AppliedMatch, "pass">>,
+): Promise<void> {
+  for (const [i, anchor] of anchors.entries()) {
+    if (anchor.removed) continue;
+    ctx.progress(`${pass}: candidate ${i + 1}/${anchors.length} (${anchor.name})`);
+    try {
+      ctx.applied(await attempt(anchor));
+    } catch (e) {
+      if (!(e instanceof MatchFailure)) throw e;
+      ctx.skipped({ anchor: anchor.name, stage: e.stage, reason: e.reason, node: e.node?.name });
+    }
+  }
+}
+
+/** Nodes of a standard-domain op type. */
+export function nodesOf(g: Graph, opType: string): Node[] {
+  return g.nodes.filter((n) => n.opType === opType && n.domain === "");
+}
+
+/** The fused gated-delta cores (chunked and recurrent). */
+export function coreNodes(g: Graph): Node[] {
+  return g.nodes.filter((n) => n.domain === GDN_DOMAIN && (n.opType === GdnOp.ChunkGatedDeltaRule || n.opType === GdnOp.RecurrentGatedDeltaRule));
+}
+
+/** Replaces input i of an existing node. */
+export function setInput(n: Node, i: number, v: Value | undefined): void {
+  const old = n.inputs[i];
+  n.inputs[i] = v;
+  if (old && !n.inputs.includes(old)) old.consumers.delete(n);
+  v?.consumers.add(n);
+}
+
+/** Adds a node tagged with the pass that made it. */
+export function addTagged(g: Graph, pass: string, spec: NewNode): Node {
+  const n = g.addNode(spec);
+  setNodeMetadata(n.proto, CREATED_BY_KEY, pass);
+  return n;
+}
+
+/** Adds a gdn-domain node (tagged; declares the gdn opset). */
+export function addGdnNode(ctx: PassContext, pass: string, spec: Omit<NewNode, "domain">): Node {
+  ctx.requireOpset(GDN_DOMAIN, GDN_OPSET);
+  return addTagged(ctx.graph, pass, { ...spec, domain: GDN_DOMAIN });
+}
+
+/** Integer constant (list), or undefined. */
+export function intsOf(v: Value | undefined): number[] | undefined {
+  const c = constantOf(v);
+  return c ? Array.from(c.data) : undefined;
+}
+
+/** The other operand of a binary node, given one of them. */
+export function otherInput(n: Node, v: Value): Value | undefined {
+  if (n.inputs[0] === v) return n.inputs[1];
+  if (n.inputs[1] === v) return n.inputs[0];
+  return undefined;
+}
+
+/** The only consumer of v, or undefined. */
+export function soleConsumer(v: Value): Node | undefined {
+  return v.consumers.size === 1 ? [...v.consumers][0] : undefined;
+}
+
+/** Whether `mul` computes x * sigmoid(x) (SiLU), in either operand order; returns x. */
+export function siluInput(mul: Node | undefined): Value | undefined {
+  if (!mul || mul.opType !== "Mul" || mul.domain !== "") return undefined;
+  for (const [a, b] of [[0, 1], [1, 0]] as const) {
+    const s = mul.inputs[b]?.producer;
+    if (s && s.opType === "Sigmoid" && s.domain === "" && s.inputs[0] === mul.inputs[a]) return mul.inputs[a];
+  }
+  return undefined;
+}
+
+/** Slice parameters on one axis, when starts/ends/axes/steps are constants (axes normalised to >= 0). */
+export function sliceOf(n: Node): { start: number; end: number; axis: number; step: number } | undefined {
+  if (n.opType !== "Slice" || n.domain !== "") return undefined;
+  const rank = n.inputs[0]?.rank;
+  const starts = n.inputs[1] ? intsOf(n.inputs[1]) : n.attrInts("starts");
+  const ends = n.inputs[2] ? intsOf(n.inputs[2]) : n.attrInts("ends");
+  const axes = n.inputs[3] ? intsOf(n.inputs[3]) : n.attrInts("axes") ?? starts?.map((_, i) => i);
+  const steps = n.inputs[4] ? intsOf(n.inputs[4]) : starts?.map(() => 1);
+  if (!starts || !ends || !axes || !steps || starts.length !== 1 || ends.length !== 1 || axes.length !== 1 || steps.length !== 1) return undefined;
+  const axis = axes[0]! < 0 && rank !== undefined ? axes[0]! + rank : axes[0]!;
+  return { start: starts[0]!, end: Math.min(ends[0]!, INT64_MAX_ISH), axis, step: steps[0]! };
+}
+
+/** Resolves a Slice start/end against a dim (negative from the end, clamped). */
+export function resolveIndex(i: number, dim: number): number {
+  const r = i < 0 ? i + dim : i;
+  return Math.max(0, Math.min(dim, r));
+}
+
+/** A scalar constant or a constant every element of which equals one value. */
+export function uniformScalar(v: Value | undefined): number | undefined {
+  const s = scalarOf(v);
+  if (s !== undefined) return s;
+  const c = constantOf(v);
+  if (!c || c.data.length === 0) return undefined;
+  const x = c.data[0]!;
+  return c.data.every((y) => y === x) ? x : undefined;
+}
+
+/** Checks a value has a float32 element type (stage/reason for the failure). */
+export function checkFloat32(v: Value | undefined, stage: string, what: string, node?: Node): void {
+  const t = v?.type?.elemType;
+  check(t === FLOAT, stage, `${what} has element type ${t ?? "unknown"}; only float32 is fused by this pass`, node);
+}
+
+export const fusedOp = (n: Node) => `${n.domain || "ai.onnx"}.${n.opType}`;

@@ -1,0 +1,122 @@
+/**
+ * layer-gating: the gate projections feeding a fused core -> gdn.GatedDeltaGating.
+ *
+ *   a ─ Add(dt_bias) ─ Softplus ─┬─────────────── Where(add > 20, add, softplus)   (torch threshold, optional)
+ *                                └ Mul(-exp(A_log)) ───────────────────────────────> g     (core input 3)
+ *   b ─ Sigmoid ────────────────────────────────────────────────────────────────────> beta  (core input 4)
+ *
+ * -exp(A_log) is either computed (Neg(Exp(A_log))) or already folded by the exporter into one
+ * constant; A_log is then recovered as log(-c) (every element must be < 0). dt_bias and A_log are
+ * read as constants of shape [H]; H must equal the core's value heads.
+ */
+import type { Node, Value } from "../src/ir/graph.js";
+import { arrayToTensor } from "../src/ir/tensor.js";
+import { constantOf, type ConstTensor } from "../src/ir/constant.js";
+import { check, fail } from "../src/pattern/match.js";
+import type { Pass } from "../src/pipeline/pass.js";
+import { GdnOp } from "../src/ops.js";
+import { addGdnNode, checkFloat32, coreNodes, forEachCandidate, fusedOp, otherInput, uniformScalar } from "./layer-common.js";
+
+const NAME = "layer-gating";
+const SOFTPLUS_THRESHOLD = 20;
+
+export const layerGating: Pass = {
+  name: NAME,
+  description: "beta = sigmoid(b), g = -exp(A_log) * softplus(a + dt_bias) -> gdn.GatedDeltaGating",
+  anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
+  targets: ["gdn", "ort", "onnx"],
+  async run(ctx) {
+    await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
+      const gOut = core.inputs[3]!;
+      const betaOut = core.inputs[4]!;
+      const H = core.inputs[2]?.staticShape?.[2];
+      check(H !== undefined, "shape", "the value's head count is not static", core);
+      const sig = betaOut.producer;
+      check(sig && sig.opType === "Sigmoid" && sig.domain === "", "beta", `beta comes from ${sig?.opType ?? "a graph input"}, not Sigmoid(b)`, sig ?? core);
+      const b = sig.inputs[0]!;
+      const m = matchG(gOut, H);
+      checkFloat32(m.a, "dtype", "a");
+      checkFloat32(b, "dtype", "b");
+      checkFloat32(gOut, "dtype", "g");
+      check(m.a.staticShape?.join() === b.staticShape?.join(), "shape", `a [${m.a.staticShape}] and b [${b.staticShape}] differ in shape`, sig);
+      const aLog = ctx.graph.addInitializer(arrayToTensor(`${core.name}_A_log`, [H], 1, m.aLog));
+      const dtBias = ctx.graph.addInitializer(arrayToTensor(`${core.name}_dt_bias`, [H], 1, m.dtBias.data));
+      ctx.graph.removeNodes([m.mul, sig]);
+      const node = addGdnNode(ctx, NAME, { opType: GdnOp.GatedDeltaGating, name: "GatedDeltaGating", inputs: [m.a, b, aLog, dtBias], outputs: [gOut, betaOut] });
+      return { op: fusedOp(node), node: node.name, replacedNodes: m.count + 1, details: { H, threshold: m.threshold } };
+    });
+  },
+};
+
+interface GMatch {
+  a: Value;
+  dtBias: ConstTensor;
+  aLog: Float64Array;
+  mul: Node;
+  count: number;
+  threshold: boolean;
+}
+
+function matchG(g: Value, H: number): GMatch {
+  const mul = g.producer;
+  check(mul && mul.opType === "Mul" && mul.domain === "", "g", `g comes from ${mul?.opType ?? "a graph input"}, not Mul(-exp(A_log), softplus(...))`, mul);
+  let sp: Value | undefined;
+  let coef: Value | undefined;
+  for (const v of mul.inputs) {
+    const p = v?.producer;
+    if (p && ((p.opType === "Softplus" && p.domain === "") || isThresholdWhere(p))) sp = v;
+    else coef = v;
+  }
+  check(sp && coef, "g", "neither operand of the g Mul is softplus(a + dt_bias)", mul);
+  let count = 1;
+  let spNode = sp.producer!;
+  let threshold = false;
+  let add: Node;
+  if (spNode.opType === "Where") {
+    const w = isThresholdWhere(spNode)!;
+    add = w.add;
+    spNode = w.softplus;
+    threshold = true;
+    count += 2;
+  } else add = spNode.inputs[0]!.producer!;
+  check(spNode.opType === "Softplus", "softplus", "softplus is not a Softplus node", spNode);
+  count++;
+  check(add && add.opType === "Add" && add.domain === "" && spNode.inputs[0] === add.output(), "softplus", "softplus does not read a + dt_bias (an Add)", spNode);
+  count++;
+  let dtV: Value | undefined, a: Value | undefined;
+  for (const v of add.inputs) {
+    if (constantOf(v)) dtV = v;
+    else a = v;
+  }
+  check(dtV && a, "dt_bias", "a + dt_bias has no constant operand (dt_bias must be an initializer)", add);
+  const dtBias = constantOf(dtV)!;
+  check(dtBias.data.length === H && (dtBias.dims.length === 1 || dtBias.dims.slice(0, -1).every((d) => d === 1)), "dt_bias", `dt_bias has shape [${dtBias.dims}], not [${H}]`, add);
+  check(a.staticShape?.[a.staticShape.length - 1] === H, "shape", `a has shape [${a.staticShape}], its last dim is not H = ${H}`, add);
+  return { a, dtBias, aLog: aLogOf(coef, H, mul), mul, count, threshold };
+}
+
+/** torch softplus(x, threshold=20): Where(Greater(x, 20), x, Softplus(x)). */
+function isThresholdWhere(w: Node): { add: Node; softplus: Node } | undefined {
+  if (w.opType !== "Where" || w.domain !== "") return undefined;
+  const gt = w.inputs[0]?.producer;
+  const sp = w.inputs[2]?.producer;
+  const x = w.inputs[1];
+  if (!gt || gt.opType !== "Greater" || !sp || sp.opType !== "Softplus" || !x) return undefined;
+  if (gt.inputs[0] !== x || uniformScalar(gt.inputs[1]) !== SOFTPLUS_THRESHOLD || sp.inputs[0] !== x || !x.producer) return undefined;
+  return { add: x.producer, softplus: sp };
+}
+
+/** A_log from -exp(A_log): Neg(Exp(A_log)) with A_log constant, or a folded constant c < 0 (A_log = log(-c)). */
+function aLogOf(coef: Value, H: number, at: Node): Float64Array {
+  const neg = coef.producer;
+  if (neg && neg.opType === "Neg" && neg.inputs[0]?.producer?.opType === "Exp") {
+    const c = constantOf(neg.inputs[0].producer.inputs[0]);
+    check(c && c.data.length === H, "A_log", `A_log is not a constant of ${H} elements`, neg);
+    return Float64Array.from(c.data);
+  }
+  const c = constantOf(coef);
+  check(c, "A_log", "the softplus multiplier is not a constant -exp(A_log)", at);
+  check(c.data.length === H, "A_log", `the softplus multiplier has ${c.data.length} elements, not H = ${H}`, at);
+  for (const x of c.data) if (!(x < 0) || !Number.isFinite(x)) fail("A_log", `the softplus multiplier has element ${x}; -exp(A_log) is < 0`, at);
+  return c.data.map((x) => Math.log(-x));
+}

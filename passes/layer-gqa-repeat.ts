@@ -1,0 +1,99 @@
+/**
+ * layer-gqa-repeat: the repeat_interleave of query and key up to the value-head count, in front of a
+ * fused core, disappears; the core reads the Hk key heads (docs/ops.md: value head h uses key head
+ * h / (Hv/Hk)).
+ *
+ *   q [B,T,Hk,K] ─ Unsqueeze(axis 3) ─ Expand([1,1,1,n,1]) ─ Reshape([B,T,Hk*n,K]) ─┐
+ *                  (or Unsqueeze ─ Tile([1,1,1,n,1]) ─ Reshape; or Gather(axis 2, [0,0,1,1,...]))
+ *                                                                                  gdn core (query / key)
+ * Checks: both q and k are repeated, by the same factor n, with n * Hk = Hv (the value heads), and the
+ * head order is interleaved (h -> h / n), not tiled (h -> h % Hk).
+ */
+import type { Node, Value } from "../src/ir/graph.js";
+import { constantOf } from "../src/ir/constant.js";
+import { check, fail } from "../src/pattern/match.js";
+import type { Pass } from "../src/pipeline/pass.js";
+import { coreNodes, forEachCandidate, fusedOp, intsOf, setInput } from "./layer-common.js";
+
+const NAME = "layer-gqa-repeat";
+
+export const layerGqaRepeat: Pass = {
+  name: NAME,
+  description: "drops the repeat_interleave of q/k in front of a fused core (GQA read by the core)",
+  anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
+  targets: ["gdn", "ort", "onnx"],
+  async run(ctx) {
+    await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
+      const v = core.inputs[2];
+      const Hv = v?.staticShape?.[2];
+      check(Hv !== undefined, "shape", "the value's head count (dim 2) is not static", core);
+      const q = matchRepeat(core.inputs[0]!, "query");
+      const k = matchRepeat(core.inputs[1]!, "key");
+      check(q.n === k.n, "repeat", `query is repeated ${q.n}x but key ${k.n}x`, k.node);
+      check(q.heads * q.n === Hv, "repeat", `query has ${q.heads} heads repeated ${q.n}x = ${q.heads * q.n}, but the value has ${Hv} heads`, q.node);
+      check(k.heads * k.n === Hv, "repeat", `key has ${k.heads} heads repeated ${k.n}x = ${k.heads * k.n}, but the value has ${Hv} heads`, k.node);
+      setInput(core, 0, q.source);
+      setInput(core, 1, k.source);
+      return { op: `${fusedOp(core)}[gqa]`, node: core.name, replacedNodes: q.nodes + k.nodes, details: { Hk: q.heads, Hv, factor: q.n } };
+    });
+  },
+};
+
+interface Repeat {
+  source: Value; // [B,T,Hk,K]
+  heads: number;
+  n: number;
+  nodes: number;
+  node: Node;
+}
+
+/** The un-repeated tensor behind a repeat_interleave over axis 2 of a [B,T,H,D] tensor. */
+export function matchRepeat(x: Value, role: string): Repeat {
+  const p = x.producer;
+  check(p && p.domain === "", "anchor", `the ${role} is not produced by a repeat_interleave (no standard-domain producer)`, p);
+  if (p.opType === "Gather") return matchGather(p, role);
+  check(p.opType === "Reshape", "anchor", `the ${role} comes from ${p.opType}, not a repeat_interleave (Reshape of Expand/Tile, or Gather)`, p);
+  const mid = p.inputs[0]?.producer;
+  check(mid && (mid.opType === "Expand" || mid.opType === "Tile") && mid.domain === "", "anchor", `the ${role} Reshape does not read an Expand or Tile`, p);
+  const unsq = mid.inputs[0]?.producer;
+  check(unsq && unsq.opType === "Unsqueeze" && unsq.domain === "", "repeat", `the ${role} ${mid.opType} does not read an Unsqueeze: a ${mid.opType} on the head axis tiles heads (h % Hk), it does not interleave them`, mid);
+  const src = unsq.inputs[0]!;
+  const shape = src.staticShape;
+  check(shape?.length === 4, "shape", `the ${role} before the repeat is not a static [B,T,H,D] tensor`, unsq);
+  const axes = unsq.inputs[1] ? intsOf(unsq.inputs[1]) : unsq.attrInts("axes");
+  check(axes?.length === 1 && (axes[0] === 3 || axes[0] === -2), "repeat", `the ${role} is unsqueezed at axis ${axes}, not after the head axis (3): that is not repeat_interleave over heads`, unsq);
+  const reps = intsOf(mid.inputs[1]);
+  check(reps?.length === 5, "repeat", `the ${role} ${mid.opType} shape/repeats is not a constant of 5 dims`, mid);
+  const [B, T, H, D] = shape;
+  const n = reps[3]!;
+  const expect = mid.opType === "Tile" ? [1, 1, 1, n, 1] : [[1, B], [1, T], [1, H], [n], [1, D]];
+  const okReps = mid.opType === "Tile"
+    ? reps.every((r, i) => r === (expect as number[])[i])
+    : reps.every((r, i) => (expect as number[][])[i]!.includes(r));
+  check(okReps && n >= 1, "repeat", `the ${role} ${mid.opType} repeats [${reps}] along other axes than the new head-copy axis`, mid);
+  const target = intsOf(p.inputs[1]);
+  check(target?.length === 4, "repeat", `the ${role} Reshape target is not a constant 4-d shape`, p);
+  const allowzero = p.attrInt("allowzero", 0) === 1;
+  const inDims = [B!, T!, H!, n, D!];
+  const resolved = target.map((d, i) => (d === 0 && !allowzero ? inDims[i]! : d));
+  const known = resolved.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+  const final = resolved.map((d) => (d === -1 ? (B! * T! * H! * n * D!) / known : d));
+  check(final.join() === [B, T, H! * n, D].join(), "repeat", `the ${role} Reshape gives [${final}], not [B,T,H*n,D] = [${[B, T, H! * n, D]}]`, p);
+  return { source: src, heads: H!, n, nodes: 3, node: p };
+}
+
+function matchGather(p: Node, role: string): Repeat {
+  const src = p.inputs[0]!;
+  const shape = src.staticShape;
+  check(shape?.length === 4, "shape", `the ${role} before the Gather is not a static [B,T,H,D] tensor`, p);
+  const axis = p.attrInt("axis", 0)!;
+  check(axis === 2 || axis === -2, "repeat", `the ${role} Gather runs over axis ${axis}, not the head axis`, p);
+  const idx = constantOf(p.inputs[1]);
+  check(idx && idx.dims.length === 1, "repeat", `the ${role} Gather indices are not a constant vector`, p);
+  const H = shape[2]!;
+  const n = idx.data.length / H;
+  check(Number.isInteger(n) && n >= 1, "repeat", `the ${role} Gather picks ${idx.data.length} heads from ${H}`, p);
+  for (let i = 0; i < idx.data.length; i++)
+    if (idx.data[i] !== Math.floor(i / n)) fail("repeat", `the ${role} Gather index ${i} is ${idx.data[i]}; repeat_interleave needs ${Math.floor(i / n)} (h / ${n})`, p);
+  return { source: src, heads: H, n, nodes: 1, node: p };
+}
