@@ -71,14 +71,14 @@ function matchG(g: Value, H: number): GMatch {
   let count = 1;
   let spNode = sp.producer!;
   let threshold = false;
-  let add: Node;
+  let add: Node | undefined;
   if (spNode.opType === "Where") {
     const w = isThresholdWhere(spNode)!;
     add = w.add;
     spNode = w.softplus;
     threshold = true;
     count += 2;
-  } else add = spNode.inputs[0]!.producer!;
+  } else add = spNode.inputs[0]?.producer;
   check(spNode.opType === "Softplus", "softplus", "softplus is not a Softplus node", spNode);
   count++;
   check(add && add.opType === "Add" && add.domain === "" && spNode.inputs[0] === add.output(), "softplus", "softplus does not read a + dt_bias (an Add)", spNode);

@@ -31,4 +31,18 @@ export const DEFAULT_PASSES: readonly string[] = [
   "gated-delta-chunk",
   // After chunk: an unfused chunked core also contains Exp nodes, which the recurrent anchor filter skips anyway.
   "gated-delta-recurrent",
+  // Layer level, after the cores: anchored on the fused core nodes (their q/k/g/beta inputs).
+  // Before gqa-repeat: an L2 norm applied after the repeat sits between the repeat and the core.
+  "layer-qk-l2norm",
+  // After qk-l2norm: the repeat_interleave is then the core's direct q/k producer.
+  "layer-gqa-repeat",
+  // Anchored on the cores' g/beta inputs; independent of the q/k folds.
+  "layer-gating",
+  // Anchored on Conv; independent of the core (runs on any depthwise causal conv + SiLU).
+  "layer-causal-conv1d",
+  // Anchored on ReduceMean; after the cores so the core's internal reductions are gone.
+  "layer-gated-rmsnorm",
+  // Last: lower every gdn node for the chosen target; runs only for --target ort / onnx.
+  "lower-to-ort",
+  "lower-to-onnx",
 ];

@@ -1,0 +1,94 @@
+/**
+ * layer-gated-rmsnorm: the gated RMSNorm after the core (Qwen3NextRMSNormGated) -> gdn.GatedRMSNorm.
+ *
+ *   x ─┬─ Pow(2) ─ ReduceMean(-1, keepdims) ─ Add(eps) ─ Sqrt ─ Reciprocal ─┐      (or Div(x, Sqrt(...)))
+ *      └──────────────────────────────────────────────────────────────── Mul ─ Mul(w, ·) ─ Mul(·, silu(gate)) ─> y
+ * Checks: the mean of squares over the last axis, eps added inside the square root (a scalar
+ * constant), the weight an initializer of [D] used as `w * x` (not Gemma's `(1 + w) * x`), and the
+ * gate through SiLU (gate * sigmoid(gate)).
+ */
+import type { Node, Value } from "../src/ir/graph.js";
+import { attr } from "../src/ir/graph.js";
+import { constantOf, scalarOf } from "../src/ir/constant.js";
+import { check } from "../src/pattern/match.js";
+import type { Pass } from "../src/pipeline/pass.js";
+import { GdnOp } from "../src/ops.js";
+import { addGdnNode, checkFloat32, forEachCandidate, fusedOp, intsOf, nodesOf, otherInput, siluInput, soleConsumer, uniformScalar } from "./layer-common.js";
+
+const NAME = "layer-gated-rmsnorm";
+
+export const layerGatedRmsnorm: Pass = {
+  name: NAME,
+  description: "weight * x * rsqrt(mean(x^2) + eps) * silu(gate) -> gdn.GatedRMSNorm",
+  anchors: ["ReduceMean"],
+  targets: ["gdn", "ort", "onnx"],
+  async run(ctx) {
+    await forEachCandidate(ctx, NAME, nodesOf(ctx.graph, "ReduceMean"), (mean) => {
+      const m = matchNorm(mean);
+      ctx.graph.removeNodes([m.last]);
+      const node = addGdnNode(ctx, NAME, {
+        opType: GdnOp.GatedRMSNorm,
+        name: "GatedRMSNorm",
+        inputs: [m.x, m.gate, m.weight],
+        outputs: [m.y],
+        attributes: [attr.float("epsilon", m.eps)],
+      });
+      return { op: fusedOp(node), node: node.name, replacedNodes: m.count, details: { D: m.D, epsilon: m.eps } };
+    });
+  },
+};
+
+interface NormMatch {
+  x: Value;
+  gate: Value;
+  weight: Value;
+  y: Value;
+  last: Node;
+  eps: number;
+  D: number;
+  count: number;
+}
+
+function matchNorm(mean: Node): NormMatch {
+  const sq = mean.inputs[0]?.producer;
+  check(sq && ((sq.opType === "Pow" && scalarOf(sq.inputs[1]) === 2) || (sq.opType === "Mul" && sq.inputs[0] === sq.inputs[1])), "anchor", "ReduceMean does not read x^2", mean);
+  const x = sq.inputs[0]!;
+  const rank = x.rank;
+  const D = x.staticShape?.[x.staticShape.length - 1];
+  check(rank !== undefined && D !== undefined, "shape", "the normalised input has no static last dim", mean);
+  const axes = mean.inputs[1] ? intsOf(mean.inputs[1]) : mean.attrInts("axes");
+  check(axes?.length === 1 && (axes[0] === -1 || axes[0] === rank - 1) && mean.attrInt("keepdims", 1) === 1, "anchor", `ReduceMean runs over axes [${axes}], not the last axis with keepdims`, mean);
+  checkFloat32(x, "dtype", "the normalised input", mean);
+  // eps inside the square root
+  const add = soleConsumer(mean.output());
+  check(add && add.opType === "Add", "eps", `mean(x^2) goes to ${add?.opType ?? "several nodes"}, not + eps`, add ?? mean);
+  const eps = scalarOf(otherInput(add, mean.output()));
+  check(eps !== undefined && Number.isFinite(eps) && eps >= 0, "eps", "the eps added to mean(x^2) is not a finite scalar constant >= 0", add);
+  const sqrt = soleConsumer(add.output());
+  check(sqrt && sqrt.opType === "Sqrt", "eps", `mean(x^2) + eps goes to ${sqrt?.opType ?? "several nodes"}, not Sqrt`, sqrt ?? add);
+  let normed: Node | undefined;
+  const next = soleConsumer(sqrt.output());
+  if (next?.opType === "Reciprocal") {
+    const m = soleConsumer(next.output());
+    if (m?.opType === "Mul" && otherInput(m, next.output()) === x) normed = m;
+  } else if (next?.opType === "Div" && next.inputs[0] === x && next.inputs[1] === sqrt.output()) normed = next;
+  check(normed, "normalise", `the root goes to ${next?.opType ?? "several nodes"}, not x * (1 / root) or x / root (eps must sit inside the square root)`, next ?? sqrt);
+  // weight * normed
+  const wMul = soleConsumer(normed.output());
+  check(wMul && wMul.opType === "Mul", "weight", "the normalised value is not multiplied by the weight", wMul ?? normed);
+  const weight = otherInput(wMul, normed.output())!;
+  const wp = weight.producer;
+  if (wp && wp.opType === "Add" && wp.inputs.some((v) => uniformScalar(v) === 1))
+    check(false, "weight", "the norm weight is (1 + w) (offset weight), not w", wp);
+  const wc = constantOf(weight);
+  check(wc && (weight.initializer || wp?.opType === "Constant"), "weight", "the norm weight is not an initializer", wMul);
+  check(wc.data.length === D && wc.dims[wc.dims.length - 1] === D, "weight", `the norm weight has shape [${wc.dims}], not [${D}]`, wMul);
+  // * silu(gate)
+  const gMul = soleConsumer(wMul.output());
+  check(gMul && gMul.opType === "Mul", "gate", "the weighted norm is not multiplied by the gate", gMul ?? wMul);
+  const siluV = otherInput(gMul, wMul.output())!;
+  const gate = siluInput(siluV.producer);
+  check(gate, "gate", `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`, siluV.producer ?? gMul);
+  check(gate.staticShape?.join() === x.staticShape?.join(), "gate", `the gate [${gate.staticShape}] and x [${x.staticShape}] differ in shape`, gMul);
+  return { x, gate, weight, y: gMul.output(), last: gMul, eps: Math.fround(eps), D, count: 10 };
+}

@@ -1,0 +1,51 @@
+/**
+ * layer-qk-l2norm: an L2 norm of q and k in front of a fused core (outside the kernel, as some
+ * exporter/model versions place it) folds into the core's use_qk_l2norm attribute.
+ *
+ *   q ─ Mul(q,q)|Pow(q,2) ─ ReduceSum(-1, keepdims) ─ Add(eps) ─ Sqrt ─ Reciprocal ─ Mul(q, ·) ─> core query
+ *                                                                      (or Div(q, Sqrt(...)))
+ * Checks: the core has use_qk_l2norm = 0, both q and k are normalised, over the last axis, with the
+ * contract's eps (1e-6, docs/ops.md).
+ */
+import type { Node, Value } from "../src/ir/graph.js";
+import { attr } from "../src/ir/graph.js";
+import { check, close } from "../src/pattern/match.js";
+import type { Pass } from "../src/pipeline/pass.js";
+import { L2NORM_EPS, matchL2norm } from "./gated-delta/core-region.js";
+import { coreNodes, forEachCandidate, fusedOp, setInput } from "./layer-common.js";
+
+const NAME = "layer-qk-l2norm";
+
+export const layerQkL2norm: Pass = {
+  name: NAME,
+  description: "folds an L2 norm of q and k in front of a fused core into use_qk_l2norm",
+  anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
+  targets: ["gdn", "ort", "onnx"],
+  async run(ctx) {
+    const cores = coreNodes(ctx.graph).filter((c) => c.attrInt("use_qk_l2norm", 0) === 0);
+    await forEachCandidate(ctx, NAME, cores, (core) => {
+      const q = normalised(core.inputs[0]!, "query", core);
+      const k = normalised(core.inputs[1]!, "key", core);
+      setInput(core, 0, q);
+      setInput(core, 1, k);
+      const a = core.attr("use_qk_l2norm");
+      if (a) a.i = 1;
+      else (core.proto.attribute ??= []).push(attr.int("use_qk_l2norm", 1));
+      return { op: `${fusedOp(core)}[qk_l2norm]`, node: core.name, replacedNodes: 10 };
+    });
+  },
+};
+
+/** The value the L2 norm producing `out` reads. */
+function normalised(out: Value, role: string, core: Node): Value {
+  const p = out.producer;
+  check(p && (p.opType === "Mul" || p.opType === "Div") && p.domain === "", "anchor", `the ${role} is not produced by an L2 norm (Mul or Div)`, p ?? core);
+  for (const x of p.opType === "Div" ? [p.inputs[0]] : p.inputs) {
+    if (!x) continue;
+    const m = matchL2norm(x);
+    if (!m || m.out !== out) continue;
+    check(close(m.eps, L2NORM_EPS, 1e-3), "eps", `the ${role} L2 norm adds eps ${m.eps}; the op's in-kernel norm uses ${L2NORM_EPS}`, m.node);
+    return x;
+  }
+  check(false, "anchor", `the ${role} is not produced by an L2 norm over the last axis`, p);
+}
