@@ -290,6 +290,10 @@ function invokedDirectly(): boolean {
 }
 
 if (invokedDirectly()) {
+  // `fuse-model ... --dry-run | head`: a closed pipe is not an error worth a stack trace
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+  });
   void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
