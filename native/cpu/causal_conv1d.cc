@@ -10,6 +10,7 @@ namespace gdn {
 namespace cpu {
 namespace {
 
+template <class Tile>
 GDN_INLINE void conv_row_impl(const CausalConv1dParams& p, const CausalConv1dTensors& t, int64_t row, float* ws) {
   const int64_t c = row % p.C;
   const size_t S = (size_t)p.S, T = (size_t)p.T, W = (size_t)p.W;

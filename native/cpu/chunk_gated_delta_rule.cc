@@ -77,6 +77,7 @@ GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, 
 }
 
 // ---- intra-chunk: decay masks, (I - A)^-1, U and W ----
+template <class Tile>
 GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws) {
   const int K = ly.K, V = ly.V, C = ly.C;
   float* Q = ws + ly.Q;
@@ -105,8 +106,8 @@ GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws) {
     std::memset(M + (size_t)i * C, 0, sizeof(float) * L);
     std::memset(P + (size_t)i * C, 0, sizeof(float) * L);
   }
-  gemm_acc(L, L, K, 1.f, Kc, K, KT, C, M, C, false);  // k_i . k_j
-  gemm_acc(L, L, K, 1.f, Q, K, KT, C, P, C, false);   // q_i . k_j
+  gemm_acc<Tile>(L, L, K, 1.f, Kc, K, KT, C, M, C, false);  // k_i . k_j
+  gemm_acc<Tile>(L, L, K, 1.f, Q, K, KT, C, P, C, false);   // q_i . k_j
 
   for (int i = 0; i < L; ++i) {
     float* m = M + (size_t)i * C;
@@ -144,11 +145,12 @@ GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws) {
   }
   std::memset(U, 0, sizeof(float) * (size_t)L * V);
   std::memset(W, 0, sizeof(float) * (size_t)L * K);
-  gemm_acc(L, V, L, 1.f, M, C, Vb, V, U, V, true);
-  gemm_acc(L, K, L, 1.f, M, C, Kb, K, W, K, true);
+  gemm_acc<Tile>(L, V, L, 1.f, M, C, Vb, V, U, V, true);
+  gemm_acc<Tile>(L, K, L, 1.f, M, C, Kb, K, W, K, true);
 }
 
 // ---- state pass: v' = U - W S, o = (q exp(gc)) S + P v', S = exp(gc_L) S + (k exp(gc_L - gc))^T v' ----
+template <class Tile>
 GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws) {
   const int K = ly.K, V = ly.V, C = ly.C;
   float* S = ws + ly.S;
@@ -167,9 +169,9 @@ GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws) {
     for (int k = 0; k < K; ++k) q[k] *= e;
   }
   std::memset(O, 0, sizeof(float) * (size_t)L * V);
-  gemm_acc(L, V, K, 1.f, Q, K, S, V, O, V, false);
-  gemm_acc(L, V, K, -1.f, W, K, S, V, U, V, false);
-  gemm_acc(L, V, L, 1.f, P, C, U, V, O, V, true);
+  gemm_acc<Tile>(L, V, K, 1.f, Q, K, S, V, O, V, false);
+  gemm_acc<Tile>(L, V, K, -1.f, W, K, S, V, U, V, false);
+  gemm_acc<Tile>(L, V, L, 1.f, P, C, U, V, O, V, true);
 
   const float elast = eg[L - 1];
   for (size_t i = 0, n = (size_t)K * V; i < n; ++i) S[i] *= elast;
@@ -177,9 +179,10 @@ GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws) {
     float* kt = KT + (size_t)k * C;
     for (int i = 0; i < L; ++i) kt[i] *= ed[i];
   }
-  gemm_acc(K, V, L, 1.f, KT, C, U, V, S, V, false);
+  gemm_acc<Tile>(K, V, L, 1.f, KT, C, U, V, S, V, false);
 }
 
+template <class Tile>
 GDN_INLINE void chunk_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h,
                                 const ChunkLayout& ly, float* ws) {
   const int K = ly.K, V = ly.V, C = ly.C;
@@ -198,8 +201,8 @@ GDN_INLINE void chunk_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors
   for (int64_t t0 = 0; t0 < p.T; t0 += C) {
     const int L = (int)std::min<int64_t>(C, p.T - t0);
     load_chunk(p, t, b, h, hk, t0, L, ly, ws);
-    intra_chunk(L, ly, ws);
-    state_pass(L, ly, ws);
+    intra_chunk<Tile>(L, ly, ws);
+    state_pass<Tile>(L, ly, ws);
     const float* O = ws + ly.O;
     for (int i = 0; i < L; ++i) {
       const int64_t tok = b * p.T + t0 + i;

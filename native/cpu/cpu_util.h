@@ -36,21 +36,25 @@ Isa detect_isa();  // cached
 
 // Declares `static void NAME(ARGS)` that runs NAME##_impl (an always-inline function) compiled for the best ISA.
 // Usage: GDN_DISPATCH(fn, (const X& a, int b), (a, b))
+// NAME##_impl must be a template on the GEMM tile (Tile512 / Tile256 / Tile128, see below); kernels that do not
+// use gemm_acc simply ignore it.
 #if GDN_HAVE_X86_DISPATCH
-#define GDN_DISPATCH(NAME, PARAMS, ARGS)                                             \
-  GDN_TARGET_AVX512 __attribute__((noinline)) static void NAME##_avx512 PARAMS { NAME##_impl ARGS; } \
-  GDN_TARGET_AVX2 __attribute__((noinline)) static void NAME##_avx2 PARAMS { NAME##_impl ARGS; }     \
-  __attribute__((noinline)) static void NAME##_generic PARAMS { NAME##_impl ARGS; }                  \
-  static void NAME PARAMS {                                                          \
-    switch (::gdn::cpu::detect_isa()) {                                              \
-      case ::gdn::cpu::Isa::kAvx512: NAME##_avx512 ARGS; break;                       \
-      case ::gdn::cpu::Isa::kAvx2: NAME##_avx2 ARGS; break;                           \
-      default: NAME##_generic ARGS; break;                                            \
-    }                                                                                \
+#define GDN_DISPATCH(NAME, PARAMS, ARGS)                                                                   \
+  GDN_TARGET_AVX512 __attribute__((noinline)) static void NAME##_avx512 PARAMS {                          \
+    NAME##_impl<::gdn::cpu::Tile512> ARGS;                                                                 \
+  }                                                                                                        \
+  GDN_TARGET_AVX2 __attribute__((noinline)) static void NAME##_avx2 PARAMS { NAME##_impl<::gdn::cpu::Tile256> ARGS; } \
+  __attribute__((noinline)) static void NAME##_generic PARAMS { NAME##_impl<::gdn::cpu::Tile128> ARGS; }  \
+  static void NAME PARAMS {                                                                                \
+    switch (::gdn::cpu::detect_isa()) {                                                                    \
+      case ::gdn::cpu::Isa::kAvx512: NAME##_avx512 ARGS; break;                                             \
+      case ::gdn::cpu::Isa::kAvx2: NAME##_avx2 ARGS; break;                                                 \
+      default: NAME##_generic ARGS; break;                                                                  \
+    }                                                                                                      \
   }
 #else
 #define GDN_DISPATCH(NAME, PARAMS, ARGS) \
-  static void NAME PARAMS { NAME##_impl ARGS; }
+  static void NAME PARAMS { NAME##_impl<::gdn::cpu::Tile128> ARGS; }
 #endif
 
 // 16-float vector (GCC/Clang vector extension): one zmm on AVX-512, split into ymm/xmm elsewhere.
@@ -59,12 +63,21 @@ typedef float v16f __attribute__((vector_size(64), aligned(4), may_alias));
 GDN_INLINE v16f ld16(const float* p) { return *reinterpret_cast<const v16f*>(p); }
 GDN_INLINE void st16(float* p, v16f v) { *reinterpret_cast<v16f*>(p) = v; }
 
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
+// Register-blocking of the GEMM micro-kernel per ISA: MR rows x NV vectors (NR = NV * lanes columns).
+struct Tile512 { typedef v16f vec; static constexpr int kLanes = 16, kMR = 4, kNV = 4; };  // 16 zmm accumulators
+struct Tile256 { typedef v8f vec; static constexpr int kLanes = 8, kMR = 4, kNV = 2; };    // 8 ymm accumulators
+struct Tile128 { typedef v4f vec; static constexpr int kLanes = 4, kMR = 4, kNV = 2; };    // 8 xmm accumulators
+
 // C[M x N] += alpha * A[M x Kd] @ B[Kd x N]; row-major with leading dims lda/ldb/ldc.
 // lower: A[i][k] == 0 for k > i is assumed, and those terms are skipped.
+template <class Tile>
 GDN_INLINE void gemm_acc(int M, int N, int Kd, float alpha, const float* A, int lda, const float* B, int ldb, float* C,
                          int ldc, bool lower) {
-  constexpr int MR = 4;
-  constexpr int NR = 64;
+  typedef typename Tile::vec vec;
+  constexpr int MR = Tile::kMR, NV = Tile::kNV, L = Tile::kLanes, NR = NV * L;
   for (int i0 = 0; i0 < M; i0 += MR) {
     const int mb = std::min(MR, M - i0);
     const int kend = lower ? std::min(Kd, i0 + mb) : Kd;
@@ -72,34 +85,35 @@ GDN_INLINE void gemm_acc(int M, int N, int Kd, float alpha, const float* A, int 
     int n0 = 0;
     if (mb == MR) {
       for (; n0 + NR <= N; n0 += NR) {
-        v16f c00 = {}, c01 = {}, c02 = {}, c03 = {};
-        v16f c10 = {}, c11 = {}, c12 = {}, c13 = {};
-        v16f c20 = {}, c21 = {}, c22 = {}, c23 = {};
-        v16f c30 = {}, c31 = {}, c32 = {}, c33 = {};
+        vec c[MR][NV];
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) c[r][v] = vec{} ;
         for (int k = 0; k < kend; ++k) {
           const float* b = B + (size_t)k * ldb + n0;
-          const v16f b0 = ld16(b), b1 = ld16(b + 16), b2 = ld16(b + 32), b3 = ld16(b + 48);
-          const float a0 = a0p[k], a1 = a0p[lda + k], a2 = a0p[2 * lda + k], a3 = a0p[3 * lda + k];
-          c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
-          c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
-          c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
-          c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+          vec bv[NV];
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const vec*>(b + v * L);
+#pragma GCC unroll 16
+          for (int r = 0; r < MR; ++r) {
+            const float a = a0p[(size_t)r * lda + k];
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; ++v) c[r][v] += a * bv[v];
+          }
         }
-        float* c = C + (size_t)i0 * ldc + n0;
-        st16(c, ld16(c) + alpha * c00); st16(c + 16, ld16(c + 16) + alpha * c01);
-        st16(c + 32, ld16(c + 32) + alpha * c02); st16(c + 48, ld16(c + 48) + alpha * c03);
-        c += ldc;
-        st16(c, ld16(c) + alpha * c10); st16(c + 16, ld16(c + 16) + alpha * c11);
-        st16(c + 32, ld16(c + 32) + alpha * c12); st16(c + 48, ld16(c + 48) + alpha * c13);
-        c += ldc;
-        st16(c, ld16(c) + alpha * c20); st16(c + 16, ld16(c + 16) + alpha * c21);
-        st16(c + 32, ld16(c + 32) + alpha * c22); st16(c + 48, ld16(c + 48) + alpha * c23);
-        c += ldc;
-        st16(c, ld16(c) + alpha * c30); st16(c + 16, ld16(c + 16) + alpha * c31);
-        st16(c + 32, ld16(c + 32) + alpha * c32); st16(c + 48, ld16(c + 48) + alpha * c33);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+          float* cr = C + (size_t)(i0 + r) * ldc + n0;
+#pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) {
+            vec* cp = reinterpret_cast<vec*>(cr + v * L);
+            *cp = *cp + alpha * c[r][v];
+          }
+        }
       }
     }
-    // Remainder (partial row block or columns beyond the last full 64-wide panel): axpy form.
+    // Remainder (partial row block or columns beyond the last full panel): axpy form.
     if (n0 < N) {
       const int nt = N - n0;
       for (int r = 0; r < mb; ++r) {

@@ -7,6 +7,7 @@ namespace gdn {
 namespace cpu {
 namespace {
 
+template <class Tile>
 GDN_INLINE void rms_rows_impl(const RMSNormParams& p, const RMSNormTensors& t, int64_t r0, int64_t r1, float* ws) {
   const int D = (int)p.D;
   float* x = ws;

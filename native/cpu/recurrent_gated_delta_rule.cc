@@ -10,6 +10,7 @@ namespace gdn {
 namespace cpu {
 namespace {
 
+template <class Tile>
 GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h,
                                     float* ws) {
   const int K = (int)p.K, V = (int)p.V;
