@@ -73,15 +73,32 @@ function makeCases(): Case[] {
   return cases;
 }
 
-/** graph -> node -> attribute -> graph -> ... nested `depth` times (a valid message, absurdly deep). */
+/** graph -> node -> attribute -> graph -> ... nested `depth` times (a valid message, absurdly deep).
+ * Built as prefixes around one leaf, so it costs linear time. */
 function deepGraphNesting(depth: number): Uint8Array {
-  let g = encodeMessage(onnx.GraphProto, onnx.GraphProto.create({ name: "leaf" }));
+  const varint = (n: number): number[] => {
+    const out: number[] = [];
+    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return out;
+  };
+  const attrHead = encodeMessage(onnx.AttributeProto, onnx.AttributeProto.create({ name: "body", type: 5 }));
+  const nodeHead = encodeMessage(onnx.NodeProto, onnx.NodeProto.create({ opType: "If" }));
+  const graphHead = encodeMessage(onnx.GraphProto, onnx.GraphProto.create({ name: "g" }));
+  const leaf = encodeMessage(onnx.GraphProto, onnx.GraphProto.create({ name: "leaf" }));
+  const prefixes: Uint8Array[] = [];
+  let len = leaf.length;
   for (let i = 0; i < depth; i++) {
-    const attr = onnx.AttributeProto.encode(onnx.AttributeProto.create({ name: "body", type: 5 })).uint32(50).bytes(g).finish();
-    const node = onnx.NodeProto.encode(onnx.NodeProto.create({ opType: "If" })).uint32(42).bytes(attr).finish();
-    g = onnx.GraphProto.encode(onnx.GraphProto.create({ name: "g" })).uint32(10).bytes(node).finish();
+    const attr = [...attrHead, 50, ...varint(len)]; // AttributeProto.g = 6
+    len += attr.length;
+    const node = [...nodeHead, 42, ...varint(len)]; // NodeProto.attribute = 5
+    len += node.length;
+    const graph = [...graphHead, 10, ...varint(len)]; // GraphProto.node = 1
+    len += graph.length;
+    prefixes.push(Uint8Array.from([...graph, ...node, ...attr]));
   }
-  return onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ version: 18 }] })).uint32(58).bytes(g).finish();
+  const head = encodeMessage(onnx.ModelProto, onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ version: 18 }] }));
+  return Buffer.concat([head, Uint8Array.from([58, ...varint(len)]), ...prefixes.reverse(), leaf]); // ModelProto.graph = 7
 }
 
 describe("fuzzed model bytes", () => {
