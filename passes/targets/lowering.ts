@@ -1,0 +1,180 @@
+/**
+ * Shared lowering of gdn nodes onto stock operators, for the `ort` (com.microsoft contrib ops of
+ * onnxruntime 1.30) and `onnx` (ONNX opset 27) targets. Each lowering checks what the target can
+ * express and fails at stage "target" with a reason otherwise; the gdn node then stays (and the
+ * report lists it as skipped).
+ */
+import type { Graph, Node, Value } from "../../src/ir/graph.js";
+import { attr } from "../../src/ir/graph.js";
+import { constantOf } from "../../src/ir/constant.js";
+import { int64ToNumber, type onnx } from "../../src/ir/onnx.js";
+import { arrayToTensor } from "../../src/ir/tensor.js";
+import { check } from "../../src/pattern/match.js";
+import type { PassContext } from "../../src/pipeline/pass.js";
+import { L2NORM_EPS } from "../gated-delta/core-region.js";
+import { GDN_DOMAIN, GdnOp } from "../../src/ops.js";
+import { addTagged, forEachCandidate } from "../layer-common.js";
+
+export const MS_DOMAIN = "com.microsoft";
+const INT64_MAX = 9223372036854775807n;
+
+/** Emits nodes for one lowering, tagged with the pass name. */
+export class Emitter {
+  readonly nodes: Node[] = [];
+  constructor(
+    readonly ctx: PassContext,
+    readonly pass: string,
+    readonly base: string,
+  ) {}
+  get g(): Graph {
+    return this.ctx.graph;
+  }
+  op(opType: string, inputs: (Value | undefined)[], outputs: (Value | string)[] | number = 1, attributes: onnx.IAttributeProto[] = [], domain = ""): Value[] {
+    const outs = typeof outputs === "number" ? Array.from({ length: outputs }, (_, i) => `${this.base}_${opType}_${i}`) : outputs;
+    const n = addTagged(this.g, this.pass, { opType, domain, name: `${this.base}_${opType}`, inputs, outputs: outs, attributes });
+    this.nodes.push(n);
+    return n.outputs as Value[];
+  }
+  one(opType: string, inputs: (Value | undefined)[], attributes: onnx.IAttributeProto[] = [], domain = ""): Value {
+    return this.op(opType, inputs, 1, attributes, domain)[0]!;
+  }
+  ints(values: (number | bigint)[]): Value {
+    return this.g.addInitializer(arrayToTensor(`${this.base}_i64`, [values.length], 7, values.map((v) => BigInt(v))));
+  }
+  scalar(value: number, elemType = 1): Value {
+    return this.g.addInitializer(arrayToTensor(`${this.base}_c`, [], elemType, [value]));
+  }
+  floats(values: ArrayLike<number>, dims: number[]): Value {
+    return this.g.addInitializer(arrayToTensor(`${this.base}_f32`, dims, 1, values));
+  }
+  /** Slice over axis 2 from `start` to the end. */
+  sliceTail(x: Value, start: number): Value {
+    return this.one("Slice", [x, this.ints([start]), this.ints([INT64_MAX]), this.ints([2])]);
+  }
+}
+
+/** The default-domain opset the model imports. */
+export function defaultOpset(model: onnx.IModelProto): number {
+  const o = model.opsetImport?.find((x) => (x.domain ?? "") === "");
+  return o ? int64ToNumber(o.version) : 0;
+}
+
+export interface Lowerings {
+  core(e: Emitter, n: Node, d: CoreDims): void;
+  conv(e: Emitter, n: Node): void;
+  gating(e: Emitter, n: Node): void;
+  norm(e: Emitter, n: Node): void;
+}
+
+export interface CoreDims {
+  Hk: number;
+  Hv: number;
+  K: number;
+  V: number;
+}
+
+/** Runs the lowering on every gdn node; each replaced node is removed, each refused one kept and reported. */
+export async function lowerAll(ctx: PassContext, pass: string, targetOp: (n: Node) => string, l: Lowerings): Promise<void> {
+  const gdn = ctx.graph.nodes.filter((n) => n.domain === GDN_DOMAIN);
+  await forEachCandidate(ctx, pass, gdn, (n) => {
+    const e = new Emitter(ctx, pass, n.name);
+    // Check first (before touching the graph), then detach the gdn node and emit its replacement.
+    const dims = n.opType === GdnOp.ChunkGatedDeltaRule || n.opType === GdnOp.RecurrentGatedDeltaRule ? coreDims(n) : undefined;
+    const emit =
+      dims !== undefined ? () => l.core(e, n, dims)
+      : n.opType === GdnOp.CausalConv1d ? () => l.conv(e, n)
+      : n.opType === GdnOp.GatedDeltaGating ? () => l.gating(e, n)
+      : n.opType === GdnOp.GatedRMSNorm ? () => l.norm(e, n)
+      : undefined;
+    check(emit, "target", `${ctx.target} has no lowering for gdn.${n.opType}`, n);
+    emit();
+    return { op: targetOp(n), node: e.nodes.map((x) => x.name).join(","), replacedNodes: 1, details: { from: `gdn.${n.opType}`, nodes: e.nodes.length } };
+  });
+}
+
+/** Detaches a gdn node so its output values can be re-produced; returns its inputs/outputs. */
+export function detach(e: Emitter, n: Node): { ins: (Value | undefined)[]; outs: (Value | undefined)[] } {
+  const ins = [...n.inputs];
+  const outs = [...n.outputs];
+  e.g.removeNodes([n]);
+  return { ins, outs };
+}
+
+export function coreDims(n: Node): CoreDims {
+  const q = n.inputs[0]?.staticShape, v = n.inputs[2]?.staticShape;
+  check(q?.length === 4 && v?.length === 4, "target", "query/value are not static [B,T,H,D] tensors (head counts and sizes are needed as attributes)", n);
+  const layout = n.attrString("state_layout") ?? "kv";
+  check(layout === "kv", "target", `state_layout "${layout}": LinearAttention keeps the state as [B,H,K,V] ("kv") only`, n);
+  for (const [i, what] of [[0, "query"], [1, "key"], [2, "value"], [3, "g"], [4, "beta"], [5, "initial_state"]] as const) {
+    const t = n.inputs[i]?.type?.elemType;
+    if (n.inputs[i]) check(t === 1, "target", `${what} has element type ${t}; the lowering handles float32 only (LinearAttention's decay/beta share the query's type)`, n);
+  }
+  const [, , Hk, K] = q, [, , Hv, V] = v;
+  check(Hv! % Hk! === 0, "target", `value heads ${Hv} are not a multiple of key heads ${Hk}`, n);
+  const scale = n.attrFloat("scale", 0)!;
+  check(scale !== 0, "target", "scale 0 means 1/sqrt(K) in LinearAttention; an explicit non-zero scale is required", n);
+  return { Hk: Hk!, Hv: Hv!, K: K!, V: V! };
+}
+
+/** x * 1/sqrt(sum(x^2, -1) + eps) as stock ops (ReduceSumSquare, Add, Sqrt, Div). */
+export function l2norm(e: Emitter, x: Value): Value {
+  const opset = defaultOpset(e.ctx.model);
+  const ss = opset >= 18 ? e.one("ReduceSumSquare", [x, e.ints([-1])], [attr.int("keepdims", 1)]) : e.one("ReduceSumSquare", [x], [attr.ints("axes", [-1]), attr.int("keepdims", 1)]);
+  const root = e.one("Sqrt", [e.one("Add", [ss, e.scalar(L2NORM_EPS)])]);
+  return e.one("Div", [x, root]);
+}
+
+/** The core as (com.microsoft | ONNX-27) LinearAttention on packed [B,T,H*D] tensors. */
+export function lowerCore(e: Emitter, n: Node, d: CoreDims, domain: string, repeatKeys: boolean): void {
+  const l2 = n.attrInt("use_qk_l2norm", 0) === 1;
+  const scale = n.attrFloat("scale", 0)!;
+  const chunk = n.attrInt("chunk_size");
+  const { ins, outs } = detach(e, n);
+  let [q, k] = [ins[0]!, ins[1]!];
+  const [v, g, beta, state] = [ins[2]!, ins[3]!, ins[4]!, ins[5]];
+  if (l2) [q, k] = [l2norm(e, q), l2norm(e, k)];
+  const n_ = d.Hv / d.Hk;
+  const pack = (x: Value, H: number, D: number) => e.one("Reshape", [x, e.ints([0, 0, H * D])]);
+  const repeat = (x: Value) => e.one("Reshape", [e.one("Expand", [e.one("Unsqueeze", [x, e.ints([3])]), e.ints([1, 1, 1, n_, 1])]), e.ints([0, 0, d.Hv * d.K])]);
+  const qHeads = repeatKeys ? d.Hv : d.Hk;
+  const [q3, k3] = repeatKeys && n_ > 1 ? [repeat(q), repeat(k)] : [pack(q, d.Hk, d.K), pack(k, d.Hk, d.K)];
+  const v3 = pack(v, d.Hv, d.V);
+  const attrs = [attr.string("update_rule", "gated_delta"), attr.int("q_num_heads", qHeads), attr.int("kv_num_heads", d.Hv), attr.float("scale", scale)];
+  if (chunk !== undefined && domain === MS_DOMAIN) attrs.push(attr.int("chunk_size", chunk));
+  // Both outputs are required by the schema (onnxruntime 1.30 rejects a node without present_state).
+  const la = e.op("LinearAttention", [q3, k3, v3, state, g, beta], [`${e.base}_packed`, outs[1] ?? `${e.base}_present_state`], attrs, domain);
+  e.op("Reshape", [la[0]!, e.ints([0, 0, d.Hv, d.V])], [outs[0]!]);
+}
+
+/** gdn.CausalConv1d as (com.microsoft | ONNX-27) CausalConvWithState, whose state holds W-1 positions. */
+export function lowerConv(e: Emitter, n: Node, domain: string): void {
+  const w = n.inputs[1]?.staticShape;
+  check(w?.length === 3 && w[1] === 1, "target", "the conv weight is not a static [C,1,W] tensor", n);
+  const W = w[2]!;
+  const state = n.inputs[3];
+  const S = state ? state.staticShape?.[2] : (n.attrInt("state_size", 0) || W - 1);
+  check(S !== undefined, "target", "the conv state length is not static", n);
+  const activation = n.attrString("activation") ?? "none";
+  const { ins, outs } = detach(e, n);
+  const [x, weight, bias] = [ins[0]!, ins[1]!, ins[2]];
+  // CausalConvWithState keeps W-1 positions; a longer state (HF keeps W) is trimmed on the way in
+  // and rebuilt on the way out (the last S columns of concat(state, x)).
+  const past = state && S > W - 1 ? e.sliceTail(state, S - (W - 1)) : state;
+  const keepsOwnState = S === W - 1 && outs[1];
+  e.op("CausalConvWithState", [x, weight, bias, past], [outs[0]!, keepsOwnState ? outs[1]! : `${e.base}_present`], [attr.string("activation", activation)], domain);
+  if (outs[1] && !keepsOwnState) {
+    const cat = state ? e.one("Concat", [state, x], [attr.int("axis", 2)]) : e.one("Pad", [x, e.ints([0, 0, S, 0, 0, 0])]);
+    e.op("Slice", [cat, e.ints([-S]), e.ints([INT64_MAX]), e.ints([2])], [outs[1]]);
+  }
+}
+
+/** -exp(A_log) as a constant when A_log is one, else as Exp + Neg. */
+export function decayScale(e: Emitter, aLog: Value): Value {
+  const c = constantOf(aLog);
+  if (c) return e.floats(c.data.map((x) => -Math.exp(x)), [c.data.length]);
+  return e.one("Neg", [e.one("Exp", [aLog])]);
+}
+
+export function checkGatingTypes(n: Node): void {
+  for (const i of [0, 1]) check(n.inputs[i]?.type?.elemType === 1, "target", "a/b are not float32 (the gate ops return g in the type of a; the contract's g is float32)", n);
+}
