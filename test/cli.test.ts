@@ -177,6 +177,31 @@ describe("fuse-model", () => {
     expect(fs.readdirSync(path.dirname(input))).toEqual(["model.onnx"]);
   });
 
+  test("carries external data to the output folder, inlining small tensors with --inline-below", async () => {
+    const src = out("ext-src");
+    fs.mkdirSync(src);
+    const big = Float32Array.from({ length: 64 }, (_, i) => i);
+    const small = Float32Array.from([1, 2]);
+    fs.writeFileSync(path.join(src, "w.bin"), Buffer.concat([Buffer.from(big.buffer), Buffer.from(small.buffer)]));
+    const ext = (name: string, n: number, offset: number): onnx.ITensorProto => ({
+      name, dims: [n], dataType: 1, dataLocation: 1,
+      externalData: [{ key: "location", value: "w.bin" }, { key: "offset", value: String(offset) }, { key: "length", value: String(n * 4) }],
+    });
+    const vi = (name: string, n: number): onnx.IValueInfoProto => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: n }] } } } });
+    const model = onnx.ModelProto.create({
+      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
+      graph: { name: "g", initializer: [ext("big", 64, 0), ext("small", 2, 256)], output: [vi("big", 64), vi("small", 2)] },
+    });
+    fs.writeFileSync(path.join(src, "model.onnx"), encodeMessage(onnx.ModelProto, model));
+    const dest = out("ext-out", "model.onnx");
+    const r = await cli(path.join(src, "model.onnx"), "-o", dest, "--inline-below", "100", "--external-data", "link");
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.statSync(out("ext-out", "w.bin")).ino).toBe(fs.statSync(path.join(src, "w.bin")).ino);
+    const saved = decodeMessage(onnx.ModelProto, fs.readFileSync(dest));
+    expect(saved.graph!.initializer.map((t) => t.dataLocation)).toEqual([1, 0]);
+    expect(Buffer.from(saved.graph!.initializer[1]!.rawData)).toEqual(Buffer.from(small.buffer));
+  });
+
   test("--verbose prints progress on stderr", async () => {
     const r = await cli(MODEL, "-o", out("verbose.onnx"), "--verbose");
     expect(r.code).toBe(0);
