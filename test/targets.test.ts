@@ -1,0 +1,105 @@
+/**
+ * The ort and onnx targets: each layer case fused, lowered, and run in stock onnxruntime-node
+ * (nothing of ours loaded in this file) against the PyTorch outputs of test_data_set_0.
+ * onnxruntime 1.30 loads ONNX opset 27 only with ALLOW_RELEASED_ONNX_OPSET_ONLY=0 (docs/targets.md).
+ */
+process.env.ALLOW_RELEASED_ONNX_OPSET_ONLY = "0";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { describe, expect, it } from "vitest";
+import { Graph, attr } from "../src/ir/graph.js";
+import { loadModel } from "../src/ir/model-io.js";
+import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { fuseModel, type FuseReport, type Target } from "../src/pipeline/index.js";
+import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+
+const MODELS = join(import.meta.dirname, "..", "models");
+
+/** Fuses with the gdn target, then lowers for `target` (the cores emit gdn ops; only the lowering reads the target). */
+async function fuseFor(name: string, target: Target, mutate?: (g: Graph) => void) {
+  const m = await loadModel(join(MODELS, name, "model.onnx"));
+  const fused = await fuseModel(m.proto, { target: "gdn" });
+  if (mutate) {
+    const g = Graph.fromProto(m.proto.graph!);
+    mutate(g);
+    m.proto.graph = g.toProto();
+  }
+  const lowered = target === "gdn" ? undefined : await fuseModel(m.proto, { target, passes: [target === "ort" ? "lower-to-ort" : "lower-to-onnx"] });
+  return { model: m.proto, fused, lowered };
+}
+
+function histogram(model: onnx.IModelProto): Record<string, number> {
+  const h: Record<string, number> = {};
+  for (const n of model.graph!.node!) {
+    const k = n.domain ? `${n.domain}.${n.opType}` : n.opType!;
+    h[k] = (h[k] ?? 0) + 1;
+  }
+  return h;
+}
+
+async function runStock(model: onnx.IModelProto, name: string): Promise<number[]> {
+  const bytes = encodeMessage(onnx.ModelProto, model as onnx.ModelProto);
+  const s = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", logSeverityLevel: 3 });
+  const dir = join(MODELS, name, "test_data_set_0");
+  const feeds: Record<string, ort.Tensor> = {};
+  s.inputNames.forEach((n, i) => {
+    const t = readTensorProto(join(dir, `input_${i}.pb`));
+    feeds[n] = new ort.Tensor(t.type as "float32", t.data as Float32Array, t.dims);
+  });
+  const out = await s.run(feeds);
+  const errs = s.outputNames.map((n, i) => relativeL2(out[n]!.data as Float32Array, readTensorProto(join(dir, `output_${i}.pb`)).data as Float32Array));
+  await s.release();
+  return errs;
+}
+
+interface Case {
+  name: string;
+  layers: number;
+  nodes: Record<"ort" | "onnx", number>;
+}
+const CASES: Case[] = [
+  { name: "layer_qwen3next_prefill_t96", layers: 1, nodes: { ort: 38, onnx: 48 } },
+  { name: "layer_qwen3next_decode_b2", layers: 1, nodes: { ort: 41, onnx: 51 } },
+  { name: "model_qwen35_tiny_t50", layers: 3, nodes: { ort: 254, onnx: 284 } },
+];
+const TARGET_OPS = {
+  ort: ["com.microsoft.LinearAttention", "com.microsoft.CausalConvWithState", "com.microsoft.LinearAttentionGate", "com.microsoft.GatedRMSNorm"],
+  onnx: ["LinearAttention", "CausalConvWithState", "RMSNormalization"],
+};
+const REPORTED = {
+  ort: ["com.microsoft.LinearAttention", "com.microsoft.CausalConvWithState", "com.microsoft.LinearAttentionGate", "com.microsoft.GatedRMSNorm"],
+  onnx: ["ai.onnx.LinearAttention", "ai.onnx.CausalConvWithState", "ai.onnx.Softplus+Sigmoid", "ai.onnx.RMSNormalization"],
+};
+
+const present = CASES.filter((c) => existsSync(join(MODELS, c.name, "test_data_set_0")));
+
+describe.each(["ort", "onnx"] as const)("target %s", (target) => {
+  it.each(present)("fuses $name and matches test_data_set_0 in stock onnxruntime", async (c) => {
+    const { model, lowered } = await fuseFor(c.name, target);
+    const report = lowered as FuseReport;
+    expect(report.passes[0]!.skipped).toEqual([]);
+    expect(report.fused).toEqual(Object.fromEntries(REPORTED[target].map((op) => [op, c.layers])));
+    const h = histogram(model);
+    expect(Object.keys(h).filter((k) => k.startsWith("gdn."))).toEqual([]);
+    for (const op of TARGET_OPS[target]) expect(h[op], op).toBe(c.layers);
+    expect(model.graph!.node!.length).toBe(c.nodes[target]);
+    if (target === "onnx") expect(model.opsetImport!.find((o) => !o.domain)?.version).toBe(27);
+    const errs = await runStock(model, c.name);
+    expect(errs.length).toBe(readdirSync(join(MODELS, c.name, "test_data_set_0")).filter((f) => f.startsWith("output_")).length);
+    for (const e of errs) expect(e).toBeLessThanOrEqual(1e-5);
+  }, 120_000);
+
+  it("rejects a core with state_layout \"vk\", with reason", async () => {
+    const { model, lowered } = await fuseFor("layer_qwen3next_decode_b2", target, (g) => {
+      const core = g.nodes.find((n) => n.opType === "RecurrentGatedDeltaRule")!;
+      core.proto.attribute = core.proto.attribute!.filter((a) => a.name !== "state_layout").concat(attr.string("state_layout", "vk"));
+    });
+    const skipped = lowered!.passes[0]!.skipped;
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]).toMatchObject({ stage: "target", node: expect.stringContaining("RecurrentGatedDeltaRule") });
+    expect(skipped[0]!.reason).toContain('state_layout "vk"');
+    expect(histogram(model)["gdn.RecurrentGatedDeltaRule"]).toBe(1); // left as it was, not lowered wrongly
+    expect(lowered!.fused[target === "ort" ? "com.microsoft.LinearAttention" : "ai.onnx.LinearAttention"]).toBeUndefined();
+  }, 60_000);
+});
