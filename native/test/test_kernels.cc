@@ -1,6 +1,8 @@
 // gdn-fuse: standalone check of every CPU kernel against a float64 reference on random inputs.
 // Build and run:  make -C native/test run     (prints one line per case; exits non-zero on any failure)
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -408,10 +410,55 @@ void run_validation() {
   expect_error("validate: conv_state too short", validate_causal_conv1d(ca, cin, 4, &cp), "fewer than W-1 = 3");
 }
 
+
+// ---- timings (direct kernel calls; std::thread runner) ----
+void bench() {
+  for (int threads : {1, 2}) {
+    g_runner.threads = threads;
+    {
+      const int64_t B = 1, T = 512, H = 32, K = 128, V = 128;
+      std::vector<float> q(B * T * H * K), k(q.size()), v(B * T * H * V), g(B * T * H), beta(g.size()), s0(B * H * K * V),
+          out(v.size()), s1(s0.size());
+      q = randn(q.size(), 1.f), k = randn(k.size(), 1.f), v = randn(v.size(), 1.f), g = randu(g.size(), -1.f, 0.f);
+      beta = randu(beta.size(), 0.f, 1.f), s0 = randn(s0.size(), 1.f);
+      DeltaRuleParams p;
+      p.B = B, p.T = T, p.Hk = H, p.Hv = H, p.K = K, p.V = V, p.scale = 0.088f, p.use_qk_l2norm = true;
+      DeltaRuleTensors t{q.data(), k.data(), v.data(), g.data(), beta.data(), s0.data(), out.data(), s1.data()};
+      double best = 1e30;
+      for (int it = 0; it < 5; ++it) {
+        auto t0 = std::chrono::steady_clock::now();
+        cpu::chunk_gated_delta_rule(p, t, g_par);
+        best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("BENCH ChunkGatedDeltaRule fp32 B=1 T=512 H=32 K=V=128 threads=%d: %.2f ms\n", threads, best);
+    }
+    {
+      const int64_t B = 8, T = 1, Hk = 16, H = 32, K = 128, V = 128;
+      std::vector<float> q = randn(B * T * Hk * K, 1.f), k = randn(q.size(), 1.f), v = randn(B * T * H * V, 1.f),
+                         g = randu(B * T * H, -1.f, 0.f), beta = randu(B * T * H, 0.f, 1.f), s0 = randn(B * H * K * V, 1.f),
+                         out(v.size()), s1(s0.size());
+      DeltaRuleParams p;
+      p.B = B, p.T = T, p.Hk = Hk, p.Hv = H, p.K = K, p.V = V, p.scale = 0.088f, p.use_qk_l2norm = true;
+      DeltaRuleTensors t{q.data(), k.data(), v.data(), g.data(), beta.data(), s0.data(), out.data(), s1.data()};
+      double best = 1e30;
+      for (int it = 0; it < 50; ++it) {
+        auto t0 = std::chrono::steady_clock::now();
+        cpu::recurrent_gated_delta_rule(p, t, g_par);
+        best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("BENCH RecurrentGatedDeltaRule fp32 B=8 T=1 Hk=16 Hv=32 K=V=128 threads=%d: %.3f ms\n", threads, best);
+    }
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+    std::printf("isa=%s\n", cpu::isa_name());
+    bench();
+    return 0;
+  }
   std::printf("gdn-fuse CPU kernel tests (isa=%s, threads=%d)\n", cpu::isa_name(), g_runner.threads);
   const DType dts[3] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16};
   const int Ts[6] = {1, 2, 63, 64, 65, 200};
