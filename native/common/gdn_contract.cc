@@ -86,8 +86,8 @@ std::string check_f32(const char* op, const char* name, const TensorInfo& t) {
 
 // ---------------------------------------------------------------------------------------------------
 std::string validate_delta_rule_attrs(const char* op, bool is_chunk, const DeltaRuleAttrs& a) {
-  if (!(std::isfinite(a.scale)) || a.scale < 0.f)
-    return Err() << op << ": attribute scale must be a finite value >= 0 (0 means 1/sqrt(K)), got " << a.scale;
+  if (!std::isfinite(a.scale))
+    return Err() << op << ": attribute scale must be finite (0 means 1/sqrt(K)), got " << a.scale;
   if (a.use_qk_l2norm != 0 && a.use_qk_l2norm != 1)
     return Err() << op << ": attribute use_qk_l2norm must be 0 or 1, got " << a.use_qk_l2norm;
   if (a.state_layout != "kv" && a.state_layout != "vk")

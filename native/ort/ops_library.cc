@@ -21,6 +21,7 @@ using namespace gdn;
 const OrtApi* g_ort = nullptr;
 constexpr uint32_t kMinOrtApiVersion = 17;  // ORT 1.17: CreateKernelV2/KernelComputeV2, ParallelFor, shape inference
 constexpr uint32_t kCustomOpVersion = 17;   // OrtCustomOp struct fields we fill (must be <= the runtime's API)
+constexpr int64_t kCpuMaxHeadDim = 8192;
 
 // ---------------------------------------------------------------------------------------------------
 // small helpers
@@ -184,6 +185,10 @@ OrtStatus* delta_rule_compute(void* kernel, OrtKernelContext* ctx) {
   DeltaRuleParams p;
   const std::string err = validate_delta_rule(name, k->chunk, k->attrs, in.info.data(), in.info.size(), &p);
   if (!err.empty()) return invalid(err);
+  // CPU backend limits (the kernels index heads with int and keep per-thread K x V / chunk tiles).
+  if (p.K > kCpuMaxHeadDim || p.V > kCpuMaxHeadDim)
+    return invalid(std::string(name) + ": head dimensions K=" + std::to_string(p.K) + ", V=" + std::to_string(p.V) +
+                   " exceed the CPU backend limit of " + std::to_string(kCpuMaxHeadDim));
   DeltaRuleTensors t;
   t.query = in.data[delta_rule::kQuery];
   t.key = in.data[delta_rule::kKey];
