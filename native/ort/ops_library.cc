@@ -3,6 +3,7 @@
 // This file maps ORT tensors to the backend-neutral contract (common/gdn_contract.h) and calls the CPU kernels
 // (cpu/cpu_kernels.h); a CUDA / Ascend backend adds its own kernels behind the same contract.
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -536,8 +537,15 @@ DomainKeeper& domain_keeper() {
 
 extern "C" GDN_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   if (api_base == nullptr) return nullptr;
-  const OrtApi* api = nullptr;
-  for (uint32_t v = ORT_API_VERSION; v >= kMinOrtApiVersion && api == nullptr; --v) api = api_base->GetApi(v);
+  // ORT 1.x serves C API versions 1..x. Ask for min(x, the headers' version) directly: GetApi prints a
+  // message to stderr for every version it does not have, so probing downwards would be noisy.
+  uint32_t want = ORT_API_VERSION;
+  if (const char* ver = api_base->GetVersionString()) {
+    unsigned major = 0, minor = 0;
+    if (std::sscanf(ver, "%u.%u", &major, &minor) == 2 && major == 1 && minor < want) want = minor;
+  }
+  const OrtApi* api = want >= kMinOrtApiVersion ? api_base->GetApi(want) : nullptr;
+  for (uint32_t v = want; api == nullptr && v > kMinOrtApiVersion;) api = api_base->GetApi(--v);
   if (api == nullptr) {
     // Cannot create an OrtStatus without an API table; fall back to the oldest table to report the problem.
     const OrtApi* old = api_base->GetApi(1);
