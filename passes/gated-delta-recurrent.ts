@@ -9,7 +9,7 @@
  *                      S = S + k_t d^T;   o_t = sum(S * q_t, -2)
  */
 import type { Node } from "../src/ir/graph.js";
-import { MatchFailure, check, fail, isPerm, walkBack } from "../src/pattern/match.js";
+import { MatchFailure, check, isPerm, walkBack } from "../src/pattern/match.js";
 import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
 import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
@@ -32,7 +32,6 @@ export const gatedDeltaRecurrent: Pass = {
         const region = matchRecurrent(ctx, exp);
         await confirmByProbe(ctx, region);
         const replaced = region.nodes.size;
-        if (ctx.target !== "gdn") fail("target", `target "${ctx.target}" is not supported by ${NAME} yet`);
         const node = rewriteCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, NAME);
         ctx.applied({ op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: { ...region.dims, scale: region.scale, useQkL2norm: region.useQkL2norm, initialState: !!region.state, finalState: !!region.finalState } });
       } catch (e) {

@@ -5,9 +5,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, test, vi } from "vitest";
+import { afterAll, describe, expect, test } from "vitest";
 import { main, type CliIo } from "../src/cli/fuse-model.js";
 import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
+import { arrayToTensor } from "../src/ir/tensor.js";
+import { registerPass } from "../src/pipeline/index.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CORPUS = path.join(ROOT, "models"); // the project's own fixtures
@@ -136,30 +138,35 @@ describe("fuse-model", () => {
   });
 
   test("a failed verification exits 1, keeps the model and reports the failing output", async () => {
-    vi.resetModules();
-    const calls: unknown[][] = [];
-    vi.doMock("../src/verify/index.js", () => ({
-      verifyModels: async (...args: unknown[]) => {
-        calls.push(args);
-        return { ok: false, outputs: [{ name: "core_attn_out", maxAbs: 1, relL2: 0.5, tolerance: 1e-5, ok: false }], source: "random", runtime: "fake" };
+    // A deliberately wrong pass, registered the way an export pipeline adds its own: scales the first output.
+    registerPass({
+      name: "test-scale-first-output",
+      description: "multiplies the first graph output by 1.5 (wrong on purpose)",
+      anchors: [],
+      targets: ["gdn", "ort", "onnx"],
+      async run(ctx) {
+        const g = ctx.graph;
+        const outV = g.outputs[0]!;
+        const producer = outV.producer!;
+        const inner = g.value(g.uniqueName(`${outV.name}_unscaled`));
+        producer.outputs = producer.outputs.map((o) => (o === outV ? inner : o));
+        inner.producer = producer;
+        outV.producer = undefined;
+        const k = g.addInitializer(arrayToTensor("k1_5", [], 1, [1.5]));
+        g.addNode({ opType: "Mul", inputs: [inner, k], outputs: [outV] });
+        ctx.applied({ op: "ai.onnx.Mul", node: "scale", replacedNodes: 0 });
       },
-    }));
-    try {
-      const cliModule = await import("../src/cli/fuse-model.js");
-      let stderr = "";
-      const dest = out("verify-fail", "model.onnx");
-      const report = out("verify-fail", "report.json");
-      const code = await cliModule.main([MODEL, "-o", dest, "--verify", "--report", report], { stdout: () => undefined, stderr: (t) => void (stderr += t) });
-      expect(code).toBe(1);
-      expect(stderr).toMatch(/^fuse-model: error: verification failed: core_attn_out \(relL2 5\.00e-1 > 0\.00001\)/);
-      expect(calls).toEqual([[MODEL, dest, {}]]);
-      expect(fs.existsSync(dest)).toBe(true);
-      const json = JSON.parse(fs.readFileSync(report, "utf8")) as { verify?: { ok: boolean } };
-      expect(json.verify?.ok).toBe(false);
-    } finally {
-      vi.doUnmock("../src/verify/index.js");
-      vi.resetModules();
-    }
+    });
+    const dest = out("verify-fail", "model.onnx");
+    const report = out("verify-fail", "report.json");
+    const dataDir = path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0");
+    const r = await cli(MODEL, "-o", dest, "--passes", "test-scale-first-output", "--verify", dataDir, "--report", report);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout, r.stderr).toMatch(/FAIL core_attn_out: max abs [0-9.e+-]+, relative L2 5\.000e-1/);
+    expect(r.stderr).toMatch(/^fuse-model: error: verification failed: core_attn_out \(relL2 5\.00e-1 > 0\.00001\)/);
+    expect(fs.existsSync(dest)).toBe(true);
+    const json = JSON.parse(fs.readFileSync(report, "utf8")) as { verify?: { ok: boolean } };
+    expect(json.verify?.ok).toBe(false);
   });
 
   test("refuses to overwrite the input (1) unless --force", async () => {

@@ -67,7 +67,6 @@ describe("layer-level fusions (target gdn)", () => {
     const n = c.layers;
     expect(fused).toEqual({
       [`gdn.${c.core}`]: n,
-      [`gdn.${c.core}[gqa]`]: n,
       "gdn.GatedDeltaGating": n,
       "gdn.CausalConv1d": n,
       "gdn.GatedRMSNorm": n,

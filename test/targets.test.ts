@@ -16,16 +16,21 @@ import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
 
 const MODELS = join(import.meta.dirname, "..", "models");
 
-/** Fuses with the gdn target, then lowers for `target` (the cores emit gdn ops; only the lowering reads the target). */
+/**
+ * Fuses for `target` in one fuseModel call (the cores emit gdn ops, the lowering pass rewrites them).
+ * With `mutate`, fuses for gdn first, edits the fused graph, then runs only the lowering pass.
+ */
 async function fuseFor(name: string, target: Target, mutate?: (g: Graph) => void) {
   const m = await loadModel(join(MODELS, name, "model.onnx"));
-  const fused = await fuseModel(m.proto, { target: "gdn" });
-  if (mutate) {
-    const g = Graph.fromProto(m.proto.graph!);
-    mutate(g);
-    m.proto.graph = g.toProto();
+  if (!mutate) {
+    const report = await fuseModel(m.proto, { target });
+    return { model: m.proto, fused: report, lowered: report };
   }
-  const lowered = target === "gdn" ? undefined : await fuseModel(m.proto, { target, passes: [target === "ort" ? "lower-to-ort" : "lower-to-onnx"] });
+  const fused = await fuseModel(m.proto, { target: "gdn" });
+  const g = Graph.fromProto(m.proto.graph!);
+  mutate(g);
+  m.proto.graph = g.toProto();
+  const lowered = await fuseModel(m.proto, { target, passes: [target === "ort" ? "lower-to-ort" : "lower-to-onnx"] });
   return { model: m.proto, fused, lowered };
 }
 

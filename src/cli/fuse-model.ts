@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
 import { loadModel, saveModel } from "../ir/model-io.js";
 import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
-import { verifyModels, type VerifyResult } from "../verify/index.js";
+import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
 export interface CliIo {
   stdout(text: string): void;
@@ -234,6 +234,7 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
     progress(`verifying ${a.output!} against ${a.input}${a.verifyDir ? ` on ${a.verifyDir}` : ""}`);
     const v = await verifyModels(a.input, a.output!, a.verifyDir ? { dataDir: a.verifyDir } : {});
     out.verify = v;
+    io.stdout(`verify on ${v.source}:\n${formatVerify(v)}\n`);
     if (!v.ok) {
       const bad = v.outputs.filter((o) => !o.ok).map((o) => `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
       verifyFailure = `verification failed: ${bad.join(", ") || "outputs differ"}; the fused model is at ${a.output!}`;

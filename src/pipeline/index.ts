@@ -83,9 +83,29 @@ export async function fuseModel(model: onnx.IModelProto, options: FuseOptions = 
     options.onProgress?.(`${pass.name}: ${pr.applied.length} fused, ${pr.skipped.length} skipped, ${pr.nodesBefore} -> ${pr.nodesAfter} nodes`);
   }
   model.graph = graph.toProto();
+  // A domain a pass asked for but whose nodes a later pass lowered away (targets ort/onnx) is not imported.
+  const used = new Set((model.graph.node ?? []).map((n) => n.domain ?? ""));
+  for (const d of [...opsets.keys()]) if (!used.has(d)) opsets.delete(d);
   setOpsets(model, opsets);
+  report.fused = fusedInOutput(report.fused, used, model);
   report.nodesAfter = model.graph.node?.length ?? 0;
   return finish(report, t0);
+}
+
+/**
+ * The top-level count keeps the op types present in the output: gdn ops a lowering pass replaced
+ * (targets ort/onnx) and fold annotations ("gdn.ChunkGatedDeltaRule[gqa]": a core changed, not an
+ * op created) stay only in their pass's `applied` list.
+ */
+function fusedInOutput(fused: Record<string, number>, usedDomains: Set<string>, model: onnx.IModelProto): Record<string, number> {
+  const present = new Set((model.graph?.node ?? []).map((n) => `${n.domain || "ai.onnx"}.${n.opType}`));
+  const out: Record<string, number> = {};
+  for (const [op, n] of Object.entries(fused)) {
+    if (op.includes("[")) continue;
+    if (op.startsWith("gdn.") && (!usedDomains.has("gdn") || !present.has(op))) continue;
+    out[op] = n;
+  }
+  return out;
 }
 
 function setOpsets(model: onnx.IModelProto, needed: Map<string, number>): void {
