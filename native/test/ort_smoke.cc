@@ -185,13 +185,13 @@ std::string run(OrtSession* sess, const std::vector<std::string>& in_names, std:
       check_status(ort->GetTensorTypeAndShape(v, &info), "GetTensorTypeAndShape");
       ONNXTensorElementDataType et;
       size_t rank;
-      ort->GetTensorElementType(info, &et);
-      ort->GetDimensionsCount(info, &rank);
+      check_status(ort->GetTensorElementType(info, &et), "GetTensorElementType");
+      check_status(ort->GetDimensionsCount(info, &rank), "GetDimensionsCount");
       HostTensor h{(int)et, std::vector<int64_t>(rank), {}};
-      ort->GetDimensions(info, h.dims.data(), rank);
+      check_status(ort->GetDimensions(info, h.dims.data(), rank), "GetDimensions");
       ort->ReleaseTensorTypeAndShapeInfo(info);
       void* p;
-      ort->GetTensorMutableData(v, &p);
+      check_status(ort->GetTensorMutableData(v, &p), "GetTensorMutableData");
       const size_t bytes = h.numel() * dtype_size(dt_of((int)et));
       h.raw.assign((unsigned char*)p, (unsigned char*)p + bytes);
       outs->push_back(std::move(h));
