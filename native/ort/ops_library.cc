@@ -23,6 +23,7 @@ const OrtApi* g_ort = nullptr;
 constexpr uint32_t kMinOrtApiVersion = 17;  // ORT 1.17: CreateKernelV2/KernelComputeV2, ParallelFor, shape inference
 constexpr uint32_t kCustomOpVersion = 17;   // OrtCustomOp struct fields we fill (must be <= the runtime's API)
 constexpr int64_t kCpuMaxHeadDim = 8192;
+constexpr unsigned kMinOrtMinorForShapeInference = 30;
 
 // ---------------------------------------------------------------------------------------------------
 // small helpers
@@ -306,9 +307,21 @@ void destroy_kernel(void* k) {
 // ---------------------------------------------------------------------------------------------------
 // op descriptions and the OrtCustomOp adapter
 
+// Every op is registered once per concrete type combination ("variant"); ORT merges the variants into one
+// schema and picks the kernel from the input types. Dynamically typed (UNDEFINED) outputs are avoided:
+// ORT < 1.2x refuses them when an op has more than one dynamically typed input.
 constexpr ONNXTensorElementDataType kAny = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // checked at run time
 constexpr ONNXTensorElementDataType kF32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+constexpr ONNXTensorElementDataType kF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+constexpr ONNXTensorElementDataType kBF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
 constexpr ONNXTensorElementDataType kI64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+// Placeholders resolved per variant: kT1 = the op's main float type, kT2 = its secondary float type.
+constexpr ONNXTensorElementDataType kT1 = static_cast<ONNXTensorElementDataType>(1001);
+constexpr ONNXTensorElementDataType kT2 = static_cast<ONNXTensorElementDataType>(1002);
+
+struct Variant {
+  ONNXTensorElementDataType t1, t2;
+};
 
 struct IoSpec {
   ONNXTensorElementDataType type;
@@ -325,6 +338,7 @@ struct OpSpec {
   OrtStatus* (*create)(const OrtKernelInfo*, void**);
   OrtStatus* (*compute)(void*, OrtKernelContext*);
   void (*destroy)(void*);
+  std::vector<Variant> variants;
 };
 
 // A created kernel: the op spec plus the op-specific state (attributes).
@@ -338,7 +352,12 @@ struct KernelBox {
 
 struct GdnCustomOp : OrtCustomOp {
   const OpSpec* spec;
+  Variant variant;
 };
+
+ONNXTensorElementDataType resolve(ONNXTensorElementDataType t, const Variant& v) {
+  return t == kT1 ? v.t1 : t == kT2 ? v.t2 : t;
+}
 
 const OpSpec& spec_of(const OrtCustomOp* op) { return *static_cast<const GdnCustomOp*>(op)->spec; }
 
@@ -417,25 +436,33 @@ OrtStatus* infer_shapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
           if (lead[d] < src.dims.size()) sh.dims[d] = src.dims[lead[d]], sh.syms[d] = src.syms[lead[d]];
       }
     }
-    if (!sh.ok || sh.type == kAny) continue;
-    if (io.type != kAny) sh.type = io.type;
+    if (!sh.ok) continue;
+    // ORT builds one schema per op name from the first variant, so this function must not rely on the
+    // variant: fixed-type outputs use their type, kT1 / kT2 outputs the type of the input they follow.
+    if (io.type != kT1 && io.type != kT2 && io.type != kAny) sh.type = io.type;
+    if (sh.type == kAny) continue;
     set_output(ctx, o, sh);
   }
   return nullptr;
 }
 
-GdnCustomOp make_op(const OpSpec* spec) {
+GdnCustomOp make_op(const OpSpec* spec, Variant variant) {
   GdnCustomOp op;
   std::memset(static_cast<OrtCustomOp*>(&op), 0, sizeof(OrtCustomOp));
   op.spec = spec;
+  op.variant = variant;
   op.version = kCustomOpVersion;
   op.CreateKernel = nullptr;   // V2 entry points are used (version >= 16)
   op.KernelCompute = nullptr;
   op.GetName = [](const OrtCustomOp* o) -> const char* { return spec_of(o).name; };
   op.GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return nullptr; };  // CPU
-  op.GetInputType = [](const OrtCustomOp* o, size_t i) { return spec_of(o).inputs[i].type; };
+  op.GetInputType = [](const OrtCustomOp* o, size_t i) {
+    return resolve(spec_of(o).inputs[i].type, static_cast<const GdnCustomOp*>(o)->variant);
+  };
   op.GetInputTypeCount = [](const OrtCustomOp* o) { return spec_of(o).inputs.size(); };
-  op.GetOutputType = [](const OrtCustomOp* o, size_t i) { return spec_of(o).outputs[i].type; };
+  op.GetOutputType = [](const OrtCustomOp* o, size_t i) {
+    return resolve(spec_of(o).outputs[i].type, static_cast<const GdnCustomOp*>(o)->variant);
+  };
   op.GetOutputTypeCount = [](const OrtCustomOp* o) { return spec_of(o).outputs.size(); };
   op.KernelDestroy = [](void* k) {
     delete static_cast<KernelBox*>(k);
@@ -475,34 +502,45 @@ GdnCustomOp make_op(const OpSpec* spec) {
 }
 
 const OpSpec* all_specs(size_t* n) {
+  // Type variants. Delta rules: query/key/value/beta share one float type (t1).
+  static const std::vector<Variant> same = {{kF32, kF32}, {kF16, kF16}, {kBF16, kBF16}};
+  // Ops with a parameter tensor that may stay float32 while activations are float16 / bfloat16 (t2 = weight type).
+  static const std::vector<Variant> with_f32_weight = {{kF32, kF32}, {kF16, kF16}, {kBF16, kBF16}, {kF16, kF32}, {kBF16, kF32}};
+  // GatedDeltaGating: b (t1) and a (t2) independently float32 / float16 / bfloat16.
+  static const std::vector<Variant> all_pairs = [] {
+    std::vector<Variant> v;
+    for (auto a : {kF32, kF16, kBF16})
+      for (auto b : {kF32, kF16, kBF16}) v.push_back({b, a});
+    return v;
+  }();
   // Delta rule inputs: query, key, value, g, beta, initial_state, cu_seqlens, ssm_state_indices[, num_accepted_tokens]
   static const std::vector<IoSpec> dr_in_chunk = {
-      {kAny, false, -1, -1, 0}, {kAny, false, -1, -1, 0}, {kAny, false, -1, -1, 0}, {kF32, false, -1, -1, 0},
-      {kAny, false, -1, -1, 0}, {kF32, true, -1, -1, 0},  {kI64, true, -1, -1, 0},  {kAny, true, -1, -1, 0}};
+      {kT1, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kF32, false, -1, -1, 0},
+      {kT1, false, -1, -1, 0}, {kF32, true, -1, -1, 0},  {kI64, true, -1, -1, 0},  {kAny, true, -1, -1, 0}};
   static std::vector<IoSpec> dr_in_rec = [] {
     auto v = dr_in_chunk;
     v.push_back({kAny, true, -1, -1, 0});
     return v;
   }();
-  static const std::vector<IoSpec> dr_out = {{kAny, false, delta_rule::kValue, -1, 0},
+  static const std::vector<IoSpec> dr_out = {{kT1, false, delta_rule::kValue, -1, 0},
                                              {kF32, true, delta_rule::kInitialState, delta_rule::kValue, 4}};
   static const OpSpec specs[] = {
       {op::kChunkGatedDeltaRule, dr_in_chunk, dr_out, &delta_rule_create<true>, &delta_rule_compute,
-       &destroy_kernel<DeltaRuleKernel>},
+       &destroy_kernel<DeltaRuleKernel>, same},
       {op::kRecurrentGatedDeltaRule, dr_in_rec, dr_out, &delta_rule_create<false>, &delta_rule_compute,
-       &destroy_kernel<DeltaRuleKernel>},
+       &destroy_kernel<DeltaRuleKernel>, same},
       {op::kCausalConv1d,
-       {{kAny, false, -1, -1, 0}, {kAny, false, -1, -1, 0}, {kAny, true, -1, -1, 0}, {kAny, true, -1, -1, 0}},
-       {{kAny, false, causal_conv1d::kX, -1, 0}, {kAny, true, causal_conv1d::kConvState, causal_conv1d::kX, 3}},
-       &conv_create, &conv_compute, &destroy_kernel<ConvKernel>},
+       {{kT1, false, -1, -1, 0}, {kT2, false, -1, -1, 0}, {kT2, true, -1, -1, 0}, {kT1, true, -1, -1, 0}},
+       {{kT1, false, causal_conv1d::kX, -1, 0}, {kT1, true, causal_conv1d::kConvState, causal_conv1d::kX, 3}},
+       &conv_create, &conv_compute, &destroy_kernel<ConvKernel>, with_f32_weight},
       {op::kGatedDeltaGating,
-       {{kAny, false, -1, -1, 0}, {kAny, false, -1, -1, 0}, {kF32, false, -1, -1, 0}, {kF32, false, -1, -1, 0}},
-       {{kF32, false, gating::kA, -1, 0}, {kAny, false, gating::kB, -1, 0}},
-       &gating_create, &gating_compute, nullptr},
+       {{kT2, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kF32, false, -1, -1, 0}, {kF32, false, -1, -1, 0}},
+       {{kF32, false, gating::kA, -1, 0}, {kT1, false, gating::kB, -1, 0}},
+       &gating_create, &gating_compute, nullptr, all_pairs},
       {op::kGatedRMSNorm,
-       {{kAny, false, -1, -1, 0}, {kAny, false, -1, -1, 0}, {kAny, false, -1, -1, 0}},
-       {{kAny, false, rms_norm::kX, -1, 0}},
-       &rms_create, &rms_compute, &destroy_kernel<RMSNormKernel>},
+       {{kT1, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kT2, false, -1, -1, 0}},
+       {{kT1, false, rms_norm::kX, -1, 0}},
+       &rms_create, &rms_compute, &destroy_kernel<RMSNormKernel>, with_f32_weight},
   };
   *n = sizeof(specs) / sizeof(specs[0]);
   return specs;
@@ -513,7 +551,8 @@ std::vector<GdnCustomOp>& all_ops() {
     size_t n = 0;
     const OpSpec* s = all_specs(&n);
     std::vector<GdnCustomOp> v;
-    for (size_t i = 0; i < n; ++i) v.push_back(make_op(&s[i]));
+    for (size_t i = 0; i < n; ++i)
+      for (const Variant& var : s[i].variants) v.push_back(make_op(&s[i], var));
     return v;
   }();
   return ops;
@@ -540,8 +579,8 @@ extern "C" GDN_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOption
   // ORT 1.x serves C API versions 1..x. Ask for min(x, the headers' version) directly: GetApi prints a
   // message to stderr for every version it does not have, so probing downwards would be noisy.
   uint32_t want = ORT_API_VERSION;
+  unsigned major = 0, minor = 0;
   if (const char* ver = api_base->GetVersionString()) {
-    unsigned major = 0, minor = 0;
     if (std::sscanf(ver, "%u.%u", &major, &minor) == 2 && major == 1 && minor < want) want = minor;
   }
   const OrtApi* api = want >= kMinOrtApiVersion ? api_base->GetApi(want) : nullptr;
@@ -555,7 +594,12 @@ extern "C" GDN_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOption
   g_ort = api;
   OrtCustomOpDomain* domain = nullptr;
   GDN_ORT_TRY(api->CreateCustomOpDomain(kDomain, &domain));
+  // Output shape inference: ORT 1.17's OrtShapeInferContext dereferences absent optional inputs (crash), so it
+  // is only offered to runtimes it was tested with (1.30+). Output element types never depend on it: every
+  // variant has concrete types, and ORT infers them from the kernel that matches the inputs.
+  const bool shape_inference = major > 1 || (major == 1 && minor >= kMinOrtMinorForShapeInference);
   for (auto& op : all_ops()) {
+    op.InferOutputShapeFn = shape_inference ? infer_shapes : nullptr;
     if (OrtStatus* s = api->CustomOpDomain_Add(domain, &op)) {
       api->ReleaseCustomOpDomain(domain);
       return s;
