@@ -8,7 +8,7 @@
  */
 import type { Node } from "../src/ir/graph.js";
 import { attr } from "../src/ir/graph.js";
-import { constantOf, scalarOf } from "../src/ir/constant.js";
+import { constantOf, isConstantValue, scalarOf } from "../src/ir/constant.js";
 import { MatchFailure, check, fail, isPerm, walkBack } from "../src/pattern/match.js";
 import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
@@ -89,7 +89,7 @@ function checkMasks(nodes: ReadonlySet<Node>, C: number): void {
       const k = n.inputs[1] ? scalarOf(n.inputs[1]) : 0;
       const upper = n.attrInt("upper", 1) === 1;
       const operand = n.inputs[0];
-      if (constantOf(operand)) continue; // a mask being built, checked where it is used
+      if (isConstantValue(operand)) continue; // a mask being built, checked where it is used
       check(!upper && k === -1, "mask", `the K K^T product is masked with Trilu(upper=${upper ? 1 : 0}, k=${k}); its strict lower triangle (upper=0, k=-1) is expected`, n);
     }
   }

@@ -18,7 +18,7 @@
  * flag, eps and scale are read from the graph and checked; a probe run confirms the semantics.
  */
 import type { Graph, Node, Value } from "../../src/ir/graph.js";
-import { constantOf, scalarOf } from "../../src/ir/constant.js";
+import { constantOf, isConstantValue, scalarOf } from "../../src/ir/constant.js";
 import { check, close, fail, isPerm, permOf, producedBy } from "../../src/pattern/match.js";
 
 export const L2NORM_EPS = 1e-6;
@@ -114,7 +114,7 @@ export function delimitCore(graph: Graph, anchor: Node, gEntry: Node): CoreRegio
 
   // 5. Boundary: entries' inputs plus at most one state input.
   const boundary = new Set<Value>();
-  for (const n of nodes) for (const v of n.inputs) if (v && !(v.producer && nodes.has(v.producer)) && !constantOf(v)) boundary.add(v);
+  for (const n of nodes) for (const v of n.inputs) if (v && !(v.producer && nodes.has(v.producer)) && !isConstantValue(v)) boundary.add(v);
   for (const e of [query, key, value, g, beta]) boundary.delete(e.boundary);
   check(boundary.size <= 1, "inputs", `the region reads ${boundary.size} values besides q, k, v, g, beta: ${[...boundary].map((v) => v.name).join(", ")}`, exit);
   const state = [...boundary][0];
@@ -188,7 +188,7 @@ export function forwardWithin(within: ReadonlySet<Node>, starts: Node[]): Set<No
 }
 
 function isConstantOnly(n: Node): boolean {
-  return n.outputs.every((o) => !o || !!constantOf(o));
+  return n.outputs.every((o) => !o || isConstantValue(o));
 }
 
 /**
@@ -317,7 +317,7 @@ function absorbFinalState(nodes: Set<Node>, output: Value, exit: Node): Value | 
     for (const n of nodes)
       for (const u of n.users) {
         if (nodes.has(u) || u.opType === "Transpose" && isEntryTranspose(u)) continue;
-        const ok = u.inputs.every((v) => !v || produced(v) || regionInput(v) || !!constantOf(v)) && u.inputs.some((v) => v && produced(v));
+        const ok = u.inputs.every((v) => !v || produced(v) || regionInput(v) || isConstantValue(v)) && u.inputs.some((v) => v && produced(v));
         if (ok && u.domain === "") {
           nodes.add(u);
           for (const v of u.inputs) if (v) addConstantCone(nodes, v);
@@ -332,7 +332,7 @@ function absorbFinalState(nodes: Set<Node>, output: Value, exit: Node): Value | 
       if (!o || o === output) continue;
       if (o.isGraphOutput || [...o.consumers].some((c) => !nodes.has(c))) escaping.add(o);
     }
-  const list = [...escaping].filter((v) => !constantOf(v));
+  const list = [...escaping].filter((v) => !isConstantValue(v));
   check(list.length <= 1, "outputs", `values computed inside the core are used outside it: ${list.map((v) => v.name).join(", ")}`, list[0]?.producer ?? exit);
   // nodes that only produce dead values are harmless; keep them in the region so they are removed
   return list[0];
@@ -341,7 +341,7 @@ function absorbFinalState(nodes: Set<Node>, output: Value, exit: Node): Value | 
 /** Adds the nodes computing a constant input (an unfolded constant subgraph) to the region. */
 function addConstantCone(nodes: Set<Node>, v: Value): void {
   const p = v.producer;
-  if (!p || nodes.has(p) || !constantOf(v)) return;
+  if (!p || nodes.has(p) || !isConstantValue(v)) return;
   nodes.add(p);
   for (const i of p.inputs) if (i) addConstantCone(nodes, i);
 }
@@ -352,6 +352,7 @@ function findZeroState(nodes: ReadonlySet<Node>, shape: number[]): Value | undef
     if (n.opType === "ScatterElements" || n.opType === "ScatterND") continue;
     for (const v of n.inputs) {
       if (!v || (v.producer && nodes.has(v.producer) && !isConstantOnly(v.producer))) continue;
+      if (!isConstantValue(v) || (v.staticShape && v.staticShape.join() !== shape.join())) continue;
       const c = constantOf(v);
       if (c && c.dims.join() === shape.join() && c.data.every((x) => x === 0)) return v;
     }

@@ -42,6 +42,39 @@ export function constantOf(v: Value | undefined): ConstTensor | undefined {
   return r;
 }
 
+const FOLDABLE = new Set([
+  "Identity", "Cast", "CastLike", "Neg", "Sqrt", "Reciprocal", "Exp", "Not", "Add", "Sub", "Mul", "Div", "Pow",
+  "Equal", "Less", "Greater", "Where", "Reshape", "Unsqueeze", "Squeeze", "Concat", "Expand", "Range", "Trilu", "Gather",
+]);
+const isConstCache = new WeakMap<Value, boolean>();
+
+/**
+ * Whether a value is a constant, without computing it (cheap: no tensor is decoded). A few values it
+ * accepts may still not fold (e.g. an unsupported Gather axis); constantOf is the final word.
+ */
+export function isConstantValue(v: Value | undefined): boolean {
+  if (!v || v.isGraphInput) return false;
+  if (v.initializer) return true;
+  const p = v.producer;
+  if (!p || (p.domain !== "" && p.domain !== "ai.onnx")) return false;
+  const hit = isConstCache.get(v);
+  if (hit !== undefined) return hit;
+  if (depth >= MAX_FOLD_DEPTH) return false;
+  isConstCache.set(v, false); // guards cycles
+  depth++;
+  let r: boolean;
+  try {
+    if (p.opType === "Constant") r = true;
+    else if (p.opType === "Shape" || p.opType === "Size") r = !!p.inputs[0]?.staticShape;
+    else if (p.opType === "CastLike") r = isConstantValue(p.inputs[0]) && !!p.inputs[1]?.type?.elemType;
+    else r = FOLDABLE.has(p.opType) && p.inputs.every((i) => !i || isConstantValue(i));
+  } finally {
+    depth--;
+  }
+  isConstCache.set(v, r);
+  return r;
+}
+
 /** Forgets folded values (call after rewriting the graph). */
 export function clearConstantCache(v: Value): void {
   cache.delete(v);

@@ -243,7 +243,7 @@ export class Graph {
       for (const v of [...n.inputs, ...n.implicitInputs]) v?.consumers.delete(n);
       for (const o of n.outputs) if (o && o.producer === n) o.producer = undefined;
     }
-    this.nodes = this.nodes.filter((n) => !dead.has(n));
+    this.nodes = this.nodes.filter((n) => !n.removed);
   }
 
   /** Replaces every use of `from` (node inputs and graph outputs) by `to`. */

@@ -7,7 +7,7 @@ import * as ort from "onnxruntime-node";
 import type { Node, Value } from "../ir/graph.js";
 import { onnx, encodeMessage } from "../ir/onnx.js";
 import { float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16 } from "../ir/tensor.js";
-import { constantOf } from "../ir/constant.js";
+import { isConstantValue } from "../ir/constant.js";
 
 export interface ProbeInput {
   value: Value;
@@ -147,8 +147,7 @@ function signature(spec: ProbeSpec): string {
       if (!v) return "-";
       const id = ids.get(v);
       if (id) return id;
-      const c = constantOf(v);
-      return c ? `c${c.elemType}[${c.dims}]${hash(c.data)}` : `?${v.name}`;
+      return isConstantValue(v) ? constantKey(v) : `?${v.name}`;
     });
     parts.push(`${n.domain}.${n.opType}(${ins.join(",")})${JSON.stringify(n.proto.attribute ?? [])}`);
   });
@@ -156,9 +155,29 @@ function signature(spec: ProbeSpec): string {
   return parts.join(";");
 }
 
-function hash(data: Float64Array): string {
+const keyCache = new WeakMap<Value, string>();
+
+/** A key for a constant's contents from its stored bytes or the ops folding it; nothing is decoded. */
+function constantKey(v: Value): string {
+  const hit = keyCache.get(v);
+  if (hit) return hit;
+  let key: string;
+  const t = v.initializer ?? (v.producer?.opType === "Constant" ? v.producer.proto.attribute?.[0]?.t ?? undefined : undefined);
+  if (t) {
+    const bytes = t.rawData?.length ? t.rawData : new TextEncoder().encode(JSON.stringify([t.floatData, t.int32Data, t.int64Data, t.doubleData]));
+    key = `c${t.dataType}[${t.dims}]${hash(bytes)}`;
+  } else if (v.producer) {
+    const p = v.producer;
+    key = `${p.opType}${JSON.stringify(p.proto.attribute ?? [])}(${p.inputs.map((i) => (i ? constantKey(i) : "-")).join(",")})`;
+  } else {
+    key = `?${v.name}`;
+  }
+  keyCache.set(v, key);
+  return key;
+}
+
+function hash(bytes: Uint8Array): string {
   let h = 0x811c9dc5;
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
   return (h >>> 0).toString(16);
 }
