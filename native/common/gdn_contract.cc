@@ -212,9 +212,15 @@ std::string validate_causal_conv1d(const CausalConv1dAttrs& attrs, const TensorI
   }
   p.x_type = x.dtype;
   p.weight_type = w.dtype;
+  if (w.dtype != x.dtype && w.dtype != DType::kFloat32)
+    return Err() << op << ": weight has element type " << dtype_name(w.dtype) << ", expected " << dtype_name(x.dtype)
+                 << " (same as x) or float32";
   p.has_bias = bias.present;
   if (bias.present) {
     GDN_TRY(check_float(op, "bias", bias));
+    if (bias.dtype != w.dtype)
+      return Err() << op << ": bias has element type " << dtype_name(bias.dtype) << ", expected " << dtype_name(w.dtype)
+                   << " (same as weight)";
     GDN_TRY(check_shape(op, "bias", bias, {p.C}, "[C]"));
     p.bias_type = bias.dtype;
   }
@@ -278,8 +284,12 @@ std::string validate_rms_norm(float epsilon, const TensorInfo* inputs, size_t n,
     if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
   const TensorInfo& x = inputs[kX];
   GDN_TRY(check_float(op, "x", x));
-  GDN_TRY(check_float(op, "gate", inputs[kGate]));
-  GDN_TRY(check_float(op, "weight", inputs[kWeight]));
+  if (inputs[kGate].dtype != x.dtype)
+    return Err() << op << ": gate has element type " << dtype_name(inputs[kGate].dtype) << ", expected " << dtype_name(x.dtype)
+                 << " (same as x)";
+  if (inputs[kWeight].dtype != x.dtype && inputs[kWeight].dtype != DType::kFloat32)
+    return Err() << op << ": weight has element type " << dtype_name(inputs[kWeight].dtype) << ", expected "
+                 << dtype_name(x.dtype) << " (same as x) or float32";
   if (x.shape.empty()) return Err() << op << ": x must have rank >= 1 [...,D], got a scalar";
   for (int64_t d : x.shape)
     if (d < 0) return Err() << op << ": x has a negative dimension in shape " << shape_str(x.shape);

@@ -595,7 +595,7 @@ extern "C" GDN_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOption
   OrtCustomOpDomain* domain = nullptr;
   GDN_ORT_TRY(api->CreateCustomOpDomain(kDomain, &domain));
   // Output shape inference: ORT 1.17's OrtShapeInferContext dereferences absent optional inputs (crash), so it
-  // is only offered to runtimes it was tested with (1.30+). Output element types never depend on it: every
+  // is only offered to runtimes it was tested with (1.30+; 1.22 crashes too). Output element types never depend on it: every
   // variant has concrete types, and ORT infers them from the kernel that matches the inputs.
   const bool shape_inference = major > 1 || (major == 1 && minor >= kMinOrtMinorForShapeInference);
   for (auto& op : all_ops()) {

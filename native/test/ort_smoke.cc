@@ -467,7 +467,10 @@ int main(int argc, char** argv) {
   }
   auto get_base = reinterpret_cast<const OrtApiBase* (*)()>(dlsym(h, "OrtGetApiBase"));
   const OrtApiBase* base = get_base();
-  ort = base->GetApi(ORT_API_VERSION);
+  uint32_t want = ORT_API_VERSION;  // ORT 1.x serves API versions 1..x
+  unsigned major = 0, minor = 0;
+  if (std::sscanf(base->GetVersionString(), "%u.%u", &major, &minor) == 2 && major == 1 && minor < want) want = minor;
+  ort = base->GetApi(want);
   if (!ort) {
     std::fprintf(stderr, "runtime does not provide C API %d\n", ORT_API_VERSION);
     return 2;
