@@ -65,7 +65,12 @@ function runNodeGyp() {
   const gyp = join(root, "node_modules", "node-gyp", "bin", "node-gyp.js");
   if (!existsSync(gyp)) fail("node-gyp is missing; run `npm install` in the project first");
   const jobs = process.env.JOBS || "max";
-  const r = spawnSync(process.execPath, [gyp, "rebuild", `--jobs=${jobs}`], { cwd: root, stdio: "inherit" });
+  const args = [gyp, "rebuild", `--jobs=${jobs}`];
+  // Build against the running Node's own headers when they are installed beside it, so node-gyp
+  // never tries to download them (there may be no network); npm passes npm_config_nodedir otherwise.
+  const prefix = dirname(dirname(process.execPath));
+  if (!process.env.npm_config_nodedir && existsSync(join(prefix, "include", "node", "node.h"))) args.push(`--nodedir=${prefix}`);
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
   if (r.status !== 0) fail("node-gyp failed (see the compiler output above)");
 }
 
