@@ -1,0 +1,104 @@
+/**
+ * The gated-delta kernels through the whole stack (gdn runtime -> ORT -> op library) against the
+ * float64 reference on random inputs, over the grid the contract promises: T in {1,2,63,64,65,200},
+ * B in {1,3}, GQA (Hv = 2 Hk), K != V, a nonzero initial state, both state layouts, decays near 0 and
+ * <= -20, float32 and float16. Also runs the native float64 test program (native/test).
+ */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { describe, expect, it } from "vitest";
+import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { float16ToFloat32, float32ToFloat16 } from "../src/ir/tensor.js";
+import { seededRandom, relativeL2 } from "../src/pattern/probe.js";
+import { gatedDeltaReference, type GatedDeltaDims } from "../src/reference/gated-delta.js";
+import "../src/runtime/index.js";
+import { ROOT } from "./helpers/cases.js";
+
+type Layout = "kv" | "vk";
+interface Case {
+  op: "ChunkGatedDeltaRule" | "RecurrentGatedDeltaRule";
+  dims: GatedDeltaDims;
+  layout: Layout;
+  dtype: "float32" | "float16";
+  decay: "near0" | "strong";
+  l2: boolean;
+}
+
+const ELEM = { float32: 1, float16: 10 } as const;
+
+function model(c: Case): Uint8Array {
+  const { B, T, Hk, Hv, K, V } = c.dims;
+  const st = c.layout === "kv" ? [B, Hv, K, V] : [B, Hv, V, K];
+  const vi = (name: string, elemType: number, dims: number[]) => ({ name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+  const e = ELEM[c.dtype];
+  const attrs: onnx.IAttributeProto[] = [
+    { name: "use_qk_l2norm", type: 2, i: c.l2 ? 1 : 0 },
+    { name: "state_layout", type: 3, s: new TextEncoder().encode(c.layout) },
+  ];
+  return encodeMessage(onnx.ModelProto, onnx.ModelProto.fromObject({
+    irVersion: 10,
+    opsetImport: [{ domain: "", version: 18 }, { domain: "gdn", version: 1 }],
+    graph: {
+      name: "kernel",
+      node: [{ opType: c.op, domain: "gdn", input: ["q", "k", "v", "g", "beta", "s0"], output: ["o", "s1"], attribute: attrs }],
+      input: [vi("q", e, [B, T, Hk, K]), vi("k", e, [B, T, Hk, K]), vi("v", e, [B, T, Hv, V]), vi("g", 1, [B, T, Hv]), vi("beta", e, [B, T, Hv]), vi("s0", 1, st)],
+      output: [vi("o", e, [B, T, Hv, V]), vi("s1", 1, st)],
+    },
+  }));
+}
+
+async function runCase(c: Case): Promise<{ out: number; state: number }> {
+  const { B, T, Hk, Hv, K, V } = c.dims;
+  const rand = seededRandom(T * 1000 + B * 10 + (c.layout === "vk" ? 1 : 0));
+  const sym = (n: number, s: number) => Float64Array.from({ length: n }, () => (2 * rand() - 1) * s);
+  const kScale = c.l2 ? 1 : 1 / Math.sqrt(K);
+  const round = (a: Float64Array) => (c.dtype === "float16" ? a.map((x) => float16ToFloat32(float32ToFloat16(x))) : a.map(Math.fround));
+  const q = round(sym(B * T * Hk * K, 1)), k = round(sym(B * T * Hk * K, kScale)), v = round(sym(B * T * Hv * V, 1));
+  const g = Float64Array.from({ length: B * T * Hv }, () => Math.fround(c.decay === "near0" ? -0.01 * rand() : -20 - 10 * rand()));
+  const beta = round(Float64Array.from({ length: B * T * Hv }, () => 0.05 + 0.9 * rand()));
+  const s0 = sym(B * Hv * K * V, 0.1).map(Math.fround);
+  const ref = gatedDeltaReference({ query: q, key: k, value: v, g, beta, initialState: s0 }, c.dims, { useQkL2norm: c.l2, stateLayout: c.layout });
+  const t = (a: Float64Array, dims: number[], type = c.dtype) =>
+    type === "float16" ? new ort.Tensor("float16", Uint16Array.from(a, float32ToFloat16), dims) : new ort.Tensor("float32", Float32Array.from(a), dims);
+  const st = c.layout === "kv" ? [B, Hv, K, V] : [B, Hv, V, K];
+  const session = await ort.InferenceSession.create(model(c), { executionProviders: ["gdn"], intraOpNumThreads: 2 });
+  try {
+    const r = await session.run({ q: t(q, [B, T, Hk, K]), k: t(k, [B, T, Hk, K]), v: t(v, [B, T, Hv, V]), g: t(g, [B, T, Hv], "float32"), beta: t(beta, [B, T, Hv]), s0: t(s0, st, "float32") });
+    const o = r.o!.data as Float32Array | Uint16Array;
+    const out = c.dtype === "float16" ? Float64Array.from(o as Uint16Array, float16ToFloat32) : Float64Array.from(o as Float32Array);
+    return { out: relativeL2(out, ref.output), state: relativeL2(Float64Array.from(r.s1!.data as Float32Array), ref.finalState) };
+  } finally {
+    await session.release();
+  }
+}
+
+const GRID: Case[] = [];
+for (const op of ["ChunkGatedDeltaRule", "RecurrentGatedDeltaRule"] as const)
+  for (const T of [1, 2, 63, 64, 65, 200])
+    for (const B of [1, 3]) {
+      const layout: Layout = (T + B) % 2 === 0 ? "kv" : "vk";
+      GRID.push({ op, dims: { B, T, Hk: 2, Hv: 4, K: 32, V: 48 }, layout, dtype: "float32", decay: T % 3 === 0 ? "strong" : "near0", l2: B === 1 });
+    }
+for (const op of ["ChunkGatedDeltaRule", "RecurrentGatedDeltaRule"] as const)
+  for (const layout of ["kv", "vk"] as const)
+    GRID.push({ op, dims: { B: 2, T: 65, Hk: 2, Hv: 4, K: 32, V: 48 }, layout, dtype: "float16", decay: "near0", l2: true });
+
+describe("gated-delta kernels through the gdn runtime vs the float64 reference", () => {
+  it.each(GRID.map((c) => [`${c.op} B=${c.dims.B} T=${c.dims.T} ${c.layout} ${c.dtype} g ${c.decay} l2=${c.l2}`, c] as const))("%s", async (_, c) => {
+    const { out, state } = await runCase(c);
+    const tol = c.dtype === "float16" ? 2e-3 : 1e-5;
+    expect(out).toBeLessThanOrEqual(tol);
+    expect(state).toBeLessThanOrEqual(c.dtype === "float16" ? 2e-3 : 1e-5);
+  });
+});
+
+describe("native kernel test program", () => {
+  it("passes every float64 check (make -C native/test run)", () => {
+    const r = spawnSync("make", ["-s", "-C", join(ROOT, "native", "test"), "run"], { encoding: "utf8", timeout: 600_000 });
+    expect(r.status, r.stderr + r.stdout.slice(-2000)).toBe(0);
+    const lines = r.stdout.split("\n").filter((l) => /^\d+ passed, \d+ failed$/.test(l.trim()));
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    for (const l of lines) expect(l.trim()).toMatch(/^\d+ passed, 0 failed$/);
+  }, 600_000);
+});
