@@ -102,3 +102,43 @@ describe("native kernel test program", () => {
     for (const l of lines) expect(l.trim()).toMatch(/^\d+ passed, 0 failed$/);
   }, 600_000);
 });
+
+describe("gated-delta kernels reject bad input with a clear error", () => {
+  const dims = { B: 1, T: 3, Hk: 2, Hv: 4, K: 8, V: 8 };
+  const base: Case = { op: "RecurrentGatedDeltaRule", dims, layout: "kv", dtype: "float32", decay: "near0", l2: false };
+  const f32 = (shape: number[]) => new ort.Tensor("float32", new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+  async function runWith(feeds: Record<string, ort.Tensor>, bytes = model(base)) {
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["gdn"] });
+    try {
+      return await session.run(feeds);
+    } finally {
+      await session.release();
+    }
+  }
+  const good = () => ({ q: f32([1, 3, 2, 8]), k: f32([1, 3, 2, 8]), v: f32([1, 3, 4, 8]), g: f32([1, 3, 4]), beta: f32([1, 3, 4]), s0: f32([1, 4, 8, 8]) });
+  const noShapes = (bytes: Uint8Array) => {
+    // the same one-node model with free dims, so ORT's own shape check does not answer first
+    const m = onnx.ModelProto.decode(bytes);
+    for (const v of [...m.graph!.input!, ...m.graph!.output!]) v.type!.tensorType!.shape = null;
+    return encodeMessage(onnx.ModelProto, m);
+  };
+
+  it("value heads not a multiple of key heads", async () => {
+    const feeds = { ...good(), v: f32([1, 3, 3, 8]), g: f32([1, 3, 3]), beta: f32([1, 3, 3]), s0: f32([1, 3, 8, 8]) };
+    await expect(runWith(feeds, noShapes(model(base)))).rejects.toThrow("RecurrentGatedDeltaRule: value has 3 heads, which is not a multiple of the 2 key heads");
+  });
+  it("wrong rank", async () => {
+    await expect(runWith({ ...good(), q: f32([3, 2, 8]) }, noShapes(model(base)))).rejects.toThrow("RecurrentGatedDeltaRule: query must have rank 4");
+  });
+  it("mismatched state shape", async () => {
+    await expect(runWith({ ...good(), s0: f32([1, 4, 8, 9]) }, noShapes(model(base)))).rejects.toThrow("RecurrentGatedDeltaRule: initial_state has shape [1,4,8,9], expected [1,4,8,8]");
+  });
+  it("wrong element type", async () => {
+    await expect(runWith({ ...good(), g: new ort.Tensor("float16", new Uint16Array(12), [1, 3, 4]) })).rejects.toThrow("input 'g' has type 'float16', but the model declares 'float32'");
+  });
+  it("missing required input", async () => {
+    const feeds: Record<string, ort.Tensor> = good();
+    delete feeds.k;
+    await expect(runWith(feeds)).rejects.toThrow(/k/);
+  });
+});
