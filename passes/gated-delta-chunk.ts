@@ -9,7 +9,8 @@
 import type { Node } from "../src/ir/graph.js";
 import { attr } from "../src/ir/graph.js";
 import { constantOf, isConstantValue, scalarOf } from "../src/ir/constant.js";
-import { MatchFailure, check, fail, isPerm, walkBack } from "../src/pattern/match.js";
+import { check, fail, isPerm, walkBack } from "../src/pattern/match.js";
+import { forEachCandidate } from "../src/pipeline/candidates.js";
 import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
 import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
@@ -25,21 +26,13 @@ export const gatedDeltaChunk: Pass = {
   targets: ["gdn", "ort", "onnx"],
   async run(ctx) {
     const anchors = ctx.graph.nodes.filter((n) => n.opType === "CumSum" && n.domain === "");
-    for (const [i, cumsum] of anchors.entries()) {
-      if (cumsum.removed) continue; // removed by an earlier fusion
-      ctx.progress(`${NAME}: candidate ${i + 1}/${anchors.length} (${cumsum.name})`);
-      try {
-        const region = matchChunk(ctx, cumsum);
-        await confirmByProbe(ctx, region);
-        const chunkSize = region.chunkSize;
-        const replaced = region.nodes.size;
-        const node = emit(ctx, region, chunkSize);
-        ctx.applied({ op: `${node.domain || "ai.onnx"}.${node.opType}`, node: node.name, replacedNodes: replaced, details: details(region, chunkSize) });
-      } catch (e) {
-        if (!(e instanceof MatchFailure)) throw e;
-        ctx.skipped({ anchor: cumsum.name, stage: e.stage, reason: e.reason, node: e.node?.name });
-      }
-    }
+    await forEachCandidate(ctx, NAME, anchors, async (cumsum) => {
+      const region = matchChunk(ctx, cumsum);
+      await confirmByProbe(ctx, region);
+      const replaced = region.nodes.size;
+      const node = rewriteCore(ctx, region, GdnOp.ChunkGatedDeltaRule, NAME, [attr.int("chunk_size", region.chunkSize)]);
+      return { op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: details(region) };
+    });
   },
 };
 
@@ -95,11 +88,6 @@ function checkMasks(nodes: ReadonlySet<Node>, C: number): void {
   }
 }
 
-/** Cores always become gdn ops; the lowering passes at the end of the list rewrite them for other targets. */
-function emit(ctx: PassContext, r: ChunkRegion, chunkSize: number): Node {
-  return rewriteCore(ctx, r, GdnOp.ChunkGatedDeltaRule, NAME, [attr.int("chunk_size", chunkSize)]);
-}
-
-function details(r: ChunkRegion, chunkSize: number): Record<string, unknown> {
-  return { ...r.dims, chunkSize, scale: r.scale, useQkL2norm: r.useQkL2norm, initialState: !!r.state, finalState: !!r.finalState, dtype: r.value.boundary.type?.elemType };
+function details(r: ChunkRegion): Record<string, unknown> {
+  return { ...r.dims, chunkSize: r.chunkSize, scale: r.scale, useQkL2norm: r.useQkL2norm, initialState: !!r.state, finalState: !!r.finalState, dtype: r.value.boundary.type?.elemType };
 }

@@ -9,7 +9,8 @@
  *                      S = S + k_t d^T;   o_t = sum(S * q_t, -2)
  */
 import type { Node } from "../src/ir/graph.js";
-import { MatchFailure, check, isPerm, walkBack } from "../src/pattern/match.js";
+import { check, isPerm, walkBack } from "../src/pattern/match.js";
+import { forEachCandidate } from "../src/pipeline/candidates.js";
 import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
 import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
@@ -25,20 +26,14 @@ export const gatedDeltaRecurrent: Pass = {
   targets: ["gdn", "ort", "onnx"],
   async run(ctx) {
     const anchors = ctx.graph.nodes.filter((n) => n.opType === "Exp" && n.domain === "" && gEntryOf(n));
-    for (const [i, exp] of anchors.entries()) {
-      if (exp.removed) continue; // fused with an earlier anchor's region
-      ctx.progress(`${NAME}: candidate ${i + 1}/${anchors.length} (${exp.name})`);
-      try {
-        const region = matchRecurrent(ctx, exp);
-        await confirmByProbe(ctx, region);
-        const replaced = region.nodes.size;
-        const node = rewriteCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, NAME);
-        ctx.applied({ op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: { ...region.dims, scale: region.scale, useQkL2norm: region.useQkL2norm, initialState: !!region.state, finalState: !!region.finalState } });
-      } catch (e) {
-        if (!(e instanceof MatchFailure)) throw e;
-        ctx.skipped({ anchor: exp.name, stage: e.stage, reason: e.reason, node: e.node?.name });
-      }
-    }
+    await forEachCandidate(ctx, NAME, anchors, async (exp) => {
+      const region = matchRecurrent(ctx, exp);
+      await confirmByProbe(ctx, region);
+      const replaced = region.nodes.size;
+      const node = rewriteCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, NAME);
+      const { dims, scale, useQkL2norm, state, finalState } = region;
+      return { op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: { ...dims, scale, useQkL2norm, initialState: !!state, finalState: !!finalState } };
+    });
   },
 };
 

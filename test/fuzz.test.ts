@@ -8,22 +8,13 @@ import { describe, expect, test } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { seededRandom } from "../src/pattern/probe.js";
 
 const CORPUS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../models"); // the project's own fixtures
 const small = fs.readFileSync(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"));
 const medium = fs.readFileSync(path.join(CORPUS, "layer_qwen3next_decode_b2", "model.onnx"));
 
-/** mulberry32: small, fast, seeded. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 interface Case { name: string; bytes: Uint8Array }
 

@@ -96,41 +96,9 @@ export function readTensorProto(path: string): TensorFile {
   return decodeTensorProto(readFileSync(path));
 }
 
-/** IEEE half bits -> number. */
-export function float16ToNumber(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** number -> IEEE half bits (round to nearest even). */
-export function numberToFloat16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0]!;
-  const sign = (u >>> 16) & 0x8000;
-  const exp = (u >>> 23) & 0xff;
-  let mant = u & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
-}
+/** IEEE half bits <-> number: the library's own converters (src/ir/tensor.ts). */
+export { float16ToFloat32 as float16ToNumber, float32ToFloat16 as numberToFloat16 } from "../../src/ir/tensor.js";
+import { bfloat16ToFloat32, float16ToFloat32 } from "../../src/ir/tensor.js";
 
 /** Data of a tensor-like value as float64 (float16/bfloat16 bits decoded when `type` says so). */
 export function toFloat64(t: { type?: string; data: unknown } | ArrayLike<number> | ArrayLike<bigint>): Float64Array {
@@ -140,8 +108,8 @@ export function toFloat64(t: { type?: string; data: unknown } | ArrayLike<number
   const out = new Float64Array(data.length);
   for (let i = 0; i < data.length; i++) {
     const v = data[i]!;
-    if (type === "float16") out[i] = float16ToNumber(Number(v));
-    else if (type === "bfloat16") out[i] = new Float32Array(new Uint32Array([Number(v) << 16]).buffer)[0]!;
+    if (type === "float16") out[i] = float16ToFloat32(Number(v));
+    else if (type === "bfloat16") out[i] = bfloat16ToFloat32(Number(v));
     else out[i] = Number(v);
   }
   return out;
