@@ -169,6 +169,14 @@ describe("fuse-model", () => {
     expect(json.verify?.ok).toBe(false);
   });
 
+  test("--no-probe fuses without the probe run", async () => {
+    const report = out("noprobe", "report.json");
+    const r = await cli(MODEL, "--dry-run", "--no-probe", "--report", report);
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(fs.readFileSync(report, "utf8")) as { fused: Record<string, number> };
+    expect(json.fused).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
+  });
+
   test("refuses to overwrite the input (1) unless --force", async () => {
     const input = out("self", "model.onnx");
     fs.mkdirSync(path.dirname(input), { recursive: true });

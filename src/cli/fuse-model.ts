@@ -30,6 +30,7 @@ Options:
   --target gdn|ort|onnx    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
   --report FILE.json       write a JSON report (fused counts, node counts, per-pass details, verification)
   --dry-run                run the passes and write only the report (no model)
+  --no-probe               skip the probe run that confirms each match before rewriting (faster)
   --verify [DIR]           run original and fused model in onnxruntime and compare outputs,
                            on DIR's input_N.pb (an ONNX test_data_set folder) or on random inputs
   --inline-below N         store external tensors smaller than N bytes inside the model
@@ -135,6 +136,7 @@ function parse(argv: readonly string[]): Parsed {
         target: { type: "string" },
         report: { type: "string" },
         "dry-run": { type: "boolean" },
+        "no-probe": { type: "boolean" },
         verify: { type: "boolean" },
         "verify-dir": { type: "string" },
         "inline-below": { type: "string" },
@@ -178,7 +180,7 @@ function parse(argv: readonly string[]): Parsed {
   return {
     input: positionals[0]!,
     output: values.output,
-    fuse: { ...(passes !== undefined ? { passes } : {}), target: target as FuseOptions["target"] },
+    fuse: { ...(passes !== undefined ? { passes } : {}), target: target as FuseOptions["target"], probe: !(values["no-probe"] ?? false) },
     report: values.report,
     dryRun,
     verify,
