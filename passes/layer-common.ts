@@ -128,3 +128,19 @@ export function checkFloat32(v: Value | undefined, stage: string, what: string, 
 }
 
 export const fusedOp = (n: Node) => `${n.domain || "ai.onnx"}.${n.opType}`;
+
+/**
+ * Sets a value's element type and static shape, and writes it to the graph's value_info (created or
+ * updated), so the type survives a save/load between passes (the lowering reads head counts from it).
+ */
+export function declareType(g: Graph, v: Value, elemType: number, shape: number[]): void {
+  v.type = { elemType, shape };
+  const type = { tensorType: { elemType, shape: { dim: shape.map((d) => ({ dimValue: d })) } } };
+  if (v.valueInfo) {
+    v.valueInfo.type = type;
+    return;
+  }
+  if (v.isGraphInput || v.isGraphOutput) return;
+  v.valueInfo = { name: v.name, type };
+  (g.proto.valueInfo ??= []).push(v.valueInfo);
+}

@@ -16,7 +16,9 @@ import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
 
 const MODELS = join(import.meta.dirname, "..", "models");
 const CORES = ["gated-delta-chunk", "gated-delta-recurrent"];
-const LAYER = ["layer-qk-l2norm", "layer-gqa-repeat", "layer-gating", "layer-causal-conv1d", "layer-gated-rmsnorm"];
+const LAYER = ["layer-qk-l2norm", "layer-gqa-repeat", "layer-gating", "layer-causal-conv1d", "layer-gated-rmsnorm", "layer-layout"];
+/** The issue's bound: a fused gated-delta layer is at most this many nodes (see layerNodes). */
+const MAX_LAYER_NODES = 12;
 
 let runtime: string | undefined;
 try {
@@ -52,13 +54,55 @@ function histogram(model: onnx.IModelProto): Record<string, number> {
 
 const skippedOf = (r: FuseReport, pass: string) => r.passes.find((p) => p.name === pass)!.skipped;
 
-const LAYOUT = { Reshape: 13, Split: 3, Concat: 1, Transpose: 2 };
+/**
+ * Nodes of one fused gated-delta layer: every node the layer's outputs depend on (the out_proj output,
+ * and the conv and recurrent state outputs when there are any), walking back until the layer input,
+ * the hidden state the input projection MatMul reads. All nodes count (Constant nodes too); graph
+ * inputs and initializers are not nodes. The walk must reach nothing but the hidden state and the
+ * layer's own state inputs, so it cannot leak into the rest of a model.
+ */
+function layerNodes(model: onnx.IModelProto, core: Node): Node[] {
+  let conv = core.inputs[0]!.producer!;
+  while (conv.opType !== "CausalConv1d") conv = conv.inputs[0]!.producer!;
+  let hidden = conv.inputs[0]!;
+  while (hidden.producer && hidden.producer.opType !== "MatMul") hidden = hidden.producer.inputs[0]!;
+  hidden = hidden.producer!.inputs[0]!;
+  const norm = [...core.output().consumers].find((n) => n.opType === "GatedRMSNorm")!;
+  const out = [...norm.output().consumers][0]!.output();
+  const exits = [out, core.outputs[1], conv.outputs[1]].filter((v): v is NonNullable<typeof v> => !!v);
+  const allowed = new Set([hidden, core.inputs[5], conv.inputs[3]]);
+  const seen = new Set<Node>();
+  const stack = exits.map((v) => v.producer!);
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (seen.has(n)) continue;
+    seen.add(n);
+    for (const v of n.inputs) {
+      if (!v || v.initializer || allowed.has(v)) continue;
+      expect(v.producer, `${n.name} reads ${v.name}, outside the layer`).toBeDefined();
+      stack.push(v.producer!);
+    }
+  }
+  expect(model.graph!.node!.length).toBeGreaterThanOrEqual(seen.size);
+  return [...seen];
+}
+
+function cores(model: onnx.IModelProto): Node[] {
+  const g = Graph.fromProto(model.graph!);
+  return g.nodes.filter((n) => n.domain === "gdn" && n.opType.endsWith("GatedDeltaRule"));
+}
+
+// Prefill: MatMul, Split, Transpose, conv, Transpose, Reshape, Split (q,k,v), Reshape (z), gating, core, norm, Einsum.
+const PREFILL_LAYOUT = { MatMul: 1, Split: 2, Transpose: 2, Reshape: 2, Einsum: 1 };
+// Decode (T = 1, the conv keeps its state's channel order): a Gather reorders the channels after the conv,
+// the transpose after it is a reshape (T = 1) and folds into the head Reshape.
+const DECODE_LAYOUT = { MatMul: 1, Split: 2, Transpose: 1, Gather: 1, Reshape: 2, Einsum: 1 };
 const CASES = [
-  { name: "layer_qwen3next_prefill_t96", core: "ChunkGatedDeltaRule", layers: 1, nodes: 26, extra: { MatMul: 3, ...LAYOUT } },
-  { name: "layer_qwen3next_decode_b2", core: "RecurrentGatedDeltaRule", layers: 1, nodes: 26, extra: { MatMul: 3, ...LAYOUT } },
-  { name: "model_qwen35_tiny_t50", core: "ChunkGatedDeltaRule", layers: 3, nodes: 218, extra: {} },
-  { name: "layer_qwen35_prefill_t64", core: "ChunkGatedDeltaRule", layers: 1, nodes: 18, extra: { MatMul: 5, Transpose: 2, Split: 1, Reshape: 6 } },
-  { name: "layer_qwen35_decode_b2", core: "RecurrentGatedDeltaRule", layers: 1, nodes: 18, extra: { MatMul: 5, Transpose: 2, Split: 1, Reshape: 6 } },
+  { name: "layer_qwen3next_prefill_t96", core: "ChunkGatedDeltaRule", layers: 1, nodes: 12, extra: PREFILL_LAYOUT },
+  { name: "layer_qwen3next_decode_b2", core: "RecurrentGatedDeltaRule", layers: 1, nodes: 12, extra: DECODE_LAYOUT },
+  { name: "model_qwen35_tiny_t50", core: "ChunkGatedDeltaRule", layers: 3, nodes: 200, extra: {} },
+  { name: "layer_qwen35_prefill_t64", core: "ChunkGatedDeltaRule", layers: 1, nodes: 12, extra: PREFILL_LAYOUT },
+  { name: "layer_qwen35_decode_b2", core: "RecurrentGatedDeltaRule", layers: 1, nodes: 12, extra: DECODE_LAYOUT },
 ].filter((c) => existsSync(join(MODELS, c.name, "model.onnx")));
 
 describe("layer-level fusions (target gdn)", () => {
@@ -80,6 +124,17 @@ describe("layer-level fusions (target gdn)", () => {
     const conv = model.graph!.node!.find((x) => x.opType === "CausalConv1d")!;
     const S = Number(conv.attribute!.find((a) => a.name === "state_size")!.i);
     expect(S).toBe(c.name.includes("decode") ? 4 : 0);
+  }, 120_000);
+
+  it.each(CASES)(`fuses each gated-delta layer of $name into at most ${MAX_LAYER_NODES} nodes`, async (c) => {
+    const { model, layer } = await fuse(c.name);
+    const found = cores(model);
+    expect(found).toHaveLength(c.layers);
+    for (const core of found) expect(layerNodes(model, core).length).toBe(MAX_LAYER_NODES);
+    // A whole-layer case is nothing but the layer.
+    if (c.layers === 1) expect(layerNodes(model, found[0]!).length).toBe(model.graph!.node!.length);
+    const applied = layer.passes.find((p) => p.name === "layer-layout")!.applied;
+    expect(applied.map((a) => a.op)).toEqual(Array(c.layers).fill(`gdn.${c.core}[layout]`));
   }, 120_000);
 
   it.skipIf(runtime !== undefined).each(CASES.filter((c) => existsSync(join(MODELS, c.name, "test_data_set_0"))))(

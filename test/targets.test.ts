@@ -64,9 +64,11 @@ interface Case {
   nodes: Record<"ort" | "onnx", number>;
 }
 const CASES: Case[] = [
-  { name: "layer_qwen3next_prefill_t96", layers: 1, nodes: { ort: 38, onnx: 48 } },
-  { name: "layer_qwen3next_decode_b2", layers: 1, nodes: { ort: 41, onnx: 51 } },
-  { name: "model_qwen35_tiny_t50", layers: 3, nodes: { ort: 254, onnx: 284 } },
+  { name: "layer_qwen3next_prefill_t96", layers: 1, nodes: { ort: 24, onnx: 30 } },
+  { name: "layer_qwen3next_decode_b2", layers: 1, nodes: { ort: 27, onnx: 33 } },
+  { name: "model_qwen35_tiny_t50", layers: 3, nodes: { ort: 236, onnx: 254 } },
+  { name: "layer_qwen35_prefill_t64", layers: 1, nodes: { ort: 24, onnx: 30 } },
+  { name: "layer_qwen35_decode_b2", layers: 1, nodes: { ort: 27, onnx: 33 } },
 ];
 const TARGET_OPS = {
   ort: ["com.microsoft.LinearAttention", "com.microsoft.CausalConvWithState", "com.microsoft.LinearAttentionGate", "com.microsoft.GatedRMSNorm"],

@@ -42,6 +42,9 @@ export const DEFAULT_PASSES: readonly string[] = [
   "layer-causal-conv1d",
   // Anchored on ReduceMean; after the cores so the core's internal reductions are gone.
   "layer-gated-rmsnorm",
+  // After every layer op exists: reads the layer as projections -> conv -> core -> norm -> out_proj
+  // and rewrites only the layout nodes between them (12 nodes per layer); needs all four gdn ops.
+  "layer-layout",
   // Last: lower every gdn node for the chosen target; runs only for --target ort / onnx.
   "lower-to-ort",
   "lower-to-onnx",
