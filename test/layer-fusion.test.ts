@@ -7,7 +7,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { Graph, attr, type Node } from "../src/ir/graph.js";
+import { Graph, attr, type Node, type Value } from "../src/ir/graph.js";
+import { constantOf } from "../src/ir/constant.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
@@ -255,3 +256,166 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-level near misses", (
     expect(s[0]!.reason).toContain("repeat");
   }, 60_000);
 });
+
+// ---- folds into the core, by mutation of the core-fused prefill layer ----
+const i64 = (g: Graph, name: string, values: number[]) => g.addInitializer(arrayToTensor(name, [values.length], 7, values.map((x) => BigInt(x))));
+const coreOf = (g: Graph) => only(g, (n) => n.domain === "gdn" && n.opType.endsWith("GatedDeltaRule"));
+
+/** Rewires input `i` of `n` to `v` (keeping use lists right). */
+function rewire(n: Node, i: number, v: Value): void {
+  n.inputs[i]!.consumers.delete(n);
+  n.inputs[i] = v;
+  v.consumers.add(n);
+}
+
+/** The exporter's l2norm (x * 1/sqrt(sum(x*x, -1) + eps)) in front of core input i. */
+function insertL2norm(g: Graph, core: Node, i: number, eps = 1e-6): void {
+  const x = core.inputs[i]!;
+  const tag = `l2_${i}`;
+  const sq = g.addNode({ opType: "Mul", inputs: [x, x], outputs: [`${tag}_sq`] });
+  const sum = g.addNode({ opType: "ReduceSum", inputs: [sq.output(), i64(g, `${tag}_axes`, [-1])], outputs: [`${tag}_sum`], attributes: [attr.int("keepdims", 1)] });
+  const add = g.addNode({ opType: "Add", inputs: [sum.output(), g.addInitializer(arrayToTensor(`${tag}_eps`, [], 1, [eps]))], outputs: [`${tag}_add`] });
+  const sqrt = g.addNode({ opType: "Sqrt", inputs: [add.output()], outputs: [`${tag}_sqrt`] });
+  const inv = g.addNode({ opType: "Reciprocal", inputs: [sqrt.output()], outputs: [`${tag}_inv`] });
+  const mul = g.addNode({ opType: "Mul", inputs: [x, inv.output()], outputs: [`${tag}_out`] });
+  mul.output().type = x.type;
+  rewire(core, i, mul.output());
+}
+
+function l2normOutside(eps = 1e-6) {
+  return (g: Graph) => {
+    const core = coreOf(g);
+    core.attr("use_qk_l2norm")!.i = 0;
+    insertL2norm(g, core, 0, eps);
+    insertL2norm(g, core, 1, eps);
+  };
+}
+
+/** The repeat_interleave of core input i: Reshape(Expand(Unsqueeze(x))). */
+function repeatOf(core: Node, i: number) {
+  const reshape = core.inputs[i]!.producer!;
+  const expand = reshape.inputs[0]!.producer!;
+  const unsq = expand.inputs[0]!.producer!;
+  expect([reshape.opType, expand.opType, unsq.opType]).toEqual(["Reshape", "Expand", "Unsqueeze"]);
+  return { reshape, expand, unsq, x: unsq.inputs[0]!, n: Number(constantOf(expand.inputs[1])!.data[3]) };
+}
+
+/** Expand -> Tile([1,1,1,n,1]) (the same repeat_interleave). */
+const repeatAsTile = (g: Graph) => {
+  const core = coreOf(g);
+  for (const i of [0, 1]) {
+    const { expand, n } = repeatOf(core, i);
+    expand.proto.opType = "Tile";
+    rewire(expand, 1, i64(g, `tile_reps_${i}`, [1, 1, 1, n, 1]));
+  }
+};
+
+/** Unsqueeze/Expand/Reshape -> Gather(axis 2) with the given head indices. */
+const repeatAsGather = (indices: (H: number, n: number) => number[]) => (g: Graph) => {
+  const core = coreOf(g);
+  for (const i of [0, 1]) {
+    const { reshape, x, n } = repeatOf(core, i);
+    const out = reshape.output();
+    g.removeNodes([reshape]);
+    g.addNode({ opType: "Gather", inputs: [x, i64(g, `gather_idx_${i}`, indices(x.staticShape![2]!, n))], outputs: [out], attributes: [attr.int("axis", 2)] });
+  }
+};
+const interleaved = (H: number, n: number) => Array.from({ length: H * n }, (_, j) => Math.floor(j / n));
+const tiled = (H: number, n: number) => Array.from({ length: H * n }, (_, j) => j % H);
+
+async function parity(model: onnx.IModelProto, name: string): Promise<number[]> {
+  const s = await ort.InferenceSession.create(encodeMessage(onnx.ModelProto, model as onnx.ModelProto), { executionProviders: ["gdn" as never], graphOptimizationLevel: "disabled" });
+  const dir = join(MODELS, name, "test_data_set_0");
+  const feeds: Record<string, ort.Tensor> = {};
+  s.inputNames.forEach((n, i) => {
+    const t = readTensorProto(join(dir, `input_${i}.pb`));
+    feeds[n] = new ort.Tensor(t.type as "float32", t.data as Float32Array, t.dims);
+  });
+  const out = await s.run(feeds);
+  const errs = s.outputNames.map((n, i) => relativeL2(out[n]!.data as Float32Array, readTensorProto(join(dir, `output_${i}.pb`)).data as Float32Array));
+  await s.release();
+  return errs;
+}
+
+const appliedOps = (r: FuseReport, pass: string) => r.passes.find((p) => p.name === pass)!.applied.map((a) => a.op);
+
+describe.skipIf(!existsSync(join(MODELS, PREFILL)))("folds into the core", () => {
+  it.each(["layer_qwen3next_prefill_t96", "layer_qwen3next_decode_b2"])("fuses an L2 norm of q and k outside the core (%s) into use_qk_l2norm", async (name) => {
+    const { model, layer } = await fuse(name, l2normOutside());
+    expect(appliedOps(layer, "layer-qk-l2norm")).toHaveLength(1);
+    expect(appliedOps(layer, "layer-gqa-repeat")).toHaveLength(1);
+    const core = cores(model)[0]!;
+    expect(core.attrInt("use_qk_l2norm")).toBe(1);
+    expect(model.graph!.node!.some((n) => n.opType === "ReduceSum")).toBe(false);
+    expect(model.graph!.node!.length).toBe(MAX_LAYER_NODES);
+    if (runtime === undefined) for (const e of await parity(model, name)) expect(e).toBeLessThanOrEqual(1e-5);
+  }, 60_000);
+
+  it("rejects an outer L2 norm with another eps, with reason", async () => {
+    const { model, layer } = await fuse(PREFILL, l2normOutside(1e-5));
+    expect(appliedOps(layer, "layer-qk-l2norm")).toEqual([]);
+    const s = skippedOf(layer, "layer-qk-l2norm");
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({ stage: "eps" });
+    expect(s[0]!.reason).toContain("the op's in-kernel norm uses 0.000001");
+    expect(cores(model)[0]!.attrInt("use_qk_l2norm")).toBe(0); // left as it was
+  }, 60_000);
+
+  it.each([
+    ["Tile", repeatAsTile],
+    ["Gather", repeatAsGather(interleaved)],
+  ] as const)("fuses the %s form of the GQA repeat", async (_form, mutate) => {
+    const { model, layer } = await fuse(PREFILL, mutate);
+    expect(appliedOps(layer, "layer-gqa-repeat")).toEqual(["gdn.ChunkGatedDeltaRule[gqa]"]);
+    expect(model.graph!.node!.length).toBe(MAX_LAYER_NODES);
+    if (runtime === undefined) for (const e of await parity(model, PREFILL)) expect(e).toBeLessThanOrEqual(1e-5);
+  }, 60_000);
+
+  it("rejects a Gather repeat in tiled order (h % Hk), with reason", async () => {
+    const { layer } = await fuse(PREFILL, repeatAsGather(tiled));
+    expect(appliedOps(layer, "layer-gqa-repeat")).toEqual([]);
+    const s = skippedOf(layer, "layer-gqa-repeat");
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({ stage: "repeat", reason: "the query Gather index 1 is 1; repeat_interleave needs 0 (h / 2)" });
+  }, 60_000);
+
+  it("rejects a Tile repeat in tiled order (copies before the heads), with reason", async () => {
+    const { layer } = await fuse(PREFILL, (g) => {
+      repeatAsTile(g);
+      const core = coreOf(g);
+      for (const i of [0, 1]) {
+        const { unsq, expand, n } = repeatOf2(core, i);
+        rewire(unsq, 1, i64(g, `unsq_axes_${i}`, [2]));
+        rewire(expand, 1, i64(g, `tile_reps2_${i}`, [1, 1, n, 1, 1]));
+      }
+    });
+    expect(appliedOps(layer, "layer-gqa-repeat")).toEqual([]);
+    const s = skippedOf(layer, "layer-gqa-repeat");
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({ stage: "repeat" });
+    expect(s[0]!.reason).toContain("not after the head axis");
+  }, 60_000);
+
+  it("rejects a layer whose projection adds a bias, with reason (layer-layout)", async () => {
+    const { model, layer } = await fuse(PREFILL, (g) => {
+      const mm = only(g, (n) => n.opType === "MatMul" && constantOf(n.inputs[1])?.dims[1] === 8); // in_proj_ba
+      const out = mm.output();
+      const users = [...out.consumers];
+      const add = g.addNode({ opType: "Add", inputs: [out, g.addInitializer(arrayToTensor("ba_bias", [8], 1, new Float32Array(8)))], outputs: ["ba_biased"] });
+      add.output().type = out.type;
+      for (const u of users) rewire(u, u.inputs.indexOf(out), add.output());
+    });
+    const s = skippedOf(layer, "layer-layout");
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({ stage: "projection", reason: "ba_biased comes from Add, not an input projection MatMul" });
+    expect(model.graph!.node!.length).toBe(27); // the exporter's 26 + the Add: nothing rewritten
+  }, 60_000);
+});
+
+/** The Tile form's nodes: Reshape(Tile(Unsqueeze(x))). */
+function repeatOf2(core: Node, i: number) {
+  const reshape = core.inputs[i]!.producer!;
+  const expand = reshape.inputs[0]!.producer!;
+  const unsq = expand.inputs[0]!.producer!;
+  return { reshape, expand, unsq, n: Number(constantOf(expand.inputs[1])!.data[3]) };
+}
