@@ -45,9 +45,11 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** ||a - b|| / ||b||; entries where the reference b is NaN (not computed) are left out. */
 export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0, den = 0;
   for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(b[i]!)) continue;
     const d = a[i]! - b[i]!;
     num += d * d;
     den += b[i]! * b[i]!;

@@ -25,6 +25,8 @@ export interface GatedDeltaAttributes {
   scale?: number; // default 1/sqrt(K)
   useQkL2norm?: boolean;
   stateLayout?: "kv" | "vk";
+  /** Compute only these (batch, value head) pairs; the others' outputs are NaN. Default: all. */
+  only?: (b: number, h: number) => boolean;
 }
 
 export const L2NORM_EPS = 1e-6;
@@ -40,8 +42,15 @@ export function gatedDeltaReference(
   const vk = a.stateLayout === "vk";
   const output = new Float64Array(B * T * Hv * V);
   const finalState = new Float64Array(B * Hv * K * V);
+  if (a.only) {
+    output.fill(NaN);
+    finalState.fill(NaN);
+  }
   const S = new Float64Array(K * V); // kv layout while computing
-  const q = new Float64Array(K), k = new Float64Array(K), u = new Float64Array(V);
+  // One concrete array type for the hot loops (ArrayLike access is polymorphic and slow in V8).
+  const f64 = (a: ArrayLike<number>) => (a instanceof Float64Array ? a : Float64Array.from(a));
+  x = { query: f64(x.query), key: f64(x.key), value: f64(x.value), g: f64(x.g), beta: f64(x.beta), initialState: x.initialState && f64(x.initialState) };
+  const q = new Float64Array(K), k = new Float64Array(K), u = new Float64Array(V), kv = new Float64Array(V), o = new Float64Array(V);
   const load = (src: ArrayLike<number>, off: number, dst: Float64Array, norm: boolean) => {
     let ss = 0;
     for (let i = 0; i < K; i++) {
@@ -55,6 +64,7 @@ export function gatedDeltaReference(
   };
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hv; h++) {
+      if (a.only && !a.only(b, h)) continue;
       const hk = Math.floor(h / (Hv / Hk));
       const sOff = (b * Hv + h) * K * V;
       for (let i = 0; i < K; i++)
@@ -66,18 +76,28 @@ export function gatedDeltaReference(
         const decay = Math.exp(x.g[gi]!);
         const beta = x.beta[gi]!;
         const vOff = ((b * T + t) * Hv + h) * V;
-        for (let i = 0; i < K * V; i++) S[i]! *= decay;
-        for (let j = 0; j < V; j++) {
-          let kv = 0;
-          for (let i = 0; i < K; i++) kv += S[i * V + j]! * k[i]!;
-          u[j] = beta * (x.value[vOff + j]! - kv);
+        // Row by row (contiguous in V): decay S and accumulate kv = S'^T k ...
+        kv.fill(0);
+        for (let i = 0; i < K; i++) {
+          const ki = k[i]!;
+          for (let j = 0, r = i * V; j < V; j++, r++) {
+            const sv = S[r]! * decay;
+            S[r] = sv;
+            kv[j]! += sv * ki;
+          }
         }
-        for (let i = 0; i < K; i++) for (let j = 0; j < V; j++) S[i * V + j]! += k[i]! * u[j]!;
-        for (let j = 0; j < V; j++) {
-          let o = 0;
-          for (let i = 0; i < K; i++) o += S[i * V + j]! * q[i]!;
-          output[vOff + j] = o * scale;
+        for (let j = 0; j < V; j++) u[j] = beta * (x.value[vOff + j]! - kv[j]!);
+        // ... then S += k u^T and o = S^T q in one more pass.
+        o.fill(0);
+        for (let i = 0; i < K; i++) {
+          const ki = k[i]!, qi = q[i]!;
+          for (let j = 0, r = i * V; j < V; j++, r++) {
+            const sv = S[r]! + ki * u[j]!;
+            S[r] = sv;
+            o[j]! += sv * qi;
+          }
         }
+        for (let j = 0; j < V; j++) output[vOff + j] = o[j]! * scale;
       }
       for (let i = 0; i < K; i++) for (let j = 0; j < V; j++) finalState[sOff + (vk ? j * K + i : i * V + j)] = S[i * V + j]!;
     }
