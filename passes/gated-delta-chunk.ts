@@ -11,7 +11,7 @@ import { attr } from "../src/ir/graph.js";
 import { constantOf, isConstantValue, scalarOf } from "../src/ir/constant.js";
 import { check, fail, isPerm, walkBack } from "../src/pattern/match.js";
 import { forEachCandidate } from "../src/pipeline/candidates.js";
-import type { Pass, PassContext } from "../src/pipeline/pass.js";
+import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
 import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
@@ -27,7 +27,7 @@ export const gatedDeltaChunk: Pass = {
   async run(ctx) {
     const anchors = ctx.graph.nodes.filter((n) => n.opType === "CumSum" && n.domain === "");
     await forEachCandidate(ctx, NAME, anchors, async (cumsum) => {
-      const region = matchChunk(ctx, cumsum);
+      const region = matchChunk(cumsum);
       await confirmByProbe(ctx, region);
       const replaced = region.nodes.size;
       const node = rewriteCore(ctx, region, GdnOp.ChunkGatedDeltaRule, NAME, [attr.int("chunk_size", region.chunkSize)]);
@@ -40,7 +40,7 @@ interface ChunkRegion extends CoreRegion {
   chunkSize: number;
 }
 
-export function matchChunk(ctx: PassContext, cumsum: Node): ChunkRegion {
+export function matchChunk(cumsum: Node): ChunkRegion {
   const x = cumsum.inputs[0]!;
   const axis = scalarOf(cumsum.inputs[1]);
   const rank = x.rank;
@@ -51,7 +51,7 @@ export function matchChunk(ctx: PassContext, cumsum: Node): ChunkRegion {
   const gEntry = gIn.producer;
   check(gEntry && isPerm(gEntry, [0, 2, 1]), "anchor", "the cumulated value is not g moved to [B,H,T] by a Transpose(0,2,1)", cumsum);
 
-  const r = delimitCore(ctx.graph, cumsum, gEntry);
+  const r = delimitCore(cumsum, gEntry);
   const C = x.staticShape?.[3];
   check(C !== undefined && C > 0, "chunk", "the chunk size (last dim of the reshaped g) is not static", cumsum);
   const { T } = r.dims;

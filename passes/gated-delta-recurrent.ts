@@ -11,7 +11,7 @@
 import type { Node } from "../src/ir/graph.js";
 import { check, isPerm, walkBack } from "../src/pattern/match.js";
 import { forEachCandidate } from "../src/pipeline/candidates.js";
-import type { Pass, PassContext } from "../src/pipeline/pass.js";
+import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
 import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
@@ -27,7 +27,7 @@ export const gatedDeltaRecurrent: Pass = {
   async run(ctx) {
     const anchors = ctx.graph.nodes.filter((n) => n.opType === "Exp" && n.domain === "" && gEntryOf(n));
     await forEachCandidate(ctx, NAME, anchors, async (exp) => {
-      const region = matchRecurrent(ctx, exp);
+      const region = matchRecurrent(exp);
       await confirmByProbe(ctx, region);
       const replaced = region.nodes.size;
       const node = rewriteCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, NAME);
@@ -46,10 +46,10 @@ function gEntryOf(exp: Node): Node | undefined {
   return t && isPerm(t, [0, 2, 1]) ? t : undefined;
 }
 
-export function matchRecurrent(ctx: PassContext, exp: Node): CoreRegion {
+export function matchRecurrent(exp: Node): CoreRegion {
   const gEntry = gEntryOf(exp);
   check(gEntry, "anchor", "Exp does not read a time slice of g", exp);
-  const r = delimitCore(ctx.graph, exp, gEntry);
+  const r = delimitCore(exp, gEntry);
   const decays = [...r.nodes].filter((n) => n.opType === "Exp").length;
   check(decays === r.dims.T, "steps", `the region has ${decays} state decays exp(g_t) for ${r.dims.T} tokens`, exp);
   return r;

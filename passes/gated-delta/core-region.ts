@@ -17,9 +17,9 @@
  * Transpose bounded by the entries, plus the nodes that finish the final state. Roles, the l2norm
  * flag, eps and scale are read from the graph and checked; a probe run confirms the semantics.
  */
-import type { Graph, Node, Value } from "../../src/ir/graph.js";
+import type { Node, Value } from "../../src/ir/graph.js";
 import { constantOf, isConstantValue, scalarOf } from "../../src/ir/constant.js";
-import { check, close, fail, isPerm, permOf, producedBy } from "../../src/pattern/match.js";
+import { check, close, fail, isPerm, permOf } from "../../src/pattern/match.js";
 
 export const L2NORM_EPS = 1e-6;
 const MAX_REGION = 200_000;
@@ -61,7 +61,7 @@ export function isEntryTranspose(n: Node): boolean {
  * Delimits the region around an anchor node that lies inside a core, and reads its parameters.
  * `gEntry` is the g input's Transpose, found by the caller from its anchor.
  */
-export function delimitCore(graph: Graph, anchor: Node, gEntry: Node): CoreRegion {
+export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
   const exit = findExitTranspose(anchor);
   // 1. Backward cone of the output, bounded by the entry Transposes.
   const cone = new Set<Node>();
@@ -377,10 +377,3 @@ function checkDeltaSubs(nodes: ReadonlySet<Node>, stateDependent: ReadonlySet<No
   }
   check(count > 0, "delta-rule", "no Sub of the form value - (state prediction) found", at);
 }
-
-/** Whether a node list reads a value only through the listed nodes. */
-export function onlyUsedBy(v: Value, users: ReadonlySet<Node>): boolean {
-  return !v.isGraphOutput && [...v.consumers].every((c) => users.has(c));
-}
-
-export { producedBy };
