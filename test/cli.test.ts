@@ -169,6 +169,14 @@ describe("fuse-model", () => {
     expect(json.verify?.ok).toBe(false);
   });
 
+  test("--dry-run without --report prints only the report JSON on stdout", async () => {
+    const r = await cli(MODEL, "--dry-run");
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(r.stdout) as { fused: Record<string, number> };
+    expect(json.fused).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
+    expect(r.stderr).toContain("(dry run, no model written)");
+  });
+
   test("--no-probe fuses without the probe run", async () => {
     const report = out("noprobe", "report.json");
     const r = await cli(MODEL, "--dry-run", "--no-probe", "--report", report);

@@ -245,7 +245,10 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
   if (a.report) await writeReport(a.report, out);
   else if (a.dryRun) io.stdout(JSON.stringify(out, null, 2) + "\n");
   if (verifyFailure) throw new GdnFuseError("E_VERIFY", verifyFailure);
-  io.stdout(`${summary(report)}${a.dryRun ? " (dry run, no model written)" : `; wrote ${a.output!}`}${out.verify ? "; verified" : ""}\n`);
+  const line = `${summary(report)}${a.dryRun ? " (dry run, no model written)" : `; wrote ${a.output!}`}${out.verify ? "; verified" : ""}\n`;
+  // With the report JSON on stdout, the summary goes to stderr so stdout stays parseable.
+  if (a.dryRun && !a.report) io.stderr(line);
+  else io.stdout(line);
   return 0;
 }
 
