@@ -16,7 +16,7 @@ import { constantOf } from "../src/ir/constant.js";
 import { check } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { addGdnNode, checkFloat32, forEachCandidate, fusedOp, nodesOf, resolveIndex, siluInput, sliceOf, soleConsumer } from "./layer-common.js";
+import { FLOAT, addGdnNode, checkFloatType, forEachCandidate, typeName, fusedOp, nodesOf, resolveIndex, siluInput, sliceOf, soleConsumer } from "./layer-common.js";
 
 const NAME = "layer-causal-conv1d";
 
@@ -67,7 +67,9 @@ export function matchConv(conv: Node): ConvMatch {
   check(autoPad === "NOTSET", "padding", `Conv uses auto_pad ${autoPad}; explicit causal pads expected`, conv);
   const pads = conv.attrInts("pads") ?? [0, 0];
   const input = conv.inputs[0]!;
-  checkFloat32(input, "dtype", "the conv input", conv);
+  const xType = checkFloatType(input, "dtype", "the conv input", conv);
+  const wType = conv.inputs[1]?.type?.elemType;
+  check(wType === xType || wType === FLOAT, "dtype", `the conv weight is ${typeName(wType)} and the input ${typeName(xType)}; CausalConv1d takes a weight in the input's type or float32`, conv);
   const cat = input.producer;
   const decode = pads[0] === 0 && cat?.opType === "Concat" && cat.domain === "" && cat.inputs.length === 2;
   let x: Value, state: Value | undefined, stateOut: Value | undefined, stateSlice: Node | undefined;

@@ -127,6 +127,18 @@ export function checkFloat32(v: Value | undefined, stage: string, what: string, 
   check(t === FLOAT, stage, `${what} has element type ${t ?? "unknown"}; only float32 is fused by this pass`, node);
 }
 
+/** Element types the gdn layer ops take for activations (docs/ops.md: float32, float16, bfloat16). */
+export const FLOAT_TYPES: ReadonlySet<number> = new Set([1, 10, 16]);
+const TYPE_NAMES: Record<number, string> = { 1: "float32", 10: "float16", 16: "bfloat16" };
+export const typeName = (t: number | undefined) => (t === undefined ? "unknown" : TYPE_NAMES[t] ?? `type ${t}`);
+
+/** Checks a value is float32, float16 or bfloat16 (what the gdn layer ops accept). */
+export function checkFloatType(v: Value | undefined, stage: string, what: string, node?: Node): number {
+  const t = v?.type?.elemType;
+  check(t !== undefined && FLOAT_TYPES.has(t), stage, `${what} has element type ${typeName(t)}; the gdn ops take float32, float16 or bfloat16`, node);
+  return t;
+}
+
 export const fusedOp = (n: Node) => `${n.domain || "ai.onnx"}.${n.opType}`;
 
 /**

@@ -13,7 +13,7 @@ import { constantOf, scalarOf } from "../src/ir/constant.js";
 import { check } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { addGdnNode, checkFloat32, forEachCandidate, fusedOp, intsOf, nodesOf, otherInput, siluInput, soleConsumer, uniformScalar } from "./layer-common.js";
+import { FLOAT, addGdnNode, checkFloatType, forEachCandidate, typeName, fusedOp, intsOf, nodesOf, otherInput, siluInput, soleConsumer, uniformScalar } from "./layer-common.js";
 
 const NAME = "layer-gated-rmsnorm";
 
@@ -58,7 +58,7 @@ function matchNorm(mean: Node): NormMatch {
   check(rank !== undefined && D !== undefined, "shape", "the normalised input has no static last dim", mean);
   const axes = mean.inputs[1] ? intsOf(mean.inputs[1]) : mean.attrInts("axes");
   check(axes?.length === 1 && (axes[0] === -1 || axes[0] === rank - 1) && mean.attrInt("keepdims", 1) === 1, "anchor", `ReduceMean runs over axes [${axes}], not the last axis with keepdims`, mean);
-  checkFloat32(x, "dtype", "the normalised input", mean);
+  const xType = checkFloatType(x, "dtype", "the normalised input", mean);
   // eps inside the square root
   const add = soleConsumer(mean.output());
   check(add && add.opType === "Add", "eps", `mean(x^2) goes to ${add?.opType ?? "several nodes"}, not + eps`, add ?? mean);
@@ -89,6 +89,9 @@ function matchNorm(mean: Node): NormMatch {
   const siluV = otherInput(gMul, wMul.output())!;
   const gate = siluInput(siluV.producer);
   check(gate, "gate", `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`, siluV.producer ?? gMul);
+  const gType = gate.type?.elemType, wType = weight.type?.elemType;
+  check(gType === xType, "dtype", `the gate is ${typeName(gType)} and x ${typeName(xType)}; GatedRMSNorm takes the gate in x's type (a Cast between them is not matched)`, gMul);
+  check(wType === xType || wType === FLOAT, "dtype", `the norm weight is ${typeName(wType)}; GatedRMSNorm takes it in x's type (${typeName(xType)}) or float32`, wMul);
   check(gate.staticShape?.join() === x.staticShape?.join(), "gate", `the gate [${gate.staticShape}] and x [${x.staticShape}] differ in shape`, gMul);
   return { x, gate, weight, y: gMul.output(), last: gMul, eps: Math.fround(eps), D, count: 10 };
 }

@@ -15,7 +15,7 @@ import { constantOf, type ConstTensor } from "../src/ir/constant.js";
 import { check, fail } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { addGdnNode, checkFloat32, coreNodes, forEachCandidate, fusedOp, otherInput, uniformScalar } from "./layer-common.js";
+import { FLOAT, addGdnNode, checkFloatType, coreNodes, typeName, forEachCandidate, fusedOp, otherInput, uniformScalar } from "./layer-common.js";
 
 const NAME = "layer-gating";
 const SOFTPLUS_THRESHOLD = 20;
@@ -35,9 +35,10 @@ export const layerGating: Pass = {
       check(sig && sig.opType === "Sigmoid" && sig.domain === "", "beta", `beta comes from ${sig?.opType ?? "a graph input"}, not Sigmoid(b)`, sig ?? core);
       const b = sig.inputs[0]!;
       const m = matchG(gOut, H);
-      checkFloat32(m.a, "dtype", "a");
-      checkFloat32(b, "dtype", "b");
-      checkFloat32(gOut, "dtype", "g");
+      checkFloatType(m.a, "dtype", "a", sig);
+      checkFloatType(b, "dtype", "b", sig);
+      const gType = gOut.type?.elemType;
+      check(gType === FLOAT, "dtype", `g is ${typeName(gType)}; GatedDeltaGating returns g in float32 (docs/ops.md) and the core reads float32 g, so a graph computing g in ${typeName(gType)} is not this op`, m.mul);
       check(m.a.staticShape?.join() === b.staticShape?.join(), "shape", `a [${m.a.staticShape}] and b [${b.staticShape}] differ in shape`, sig);
       const aLog = ctx.graph.addInitializer(arrayToTensor(`${core.name}_A_log`, [H], 1, m.aLog));
       const dtBias = ctx.graph.addInitializer(arrayToTensor(`${core.name}_dt_bias`, [H], 1, m.dtBias.data));

@@ -9,6 +9,7 @@ import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { Graph, attr, type Node, type Value } from "../src/ir/graph.js";
 import { constantOf } from "../src/ir/constant.js";
+import { declareType } from "../passes/layer-common.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
@@ -419,3 +420,49 @@ function repeatOf2(core: Node, i: number) {
   const unsq = expand.inputs[0]!.producer!;
   return { reshape, expand, unsq, n: Number(constantOf(expand.inputs[1])!.data[3]) };
 }
+
+// ---- float16: the conv of the prefill layer computed in float16 (weights cast in memory) ----
+describe.skipIf(!existsSync(join(MODELS, PREFILL)))("float16 layer ops", () => {
+  /** x -> Cast(fp16) -> Conv(fp16 weight) -> Slice -> SiLU (fp16) -> Cast(fp32) -> the rest, as an fp16 export writes it. */
+  const convInFloat16 = (g: Graph) => {
+    const conv = only(g, (n) => n.opType === "Conv");
+    const w = constantOf(conv.inputs[1])!;
+    rewire(conv, 1, g.addInitializer(arrayToTensor("conv_w16", w.dims, 10, w.data)));
+    const x = conv.inputs[0]!;
+    const cast = g.addNode({ opType: "Cast", inputs: [x], outputs: ["conv_x16"], attributes: [attr.int("to", 10)] });
+    declareType(g, cast.output(), 10, x.staticShape!);
+    rewire(conv, 0, cast.output());
+    // conv -> Slice -> Sigmoid / Mul: all float16 now
+    const slice = [...conv.output().consumers][0]!;
+    const mul = [...slice.output().consumers].find((n) => n.opType === "Mul")!;
+    const sig = [...slice.output().consumers].find((n) => n.opType === "Sigmoid")!;
+    for (const v of [conv.output(), slice.output(), sig.output(), mul.output()]) declareType(g, v, 10, v.staticShape!);
+    const y = mul.output();
+    const users = [...y.consumers];
+    const back = g.addNode({ opType: "Cast", inputs: [y], outputs: ["conv_y32"], attributes: [attr.int("to", 1)] });
+    declareType(g, back.output(), 1, y.staticShape!);
+    for (const u of users) rewire(u, u.inputs.indexOf(y), back.output());
+  };
+
+  it("fuses a float16 causal conv (float16 weight) and matches within the float16 tolerance", async () => {
+    const { model, fused, layer } = await fuse(PREFILL, convInFloat16);
+    expect(fused["gdn.CausalConv1d"]).toBe(1);
+    const conv = cores(model)[0]!.graph.nodes.find((n) => n.opType === "CausalConv1d")!;
+    expect(conv.inputs[0]!.type?.elemType).toBe(10);
+    // layer-layout does not see through the Casts: the layer keeps its layout nodes, with the reason.
+    expect(skippedOf(layer, "layer-layout")[0]).toMatchObject({ stage: "conv", reason: "query, key and value are not all rearrangements of one gdn.CausalConv1d output" });
+    if (runtime === undefined) for (const e of await parity(model, PREFILL)) expect(e).toBeLessThanOrEqual(2e-3);
+  }, 60_000);
+
+  it("rejects a bfloat16 conv weight on a float16 input, with reason", async () => {
+    const { fused, layer } = await fuse(PREFILL, (g) => {
+      convInFloat16(g);
+      const conv = only(g, (n) => n.opType === "Conv");
+      const w = constantOf(conv.inputs[1])!;
+      rewire(conv, 1, g.addInitializer(arrayToTensor("conv_wbf16", w.dims, 16, w.data)));
+    });
+    expect(fused["gdn.CausalConv1d"]).toBeUndefined();
+    const s = skippedOf(layer, "layer-causal-conv1d");
+    expect(s[0]).toMatchObject({ stage: "dtype", reason: "the conv weight is bfloat16 and the input float16; CausalConv1d takes a weight in the input's type or float32" });
+  }, 60_000);
+});
