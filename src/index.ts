@@ -35,7 +35,7 @@ export interface FuseFileOptions extends FuseOptions, SaveOptions {
 export async function fuseModelFile(inPath: string, outPath: string, options: FuseFileOptions = {}): Promise<FuseReport> {
   const { dryRun, externalData, inlineBelow, overwriteInput, ...fuseOptions } = options;
   const model = await loadModel(inPath);
-  const report = await fuseModel(model.proto, fuseOptions);
+  const report = await fuseModel(model.proto, { baseDir: model.baseDir, ...fuseOptions });
   if (!dryRun) {
     await saveModel(model, outPath, {
       ...(externalData !== undefined ? { externalData } : {}),

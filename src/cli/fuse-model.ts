@@ -221,7 +221,7 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
   }
   progress(`loading ${a.input}`);
   const model = await loadModel(a.input);
-  const report = await fuseModel(model.proto, { ...a.fuse, onProgress: progress });
+  const report = await fuseModel(model.proto, { ...a.fuse, baseDir: model.baseDir, onProgress: progress });
   const out: ReportFile = { version: packageVersion(), input: a.input, output: a.dryRun ? null : a.output!, ...report };
   if (!a.dryRun) {
     progress(`writing ${a.output!}`);

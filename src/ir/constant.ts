@@ -31,7 +31,7 @@ export function constantOf(v: Value | undefined): ConstTensor | undefined {
   let r: ConstTensor | undefined;
   depth++;
   try {
-    r = v.initializer ? fromTensor(v.initializer) : foldNode(v.producer!, v);
+    r = v.initializer ? fromTensor(v.initializer, v.graph?.baseDir) : foldNode(v.producer!, v);
   } catch {
     r = undefined;
   } finally {
@@ -86,8 +86,8 @@ export function scalarOf(v: Value | undefined): number | undefined {
   return c && c.data.length === 1 ? c.data[0] : undefined;
 }
 
-export function fromTensor(t: onnx.ITensorProto): ConstTensor {
-  return { dims: (t.dims ?? []).map(toNumber), data: tensorToFloat64(t), elemType: t.dataType ?? 0 };
+export function fromTensor(t: onnx.ITensorProto, baseDir?: string): ConstTensor {
+  return { dims: (t.dims ?? []).map(toNumber), data: tensorToFloat64(t, baseDir), elemType: t.dataType ?? 0 };
 }
 
 const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);

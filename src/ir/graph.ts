@@ -25,7 +25,11 @@ export class Value {
   isGraphOutput = false;
   /** Value info proto as read (kept so doc strings etc. survive). */
   valueInfo: onnx.IValueInfoProto | undefined;
-  constructor(public name: string) {}
+  constructor(
+    public name: string,
+    /** The graph the value belongs to (its folder resolves external initializer data). */
+    readonly graph?: Graph,
+  ) {}
 
   get rank(): number | undefined {
     return this.type?.shape?.length;
@@ -126,10 +130,12 @@ export class Graph {
   private constructor(
     readonly proto: onnx.IGraphProto,
     readonly parent?: Graph,
+    /** The model's folder: where external initializer data is read from. */
+    readonly baseDir?: string,
   ) {}
 
-  static fromProto(proto: onnx.IGraphProto, parent?: Graph): Graph {
-    const g = new Graph(proto, parent);
+  static fromProto(proto: onnx.IGraphProto, parent?: Graph, options: { baseDir?: string } = {}): Graph {
+    const g = new Graph(proto, parent, options.baseDir ?? parent?.baseDir);
     for (const vi of [...(proto.input ?? []), ...(proto.output ?? []), ...(proto.valueInfo ?? [])]) {
       const v = g.value(vi.name ?? "");
       v.valueInfo ??= vi;
@@ -167,7 +173,7 @@ export class Graph {
   value(name: string): Value {
     let v = this.values.get(name);
     if (!v) {
-      v = new Value(name);
+      v = new Value(name, this);
       this.values.set(name, v);
       this.usedNames.add(name);
     }

@@ -6,7 +6,7 @@
 import * as ort from "onnxruntime-node";
 import type { Node, Value } from "../ir/graph.js";
 import { onnx, encodeMessage } from "../ir/onnx.js";
-import { float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16 } from "../ir/tensor.js";
+import { float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16, isExternal, readExternalBytes } from "../ir/tensor.js";
 import { isConstantValue } from "../ir/constant.js";
 
 export interface ProbeInput {
@@ -116,7 +116,7 @@ function buildProbeModel(spec: ProbeSpec): Uint8Array {
   const initializers = new Map<string, onnx.ITensorProto>();
   for (const n of order) {
     nodes.push({ ...n.proto, input: n.inputs.map((v) => v?.name ?? ""), output: n.outputs.map((v) => v?.name ?? "") });
-    for (const v of n.inputs) if (v?.initializer && !(v.producer && spec.nodes.has(v.producer))) initializers.set(v.name, v.initializer);
+    for (const v of n.inputs) if (v?.initializer && !(v.producer && spec.nodes.has(v.producer))) initializers.set(v.name, inlined(v));
   }
   spec.outputs.forEach((v, i) => {
     nodes.push({ opType: "Cast", input: [v.name], output: [`probe_out_${i}`], name: `probe_cast_out_${i}`, attribute: [{ name: "to", type: 2, i: 1 }] });
@@ -129,6 +129,14 @@ function buildProbeModel(spec: ProbeSpec): Uint8Array {
     graph: { name: "probe", node: nodes, input, output, initializer: [...initializers.values()] },
   };
   return encodeMessage(onnx.ModelProto, onnx.ModelProto.fromObject(model));
+}
+
+/** The probe model is built in memory: an initializer kept in an external file is inlined. */
+function inlined(v: Value): onnx.ITensorProto {
+  const t = v.initializer!;
+  if (!isExternal(t)) return t;
+  const { externalData: _e, dataLocation: _d, ...rest } = t;
+  return { ...rest, rawData: readExternalBytes(t, v.graph?.baseDir ?? ".") };
 }
 
 function topoOrder(nodes: ReadonlySet<Node>): Node[] {
@@ -166,7 +174,11 @@ function constantKey(v: Value): string {
   let key: string;
   const t = v.initializer ?? (v.producer?.opType === "Constant" ? v.producer.proto.attribute?.[0]?.t ?? undefined : undefined);
   if (t) {
-    const bytes = t.rawData?.length ? t.rawData : new TextEncoder().encode(JSON.stringify([t.floatData, t.int32Data, t.int64Data, t.doubleData]));
+    const bytes = isExternal(t)
+      ? readExternalBytes(t, v.graph?.baseDir ?? ".")
+      : t.rawData?.length
+        ? t.rawData
+        : new TextEncoder().encode(JSON.stringify([t.floatData, t.int32Data, t.int64Data, t.doubleData]));
     key = `c${t.dataType}[${t.dims}]${hash(bytes)}`;
   } else if (v.producer) {
     const p = v.producer;

@@ -23,6 +23,8 @@ export interface FuseOptions {
   probe?: boolean;
   /** Progress lines for long runs (the CLI prints them on stderr). */
   onProgress?: (message: string) => void;
+  /** The model's folder, for passes that read initializers kept in external data files. */
+  baseDir?: string;
 }
 
 export interface PassReport {
@@ -56,7 +58,7 @@ export async function fuseModel(model: onnx.IModelProto, options: FuseOptions = 
   const passes = options.passes === "none" ? [] : (options.passes ?? DEFAULT_PASSES).map((p) => (typeof p === "string" ? getPass(p) : p));
   if (passes.length === 0) return finish(report, t0);
 
-  const graph = Graph.fromProto(model.graph);
+  const graph = Graph.fromProto(model.graph, undefined, { baseDir: options.baseDir });
   const opsets = new Map<string, number>();
   for (const pass of passes) {
     if (!pass.targets.includes(target)) continue;

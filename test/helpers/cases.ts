@@ -61,9 +61,14 @@ export const TOLERANCE: Record<string, number> = { float32: 1e-5, float16: 2e-3,
  * Runs a (fused) model on the gdn runtime on the case's inputs; returns each output's relative L2
  * error against output_N.pb and the tolerance for its type.
  */
-export async function runAgainstCase(model: onnx.IModelProto, name: string, executionProviders: string[] = ["gdn"]): Promise<{ name: string; err: number; tol: number }[]> {
-  const dir = mkdtempSync(join(tmpdir(), "gdn-case-"));
-  const file = join(dir, "model.onnx");
+export async function runAgainstCase(
+  model: onnx.IModelProto,
+  name: string,
+  executionProviders: string[] = ["gdn"],
+  /** Where to write the model (its external data files must be there); default: a new temp folder. */
+  dir = mkdtempSync(join(tmpdir(), "gdn-case-")),
+): Promise<{ name: string; err: number; tol: number }[]> {
+  const file = join(dir, "model-under-test.onnx");
   writeFileSync(file, encodeMessage(onnx.ModelProto, model as onnx.ModelProto));
   const session = await ort.InferenceSession.create(file, { executionProviders, intraOpNumThreads: 2 });
   try {
