@@ -10,25 +10,33 @@ namespace gdn {
 namespace cpu {
 namespace {
 
+// One streaming pass over the state per token: S is read once from its source (initial_state, or the previous
+// token's result) and written once to its destination (final_state, or scratch when final_state is not
+// requested); no copy of the state ahead of the update. kv layout, per token:
+//   pass 1 (reads src):   sk = S^T k, sq = S^T q                     (column blocks of 32, rows streamed)
+//   u = beta (v - e sk),  o = e sq + (k.q) u                          (o = S_new^T q without a third pass)
+//   pass 2 (src -> dst):  S_new = e S + k u^T                         (the head's 64 KB is still in L2)
+// vk layout: every row j of S (length K) is independent: u_j = beta (v_j - e s_j.k), s_j' = e s_j + u_j k,
+// o_j = s_j'.q, so each row is read once and written once.
 template <class Tile>
 GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h,
                                     float* ws) {
+  typedef typename Tile::vec vec;
+  constexpr int VL = Tile::kLanes;
+  constexpr int NB = 4;  // vectors per column block (32 columns on AVX2)
   const int K = (int)p.K, V = (int)p.V;
   const int64_t hk = h / (p.Hv / p.Hk);
   const size_t state_off = (size_t)(b * p.Hv + h) * K * V;
   const size_t nstate = (size_t)K * V;
-  // Work directly in final_state when it is requested; otherwise in scratch.
-  float* S = t.final_state != nullptr ? t.final_state + state_off : ws;
+  float* dst = t.final_state != nullptr ? t.final_state + state_off : ws;
+  const float* src = t.initial_state != nullptr ? t.initial_state + state_off : nullptr;  // null: zeros
   float* q = ws + nstate;
   float* k = q + K;
   float* v = k + K;
   float* u = v + V;
   float* o = u + V;
-  if (t.initial_state != nullptr) {
-    if (S != t.initial_state + state_off) std::memmove(S, t.initial_state + state_off, sizeof(float) * nstate);
-  } else {
-    std::memset(S, 0, sizeof(float) * nstate);
-  }
+  float* sk = o + V;
+  float* sq = sk + V;
   for (int64_t ti = 0; ti < p.T; ++ti) {
     const int64_t tok = b * p.T + ti;
     const size_t qk_off = (size_t)(tok * p.Hk + hk) * K;
@@ -41,46 +49,80 @@ GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTen
     const float beta = load_one(p.dtype, t.beta, vh);
     const float e = std::exp(t.g[vh]);
     if (p.layout == StateLayout::kKV) {
-      // u = beta (v - e S^T k)
-      for (int j = 0; j < V; ++j) u[j] = 0.f;
+      if (src == nullptr) {
+        for (int j = 0; j < V; ++j) sk[j] = sq[j] = 0.f;
+      } else {
+        int j0 = 0;
+        for (; j0 + NB * VL <= V; j0 += NB * VL) {
+          vec ak[NB] = {}, aq[NB] = {};
+          for (int i = 0; i < K; ++i) {
+            const float* s = src + (size_t)i * V + j0;
+            const float ki = k[i], qi = q[i];
+#pragma GCC unroll 8
+            for (int n = 0; n < NB; ++n) {
+              const vec x = *reinterpret_cast<const vec*>(s + n * VL);
+              ak[n] += ki * x;
+              aq[n] += qi * x;
+            }
+          }
+#pragma GCC unroll 8
+          for (int n = 0; n < NB; ++n) {
+            *reinterpret_cast<vec*>(sk + j0 + n * VL) = ak[n];
+            *reinterpret_cast<vec*>(sq + j0 + n * VL) = aq[n];
+          }
+        }
+        for (; j0 < V; ++j0) {
+          float a1 = 0.f, a2 = 0.f;
+          for (int i = 0; i < K; ++i) {
+            a1 += k[i] * src[(size_t)i * V + j0];
+            a2 += q[i] * src[(size_t)i * V + j0];
+          }
+          sk[j0] = a1;
+          sq[j0] = a2;
+        }
+      }
+      const float kq = dot(k, q, K);
+      for (int j = 0; j < V; ++j) {
+        u[j] = beta * (v[j] - e * sk[j]);
+        o[j] = e * sq[j] + kq * u[j];
+      }
       for (int i = 0; i < K; ++i) {
         const float ki = k[i];
-        const float* s = S + (size_t)i * V;
-        for (int j = 0; j < V; ++j) u[j] += ki * s[j];
-      }
-      for (int j = 0; j < V; ++j) u[j] = beta * (v[j] - e * u[j]);
-      // S = e S + k u^T ; o = S^T q
-      for (int j = 0; j < V; ++j) o[j] = 0.f;
-      for (int i = 0; i < K; ++i) {
-        const float ki = k[i], qi = q[i];
-        float* s = S + (size_t)i * V;
-        for (int j = 0; j < V; ++j) {
-          const float x = e * s[j] + ki * u[j];
-          s[j] = x;
-          o[j] += qi * x;
+        float* d = dst + (size_t)i * V;
+        if (src == nullptr) {
+          for (int j = 0; j < V; ++j) d[j] = ki * u[j];
+        } else {
+          const float* s = src + (size_t)i * V;
+          for (int j = 0; j < V; ++j) d[j] = e * s[j] + ki * u[j];
         }
       }
     } else {
       for (int j = 0; j < V; ++j) {
-        float* s = S + (size_t)j * K;
-        const float uj = beta * (v[j] - e * dot(s, k, K));
+        float* d = dst + (size_t)j * K;
+        const float* s = src != nullptr ? src + (size_t)j * K : nullptr;
+        const float uj = beta * (v[j] - (s != nullptr ? e * dot(s, k, K) : 0.f));
         v16f acc16 = {};
         int i = 0;
         for (; i + 16 <= K; i += 16) {
-          const v16f x = e * ld16(s + i) + uj * ld16(k + i);
-          st16(s + i, x);
+          const v16f x = (s != nullptr ? e * ld16(s + i) : v16f{}) + uj * ld16(k + i);
+          st16(d + i, x);
           acc16 += x * ld16(q + i);
         }
         float acc = hsum16(acc16);
         for (; i < K; ++i) {
-          const float x = e * s[i] + uj * k[i];
-          s[i] = x;
+          const float x = (s != nullptr ? e * s[i] : 0.f) + uj * k[i];
+          d[i] = x;
           acc += x * q[i];
         }
         o[j] = acc;
       }
     }
     store_row(p.dtype, t.output, vh * V, V, o);
+    src = dst;  // the next token continues from this token's state
+  }
+  if (p.T == 0 && t.final_state != nullptr) {  // no token: final_state = initial_state (or zeros)
+    if (src == nullptr) std::memset(dst, 0, sizeof(float) * nstate);
+    else if (src != dst) std::memmove(dst, src, sizeof(float) * nstate);
   }
 }
 
@@ -90,7 +132,7 @@ GDN_DISPATCH(recurrent_head, (const DeltaRuleParams& p, const DeltaRuleTensors& 
 }  // namespace
 
 void recurrent_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t, const Parallel& par) {
-  const size_t ws_size = (size_t)p.K * p.V + 2 * (size_t)p.K + 3 * (size_t)p.V;
+  const size_t ws_size = (size_t)p.K * p.V + 2 * (size_t)p.K + 5 * (size_t)p.V;
   auto work = [&](size_t item) {
     const int64_t b = (int64_t)item / p.Hv;
     const int64_t h = (int64_t)item % p.Hv;

@@ -1,0 +1,400 @@
+#!/usr/bin/env node
+// gdn-fuse benchmark (`npm run bench [-- --json FILE] [-- --quick] [-- --cases a,b]`). Not part of the tests.
+//
+// For each case every implementation runs in this one process, on 2 intra-op threads, warmed up, median of
+// >= 10 runs, and its outputs are checked against the others (relative L2 < 1e-4) so a fast wrong kernel
+// cannot win:
+//   gdn                   our fused graph through the `gdn` backend (gdn-fuse/runtime, our op library)
+//   ort-linear-attention  the same function lowered for stock ORT (L2-norm ops + com.microsoft.LinearAttention),
+//                         stock onnxruntime-node CPU
+//   unfused               the exporter's graph (where the corpus has one), stock onnxruntime-node CPU
+//   state-copy            decode: one copy of the state's bytes (read once + write once) in this process
+// The machine's fp32 FMA peak and copy bandwidth come from bench/peak.cc (built here, -march=native);
+// the 48-layer fusion pass is timed in its own process (bench/pass48.mjs) for its peak RSS.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const OUT = join(ROOT, "build", "bench");
+const DIST = join(OUT, "dist");
+const THREADS = 2;
+
+// ---- arguments ----
+const argv = process.argv.slice(2);
+const opt = { json: null, quick: false, cases: null, runs: 10, noBuild: false };
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === "--json") opt.json = argv[++i];
+  else if (a === "--quick") opt.quick = true;
+  else if (a === "--cases") opt.cases = argv[++i].split(",");
+  else if (a === "--runs") opt.runs = Math.max(10, Number(argv[++i]));
+  else if (a === "--no-build") opt.noBuild = true;
+  else if (a !== "--") {
+    console.error(`bench: unknown argument ${a}\nusage: node bench/run.mjs [--json FILE] [--quick] [--cases list] [--runs N] [--no-build]`);
+    process.exit(2);
+  }
+}
+const ALL_CASES = ["pass_48layer", "prefill_t512", "prefill_t2048", "prefill_t8192", "decode_b1", "decode_b8", "decode_b64"];
+const CASES = opt.cases ?? (opt.quick ? ALL_CASES.filter((c) => c !== "prefill_t8192") : ALL_CASES);
+const log = (...a) => console.error(...a);
+
+// ---- build: TypeScript sources -> build/bench/dist (type errors elsewhere do not stop the emit), peak helper ----
+mkdirSync(OUT, { recursive: true });
+if (!opt.noBuild || !existsSync(join(DIST, "src", "pipeline", "index.js"))) {
+  log("bench: compiling TypeScript into build/bench/dist");
+  spawnSync(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT, "tsconfig.json"), "--outDir", DIST], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+}
+const PEAK = join(OUT, "peak");
+if (!opt.noBuild || !existsSync(PEAK)) {
+  execFileSync(process.env.CXX || "g++", ["-O2", "-march=native", "-std=c++17", join(ROOT, "bench", "peak.cc"), "-o", PEAK, "-pthread"], {
+    stdio: "inherit",
+  });
+}
+
+const imp = (p) => import(pathToFileURL(join(DIST, p)).href);
+const ort = await import("onnxruntime-node");
+const { onnx } = await imp("src/ir/onnx.js");
+const { loadModel } = await imp("src/ir/model-io.js");
+const { fuseModel } = await imp("src/pipeline/index.js");
+await imp("src/runtime/index.js");
+const { loadRuntime } = await imp("src/runtime/index.js");
+
+// ---- machine ----
+function machineInfo() {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "").split(/\s+/));
+  const isaFlags = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512vl", "avx512bw", "avx512_bf16", "avx512_fp16", "amx_tile"];
+  const ortPkg = JSON.parse(readFileSync(join(ROOT, "node_modules", "onnxruntime-node", "package.json"), "utf8"));
+  const rt = loadRuntime();
+  const lscpu = spawnSync("lscpu", [], { encoding: "utf8" }).stdout ?? "";
+  const field = (name) => new RegExp(`^${name}:\\s*(.*)$`, "m").exec(lscpu)?.[1]?.trim();
+  return {
+    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model,
+    family_model: `${field("CPU family")}/${field("Model")}`,
+    logical_cpus: cpus().length,
+    caches: { l1d: field("L1d cache"), l2: field("L2 cache"), l3: field("L3 cache") },
+    isa: isaFlags.filter((f) => flags.has(f)),
+    gdn_kernel_isa: process.env.GDN_CPU_ISA ?? "auto",
+    threads: THREADS,
+    node: process.version,
+    onnxruntime_node: ortPkg.version,
+    ort_library: rt.ortVersion ?? rt.version ?? null,
+  };
+}
+
+// ---- helpers ----
+function rng(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function fill(n, seed, f) {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = f(r());
+  return a;
+}
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+function relL2(a, b) {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i];
+    num += d * d;
+    den += b[i] * b[i];
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+function inputs(B, T, H, K, V, seed) {
+  return {
+    query: [fill(B * T * H * K, seed + 1, (u) => u * 2 - 1), [B, T, H, K]],
+    key: [fill(B * T * H * K, seed + 2, (u) => u * 2 - 1), [B, T, H, K]],
+    value: [fill(B * T * H * V, seed + 3, (u) => u * 2 - 1), [B, T, H, V]],
+    g: [fill(B * T * H, seed + 4, (u) => -0.001 - 0.3 * u), [B, T, H]], // log decay in (-0.3, -0.001)
+    beta: [fill(B * T * H, seed + 5, (u) => 0.05 + 0.9 * u), [B, T, H]],
+    initial_state: [fill(B * H * K * V, seed + 6, (u) => (u * 2 - 1) * 0.1), [B, H, K, V]],
+  };
+}
+const feedsOf = (raw) => Object.fromEntries(Object.entries(raw).map(([n, [d, dims]]) => [n, new ort.Tensor("float32", d, dims)]));
+
+/** One-node gdn model (ChunkGatedDeltaRule / RecurrentGatedDeltaRule) with the corpus models' I/O names. */
+function gdnModel(op, B, T, H, K, V) {
+  const F = onnx.TensorProto.DataType.FLOAT;
+  const vi = (name, dims) => ({ name, type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+  const attrs = [
+    { name: "scale", type: onnx.AttributeProto.AttributeType.FLOAT, f: 1 / Math.sqrt(K) },
+    { name: "use_qk_l2norm", type: onnx.AttributeProto.AttributeType.INT, i: 1 },
+  ];
+  if (op === "ChunkGatedDeltaRule") attrs.push({ name: "chunk_size", type: onnx.AttributeProto.AttributeType.INT, i: 64 });
+  return {
+    irVersion: 8,
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: "gdn", version: 1 },
+    ],
+    graph: {
+      name: "bench",
+      node: [
+        {
+          opType: op,
+          domain: "gdn",
+          name: "core",
+          input: ["query", "key", "value", "g", "beta", "initial_state"],
+          output: ["core_attn_out", "final_state"],
+          attribute: attrs,
+        },
+      ],
+      input: [
+        vi("query", [B, T, H, K]),
+        vi("key", [B, T, H, K]),
+        vi("value", [B, T, H, V]),
+        vi("g", [B, T, H]),
+        vi("beta", [B, T, H]),
+        vi("initial_state", [B, H, K, V]),
+      ],
+      output: [vi("core_attn_out", [B, T, H, V]), vi("final_state", [B, H, K, V])],
+    },
+  };
+}
+const encode = (m) => onnx.ModelProto.encode(m).finish();
+const clone = (m) => onnx.ModelProto.decode(encode(m));
+
+async function session(bytes, provider) {
+  return ort.InferenceSession.create(bytes, {
+    executionProviders: [provider],
+    intraOpNumThreads: THREADS,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all",
+  });
+}
+
+/** Warm up, then time `runs` calls of fn (async), return median ms and all samples. */
+async function time(fn, runs, warmup = 3) {
+  for (let i = 0; i < warmup; i++) await fn();
+  const ts = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  return { ms: median(ts), min: Math.min(...ts), samples: ts.length };
+}
+
+// ---- cases ----
+const rows = [];
+const checks = [];
+const H = 32;
+const K = 128;
+const V = 128;
+const CHUNK = 64;
+/** FLOPs of the chunked WY form per the issue: per 64-token chunk and head 5 LxLx128 + 3 Lx128x128 GEMMs. */
+const chunkFlops = (B, T) => B * H * Math.ceil(T / CHUNK) * (5 * 2 * CHUNK * CHUNK * K + 3 * 2 * CHUNK * K * V);
+
+function check(caseName, impl, ref, res, refName) {
+  for (const out of ["core_attn_out", "final_state"]) {
+    const e = relL2(res[out].data, ref[out].data);
+    checks.push({ case: caseName, impl, vs: refName, output: out, rel_l2: e, ok: e < 1e-4 });
+    if (!(e < 1e-4)) log(`bench: ${caseName}: ${impl} ${out} differs from ${refName}: rel L2 ${e.toExponential(2)}`);
+  }
+}
+
+async function prefillCase(name, T) {
+  const B = 1;
+  const raw = inputs(B, T, H, K, V, 1000 + T);
+  const feeds = feedsOf(raw);
+  const impls = [];
+  let gdnProto;
+  let ortProto;
+  const corpus = join(ROOT, "..", "shared", "corpus", "bench_chunk_t512_h32_k128", "model.onnx");
+  if (T === 512 && existsSync(corpus)) {
+    const unfused = await loadModel(corpus);
+    const unfusedBytes = encode(unfused.proto);
+    gdnProto = clone(unfused.proto);
+    const r = await fuseModel(gdnProto);
+    if (r.fused["gdn.ChunkGatedDeltaRule"] !== 1) throw new Error(`bench: ${corpus} did not fuse: ${JSON.stringify(r.fused)}`);
+    ortProto = clone(unfused.proto);
+    await fuseModel(ortProto, { target: "ort" });
+    impls.push(["unfused", await session(unfusedBytes, "cpu")]);
+  } else {
+    gdnProto = gdnModel("ChunkGatedDeltaRule", B, T, H, K, V);
+    ortProto = clone(gdnProto);
+    await fuseModel(ortProto, { target: "ort" });
+  }
+  impls.unshift(["gdn", await session(encode(gdnProto), "gdn")], ["ort-linear-attention", await session(encode(ortProto), "cpu")]);
+  const flops = chunkFlops(B, T);
+  let ref;
+  const res = {};
+  for (const [impl, s] of impls) {
+    const out = await s.run(feeds);
+    if (!ref) ref = out;
+    else check(name, impl, ref, out, "gdn");
+    const runs = T >= 8192 && impl !== "gdn" ? opt.runs : Math.max(opt.runs, T >= 8192 ? 10 : 15);
+    const t = await time(() => s.run(feeds), runs, T >= 8192 ? 2 : 3);
+    res[impl] = t.ms;
+    rows.push({ case: name, impl, ms: t.ms, min_ms: t.min, runs: t.samples, gflops: flops / t.ms / 1e6 });
+    log(`  ${name} ${impl}: ${t.ms.toFixed(2)} ms`);
+    await s.release();
+  }
+  return res;
+}
+
+async function decodeCase(name, B) {
+  const T = 1;
+  const raw = inputs(B, T, H, K, V, 2000 + B);
+  const feeds = feedsOf(raw);
+  const stateBytes = B * H * K * V * 4;
+  const corpusB = { 1: join(ROOT, "models", "bench_recurrent_t1_b1_h32_k128", "model.onnx"), 8: join(ROOT, "..", "shared", "corpus", "bench_recurrent_t1_b8_h32_k128", "model.onnx") }[B];
+  let gdnProto;
+  let ortProto;
+  let unfusedBytes = null;
+  if (corpusB && existsSync(corpusB)) {
+    const unfused = await loadModel(corpusB);
+    unfusedBytes = encode(unfused.proto);
+    gdnProto = clone(unfused.proto);
+    const r = await fuseModel(gdnProto);
+    if (r.fused["gdn.RecurrentGatedDeltaRule"] !== 1 && r.fused["gdn.ChunkGatedDeltaRule"] !== 1)
+      throw new Error(`bench: ${corpusB} did not fuse: ${JSON.stringify(r.fused)}`);
+    ortProto = clone(unfused.proto);
+    await fuseModel(ortProto, { target: "ort" });
+  } else {
+    gdnProto = gdnModel("RecurrentGatedDeltaRule", B, T, H, K, V);
+    ortProto = clone(gdnProto);
+    await fuseModel(ortProto, { target: "ort" });
+  }
+  const runs = Math.max(opt.runs, 30);
+  const res = {};
+  // gdn: a decode loop as an application runs it: preallocated output and two state buffers used in turn
+  // (final_state of one step is the initial_state of the next; no copies in or out of JS).
+  const g = await session(encode(gdnProto), "gdn");
+  const ref = await g.run(feeds);
+  const states = [new Float32Array(raw.initial_state[0]), new Float32Array(B * H * K * V)];
+  const stateT = states.map((d) => new ort.Tensor("float32", d, [B, H, K, V]));
+  const outT = new ort.Tensor("float32", new Float32Array(B * T * H * V), [B, T, H, V]);
+  {
+    // the preallocated path computes the same as the plain run
+    const f = { ...feeds, initial_state: stateT[0] };
+    await g.run(f, { core_attn_out: outT, final_state: stateT[1] });
+    check(name, "gdn(prealloc)", ref, { core_attn_out: outT, final_state: stateT[1] }, "gdn");
+  }
+  let turn = 0;
+  const step = () => {
+    const f = { ...feeds, initial_state: stateT[turn] };
+    const p = g.run(f, { core_attn_out: outT, final_state: stateT[1 - turn] });
+    turn = 1 - turn;
+    return p;
+  };
+  const impls = [["gdn", step, g]];
+  const la = await session(encode(ortProto), "cpu");
+  impls.push(["ort-linear-attention", () => la.run(feeds), la]);
+  if (unfusedBytes) {
+    const u = await session(unfusedBytes, "cpu");
+    impls.push(["unfused", () => u.run(feeds), u]);
+  }
+  for (const [impl, fn, s] of impls) {
+    if (impl !== "gdn") check(name, impl, ref, await s.run(feeds), "gdn");
+    const t = await time(fn, runs, 5);
+    res[impl] = t.ms;
+    rows.push({ case: name, impl, ms: t.ms, min_ms: t.min, runs: t.samples, state_bytes: stateBytes });
+    log(`  ${name} ${impl}: ${t.ms.toFixed(3)} ms`);
+  }
+  for (const [, , s] of impls) await s.release();
+  // the state streamed once in and once out: a copy of that many bytes (reads n, writes n)
+  const src = new Float32Array(B * H * K * V).fill(1);
+  const dst = new Float32Array(B * H * K * V);
+  const t = await time(() => dst.set(src), runs, 5);
+  res["state-copy"] = t.ms;
+  rows.push({ case: name, impl: "state-copy", ms: t.ms, min_ms: t.min, runs: t.samples, state_bytes: stateBytes, gbps: (2 * stateBytes) / t.ms / 1e6 });
+  log(`  ${name} state-copy (${(stateBytes / 2 ** 20).toFixed(1)} MiB): ${t.ms.toFixed(3)} ms`);
+  return res;
+}
+
+function passCase() {
+  const r = spawnSync(process.execPath, ["--expose-gc", join(ROOT, "bench", "pass48.mjs"), DIST], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`bench: pass48 failed: ${r.stderr}`);
+  const j = JSON.parse(r.stdout.trim().split("\n").pop());
+  rows.push({ case: "pass_48layer", impl: "gdn", ms: j.ms, max_rss_mb: j.maxRssMB, base_rss_mb: j.baseRssMB, nodes: j.nodes, cores: j.fused });
+  log(`  pass_48layer: ${j.ms.toFixed(0)} ms, peak RSS ${j.maxRssMB.toFixed(0)} MiB (${j.fused} cores)`);
+  return j;
+}
+
+// ---- main ----
+const machine = machineInfo();
+log(`bench: ${machine.cpu} (${machine.isa.join(" ")}), ${THREADS} threads, node ${machine.node}, onnxruntime-node ${machine.onnxruntime_node}`);
+const peakRuns = [0, 1, 2].map(() => JSON.parse(execFileSync(PEAK, ["fma", String(THREADS)], { encoding: "utf8" })));
+const peak = { gflops: Math.max(...peakRuns.map((p) => p.gflops)), isa: peakRuns[0].isa, threads: THREADS };
+const copy = JSON.parse(execFileSync(PEAK, ["copy", String(256 * 2 ** 20)], { encoding: "utf8" }));
+peak.gbps = copy.gbps;
+log(`bench: peak ${peak.gflops} GFLOP/s fp32 (${peak.isa}, ${THREADS} threads), memcpy ${peak.gbps} GB/s (256 MiB)`);
+
+const summary = {};
+for (const c of CASES) {
+  log(`bench: ${c}`);
+  if (c === "pass_48layer") summary[c] = passCase();
+  else if (c.startsWith("prefill_t")) summary[c] = await prefillCase(c, Number(c.slice(9)));
+  else if (c.startsWith("decode_b")) summary[c] = await decodeCase(c, Number(c.slice(8)));
+}
+
+// ---- derived figures and targets ----
+const targets = [];
+for (const row of rows) if (row.gflops !== undefined) row.pct_peak = (100 * row.gflops) / peak.gflops;
+for (const [c, r] of Object.entries(summary)) {
+  if (c.startsWith("prefill")) {
+    const T = Number(c.slice(9));
+    const vsLa = r["ort-linear-attention"] / r.gdn;
+    targets.push({ case: c, target: "gdn >= 2x faster than ort-linear-attention", value: vsLa, met: vsLa >= 2 });
+    if (r.unfused !== undefined) {
+      const vsU = r.unfused / r.gdn;
+      targets.push({ case: c, target: "gdn >= 10x faster than unfused", value: vsU, met: vsU >= 10 });
+    }
+    if (T >= 2048) {
+      const pct = (100 * chunkFlops(1, T)) / r.gdn / 1e6 / peak.gflops;
+      targets.push({ case: c, target: "gdn >= 60% of fp32 peak (chunked-form FLOPs)", value: pct, met: pct >= 60 });
+    }
+  } else if (c.startsWith("decode")) {
+    const vsLa = r["ort-linear-attention"] / r.gdn;
+    targets.push({ case: c, target: "gdn >= 2x faster than ort-linear-attention", value: vsLa, met: vsLa >= 2 });
+    const vsCopy = r.gdn / r["state-copy"];
+    targets.push({ case: c, target: "gdn within 1.5x of state-copy", value: vsCopy, met: vsCopy <= 1.5 });
+  } else if (c === "pass_48layer") {
+    targets.push({ case: c, target: "pass < 2000 ms", value: r.ms, met: r.ms < 2000 });
+    targets.push({ case: c, target: "pass peak RSS < 1 GB", value: r.maxRssMB, met: r.maxRssMB * 2 ** 20 < 1e9 });
+  }
+}
+for (const row of rows) {
+  const r = summary[row.case];
+  if (row.impl !== "gdn" && r?.gdn) row.ratio_vs_gdn = row.ms / r.gdn;
+}
+
+const fmt = (x, d = 2) => (x === undefined ? "" : x.toFixed(d));
+console.log(`\n${machine.cpu}, ${machine.isa.join("/")}, ${THREADS} threads; peak ${peak.gflops} GFLOP/s, memcpy ${peak.gbps} GB/s`);
+console.log(`| case | impl | ms (median) | GFLOP/s | % peak | x gdn time |`);
+console.log(`| --- | --- | ---: | ---: | ---: | ---: |`);
+for (const row of rows) {
+  const extra = row.case === "pass_48layer" ? ` (peak RSS ${fmt(row.max_rss_mb, 0)} MiB)` : "";
+  console.log(`| ${row.case} | ${row.impl}${extra} | ${fmt(row.ms, row.ms < 10 ? 3 : 1)} | ${fmt(row.gflops, 1)} | ${fmt(row.pct_peak, 0)} | ${fmt(row.ratio_vs_gdn)} |`);
+}
+console.log(`\n| target | case | measured | met |`);
+console.log(`| --- | --- | ---: | --- |`);
+for (const t of targets) console.log(`| ${t.target} | ${t.case} | ${fmt(t.value)} | ${t.met ? "yes" : "NO"} |`);
+const bad = checks.filter((c) => !c.ok);
+console.log(`\ncorrectness: ${checks.length - bad.length}/${checks.length} output comparisons within rel L2 1e-4` + (bad.length ? ` (FAILED: ${bad.map((b) => `${b.case}/${b.impl}/${b.output}`).join(", ")})` : ""));
+
+if (opt.json) {
+  writeFileSync(opt.json, JSON.stringify({ machine, peak, rows, targets, checks, date: new Date().toISOString() }, null, 2) + "\n");
+  log(`bench: wrote ${opt.json}`);
+}
+if (bad.length) process.exitCode = 1;
