@@ -46,6 +46,13 @@ describe("gated-delta-chunk", () => {
     expect(out!.err).toBeLessThanOrEqual(out!.tol);
   });
 
+  it("fuses a core whose batch dimension is symbolic", async () => {
+    const r = await mutateAndFuse("chunk_t100_h4_k32_v48", (m) => m.symbolicBatch());
+    expect(r.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
+    expect(r.passes[0]!.applied[0]!.details).toMatchObject({ B: "batch", T: 100 });
+    for (const o of await runAgainstCase(r.model.proto, "chunk_t100_h4_k32_v48")) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
+  });
+
   it("fuses the core of whole layers and models, leaving the rest", async () => {
     for (const [name, n] of [["layer_qwen3next_prefill_t96", 1], ["layer_qwen35_prefill_t64", 1], ["model_qwen35_tiny_t50", 3]] as const) {
       const { report } = await fuseCase(name, { passes: ["gated-delta-chunk"] });

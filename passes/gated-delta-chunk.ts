@@ -52,10 +52,9 @@ export function matchChunk(cumsum: Node): ChunkRegion {
   check(gEntry && isPerm(gEntry, [0, 2, 1]), "anchor", "the cumulated value is not g moved to [B,H,T] by a Transpose(0,2,1)", cumsum);
 
   const r = delimitCore(cumsum, gEntry);
-  const C = x.staticShape?.[3];
-  check(C !== undefined && C > 0, "chunk", "the chunk size (last dim of the reshaped g) is not static", cumsum);
+  const [, , N, C] = x.type?.shape ?? [];
+  check(typeof C === "number" && C > 0 && typeof N === "number", "chunk", "the chunk count and size (last dims of the reshaped g) are not static", cumsum);
   const { T } = r.dims;
-  const N = x.staticShape![2]!;
   check(N === Math.ceil(T / C) || (T === 0 && N === 0), "chunk", `g is reshaped into ${N} chunks of ${C}, but T=${T} needs ${Math.ceil(T / C)}`, cumsum);
 
   // The unrolled triangular solve: rows 1..C-1 of (I - A)^-1, one ScatterND each.
@@ -89,5 +88,5 @@ function checkMasks(nodes: ReadonlySet<Node>, C: number): void {
 }
 
 function details(r: ChunkRegion): Record<string, unknown> {
-  return { ...r.dims, chunkSize: r.chunkSize, scale: r.scale, useQkL2norm: r.useQkL2norm, initialState: !!r.state, finalState: !!r.finalState, dtype: r.value.boundary.type?.elemType };
+  return { ...r.dims, B: r.batch, chunkSize: r.chunkSize, scale: r.scale, useQkL2norm: r.useQkL2norm, initialState: !!r.state, finalState: !!r.finalState, dtype: r.value.boundary.type?.elemType };
 }

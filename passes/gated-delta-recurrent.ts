@@ -32,7 +32,7 @@ export const gatedDeltaRecurrent: Pass = {
       const replaced = region.nodes.size;
       const node = rewriteCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, NAME);
       const { dims, scale, useQkL2norm, state, finalState } = region;
-      return { op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: { ...dims, scale, useQkL2norm, initialState: !!state, finalState: !!finalState } };
+      return { op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: { ...dims, B: region.batch, scale, useQkL2norm, initialState: !!state, finalState: !!finalState } };
     });
   },
 };

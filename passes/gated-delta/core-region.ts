@@ -44,10 +44,18 @@ export interface CoreRegion {
   finalState?: Value;
   useQkL2norm: boolean;
   scale: number;
+  /** Sizes; B is PROBE_BATCH when the batch is symbolic (see `batch`). */
   dims: { B: number; T: number; Hk: number; Hv: number; K: number; V: number };
+  /** The batch dimension as the graph declares it: a number, or a symbolic name. */
+  batch: number | string;
   /** Region nodes whose outputs depend on the state (used by the delta-rule checks). */
   stateDependent: Set<Node>;
 }
+
+type Dim = number | string | undefined;
+const shapeOf = (v: Value): Dim[] | undefined => v.type?.shape;
+/** Batch size the probe uses when the graph's batch is symbolic. */
+export const PROBE_BATCH = 2;
 
 /** A float32 constant printed without float32 noise (1e-5, not 0.000009999999747). */
 const fmt = (x: number) => String(Number(x.toPrecision(6)));
@@ -119,25 +127,31 @@ export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
   check(boundary.size <= 1, "inputs", `the region reads ${boundary.size} values besides q, k, v, g, beta: ${[...boundary].map((v) => v.name).join(", ")}`, exit);
   const state = [...boundary][0];
 
-  // 6. Shapes (static: the probe and the rewrite need them) and the state layout.
-  const qs = query.boundary.staticShape, vs = value.boundary.staticShape, gs = g.boundary.staticShape;
-  check(qs?.length === 4 && vs?.length === 4 && gs?.length === 3, "shapes", "q/v/g shapes are not static [B,T,H,D] / [B,T,H]", exit);
-  const [B, T, Hk, K] = qs;
+  // 6. Shapes: T, heads and head dims static (the region is unrolled over them); the batch may be symbolic.
+  const qs = shapeOf(query.boundary), vs = shapeOf(value.boundary), gs = shapeOf(g.boundary);
+  check(qs?.length === 4 && vs?.length === 4 && gs?.length === 3, "shapes", "q/v/g shapes are not known as [B,T,H,D] / [B,T,H]", exit);
+  const [batch, T, Hk, K] = qs;
   const [, , Hv, V] = vs;
-  const dims = { B, T, Hk, Hv, K, V };
-  check(key.boundary.staticShape?.join() === qs.join(), "shapes", `key shape ${key.boundary.staticShape} differs from query shape ${qs}`, key.transpose);
-  check(gs.join() === [B, T, Hv].join() && beta.boundary.staticShape?.join() === gs.join(), "shapes", `g/beta shapes are not [B,T,Hv] = [${B},${T},${Hv}]`, g.transpose);
-  check(Hv % Hk === 0, "shapes", `value heads ${Hv} are not a multiple of key heads ${Hk}`, value.transpose);
+  check([T, Hk, K, Hv, V].every((d) => typeof d === "number") && batch !== undefined, "shapes",
+    `T, head counts and head sizes must be static (only the batch may be symbolic): q [${qs}], v [${vs}]`, exit);
+  const nums = { T: T as number, Hk: Hk as number, Hv: Hv as number, K: K as number, V: V as number };
+  // A symbolic batch is probed with PROBE_BATCH sequences.
+  const dims = { B: typeof batch === "number" ? batch : PROBE_BATCH, ...nums };
+  const sameShape = (a: Dim[] | undefined, b: Dim[]) => !!a && a.length === b.length && a.every((d, i) => d === b[i]);
+  check(sameShape(shapeOf(key.boundary), qs), "shapes", `key shape [${shapeOf(key.boundary)}] differs from query shape [${qs}]`, key.transpose);
+  check(sameShape(gs, [batch, T, Hv]) && sameShape(shapeOf(beta.boundary), gs), "shapes", `g/beta shapes are not [B,T,Hv] = [${batch},${T},${Hv}]`, g.transpose);
+  check(nums.Hv % nums.Hk === 0, "shapes", `value heads ${Hv} are not a multiple of key heads ${Hk}`, value.transpose);
+  const stateShape: Dim[] = [batch, Hv, K, V];
   let stateConst: Value | undefined;
   if (state) {
-    check(state.staticShape?.join() === [B, Hv, K, V].join(), "state",
-      `initial state ${state.name} has shape [${state.staticShape}], expected [B,Hv,K,V] = [${B},${Hv},${K},${V}]`, exit);
+    check(sameShape(shapeOf(state), stateShape), "state",
+      `initial state ${state.name} has shape [${shapeOf(state)}], expected [B,Hv,K,V] = [${stateShape}]`, exit);
     check(state.type?.elemType === 1, "state", `initial state must be float32, it is element type ${state.type?.elemType}`, exit);
-  } else {
-    stateConst = findZeroState(nodes, [B, Hv, K, V]);
+  } else if (typeof batch === "number") {
+    stateConst = findZeroState(nodes, [batch, nums.Hv, nums.K, nums.V]);
   }
-  if (finalState) check(finalState.staticShape === undefined || finalState.staticShape.join() === [B, Hv, K, V].join(), "state",
-    `final state has shape [${finalState.staticShape}], expected [${B},${Hv},${K},${V}]`, finalState.producer);
+  if (finalState) check(shapeOf(finalState) === undefined || sameShape(shapeOf(finalState), stateShape), "state",
+    `final state has shape [${shapeOf(finalState)}], expected [${stateShape}]`, finalState.producer);
 
   // 7. q/k normalisation and scale, read from the graph.
   const ql2 = matchL2norm(valueAfterEntry(query.transpose));
@@ -146,14 +160,14 @@ export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
   for (const m of [ql2, kl2]) if (m) check(close(m.eps, L2NORM_EPS, 1e-4), "l2norm", `L2 norm eps is ${fmt(m.eps)}; the contract fixes it at 1e-6`, m.node);
   const scaleMatch = findScale(ql2 ? ql2.out : valueAfterEntry(query.transpose), nodes);
   check(scaleMatch, "scale", "no constant query scale (Mul or Div by a scalar) found after the query input", query.transpose);
-  check(close(scaleMatch.scale, 1 / Math.sqrt(K), 1e-5), "scale",
-    `query scale is ${fmt(scaleMatch.scale)}, not 1/sqrt(K) = ${fmt(1 / Math.sqrt(K))}`, scaleMatch.node);
+  check(close(scaleMatch.scale, 1 / Math.sqrt(nums.K), 1e-5), "scale",
+    `query scale is ${fmt(scaleMatch.scale)}, not 1/sqrt(K) = ${fmt(1 / Math.sqrt(nums.K))}`, scaleMatch.node);
 
   const stateRoot = state ?? stateConst;
   const stateDependent = stateRoot ? forwardWithin(nodes, [...stateRoot.consumers].filter((n) => nodes.has(n))) : new Set<Node>();
   checkDeltaSubs(nodes, stateDependent, value.transpose);
 
-  return { nodes, query, key, value, g, beta, state, stateConst, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, stateDependent };
+  return { nodes, query, key, value, g, beta, state, stateConst, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, batch, stateDependent };
 }
 
 /** The first Transpose(0,2,1,3) downstream of the anchor: where the core moves time back before heads. */

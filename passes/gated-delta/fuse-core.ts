@@ -22,14 +22,15 @@ export function coreProbeInputs(r: CoreRegion): ProbeInput[] {
   const sym = (scale: number) => fill((u) => (2 * u - 1) * scale);
   // Without the in-kernel L2 norm, keep |k| ~ 1 so the delta rule stays stable.
   const kScale = r.useQkL2norm ? 1 : 1 / Math.sqrt(r.dims.K);
+  const { B, T, Hk, Hv, K, V } = r.dims;
   const inputs: ProbeInput[] = [
-    { value: r.query.boundary, generate: sym(1) },
-    { value: r.key.boundary, generate: sym(kScale) },
-    { value: r.value.boundary, generate: sym(1) },
-    { value: r.g.boundary, generate: fill((u) => -2 * u) },
-    { value: r.beta.boundary, generate: fill((u) => 0.05 + 0.9 * u) },
+    { value: r.query.boundary, shape: [B, T, Hk, K], generate: sym(1) },
+    { value: r.key.boundary, shape: [B, T, Hk, K], generate: sym(kScale) },
+    { value: r.value.boundary, shape: [B, T, Hv, V], generate: sym(1) },
+    { value: r.g.boundary, shape: [B, T, Hv], generate: fill((u) => -2 * u) },
+    { value: r.beta.boundary, shape: [B, T, Hv], generate: fill((u) => 0.05 + 0.9 * u) },
   ];
-  if (r.state) inputs.push({ value: r.state, generate: sym(0.1) });
+  if (r.state) inputs.push({ value: r.state, shape: [B, Hv, K, V], generate: sym(0.1) });
   return inputs;
 }
 

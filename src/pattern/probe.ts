@@ -11,6 +11,8 @@ import { isConstantValue } from "../ir/constant.js";
 
 export interface ProbeInput {
   value: Value;
+  /** Concrete shape to probe with (default: the value's static shape; needed when a dim is symbolic). */
+  shape?: number[];
   /** Fills the probe data (float64) for this input; shape is the value's static shape. */
   generate(rand: () => number, count: number): Float64Array;
 }
@@ -58,6 +60,12 @@ export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }
 
+function probeShape(inp: ProbeInput): number[] {
+  const s = inp.shape ?? inp.value.staticShape;
+  if (!s) throw new Error(`probe input ${inp.value.name} has no static shape`);
+  return s;
+}
+
 /** Rounds float64 data to what a tensor of that element type holds. */
 function roundTo(data: Float64Array, elemType: number): Float64Array {
   if (elemType === 10) return data.map((x) => float16ToFloat32(float32ToFloat16(x)));
@@ -73,7 +81,7 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
   const tolerance = halfTypes ? 1e-2 : 1e-4;
   const rand = seededRandom(0x9e3779b9);
   const data = spec.inputs.map((inp) => {
-    const shape = inp.value.staticShape!;
+    const shape = probeShape(inp);
     const raw = inp.generate(rand, shape.reduce((a, b) => a * b, 1));
     return roundTo(raw, inp.value.type?.elemType ?? 1);
   });
@@ -83,7 +91,7 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
     const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2, logSeverityLevel: 3 });
     try {
       const feeds: Record<string, ort.Tensor> = {};
-      spec.inputs.forEach((inp, i) => (feeds[`probe_in_${i}`] = new ort.Tensor("float32", Float32Array.from(data[i]!), inp.value.staticShape!)));
+      spec.inputs.forEach((inp, i) => (feeds[`probe_in_${i}`] = new ort.Tensor("float32", Float32Array.from(data[i]!), probeShape(inp))));
       const got = await session.run(feeds);
       const want = spec.reference(data);
       const errors = spec.outputs.map((_, i) => relativeL2(got[`probe_out_${i}`]!.data as Float32Array, want[i]!));
@@ -109,7 +117,7 @@ function buildProbeModel(spec: ProbeSpec): Uint8Array {
   });
   spec.inputs.forEach((inp, i) => {
     const v = inp.value;
-    input.push(vi(`probe_in_${i}`, 1, v.staticShape!));
+    input.push(vi(`probe_in_${i}`, 1, probeShape(inp)));
     nodes.push({ opType: "Cast", input: [`probe_in_${i}`], output: [v.name], name: `probe_cast_in_${i}`, attribute: [{ name: "to", type: 2, i: v.type?.elemType ?? 1 }] });
   });
   const order = topoOrder(spec.nodes);
@@ -149,7 +157,7 @@ function topoOrder(nodes: ReadonlySet<Node>): Node[] {
 function signature(spec: ProbeSpec): string {
   const order = topoOrder(spec.nodes);
   const ids = new Map<Value, string>();
-  spec.inputs.forEach((inp, i) => ids.set(inp.value, `in${i}:${inp.value.type?.elemType}:${inp.value.staticShape}`));
+  spec.inputs.forEach((inp, i) => ids.set(inp.value, `in${i}:${inp.value.type?.elemType}:${probeShape(inp)}`));
   const parts: string[] = [];
   order.forEach((n, i) => {
     n.outputs.forEach((o, j) => o && ids.set(o, `n${i}.${j}`));

@@ -68,6 +68,18 @@ export class Mutator {
     this.graph.removeDeadNodes();
   }
 
+  /** Declares dim 0 of every graph input and output, and of every value declared with that size there, symbolic. */
+  symbolicBatch(name = "batch"): void {
+    for (const v of [...this.graph.inputs, ...this.graph.outputs]) {
+      const dim = v.valueInfo?.type?.tensorType?.shape?.dim?.[0];
+      if (dim) {
+        dim.dimValue = null;
+        dim.dimParam = name;
+      }
+      if (v.type?.shape) v.type.shape[0] = name;
+    }
+  }
+
   /** Renames every node and intermediate value and shuffles the node list (seeded). */
   renameAndShuffle(seed: number): void {
     const rand = seededRandom(seed);
