@@ -182,16 +182,29 @@ async function session(bytes, provider) {
   });
 }
 
-/** Warm up, then time `runs` calls of fn (async), return median ms and all samples. */
-async function time(fn, runs, warmup = 3) {
-  for (let i = 0; i < warmup; i++) await fn();
-  const ts = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await fn();
-    ts.push(performance.now() - t0);
+/**
+ * Times several implementations of one case in alternating blocks (3 rounds; in each, every implementation gets
+ * `warmup` untimed calls and then its share of timed calls), so that a load change on a shared machine hits all
+ * of them alike and the ratios stay meaningful. Not one call each in turn: every ORT session has its own
+ * intra-op pool whose threads spin for a while after a run, and on 2 cores they would steal from the next session.
+ * Returns {impl: {ms (median of all timed calls), min, samples}}.
+ */
+async function timeInterleaved(impls, runs, warmup) {
+  const rounds = 3;
+  const per = Math.ceil(runs / rounds);
+  const ts = impls.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let j = 0; j < impls.length; j++) {
+      const fn = impls[j][1];
+      for (let i = 0; i < warmup; i++) await fn();
+      for (let i = 0; i < per; i++) {
+        const t0 = performance.now();
+        await fn();
+        ts[j].push(performance.now() - t0);
+      }
+    }
   }
-  return { ms: median(ts), min: Math.min(...ts), samples: ts.length };
+  return Object.fromEntries(impls.map(([name], j) => [name, { ms: median(ts[j]), min: Math.min(...ts[j]), samples: ts[j].length }]));
 }
 
 // ---- cases ----
@@ -237,13 +250,16 @@ async function prefillCase(name, T) {
   impls.unshift(["gdn", await session(encode(gdnProto), "gdn")], ["ort-linear-attention", await session(encode(ortProto), "cpu")]);
   const flops = chunkFlops(B, T);
   let ref;
-  const res = {};
   for (const [impl, s] of impls) {
     const out = await s.run(feeds);
     if (!ref) ref = out;
     else check(name, impl, ref, out, "gdn");
-    const runs = T >= 8192 && impl !== "gdn" ? opt.runs : Math.max(opt.runs, T >= 8192 ? 10 : 15);
-    const t = await time(() => s.run(feeds), runs, T >= 8192 ? 2 : 3);
+  }
+  const runs = T >= 8192 ? opt.runs : Math.max(opt.runs, 15);
+  const times = await timeInterleaved(impls.map(([impl, s]) => [impl, () => s.run(feeds)]), runs, T >= 8192 ? 1 : 3);
+  const res = {};
+  for (const [impl, s] of impls) {
+    const t = times[impl];
     res[impl] = t.ms;
     rows.push({ case: name, impl, ms: t.ms, min_ms: t.min, runs: t.samples, gflops: flops / t.ms / 1e6 });
     log(`  ${name} ${impl}: ${t.ms.toFixed(2)} ms`);
@@ -277,26 +293,35 @@ async function decodeCase(name, B) {
   }
   const runs = Math.max(opt.runs, 30);
   const res = {};
-  // gdn: a decode loop as an application runs it: preallocated output and two state buffers used in turn
-  // (final_state of one step is the initial_state of the next; no copies in or out of JS).
+  // gdn: a decode loop as an application runs it: preallocated output, and the state updated in place (the same
+  // Tensor is fed as initial_state and fetched as final_state; the CPU backend reads each head's state before it
+  // writes it), so no state bytes are copied into or out of JS and the state is streamed once in and once out.
   const g = await session(encode(gdnProto), "gdn");
   const ref = await g.run(feeds);
-  const states = [new Float32Array(raw.initial_state[0]), new Float32Array(B * H * K * V)];
-  const stateT = states.map((d) => new ort.Tensor("float32", d, [B, H, K, V]));
+  const state = new ort.Tensor("float32", new Float32Array(raw.initial_state[0]), [B, H, K, V]);
   const outT = new ort.Tensor("float32", new Float32Array(B * T * H * V), [B, T, H, V]);
   {
-    // the preallocated path computes the same as the plain run
-    const f = { ...feeds, initial_state: stateT[0] };
-    await g.run(f, { core_attn_out: outT, final_state: stateT[1] });
-    check(name, "gdn(prealloc)", ref, { core_attn_out: outT, final_state: stateT[1] }, "gdn");
+    // the preallocated, in-place path computes the same as the plain run
+    await g.run({ ...feeds, initial_state: state }, { core_attn_out: outT, final_state: state });
+    check(name, "gdn(in-place)", ref, { core_attn_out: outT, final_state: state }, "gdn");
   }
-  let turn = 0;
-  const step = () => {
-    const f = { ...feeds, initial_state: stateT[turn] };
-    const p = g.run(f, { core_attn_out: outT, final_state: stateT[1 - turn] });
-    turn = 1 - turn;
-    return p;
+  const stepFeeds = { ...feeds, initial_state: state };
+  const stepFetches = { core_attn_out: outT, final_state: state };
+  const step = () => g.run(stepFeeds, stepFetches);
+  // floor of one run() through the gdn backend (a one-node Identity model): JS -> addon -> ORT -> callback
+  const F = onnx.TensorProto.DataType.FLOAT;
+  const idModel = {
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }],
+    graph: {
+      name: "floor",
+      node: [{ opType: "Identity", input: ["x"], output: ["y"] }],
+      input: [{ name: "x", type: { tensorType: { elemType: F, shape: { dim: [{ dimValue: 1 }] } } } }],
+      output: [{ name: "y", type: { tensorType: { elemType: F, shape: { dim: [{ dimValue: 1 }] } } } }],
+    },
   };
+  const floorS = await session(encode(idModel), "gdn");
+  const xT = new ort.Tensor("float32", new Float32Array(1), [1]);
   const impls = [["gdn", step, g]];
   const la = await session(encode(ortProto), "cpu");
   impls.push(["ort-linear-attention", () => la.run(feeds), la]);
@@ -304,21 +329,26 @@ async function decodeCase(name, B) {
     const u = await session(unfusedBytes, "cpu");
     impls.push(["unfused", () => u.run(feeds), u]);
   }
-  for (const [impl, fn, s] of impls) {
-    if (impl !== "gdn") check(name, impl, ref, await s.run(feeds), "gdn");
-    const t = await time(fn, runs, 5);
+  for (const [impl, , s] of impls) if (impl !== "gdn") check(name, impl, ref, await s.run(feeds), "gdn");
+  // the state streamed once in and once out: a copy of that many bytes (reads n, writes n), timed in the same rounds
+  const src = new Float32Array(B * H * K * V).fill(1);
+  const dst = new Float32Array(B * H * K * V);
+  const times = await timeInterleaved(
+    [...impls.map(([impl, fn]) => [impl, fn]), ["state-copy", async () => dst.set(src)], ["call-floor", () => floorS.run({ x: xT })]],
+    runs,
+    5,
+  );
+  await floorS.release();
+  for (const [impl] of [...impls, ["state-copy"]]) {
+    const t = times[impl];
     res[impl] = t.ms;
-    rows.push({ case: name, impl, ms: t.ms, min_ms: t.min, runs: t.samples, state_bytes: stateBytes });
+    const row = { case: name, impl, ms: t.ms, min_ms: t.min, runs: t.samples, state_bytes: stateBytes };
+    if (impl === "state-copy") row.gbps = (2 * stateBytes) / t.ms / 1e6;
+    if (impl === "gdn") row.call_floor_ms = times["call-floor"].ms; // the same backend's run() of an Identity model
+    rows.push(row);
     log(`  ${name} ${impl}: ${t.ms.toFixed(3)} ms`);
   }
   for (const [, , s] of impls) await s.release();
-  // the state streamed once in and once out: a copy of that many bytes (reads n, writes n)
-  const src = new Float32Array(B * H * K * V).fill(1);
-  const dst = new Float32Array(B * H * K * V);
-  const t = await time(() => dst.set(src), runs, 5);
-  res["state-copy"] = t.ms;
-  rows.push({ case: name, impl: "state-copy", ms: t.ms, min_ms: t.min, runs: t.samples, state_bytes: stateBytes, gbps: (2 * stateBytes) / t.ms / 1e6 });
-  log(`  ${name} state-copy (${(stateBytes / 2 ** 20).toFixed(1)} MiB): ${t.ms.toFixed(3)} ms`);
   return res;
 }
 

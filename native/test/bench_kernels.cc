@@ -50,7 +50,7 @@ static void bench(bool chunk, int64_t B, int64_t T, int threads, int reps) {
   std::vector<float> out(B * T * H * V), s1(B * H * K * V);
   DeltaRuleParams p;
   p.B = B; p.T = T; p.Hk = H; p.Hv = H; p.K = K; p.V = V;
-  p.scale = 1.f / std::sqrt((float)K); p.use_qk_l2norm = true; p.chunk_size = 64; p.has_initial_state = true;
+  p.scale = 1.f / std::sqrt((float)K); p.use_qk_l2norm = true; p.chunk_size = std::getenv("GDN_BENCH_CHUNK") ? std::atoi(std::getenv("GDN_BENCH_CHUNK")) : 64; p.has_initial_state = true;
   DeltaRuleTensors t;
   t.query = q.data(); t.key = k.data(); t.value = v.data(); t.g = g.data(); t.beta = beta.data();
   t.initial_state = s0.data(); t.output = out.data(); t.final_state = s1.data();
