@@ -156,3 +156,29 @@ export function declareType(g: Graph, v: Value, elemType: number, shape: number[
   v.valueInfo = { name: v.name, type };
   (g.proto.valueInfo ??= []).push(v.valueInfo);
 }
+
+/** A standard Cast node's target element type, or undefined when `n` is not one. */
+export function castTarget(n: Node | undefined): number | undefined {
+  return n && n.opType === "Cast" && n.domain === "" ? n.attrInt("to") : undefined;
+}
+
+/**
+ * HF's half-precision layers compute in float32 and cast around it (`x.float()`, `.to(input_dtype)`).
+ * When `v` is Cast(to=float32) of a float16/bfloat16 value, returns that value: a gdn op that takes
+ * the half-precision value and accumulates in float32 (docs/ops.md) computes the same thing, since
+ * widening to float32 is exact.  Otherwise undefined.
+ */
+export function widenedFrom(v: Value | undefined): Value | undefined {
+  const p = v?.producer;
+  const src = p?.inputs[0];
+  if (castTarget(p) !== FLOAT || !src) return undefined;
+  const t = src.type?.elemType;
+  return t === 10 || t === 16 ? src : undefined;
+}
+
+/** The sole consumer of `v` when it is a Cast to `to` (any type when `to` is omitted). */
+export function castConsumer(v: Value, to?: number): Node | undefined {
+  const c = soleConsumer(v);
+  const t = castTarget(c);
+  return t !== undefined && (to === undefined || t === to) ? c : undefined;
+}

@@ -6,6 +6,10 @@
  * Checks: the mean of squares over the last axis, eps added inside the square root (a scalar
  * constant), the weight an initializer of [D] used as `w * x` (not Gemma's `(1 + w) * x`), and the
  * gate through SiLU (gate * sigmoid(gate)).
+ *
+ * Half precision (HF `Qwen3NextRMSNormGated` on a float16/bfloat16 module):
+ *   x16 ─ Cast(f32) ─ [the float32 norm above] ─ Cast(x16) ─ Mul(w16, ·) ─ Cast(f32) ─ Mul(·, silu(Cast(f32)(gate16))) ─ Cast(x16) ─> y16
+ * The Casts are absorbed: GatedRMSNorm(x16, gate16, w16) accumulates in float32 and returns x's type.
  */
 import type { Node, Value } from "../src/ir/graph.js";
 import { attr } from "../src/ir/graph.js";
@@ -13,7 +17,7 @@ import { constantOf, scalarOf } from "../src/ir/constant.js";
 import { check } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, forEachCandidate, typeName, fusedOp, intsOf, nodesOf, otherInput, siluInput, soleConsumer, uniformScalar } from "./layer-common.js";
+import { FLOAT, FLOAT_TYPES, addGdnNode, castConsumer, checkFloatType, widenedFrom, forEachCandidate, typeName, fusedOp, intsOf, nodesOf, otherInput, siluInput, soleConsumer, uniformScalar } from "./layer-common.js";
 
 const NAME = "layer-gated-rmsnorm";
 
@@ -52,13 +56,13 @@ interface NormMatch {
 function matchNorm(mean: Node): NormMatch {
   const sq = mean.inputs[0]?.producer;
   check(sq && ((sq.opType === "Pow" && scalarOf(sq.inputs[1]) === 2) || (sq.opType === "Mul" && sq.inputs[0] === sq.inputs[1])), "anchor", "ReduceMean does not read x^2", mean);
-  const x = sq.inputs[0]!;
-  const rank = x.rank;
-  const D = x.staticShape?.[x.staticShape.length - 1];
+  const xInner = sq.inputs[0]!;
+  const rank = xInner.rank;
+  const D = xInner.staticShape?.[xInner.staticShape.length - 1];
   check(rank !== undefined && D !== undefined, "shape", "the normalised input has no static last dim", mean);
   const axes = mean.inputs[1] ? intsOf(mean.inputs[1]) : mean.attrInts("axes");
   check(axes?.length === 1 && (axes[0] === -1 || axes[0] === rank - 1) && mean.attrInt("keepdims", 1) === 1, "anchor", `ReduceMean runs over axes [${axes}], not the last axis with keepdims`, mean);
-  const xType = checkFloatType(x, "dtype", "the normalised input", mean);
+  const xType = checkFloatType(xInner, "dtype", "the normalised input", mean);
   // eps inside the square root
   const add = soleConsumer(mean.output());
   check(add && add.opType === "Add", "eps", `mean(x^2) goes to ${add?.opType ?? "several nodes"}, not + eps`, add ?? mean);
@@ -70,28 +74,67 @@ function matchNorm(mean: Node): NormMatch {
   const next = soleConsumer(sqrt.output());
   if (next?.opType === "Reciprocal") {
     const m = soleConsumer(next.output());
-    if (m?.opType === "Mul" && otherInput(m, next.output()) === x) normed = m;
-  } else if (next?.opType === "Div" && next.inputs[0] === x && next.inputs[1] === sqrt.output()) normed = next;
+    if (m?.opType === "Mul" && otherInput(m, next.output()) === xInner) normed = m;
+  } else if (next?.opType === "Div" && next.inputs[0] === xInner && next.inputs[1] === sqrt.output()) normed = next;
   check(normed, "normalise", `the root goes to ${next?.opType ?? "several nodes"}, not x * (1 / root) or x / root (eps must sit inside the square root)`, next ?? sqrt);
-  // weight * normed
-  const wMul = soleConsumer(normed.output());
+  // weight * normed; half-precision exports cast around it (HF: `w * x.to(input_dtype)`, then `.float()`)
+  let casts = 0;
+  let normedOut = normed.output();
+  const nCast = castConsumer(normedOut);
+  if (nCast) {
+    check(FLOAT_TYPES.has(nCast.attrInt("to")!), "weight", `the normalised value is cast to ${typeName(nCast.attrInt("to"))}, not a float type`, nCast);
+    normedOut = nCast.output();
+    casts++;
+  }
+  const wMul = soleConsumer(normedOut);
   check(wMul && wMul.opType === "Mul", "weight", "the normalised value is not multiplied by the weight", wMul ?? normed);
-  const weight = otherInput(wMul, normed.output())!;
+  const weight = otherInput(wMul, normedOut)!;
   const wp = weight.producer;
   if (wp && wp.opType === "Add" && wp.inputs.some((v) => uniformScalar(v) === 1))
     check(false, "weight", "the norm weight is (1 + w) (offset weight), not w", wp);
   const wc = constantOf(weight);
   check(wc && (weight.initializer || wp?.opType === "Constant"), "weight", "the norm weight is not an initializer", wMul);
   check(wc.data.length === D && wc.dims[wc.dims.length - 1] === D, "weight", `the norm weight has shape [${wc.dims}], not [${D}]`, wMul);
+  let weighted = wMul.output();
+  const wCast = castConsumer(weighted, FLOAT);
+  if (wCast) {
+    weighted = wCast.output();
+    casts++;
+  }
   // * silu(gate)
-  const gMul = soleConsumer(wMul.output());
+  const gMul = soleConsumer(weighted);
   check(gMul && gMul.opType === "Mul", "gate", "the weighted norm is not multiplied by the gate", gMul ?? wMul);
-  const siluV = otherInput(gMul, wMul.output())!;
-  const gate = siluInput(siluV.producer);
-  check(gate, "gate", `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`, siluV.producer ?? gMul);
+  const siluV = otherInput(gMul, weighted)!;
+  const gate0 = siluInput(siluV.producer);
+  check(gate0, "gate", `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`, siluV.producer ?? gMul);
+  let y = gMul.output();
+  let last = gMul;
+  const yCast = castConsumer(y);
+  if (yCast) {
+    check(FLOAT_TYPES.has(yCast.attrInt("to")!), "dtype", `the gated norm is cast to ${typeName(yCast.attrInt("to"))}, not a float type`, yCast);
+    y = yCast.output();
+    last = yCast;
+    casts++;
+  }
+  // GatedRMSNorm returns x's type and accumulates in float32: take x (and the gate) on the side of
+  // their `.float()` Casts that has the output's type. Dropped: the intermediate roundings of the
+  // normalised and weighted values to x's type (HF's `.to(input_dtype)`), below one ulp of the output.
+  const yType = y.type?.elemType;
+  let x = xInner;
+  if (yType !== xType && widenedFrom(xInner)?.type?.elemType === yType) {
+    x = widenedFrom(xInner)!;
+    casts++;
+  }
+  const outerType = x.type?.elemType;
+  check(yType === outerType, "dtype", `the norm reads ${typeName(outerType)} and returns ${typeName(yType)}; GatedRMSNorm returns x's type`, last);
+  let gate = gate0;
+  if (gate.type?.elemType !== outerType && widenedFrom(gate)?.type?.elemType === outerType) {
+    gate = widenedFrom(gate)!;
+    casts++;
+  }
   const gType = gate.type?.elemType, wType = weight.type?.elemType;
-  check(gType === xType, "dtype", `the gate is ${typeName(gType)} and x ${typeName(xType)}; GatedRMSNorm takes the gate in x's type (a Cast between them is not matched)`, gMul);
-  check(wType === xType || wType === FLOAT, "dtype", `the norm weight is ${typeName(wType)}; GatedRMSNorm takes it in x's type (${typeName(xType)}) or float32`, wMul);
+  check(gType === outerType, "dtype", `the gate is ${typeName(gType)} and x ${typeName(outerType)}; GatedRMSNorm takes the gate in x's type`, gMul);
+  check(wType === outerType || wType === FLOAT, "dtype", `the norm weight is ${typeName(wType)}; GatedRMSNorm takes it in x's type (${typeName(outerType)}) or float32`, wMul);
   check(gate.staticShape?.join() === x.staticShape?.join(), "gate", `the gate [${gate.staticShape}] and x [${x.staticShape}] differ in shape`, gMul);
-  return { x, gate, weight, y: gMul.output(), last: gMul, eps: Math.fround(eps), D, count: 10 };
+  return { x, gate, weight, y, last, eps: Math.fround(eps), D, count: 10 + casts };
 }

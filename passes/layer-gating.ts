@@ -7,7 +7,8 @@
  *
  * -exp(A_log) is either computed (Neg(Exp(A_log))) or already folded by the exporter into one
  * constant; A_log is then recovered as log(-c) (every element must be < 0). dt_bias and A_log are
- * read as constants of shape [H]; H must equal the core's value heads.
+ * read as constants of shape [H]; H must equal the core's value heads. A half-precision `a` widened by
+ * a Cast (HF: `a.float() + dt_bias`) is taken before the Cast: the op widens a to float32 itself.
  */
 import type { Node, Value } from "../src/ir/graph.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
@@ -15,7 +16,7 @@ import { constantOf, type ConstTensor } from "../src/ir/constant.js";
 import { check, fail } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, coreNodes, typeName, forEachCandidate, fusedOp, otherInput, uniformScalar } from "./layer-common.js";
+import { FLOAT, addGdnNode, checkFloatType, coreNodes, typeName, forEachCandidate, fusedOp, otherInput, uniformScalar, widenedFrom } from "./layer-common.js";
 
 const NAME = "layer-gating";
 const SOFTPLUS_THRESHOLD = 20;
@@ -35,6 +36,12 @@ export const layerGating: Pass = {
       check(sig && sig.opType === "Sigmoid" && sig.domain === "", "beta", `beta comes from ${sig?.opType ?? "a graph input"}, not Sigmoid(b)`, sig ?? core);
       const b = sig.inputs[0]!;
       const m = matchG(gOut, H);
+      // HF: softplus(a.float() + dt_bias). GatedDeltaGating widens a to float32 itself, so the Cast goes.
+      const aHalf = widenedFrom(m.a);
+      if (aHalf) {
+        m.a = aHalf;
+        m.count++;
+      }
       checkFloatType(m.a, "dtype", "a", sig);
       checkFloatType(b, "dtype", "b", sig);
       const gType = gOut.type?.elemType;
