@@ -46,6 +46,14 @@ describe("gated-delta-chunk", () => {
     expect(out!.err).toBeLessThanOrEqual(out!.tol);
   });
 
+  it("fuses an export with a dynamic batch, and the fused op runs at both exported batch sizes", async () => {
+    const { model, report } = await fuseCase("chunk_t100_dynb");
+    expect(report.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
+    expect(report.passes[0]!.applied[0]!.details).toMatchObject({ B: "batch", T: 100 });
+    for (const set of ["test_data_set_0", "test_data_set_1"])
+      for (const o of await runAgainstCase(model.proto, "chunk_t100_dynb", ["gdn"], undefined, set)) expect(o.err, `${set} ${o.name}`).toBeLessThanOrEqual(o.tol);
+  });
+
   it("fuses a core whose batch dimension is symbolic", async () => {
     const r = await mutateAndFuse("chunk_t100_h4_k32_v48", (m) => m.symbolicBatch());
     expect(r.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });

@@ -27,6 +27,16 @@ describe("gated-delta-recurrent", () => {
     }
   });
 
+  it("fuses exports with a dynamic batch, and the fused op runs at both exported batch sizes", async () => {
+    for (const name of ["recurrent_t1_dynb", "layer_qwen3next_decode_dynb"]) {
+      const { model, report } = await fuseCase(name, { passes: ["gated-delta-recurrent"] });
+      expect(report.fused, name).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
+      expect(report.passes[0]!.applied[0]!.details).toMatchObject({ B: "batch" });
+      for (const set of ["test_data_set_0", "test_data_set_1"])
+        for (const o of await runAgainstCase(model.proto, name, ["gdn"], undefined, set)) expect(o.err, `${name} ${set} ${o.name}`).toBeLessThanOrEqual(o.tol);
+    }
+  });
+
   it("reads use_qk_l2norm = 0 when the kernel does not normalise", async () => {
     const { report } = await fuseCase("recurrent_t1_b1_opset23_nol2");
     expect(report.passes.find((p) => p.name === "gated-delta-recurrent")!.applied[0]!.details).toMatchObject({ useQkL2norm: false, T: 1, B: 1 });

@@ -43,8 +43,8 @@ export function opCounts(model: onnx.IModelProto): Record<string, number> {
   return c;
 }
 
-function dataSet(name: string, prefix: "input" | "output"): TensorFile[] {
-  const dir = join(MODELS, name, "test_data_set_0");
+function dataSet(name: string, prefix: "input" | "output", set = "test_data_set_0"): TensorFile[] {
+  const dir = join(MODELS, name, set);
   return readdirSync(dir)
     .filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"))
     .sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)))
@@ -67,17 +67,19 @@ export async function runAgainstCase(
   executionProviders: string[] = ["gdn"],
   /** Where to write the model (its external data files must be there); default: a new temp folder. */
   dir = mkdtempSync(join(tmpdir(), "gdn-case-")),
+  /** Which of the case's data sets (test_data_set_1 holds another batch size for the dynamic-batch cases). */
+  set = "test_data_set_0",
 ): Promise<{ name: string; err: number; tol: number }[]> {
   const file = join(dir, "model-under-test.onnx");
   writeFileSync(file, encodeMessage(onnx.ModelProto, model as onnx.ModelProto));
   const session = await ort.InferenceSession.create(file, { executionProviders, intraOpNumThreads: 2 });
   try {
-    const inputs = dataSet(name, "input");
+    const inputs = dataSet(name, "input", set);
     const feeds: Record<string, ort.Tensor> = {};
     session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
     const out = await session.run(feeds);
     // A mutated model may have dropped trailing outputs; compare the ones it has.
-    return dataSet(name, "output").slice(0, session.outputNames.length).map((want, i) => {
+    return dataSet(name, "output", set).slice(0, session.outputNames.length).map((want, i) => {
       const got = out[session.outputNames[i]!]!;
       const tol = TOLERANCE[want.type] ?? 1e-5;
       const actual = want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got;
