@@ -110,3 +110,29 @@ describe.each(["ort", "onnx"] as const)("target %s", (target) => {
     expect(lowered!.fused[target === "ort" ? "com.microsoft.LinearAttention" : "ai.onnx.LinearAttention"]).toBeUndefined();
   }, 60_000);
 });
+
+// Half-precision layers: the conv and the norm lower (the contrib/standard ops take float16/bfloat16),
+// the core and the gating stay gdn ops with a "target" refusal: LinearAttention's decay and beta share
+// the query's type while the gdn contract keeps g float32, and the gate ops return g in a's type.
+const HALF = [
+  { name: "layer_qwen3next_prefill_t96_fp16", core: "ChunkGatedDeltaRule", elem: 10 },
+  { name: "layer_qwen3next_prefill_t64_bf16", core: "ChunkGatedDeltaRule", elem: 16 },
+  { name: "layer_qwen35_decode_b2_bf16", core: "RecurrentGatedDeltaRule", elem: 16 },
+].filter((c) => existsSync(join(MODELS, c.name, "model.onnx")));
+
+describe.each(["ort", "onnx"] as const)("target %s, half-precision layers", (target) => {
+  it.each(HALF)("rejects the core and the gating of $name (element type $elem), with reason", async (c) => {
+    const { fused: report } = await fuseFor(c.name, target);
+    const lower = report.passes.find((p) => p.name === `lower-to-${target}`)!;
+    expect(lower.skipped.map((s) => [s.anchor, s.stage])).toEqual([[c.core, "target"], ["GatedDeltaGating", "target"]]);
+    expect(lower.skipped[0]!.reason).toBe(`query has element type ${c.elem}; the lowering handles float32 only (LinearAttention's decay/beta share the query's type)`);
+    expect(lower.skipped[1]!.reason).toMatch(/^a\/b are not float32/);
+    const domain = target === "ort" ? "com.microsoft" : "ai.onnx";
+    expect(report.fused).toEqual({
+      [`gdn.${c.core}`]: 1,
+      "gdn.GatedDeltaGating": 1,
+      [`${domain}.CausalConvWithState`]: 1,
+      [target === "ort" ? "com.microsoft.GatedRMSNorm" : "ai.onnx.RMSNormalization"]: 1,
+    });
+  }, 120_000);
+});
