@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { Graph } from "../src/ir/graph.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { onnx } from "../src/ir/onnx.js";
 import { fuseModel } from "../src/pipeline/index.js";
@@ -116,4 +117,24 @@ describe("half-precision layers (target gdn)", () => {
   if (runtime !== undefined) it.skip(`gdn runtime parity: native build absent (${runtime})`, () => {});
   if (present.length < CASES.length)
     it.skip(`absent fixtures: ${CASES.filter((c) => !present.includes(c)).map((c) => c.name).join(", ")} (models/README.md)`, () => {});
+});
+
+describe.skipIf(!existsSync(join(MODELS, "layer_qwen3next_prefill_t96_fp16")))("half-precision near misses", () => {
+  it("rejects a gated RMSNorm that returns float32 from float16 x (no Cast back), with reason", async () => {
+    const m = await loadModel(join(MODELS, "layer_qwen3next_prefill_t96_fp16", "model.onnx"));
+    await fuseModel(m.proto, { passes: CORES });
+    const g = Graph.fromProto(m.proto.graph!);
+    // drop the final `.to(input_dtype)`: the out_proj then reads the float32 product
+    const mean = g.nodes.find((n) => n.opType === "ReduceMean")!;
+    const last = g.nodes.filter((n) => n.opType === "Cast" && n.attrInt("to") === 10 && n.inputs[0]?.producer?.opType === "Mul" && n.inputs[0].producer.inputs.some((v) => v?.producer?.opType === "Mul"));
+    expect(last).toHaveLength(1);
+    g.replaceAllUses(last[0]!.output(), last[0]!.inputs[0]!);
+    g.removeNodes(last);
+    m.proto.graph = g.toProto();
+    const r = await fuseModel(m.proto, { passes: ["layer-gated-rmsnorm"] });
+    expect(r.fused).toEqual({});
+    expect(r.passes[0]!.skipped).toEqual([
+      expect.objectContaining({ anchor: mean.name, stage: "dtype", reason: "the norm weight is float16; GatedRMSNorm takes it in x's type (float32) or float32" }),
+    ]);
+  }, 60_000);
 });
