@@ -123,6 +123,7 @@ describe("round trip through loadModel + saveModel", () => {
     const io = [...(model.graph?.input ?? []), ...(model.graph?.output ?? [])];
     // stock onnxruntime-node has no bfloat16 tensor type; those models are covered by the field-by-field test
     const hasBf16 = io.some((v) => v.type?.tensorType?.elemType === 16);
+    const halfPrecision = io.some((v) => v.type?.tensorType?.elemType === 10);
     test.skipIf(hasBf16)(`the re-saved ${id} still computes PyTorch's outputs in onnxruntime`, async () => {
       const out = path.join(tmp, "ort", id, "model.onnx");
       await saveModel(await loadModel(path.join(dir, "model.onnx")), out);
@@ -133,7 +134,8 @@ describe("round trip through loadModel + saveModel", () => {
       const results = await session.run(feeds);
       session.outputNames.forEach((output, i) => {
         const expected = readPb(path.join(dataDir, `output_${i}.pb`));
-        const tol = expected.dataType === 10 ? 2e-3 : 1e-5;
+        // A model that computes in float16 carries that error into its float32 outputs too (e.g. a state).
+        const tol = expected.dataType === 10 || halfPrecision ? 2e-3 : 1e-5;
         const err = relL2(ortToFloat64(results[output]!), tensorToFloat64(expected));
         expect(err, `${id} ${output}`).toBeLessThanOrEqual(tol);
       });
