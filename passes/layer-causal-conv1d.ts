@@ -16,7 +16,7 @@ import { constantOf } from "../src/ir/constant.js";
 import { check } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, forEachCandidate, typeName, fusedOp, nodesOf, resolveIndex, siluInput, sliceOf, soleConsumer } from "./layer-common.js";
+import { FLOAT, addGdnNode, checkFloatType, dimsOf, forEachCandidate, typeName, fusedOp, nodesOf, resolveIndex, showDims, siluInput, sliceOf, soleConsumer, staticDim } from "./layer-common.js";
 
 const NAME = "layer-causal-conv1d";
 
@@ -81,15 +81,16 @@ export function matchConv(conv: Node): ConvMatch {
     check(pads[1] === 0, "padding", `the decode Conv pads [${pads}]; the concatenated state provides the causal context`, conv);
     state = cat.inputs[0]!;
     x = cat.inputs[1]!;
-    const sShape = state.staticShape;
-    check(sShape?.length === 3 && sShape[1] === C, "decode", `the conv state [${sShape}] is not a static [B,${C},S]`, cat);
-    S = sShape[2]!;
+    const sShape = dimsOf(state);
+    const sLen = staticDim(state, 2);
+    check(sShape?.length === 3 && sShape[1] === C && sLen !== undefined, "decode", `the conv state ${showDims(sShape)} is not a [B,${C},S] tensor with static S`, cat);
+    S = sLen;
     check(S >= W - 1, "decode", `the conv state holds ${S} positions, fewer than W-1 = ${W - 1}`, cat);
     count++;
     for (const u of cat.output().consumers) {
       if (u === conv) continue;
       const sl = sliceOf(u);
-      const len = S + (x.staticShape?.[2] ?? NaN);
+      const len = S + (x.rank === 3 ? staticDim(x, 2) ?? NaN : NaN);
       check(sl && sl.axis === 2 && sl.step === 1, "state", `the concatenation is also read by ${u.opType}, not the state-update Slice`, u);
       check(resolveIndex(sl.start, len) === len - S && resolveIndex(sl.end, len) === len, "state", `the state update keeps columns ${sl.start}:${sl.end} of ${len}, not the last S = ${S}`, u);
       check(!stateSlice, "state", "two slices of the concatenation", u);
@@ -101,8 +102,9 @@ export function matchConv(conv: Node): ConvMatch {
     check(pads.length === 2 && pads[0] === W - 1, "padding", `Conv pads [${pads}] are not causal: the left pad must be W-1 = ${W - 1}`, conv);
     x = input;
   }
-  const T = x.staticShape?.[2];
-  check(x.staticShape?.length === 3 && x.staticShape[1] === C && T !== undefined, "shape", `the conv input [${x.staticShape}] is not a static [B,${C},T]`, conv);
+  const xShape = dimsOf(x);
+  const T = xShape?.length === 3 ? staticDim(x, 2) : undefined;
+  check(xShape?.length === 3 && xShape[1] === C && T !== undefined, "shape", `the conv input ${showDims(xShape)} is not a [B,${C},T] tensor with static T`, conv);
   // Output slice: the T causal outputs.
   const convLen = decode ? S + T - W + 1 : T + pads[0]! + pads[1]! - W + 1;
   let y = conv.output();

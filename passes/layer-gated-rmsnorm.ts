@@ -17,7 +17,7 @@ import { constantOf, scalarOf } from "../src/ir/constant.js";
 import { check } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { FLOAT, FLOAT_TYPES, addGdnNode, castConsumer, checkFloatType, widenedFrom, forEachCandidate, typeName, fusedOp, intsOf, nodesOf, otherInput, siluInput, soleConsumer, uniformScalar } from "./layer-common.js";
+import { FLOAT, FLOAT_TYPES, addGdnNode, castConsumer, checkFloatType, dimsOf, widenedFrom, forEachCandidate, typeName, fusedOp, intsOf, nodesOf, otherInput, sameDims, showDims, siluInput, soleConsumer, staticDim, uniformScalar } from "./layer-common.js";
 
 const NAME = "layer-gated-rmsnorm";
 
@@ -58,8 +58,8 @@ function matchNorm(mean: Node): NormMatch {
   check(sq && ((sq.opType === "Pow" && scalarOf(sq.inputs[1]) === 2) || (sq.opType === "Mul" && sq.inputs[0] === sq.inputs[1])), "anchor", "ReduceMean does not read x^2", mean);
   const xInner = sq.inputs[0]!;
   const rank = xInner.rank;
-  const D = xInner.staticShape?.[xInner.staticShape.length - 1];
-  check(rank !== undefined && D !== undefined, "shape", "the normalised input has no static last dim", mean);
+  const D = staticDim(xInner, -1);
+  check(rank !== undefined && D !== undefined, "shape", `the normalised input ${showDims(dimsOf(xInner))} has no static last dim`, mean);
   const axes = mean.inputs[1] ? intsOf(mean.inputs[1]) : mean.attrInts("axes");
   check(axes?.length === 1 && (axes[0] === -1 || axes[0] === rank - 1) && mean.attrInt("keepdims", 1) === 1, "anchor", `ReduceMean runs over axes [${axes}], not the last axis with keepdims`, mean);
   const xType = checkFloatType(xInner, "dtype", "the normalised input", mean);
@@ -135,6 +135,6 @@ function matchNorm(mean: Node): NormMatch {
   const gType = gate.type?.elemType, wType = weight.type?.elemType;
   check(gType === outerType, "dtype", `the gate is ${typeName(gType)} and x ${typeName(outerType)}; GatedRMSNorm takes the gate in x's type`, gMul);
   check(wType === outerType || wType === FLOAT, "dtype", `the norm weight is ${typeName(wType)}; GatedRMSNorm takes it in x's type (${typeName(outerType)}) or float32`, wMul);
-  check(gate.staticShape?.join() === x.staticShape?.join(), "gate", `the gate [${gate.staticShape}] and x [${x.staticShape}] differ in shape`, gMul);
+  check(sameDims(dimsOf(gate), dimsOf(x)), "gate", `the gate ${showDims(dimsOf(gate))} and x ${showDims(dimsOf(x))} differ in shape`, gMul);
   return { x, gate, weight, y, last, eps: Math.fround(eps), D, count: 10 + casts };
 }

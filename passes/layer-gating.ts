@@ -16,7 +16,7 @@ import { constantOf, type ConstTensor } from "../src/ir/constant.js";
 import { check, fail } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, coreNodes, typeName, forEachCandidate, fusedOp, otherInput, uniformScalar, widenedFrom } from "./layer-common.js";
+import { FLOAT, addGdnNode, checkFloatType, coreNodes, dimsOf, typeName, forEachCandidate, fusedOp, otherInput, sameDims, showDims, staticDim, uniformScalar, widenedFrom } from "./layer-common.js";
 
 const NAME = "layer-gating";
 const SOFTPLUS_THRESHOLD = 20;
@@ -30,8 +30,9 @@ export const layerGating: Pass = {
     await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
       const gOut = core.inputs[3]!;
       const betaOut = core.inputs[4]!;
-      const H = core.inputs[2]?.staticShape?.[2];
-      check(H !== undefined, "shape", "the value's head count is not static", core);
+      const v = core.inputs[2];
+      const H = v?.rank === 4 ? staticDim(v, 2) : undefined;
+      check(H !== undefined, "shape", `the value ${showDims(dimsOf(v))} has no static head count (dim 2 of [B,T,H,V])`, core);
       const sig = betaOut.producer;
       check(sig && sig.opType === "Sigmoid" && sig.domain === "", "beta", `beta comes from ${sig?.opType ?? "a graph input"}, not Sigmoid(b)`, sig ?? core);
       const b = sig.inputs[0]!;
@@ -46,7 +47,7 @@ export const layerGating: Pass = {
       checkFloatType(b, "dtype", "b", sig);
       const gType = gOut.type?.elemType;
       check(gType === FLOAT, "dtype", `g is ${typeName(gType)}; GatedDeltaGating returns g in float32 (docs/ops.md) and the core reads float32 g, so a graph computing g in ${typeName(gType)} is not this op`, m.mul);
-      check(m.a.staticShape?.join() === b.staticShape?.join(), "shape", `a [${m.a.staticShape}] and b [${b.staticShape}] differ in shape`, sig);
+      check(sameDims(dimsOf(m.a), dimsOf(b)), "shape", `a ${showDims(dimsOf(m.a))} and b ${showDims(dimsOf(b))} differ in shape`, sig);
       const aLog = ctx.graph.addInitializer(arrayToTensor(`${core.name}_A_log`, [H], 1, m.aLog));
       const dtBias = ctx.graph.addInitializer(arrayToTensor(`${core.name}_dt_bias`, [H], 1, m.dtBias.data));
       ctx.graph.removeNodes([m.mul, sig]);
@@ -99,7 +100,7 @@ function matchG(g: Value, H: number): GMatch {
   check(dtV && a, "dt_bias", "a + dt_bias has no constant operand (dt_bias must be an initializer)", add);
   const dtBias = constantOf(dtV)!;
   check(dtBias.data.length === H && (dtBias.dims.length === 1 || dtBias.dims.slice(0, -1).every((d) => d === 1)), "dt_bias", `dt_bias has shape [${dtBias.dims}], not [${H}]`, add);
-  check(a.staticShape?.[a.staticShape.length - 1] === H, "shape", `a has shape [${a.staticShape}], its last dim is not H = ${H}`, add);
+  check(staticDim(a, -1) === H, "shape", `a has shape ${showDims(dimsOf(a))}, its last dim is not H = ${H}`, add);
   return { a, dtBias, aLog: aLogOf(coef, H, mul), mul, count, threshold };
 }
 

@@ -13,7 +13,7 @@ import type { Node, Value } from "../src/ir/graph.js";
 import { constantOf } from "../src/ir/constant.js";
 import { check, fail } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
-import { coreNodes, forEachCandidate, fusedOp, intsOf, setInput } from "./layer-common.js";
+import { coreNodes, dimsOf, forEachCandidate, fusedOp, intsOf, reshapeDims, sameDims, setInput, showDims, staticDim } from "./layer-common.js";
 
 const NAME = "layer-gqa-repeat";
 
@@ -25,8 +25,8 @@ export const layerGqaRepeat: Pass = {
   async run(ctx) {
     await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
       const v = core.inputs[2];
-      const Hv = v?.staticShape?.[2];
-      check(Hv !== undefined, "shape", "the value's head count (dim 2) is not static", core);
+      const Hv = v?.rank === 4 ? staticDim(v, 2) : undefined;
+      check(Hv !== undefined, "shape", `the value ${showDims(dimsOf(v))} has no static head count (dim 2 of [B,T,H,V])`, core);
       const q = matchRepeat(core.inputs[0]!, "query");
       const k = matchRepeat(core.inputs[1]!, "key");
       check(q.n === k.n, "repeat", `query is repeated ${q.n}x but key ${k.n}x`, k.node);
@@ -58,39 +58,36 @@ export function matchRepeat(x: Value, role: string): Repeat {
   const unsq = mid.inputs[0]?.producer;
   check(unsq && unsq.opType === "Unsqueeze" && unsq.domain === "", "repeat", `the ${role} ${mid.opType} does not read an Unsqueeze: a ${mid.opType} on the head axis tiles heads (h % Hk), it does not interleave them`, mid);
   const src = unsq.inputs[0]!;
-  const shape = src.staticShape;
-  check(shape?.length === 4, "shape", `the ${role} before the repeat is not a static [B,T,H,D] tensor`, unsq);
+  const shape = dimsOf(src);
+  check(shape?.length === 4 && shape[0] !== undefined && [1, 2, 3].every((i) => typeof shape[i] === "number"), "shape", `the ${role} before the repeat ${showDims(shape)} is not a [B,T,H,D] tensor with static T, H, D`, unsq);
   const axes = unsq.inputs[1] ? intsOf(unsq.inputs[1]) : unsq.attrInts("axes");
   check(axes?.length === 1 && (axes[0] === 3 || axes[0] === -2), "repeat", `the ${role} is unsqueezed at axis ${axes}, not after the head axis (3): that is not repeat_interleave over heads`, unsq);
   const reps = intsOf(mid.inputs[1]);
   check(reps?.length === 5, "repeat", `the ${role} ${mid.opType} shape/repeats is not a constant of 5 dims`, mid);
-  const [B, T, H, D] = shape;
+  const [B, T, H, D] = shape as [string | number, number, number, number];
   const n = reps[3]!;
+  // Expand broadcasts: 1 or the dim itself on the other axes (a symbolic batch: 1 only).
   const expect = mid.opType === "Tile" ? [1, 1, 1, n, 1] : [[1, B], [1, T], [1, H], [n], [1, D]];
   const okReps = mid.opType === "Tile"
     ? reps.every((r, i) => r === (expect as number[])[i])
-    : reps.every((r, i) => (expect as number[][])[i]!.includes(r));
+    : reps.every((r, i) => (expect as (number | string)[][])[i]!.includes(r));
   check(okReps && n >= 1, "repeat", `the ${role} ${mid.opType} repeats [${reps}] along other axes than the new head-copy axis`, mid);
   const target = intsOf(p.inputs[1]);
   check(target?.length === 4, "repeat", `the ${role} Reshape target is not a constant 4-d shape`, p);
-  const allowzero = p.attrInt("allowzero", 0) === 1;
-  const inDims = [B!, T!, H!, n, D!];
-  const resolved = target.map((d, i) => (d === 0 && !allowzero ? inDims[i]! : d));
-  const known = resolved.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-  const final = resolved.map((d) => (d === -1 ? (B! * T! * H! * n * D!) / known : d));
-  check(final.join() === [B, T, H! * n, D].join(), "repeat", `the ${role} Reshape gives [${final}], not [B,T,H*n,D] = [${[B, T, H! * n, D]}]`, p);
-  return { source: src, heads: H!, n, nodes: 3, node: p };
+  const final = reshapeDims([B, T, H, n, D], target, p.attrInt("allowzero", 0) === 1);
+  const want = [B, T, H * n, D];
+  check(sameDims(final, want), "repeat", `the ${role} Reshape to [${target}] gives ${showDims(final)}, not [B,T,H*n,D] = ${showDims(want)}`, p);
+  return { source: src, heads: H, n, nodes: 3, node: p };
 }
 
 function matchGather(p: Node, role: string): Repeat {
   const src = p.inputs[0]!;
-  const shape = src.staticShape;
-  check(shape?.length === 4, "shape", `the ${role} before the Gather is not a static [B,T,H,D] tensor`, p);
+  const H = src.rank === 4 ? staticDim(src, 2) : undefined;
+  check(H !== undefined, "shape", `the ${role} before the Gather ${showDims(dimsOf(src))} is not a [B,T,H,D] tensor with a static head count`, p);
   const axis = p.attrInt("axis", 0)!;
   check(axis === 2 || axis === -2, "repeat", `the ${role} Gather runs over axis ${axis}, not the head axis`, p);
   const idx = constantOf(p.inputs[1]);
   check(idx && idx.dims.length === 1, "repeat", `the ${role} Gather indices are not a constant vector`, p);
-  const H = shape[2]!;
   const n = idx.data.length / H;
   check(Number.isInteger(n) && n >= 1, "repeat", `the ${role} Gather picks ${idx.data.length} heads from ${H}`, p);
   for (let i = 0; i < idx.data.length; i++)

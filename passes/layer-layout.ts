@@ -23,17 +23,21 @@
  * - GatedRMSNorm normalises the last axis, so it reads o [B,T,Hv,V] directly; out_proj becomes
  *   Einsum("bthv,hvd->btd") over the weight reshaped to [Hv,V,D] (opset >= 12; else Reshape + MatMul).
  * Result: 12 nodes per layer (11 when no reorder is needed after a stateful conv at T == 1).
- * Checks: static shapes, constant projection and out_proj weights of one element type, every
- * consumer element traced to one projection column / conv channel / norm row with its own (b, t).
+ * Checks: static T, heads, head sizes and channels (the batch may be symbolic), constant projection
+ * and out_proj weights of one element type, every consumer element traced to one projection column /
+ * conv channel / norm row with its own (b, t).
+ * Symbolic batch: the chains are traced at batch 2 and at batch 3 and must move elements the same way
+ * at both; the rewrite copies the batch in its Reshape targets (0) and declares it by its symbol, so
+ * no batch size is baked into the fused layer.
  */
 import type { Graph, Node, Value } from "../src/ir/graph.js";
 import { attr } from "../src/ir/graph.js";
 import { constantOf } from "../src/ir/constant.js";
 import { arrayToTensor, tensorToArray } from "../src/ir/tensor.js";
-import { check, fail } from "../src/pattern/match.js";
+import { MatchFailure, check, fail } from "../src/pattern/match.js";
 import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { addTagged, coreNodes, declareType, forEachCandidate, fusedOp, setInput } from "./layer-common.js";
+import { addTagged, coreNodes, declareType, dimsOf, forEachCandidate, fusedOp, sameDim, sameDims, setInput, showDims, staticDim, type Dim } from "./layer-common.js";
 import { RampEvaluator, isLayoutNode, layoutSources, rampsFor, type Ramp } from "./layer-layout-eval.js";
 import { defaultOpset } from "./targets/lowering.js";
 
@@ -79,7 +83,8 @@ interface LayerMatch {
   outMatMul: Node;
   hidden: Value;
   proj: Projection[];
-  B: number;
+  B: number | string; // a symbolic batch (dim_param) is kept symbolic in the rewrite
+
   T: number;
   Hk: number;
   Hv: number;
@@ -113,10 +118,12 @@ function forward(v: Value): { end: Value; user: Node | undefined } {
 
 function matchLayer(core: Node): LayerMatch {
   const [q, k, v, g, beta] = core.inputs;
-  const qs = q?.staticShape, vs = v?.staticShape;
-  check(qs?.length === 4 && vs?.length === 4 && sameShape(k?.staticShape, qs), "shape", "query/key/value are not static [B,T,H,D] tensors", core);
-  const [B, T, Hk, K] = qs as [number, number, number, number];
-  const [, , Hv, V] = vs as [number, number, number, number];
+  const qs = dimsOf(q), vs = dimsOf(v);
+  const numeric = (s: Dim[] | undefined) => s?.length === 4 && s[0] !== undefined && s.slice(1).every((d) => typeof d === "number");
+  check(numeric(qs) && numeric(vs) && sameDims(dimsOf(k), qs) && sameDim(vs![0], qs![0]) && vs![1] === qs![1], "shape",
+    `query ${showDims(qs)}, key ${showDims(dimsOf(k))} and value ${showDims(vs)} are not [B,T,H,D] tensors of one batch with static T, heads and head sizes`, core);
+  const [B, T, Hk, K] = qs as [number | string, number, number, number];
+  const [, , Hv, V] = vs as [number | string, number, number, number];
   check(Hv % Hk === 0, "shape", `value heads ${Hv} are not a multiple of key heads ${Hk}`, core);
   const gating = g?.producer;
   check(gating && gating.opType === GdnOp.GatedDeltaGating && gating.outputs[0] === g && gating.outputs[1] === beta, "gating", "g and beta do not come from one gdn.GatedDeltaGating", gating ?? core);
@@ -126,9 +133,9 @@ function matchLayer(core: Node): LayerMatch {
   const conv = y.producer;
   check(conv && conv.opType === GdnOp.CausalConv1d && conv.outputs[0] === y && qkvSources.every((s) => s === y), "conv", "query, key and value are not all rearrangements of one gdn.CausalConv1d output", conv ?? core);
   const x = conv.inputs[0]!;
-  const xs = x.staticShape;
-  check(xs?.length === 3 && xs[0] === B && xs[2] === T, "conv", `the conv input [${xs}] is not a static [${B},C,${T}]`, conv);
-  const C = xs[1]!;
+  const xs = dimsOf(x);
+  const C = xs?.length === 3 ? staticDim(x, 1) : undefined;
+  check(xs?.length === 3 && sameDim(xs[0], B) && xs[2] === T && C !== undefined, "conv", `the conv input ${showDims(xs)} is not a [${B},C,${T}] tensor with static C`, conv);
   // norm after the core, out_proj after the norm
   const o = core.outputs[0]!;
   const toNorm = forward(o);
@@ -155,12 +162,43 @@ function matchLayer(core: Node): LayerMatch {
     return { out: s, weight: mm.inputs[1]!, N: w.dims[1]! };
   });
   // [B,T,D]: from the hidden state's declared type, else from the projections' outputs.
-  const hs = hidden!.type?.shape;
-  const shapes = hs ? [hs] : proj.map((p) => p.out.type?.shape);
-  for (const s of shapes) check(s?.length === 3 && s[0] === B && s[1] === T, "projection", `the hidden state / projection output [${s}] is not a static [${B},${T},·] tensor`, proj[0]!.out.producer);
+  const hs = dimsOf(hidden);
+  const shapes = hs ? [hs] : proj.map((p) => dimsOf(p.out));
+  for (const s of shapes) check(s?.length === 3 && sameDim(s[0], B) && s[1] === T, "projection", `the hidden state / projection output ${showDims(s)} is not a [${B},${T},·] tensor`, proj[0]!.out.producer);
   const types = new Set(proj.map((p) => constantOf(p.weight)!.elemType));
   check(types.size === 1, "projection", "the projection weights differ in element type", proj[0]!.out.producer);
+  const traced = new Set<Node>();
+  for (const val of [q!, k!, v!, x, a, b, gate, norm.inputs[0]!, outMatMul.inputs[0]!]) layoutSources(val).nodes.forEach((n) => traced.add(n));
+  const replaced = traced.size + proj.length + 1;
+  const hasState = !!conv.inputs[3] || !!conv.outputs[1];
+  const layer = { core, conv, gating, norm, outMatMul, hidden: hidden!, proj, B, T, Hk, Hv, K, V, C, hasState, replaced };
+  // A symbolic batch is traced at two probe sizes: the layout must move elements the same way at both
+  // (else it depends on the batch, e.g. a Reshape that bakes one batch size in, and is refused).
+  if (typeof B === "number") return { ...layer, ...trace(layer, B, q!, k!, v!, y) };
+  const atProbe = (Bp: number): Traced => {
+    try {
+      return trace(layer, Bp, q!, k!, v!, y);
+    } catch (e) {
+      if (e instanceof MatchFailure) fail(e.stage, `traced at batch ${Bp} (the batch is symbolic, ${B}): ${e.reason}`, e.node);
+      throw e;
+    }
+  };
+  const [first, ...others] = PROBE_BATCHES.map(atProbe);
+  for (const [i, t] of others.entries())
+    check(JSON.stringify(t) === JSON.stringify(first), "layout", `the layout traced at batch ${PROBE_BATCHES[i + 1]} differs from batch ${PROBE_BATCHES[0]}: it depends on the batch size`, core);
+  return { ...layer, ...first! };
+}
 
+/** Batch sizes a symbolic batch is traced at (two, so a layout that depends on the batch is caught). */
+export const PROBE_BATCHES = [2, 3] as const;
+
+type Traced = Pick<LayerMatch, "chanSrc" | "qChan" | "kChan" | "vChan" | "aCols" | "bCols" | "zCols" | "outRow">;
+
+/** Traces every element of the layer's layout chains at batch size B (index ramps, layer-layout-eval.ts). */
+function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value, v: Value, y: Value): Traced {
+  const { core, conv, gating, norm, outMatMul, proj, T, Hk, Hv, K, V, C } = m;
+  const x = conv.inputs[0]!, a = gating.inputs[0]!, b = gating.inputs[1]!, gate = norm.inputs[1]!;
+  const o = core.outputs[0]!, yn = norm.output(), wOut = outMatMul.inputs[1]!;
   // ---- trace every element --------------------------------------------------------------------
   const P = rampsFor(proj.map((p) => ({ value: p.out, shape: [B, T, p.N] })));
   const evalP = new RampEvaluator(P.ramps);
@@ -207,7 +245,7 @@ function matchLayer(core: Node): LayerMatch {
     check(out.length === H * D, "layout", `${what} does not read every head`, conv);
     return out;
   };
-  const qChan = chans(q!, Hk, K, "query"), kChan = chans(k!, Hk, K, "key"), vChan = chans(v!, Hv, V, "value");
+  const qChan = chans(q, Hk, K, "query"), kChan = chans(k, Hk, K, "key"), vChan = chans(v, Hv, V, "value");
   for (const c of [...qChan, ...kChan, ...vChan]) check(chanSrc[c], "layout", `conv channel ${c} does not come from a projection column`, conv);
   // norm rows: normX[r, i] = o[b,t,h,i]
   const O = rampsFor([{ value: o, shape: [B, T, Hv, V] }]);
@@ -246,12 +284,8 @@ function matchLayer(core: Node): LayerMatch {
     if (outRow[feat] !== undefined && outRow[feat] !== idx[2]) fail("out_proj", `norm feature ${feat} goes to out_proj rows ${outRow[feat]} and ${idx[2]}`, outMatMul);
     outRow[feat] = idx[2]!;
   });
-  const hasState = !!conv.inputs[3] || !!conv.outputs[1];
-  if (hasState) for (let c = 0; c < C; c++) check(chanSrc[c], "layout", `conv channel ${c} (kept: the conv has a state) does not come from a projection column`, conv);
-  const traced = new Set<Node>();
-  for (const val of [q!, k!, v!, x, a, b, gate, norm.inputs[0]!, outMatMul.inputs[0]!]) layoutSources(val).nodes.forEach((n) => traced.add(n));
-  const replaced = traced.size + proj.length + 1;
-  return { core, conv, gating, norm, outMatMul, hidden: hidden!, proj, B, T, Hk, Hv, K, V, C, hasState, chanSrc, qChan, kChan, vChan, aCols, bCols, zCols, outRow, replaced };
+  if (m.hasState) for (let c = 0; c < C; c++) check(chanSrc[c], "layout", `conv channel ${c} (kept: the conv has a state) does not come from a projection column`, conv);
+  return { chanSrc, qChan, kChan, vChan, aCols, bCols, zCols, outRow };
 }
 
 function agree(prev: Col | undefined, c: Col, what: string, at: Node): Col {
@@ -339,7 +373,7 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   const { B, T, Hv, V } = m;
   const elemType = m.core.inputs[2]!.type!.elemType;
   let made = 0;
-  const op = (opType: string, inputs: (Value | undefined)[], outputs: (Value | string)[], shapes: (number[] | undefined)[], attributes: ReturnType<typeof attr.int>[] = []): Value[] => {
+  const op = (opType: string, inputs: (Value | undefined)[], outputs: (Value | string)[], shapes: (Dim[] | undefined)[], attributes: ReturnType<typeof attr.int>[] = []): Value[] => {
     const n = addTagged(g, NAME, { opType, name: `${base}_${opType}`, inputs, outputs, attributes });
     made++;
     n.outputs.forEach((o, i) => {
@@ -348,7 +382,7 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
     return n.outputs as Value[];
   };
   const opset = defaultOpset(ctx.model);
-  const split = (x: Value, axis: number, sizes: number[], shapes: number[][]): Value[] =>
+  const split = (x: Value, axis: number, sizes: number[], shapes: Dim[][]): Value[] =>
     opset >= 13
       ? op("Split", [x, ints(g, base, sizes)], shapes.map((_, i) => `${base}_split${i}`), shapes, [attr.int("axis", axis)])
       : op("Split", [x], shapes.map((_, i) => `${base}_split${i}`), shapes, [attr.int("axis", axis), attr.ints("split", sizes)]);
@@ -375,7 +409,8 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   if (after) [heads] = op("Gather", [heads, ints(g, base, after)], [`${base}_qkv_order`], [[B, after.length, T]], [attr.int("axis", 1)]);
   const width = after?.length ?? Cn;
   if (T !== 1) [heads] = op("Transpose", [heads], [`${base}_conv_out`], [[B, T, width]], [attr.ints("perm", [0, 2, 1])]);
-  const [grouped] = op("Reshape", [heads, ints(g, base, [B, T, ch.groups, ch.width])], [`${base}_qkv_heads`], [[B, T, ch.groups, ch.width]]);
+  // Reshape targets copy the batch (0, allowzero=0): nothing in the rewrite bakes a batch size in.
+  const [grouped] = op("Reshape", [heads, ints(g, base, [0, T, ch.groups, ch.width])], [`${base}_qkv_heads`], [[B, T, ch.groups, ch.width]]);
   const qShape = [B, T, ch.qHeads, m.K];
   const [q, k, v] = split(grouped!, ch.axis, ch.sizes, [qShape, qShape, [B, T, Hv, V]]);
   setInput(m.core, 0, q);
@@ -384,7 +419,7 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   setInput(m.gating, 0, aa);
   setInput(m.gating, 1, bb);
   // norm on [B,T,Hv,V]; out_proj as one Einsum over (h, v)
-  const [z] = op("Reshape", [zf, ints(g, base, [B, T, Hv, V])], [`${base}_z`], [[B, T, Hv, V]]);
+  const [z] = op("Reshape", [zf, ints(g, base, [0, T, Hv, V])], [`${base}_z`], [[B, T, Hv, V]]);
   setInput(m.norm, 0, m.core.output());
   setInput(m.norm, 1, z);
   const yn = m.norm.output();
@@ -398,7 +433,7 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
     w3.dims = [Hv, V, Dout];
     op("Einsum", [yn, g.addInitializer(w3)], [out], [undefined], [attr.string("equation", "bthv,hvd->btd")]);
   } else {
-    const [flat] = op("Reshape", [yn, ints(g, base, [B, T, Hv * V])], [`${base}_norm_flat`], [[B, T, Hv * V]]);
+    const [flat] = op("Reshape", [yn, ints(g, base, [0, T, Hv * V])], [`${base}_norm_flat`], [[B, T, Hv * V]]);
     op("MatMul", [flat, g.addInitializer(w3)], [out], [undefined]);
   }
   return made;

@@ -1,6 +1,7 @@
 /**
  * The ort and onnx targets: each layer case fused, lowered, and run in stock onnxruntime-node
- * (nothing of ours loaded in this file) against the PyTorch outputs of test_data_set_0.
+ * (nothing of ours loaded in this file) against the PyTorch outputs of test_data_set_0 (and of
+ * test_data_set_1 where a case has one: the dynamic-batch layer, run at a second batch size).
  * onnxruntime 1.30 loads ONNX opset 27 only with ALLOW_RELEASED_ONNX_OPSET_ONLY=0 (docs/targets.md).
  */
 process.env.ALLOW_RELEASED_ONNX_OPSET_ONLY = "0";
@@ -43,10 +44,10 @@ function histogram(model: onnx.IModelProto): Record<string, number> {
   return h;
 }
 
-async function runStock(model: onnx.IModelProto, name: string): Promise<number[]> {
+async function runStock(model: onnx.IModelProto, name: string, set = "test_data_set_0"): Promise<number[]> {
   const bytes = encodeMessage(onnx.ModelProto, model as onnx.ModelProto);
   const s = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", logSeverityLevel: 3 });
-  const dir = join(MODELS, name, "test_data_set_0");
+  const dir = join(MODELS, name, set);
   const feeds: Record<string, ort.Tensor> = {};
   s.inputNames.forEach((n, i) => {
     const t = readTensorProto(join(dir, `input_${i}.pb`));
@@ -66,6 +67,8 @@ interface Case {
 const CASES: Case[] = [
   { name: "layer_qwen3next_prefill_t96", layers: 1, nodes: { ort: 24, onnx: 30 } },
   { name: "layer_qwen3next_decode_b2", layers: 1, nodes: { ort: 27, onnx: 33 } },
+  // dynamic batch (dim_param "batch"): the same graph as decode_b2, run at B=2 and B=3
+  { name: "layer_qwen3next_decode_dynb", layers: 1, nodes: { ort: 27, onnx: 33 } },
   { name: "model_qwen35_tiny_t50", layers: 3, nodes: { ort: 236, onnx: 254 } },
   { name: "layer_qwen35_prefill_t64", layers: 1, nodes: { ort: 24, onnx: 30 } },
   { name: "layer_qwen35_decode_b2", layers: 1, nodes: { ort: 27, onnx: 33 } },
@@ -82,7 +85,7 @@ const REPORTED = {
 const present = CASES.filter((c) => existsSync(join(MODELS, c.name, "test_data_set_0")));
 
 describe.each(["ort", "onnx"] as const)("target %s", (target) => {
-  it.each(present)("fuses $name and matches test_data_set_0 in stock onnxruntime", async (c) => {
+  it.each(present)("fuses $name and matches its data sets in stock onnxruntime", async (c) => {
     const { model, lowered } = await fuseFor(c.name, target);
     const report = lowered as FuseReport;
     expect(report.passes[0]!.skipped).toEqual([]);
@@ -92,9 +95,12 @@ describe.each(["ort", "onnx"] as const)("target %s", (target) => {
     for (const op of TARGET_OPS[target]) expect(h[op], op).toBe(c.layers);
     expect(model.graph!.node!.length).toBe(c.nodes[target]);
     if (target === "onnx") expect(model.opsetImport!.find((o) => !o.domain)?.version).toBe(27);
-    const errs = await runStock(model, c.name);
-    expect(errs.length).toBe(readdirSync(join(MODELS, c.name, "test_data_set_0")).filter((f) => f.startsWith("output_")).length);
-    for (const e of errs) expect(e).toBeLessThanOrEqual(1e-5);
+    const sets = readdirSync(join(MODELS, c.name)).filter((d) => d.startsWith("test_data_set_")).sort();
+    for (const set of sets) {
+      const errs = await runStock(model, c.name, set);
+      expect(errs.length).toBe(readdirSync(join(MODELS, c.name, set)).filter((f) => f.startsWith("output_")).length);
+      for (const e of errs) expect(e, set).toBeLessThanOrEqual(1e-5);
+    }
   }, 120_000);
 
   it("rejects a core with state_layout \"vk\", with reason", async () => {

@@ -13,7 +13,7 @@ import { check } from "../../src/pattern/match.js";
 import type { PassContext } from "../../src/pipeline/pass.js";
 import { L2NORM_EPS } from "../gated-delta/core-region.js";
 import { GDN_DOMAIN, GdnOp } from "../../src/ops.js";
-import { addTagged, forEachCandidate } from "../layer-common.js";
+import { addTagged, dimsOf, forEachCandidate, showDims, staticDim } from "../layer-common.js";
 
 export const MS_DOMAIN = "com.microsoft";
 const INT64_MAX = 9223372036854775807n;
@@ -101,19 +101,21 @@ export function detach(e: Emitter, n: Node): { ins: (Value | undefined)[]; outs:
 }
 
 export function coreDims(n: Node): CoreDims {
-  const q = n.inputs[0]?.staticShape, v = n.inputs[2]?.staticShape;
-  check(q?.length === 4 && v?.length === 4, "target", "query/value are not static [B,T,H,D] tensors (head counts and sizes are needed as attributes)", n);
+  // Head counts and sizes become attributes and must be numbers; the batch and T may be symbolic.
+  const [q, v] = [n.inputs[0], n.inputs[2]];
+  const [Hk, K, Hv, V] = [staticDim(q, 2), staticDim(q, 3), staticDim(v, 2), staticDim(v, 3)];
+  check(q?.rank === 4 && v?.rank === 4 && Hk !== undefined && K !== undefined && Hv !== undefined && V !== undefined, "target",
+    `query ${showDims(dimsOf(q))} / value ${showDims(dimsOf(v))} are not [B,T,H,D] tensors with static heads and head sizes (they are needed as attributes)`, n);
   const layout = n.attrString("state_layout") ?? "kv";
   check(layout === "kv", "target", `state_layout "${layout}": LinearAttention keeps the state as [B,H,K,V] ("kv") only`, n);
   for (const [i, what] of [[0, "query"], [1, "key"], [2, "value"], [3, "g"], [4, "beta"], [5, "initial_state"]] as const) {
     const t = n.inputs[i]?.type?.elemType;
     if (n.inputs[i]) check(t === 1, "target", `${what} has element type ${t}; the lowering handles float32 only (LinearAttention's decay/beta share the query's type)`, n);
   }
-  const [, , Hk, K] = q, [, , Hv, V] = v;
-  check(Hv! % Hk! === 0, "target", `value heads ${Hv} are not a multiple of key heads ${Hk}`, n);
+  check(Hv % Hk === 0, "target", `value heads ${Hv} are not a multiple of key heads ${Hk}`, n);
   const scale = n.attrFloat("scale", 0)!;
   check(scale !== 0, "target", "scale 0 means 1/sqrt(K) in LinearAttention; an explicit non-zero scale is required", n);
-  return { Hk: Hk!, Hv: Hv!, K: K!, V: V! };
+  return { Hk, Hv, K, V };
 }
 
 /** x * 1/sqrt(sum(x^2, -1) + eps) as stock ops (ReduceSumSquare, Add, Sqrt, Div). */
@@ -148,12 +150,12 @@ export function lowerCore(e: Emitter, n: Node, d: CoreDims, domain: string, repe
 
 /** gdn.CausalConv1d as (com.microsoft | ONNX-27) CausalConvWithState, whose state holds W-1 positions. */
 export function lowerConv(e: Emitter, n: Node, domain: string): void {
-  const w = n.inputs[1]?.staticShape;
-  check(w?.length === 3 && w[1] === 1, "target", "the conv weight is not a static [C,1,W] tensor", n);
-  const W = w[2]!;
+  const w = n.inputs[1];
+  const W = staticDim(w, 2);
+  check(w?.rank === 3 && staticDim(w, 1) === 1 && W !== undefined, "target", `the conv weight ${showDims(dimsOf(w))} is not a static [C,1,W] tensor`, n);
   const state = n.inputs[3];
-  const S = state ? state.staticShape?.[2] : (n.attrInt("state_size", 0) || W - 1);
-  check(S !== undefined, "target", "the conv state length is not static", n);
+  const S = state ? staticDim(state, 2) : (n.attrInt("state_size", 0) || W - 1);
+  check(S !== undefined, "target", `the conv state ${showDims(dimsOf(state))} has no static length (dim 2)`, n);
   const activation = n.attrString("activation") ?? "none";
   const { ins, outs } = detach(e, n);
   const [x, weight, bias] = [ins[0]!, ins[1]!, ins[2]];
