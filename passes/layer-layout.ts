@@ -84,7 +84,6 @@ interface LayerMatch {
   hidden: Value;
   proj: Projection[];
   B: number | string; // a symbolic batch (dim_param) is kept symbolic in the rewrite
-
   T: number;
   Hk: number;
   Hv: number;
@@ -179,7 +178,7 @@ function matchLayer(core: Node): LayerMatch {
     try {
       return trace(layer, Bp, q!, k!, v!, y);
     } catch (e) {
-      if (e instanceof MatchFailure) fail(e.stage, `traced at batch ${Bp} (the batch is symbolic, ${B}): ${e.reason}`, e.node);
+      if (e instanceof MatchFailure) fail(e.stage, `traced with "${B}" = ${Bp}: ${e.reason}`, e.node);
       throw e;
     }
   };

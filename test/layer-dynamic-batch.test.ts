@@ -112,7 +112,7 @@ describe.runIf(has(DYNB) && has(STATIC))("dynamic-batch layer (target gdn)", () 
     const s = skippedOf(layer, "layer-layout");
     expect(s).toHaveLength(1);
     expect(s[0]).toMatchObject({ stage: "layout", node: "node_Reshape_326" });
-    expect(s[0]!.reason).toBe("traced at batch 3 (the batch is symbolic, batch): the Reshape node_Reshape_326 to [2,1,4] does not fit [3,1,2,2]");
+    expect(s[0]!.reason).toBe('traced with "batch" = 3: the Reshape node_Reshape_326 to [2,1,4] does not fit [3,1,2,2]');
     // the gdn ops still fuse; only the layout rewrite is refused
     expect(opCounts(model)["gdn.RecurrentGatedDeltaRule"]).toBe(1);
     expect(opCounts(model)["gdn.GatedDeltaGating"]).toBe(1);
