@@ -543,6 +543,11 @@ def _dynb():
     save_case("layer_qwen3next_decode_dynb", DecodeLayer(lyr, m3n), dargs(2, 6), *LAYER_IO,
               "layer_qwen3next_decode_b2 (same weights and inputs) exported with a dynamic batch dimension",
               kind="layer_decode", dynamic_shapes=tuple({0: batch} for _ in range(3)), other_args=dargs(3, 64))
+    save_case("layer_qwen3next_prefill_dynb", layer, [torch.randn(2, 96, 64, generator=torch.Generator().manual_seed(70))],
+              ["hidden_states"], ["output"],
+              "layer_qwen3next_prefill_t96 (same weights) exported with a dynamic batch dimension",
+              kind="layer_prefill", dynamic_shapes=({0: batch},),
+              other_args=[torch.randn(3, 96, 64, generator=torch.Generator().manual_seed(71))])
 guarded("dynb", _dynb)
 
 manifest["_generator"] = {"versions": VERSIONS, "kernel_info": KERNEL_INFO,

@@ -101,6 +101,19 @@ describe.runIf(has(DYNB) && has(STATIC))("dynamic-batch layer (target gdn)", () 
     expect(batchLeaks(model.proto)).toEqual([]);
   }, 120_000);
 
+  it("fuses the prefill layer exported with a dynamic batch to 12 nodes; zeros of a run-time shape are no initial state", async () => {
+    const PREFILL = "layer_qwen3next_prefill_dynb";
+    const { model, report } = await fuseCase(PREFILL);
+    expect(model.proto.graph!.node!.length).toBe(12);
+    expect(report.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1, "gdn.GatedDeltaGating": 1, "gdn.CausalConv1d": 1, "gdn.GatedRMSNorm": 1 });
+    const core = model.proto.graph!.node!.find((n) => n.opType === "ChunkGatedDeltaRule")!;
+    expect(core.input).toHaveLength(5); // the Expand(0, Shape(...)) state was dropped
+    expect(report.passes[0]!.applied[0]!.details).toMatchObject({ B: "batch", initialState: false });
+    expect(batchLeaks(model.proto)).toEqual([]);
+    for (const set of ["test_data_set_0", "test_data_set_1"])
+      for (const o of await runAgainstCase(model.proto, PREFILL, ["gdn"], undefined, set)) expect(o.err, `${set} ${o.name}`).toBeLessThanOrEqual(1e-5);
+  }, 120_000);
+
   it("rejects a layout Reshape that bakes batch 2 in, with reason (layer-layout)", async () => {
     const { model, layer } = await fuseMutated(DYNB, (g) => {
       // a/b heads: Reshape(split, [-1,1,4]) -> Reshape(split, [2,1,4]): right at B=2 only.

@@ -18,7 +18,7 @@
  * flag, eps and scale are read from the graph and checked; a probe run confirms the semantics.
  */
 import type { Node, Value } from "../../src/ir/graph.js";
-import { constantOf, isConstantValue, scalarOf } from "../../src/ir/constant.js";
+import { constantOf, fromTensor, isConstantValue, scalarOf } from "../../src/ir/constant.js";
 import { check, close, fail, isPerm, permOf } from "../../src/pattern/match.js";
 
 export const L2NORM_EPS = 1e-6;
@@ -40,6 +40,7 @@ export interface CoreRegion {
   beta: Entry;
   state?: Value; // boundary initial state; undefined when the core starts from zeros
   stateConst?: Value; // the zeros constant the core starts from, when there is no state input
+  zeroState?: Value; // zeros of a run-time shape the region reads as its state (probed as an input; dropped by the rewrite)
   output: Value;
   finalState?: Value;
   useQkL2norm: boolean;
@@ -125,7 +126,9 @@ export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
   for (const n of nodes) for (const v of n.inputs) if (v && !(v.producer && nodes.has(v.producer)) && !isConstantValue(v)) boundary.add(v);
   for (const e of [query, key, value, g, beta]) boundary.delete(e.boundary);
   check(boundary.size <= 1, "inputs", `the region reads ${boundary.size} values besides q, k, v, g, beta: ${[...boundary].map((v) => v.name).join(", ")}`, exit);
-  const state = [...boundary][0];
+  // A state built as zeros of a run-time shape (dynamic batch: Expand(0, Shape(...))) is no state at all.
+  const zeroState = [...boundary].find(isZeroFill);
+  const state = zeroState ? undefined : [...boundary][0];
 
   // 6. Shapes: T, heads and head dims static (the region is unrolled over them); the batch may be symbolic.
   const qs = shapeOf(query.boundary), vs = shapeOf(value.boundary), gs = shapeOf(g.boundary);
@@ -147,6 +150,8 @@ export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
     check(sameShape(shapeOf(state), stateShape), "state",
       `initial state ${state.name} has shape [${shapeOf(state)}], expected [B,Hv,K,V] = [${stateShape}]`, exit);
     check(state.type?.elemType === 1, "state", `initial state must be float32, it is element type ${state.type?.elemType}`, exit);
+  } else if (zeroState) {
+    stateConst = zeroState;
   } else if (typeof batch === "number") {
     stateConst = findZeroState(nodes, [batch, nums.Hv, nums.K, nums.V]);
   }
@@ -167,7 +172,7 @@ export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
   const stateDependent = stateRoot ? forwardWithin(nodes, [...stateRoot.consumers].filter((n) => nodes.has(n))) : new Set<Node>();
   checkDeltaSubs(nodes, stateDependent, value.transpose);
 
-  return { nodes, query, key, value, g, beta, state, stateConst, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, batch, stateDependent };
+  return { nodes, query, key, value, g, beta, state, stateConst, zeroState, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, batch, stateDependent };
 }
 
 /** The first Transpose(0,2,1,3) downstream of the anchor: where the core moves time back before heads. */
@@ -350,6 +355,22 @@ function absorbFinalState(nodes: Set<Node>, output: Value, exit: Node): Value | 
   check(list.length <= 1, "outputs", `values computed inside the core are used outside it: ${list.map((v) => v.name).join(", ")}`, list[0]?.producer ?? exit);
   // nodes that only produce dead values are harmless; keep them in the region so they are removed
   return list[0];
+}
+
+/** Zeros of any shape: Expand or ConstantOfShape of an all-zero constant (through Cast/Identity). */
+function isZeroFill(v: Value): boolean {
+  const p = v.producer;
+  if (!p || p.domain !== "") return false;
+  if (p.opType === "Cast" || p.opType === "Identity") return !!p.inputs[0] && isZeroFill(p.inputs[0]);
+  if (p.opType === "Expand") {
+    const c = isConstantValue(p.inputs[0]) ? constantOf(p.inputs[0]) : undefined;
+    return !!c && c.data.every((x) => x === 0);
+  }
+  if (p.opType === "ConstantOfShape") {
+    const t = p.attr("value")?.t;
+    return !t || fromTensor(t).data.every((x) => x === 0);
+  }
+  return false;
 }
 
 /** Adds the nodes computing a constant input (an unfolded constant subgraph) to the region. */

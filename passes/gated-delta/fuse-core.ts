@@ -31,6 +31,7 @@ export function coreProbeInputs(r: CoreRegion): ProbeInput[] {
     { value: r.beta.boundary, shape: [B, T, Hv], generate: fill((u) => 0.05 + 0.9 * u) },
   ];
   if (r.state) inputs.push({ value: r.state, shape: [B, Hv, K, V], generate: sym(0.1) });
+  else if (r.zeroState) inputs.push({ value: r.zeroState, shape: [B, Hv, K, V], generate: fill(() => 0) });
   return inputs;
 }
 
