@@ -7,8 +7,8 @@
 import type { Graph, Node, NewNode, Value } from "../src/ir/graph.js";
 import { constantOf, scalarOf } from "../src/ir/constant.js";
 import { setNodeMetadata } from "../src/ir/onnx.js";
-import { MatchFailure, check } from "../src/pattern/match.js";
-import { CREATED_BY_KEY, type AppliedMatch, type PassContext } from "../src/pipeline/pass.js";
+import { check } from "../src/pattern/match.js";
+import { CREATED_BY_KEY, type PassContext } from "../src/pipeline/pass.js";
 import { GDN_DOMAIN, GDN_OPSET, GdnOp } from "../src/ops.js";
 
 export const FLOAT = 1;
@@ -76,24 +76,8 @@ export function reshapeDims(input: readonly Dim[], target: readonly number[], al
 }
 const INT64_MAX_ISH = 2 ** 62;
 
-/** Runs `attempt` on each anchor; records what it returns as applied and a MatchFailure as skipped. */
-export async function forEachCandidate(
-  ctx: PassContext,
-  pass: string,
-  anchors: Node[],
-  attempt: (anchor: Node) => Omit<AppliedMatch, "pass"> | Promise<Omit<AppliedMatch, "pass">>,
-): Promise<void> {
-  for (const [i, anchor] of anchors.entries()) {
-    if (anchor.removed) continue;
-    ctx.progress(`${pass}: candidate ${i + 1}/${anchors.length} (${anchor.name})`);
-    try {
-      ctx.applied(await attempt(anchor));
-    } catch (e) {
-      if (!(e instanceof MatchFailure)) throw e;
-      ctx.skipped({ anchor: anchor.name, stage: e.stage, reason: e.reason, node: e.node?.name });
-    }
-  }
-}
+/** The candidate loop all passes share. */
+export { forEachCandidate } from "../src/pipeline/candidates.js";
 
 /** Nodes of a standard-domain op type. */
 export function nodesOf(g: Graph, opType: string): Node[] {

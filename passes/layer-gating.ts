@@ -16,7 +16,7 @@ import { constantOf, type ConstTensor } from "../src/ir/constant.js";
 import { check, fail } from "../src/pattern/match.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, coreNodes, dimsOf, typeName, forEachCandidate, fusedOp, otherInput, sameDims, showDims, staticDim, uniformScalar, widenedFrom } from "./layer-common.js";
+import { FLOAT, addGdnNode, checkFloatType, coreNodes, dimsOf, typeName, forEachCandidate, fusedOp, sameDims, showDims, staticDim, uniformScalar, widenedFrom } from "./layer-common.js";
 
 const NAME = "layer-gating";
 const SOFTPLUS_THRESHOLD = 20;
