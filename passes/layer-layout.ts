@@ -39,6 +39,7 @@ import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
 import { addTagged, coreNodes, declareType, dimsOf, forEachCandidate, fusedOp, sameDim, sameDims, setInput, showDims, staticDim, type Dim } from "./layer-common.js";
 import { RampEvaluator, isLayoutNode, layoutSources, rampsFor, type Ramp } from "./layer-layout-eval.js";
+import { structuralKey } from "../src/pattern/structural-key.js";
 import { defaultOpset } from "./targets/lowering.js";
 
 const NAME = "layer-layout";
@@ -173,10 +174,27 @@ function matchLayer(core: Node): LayerMatch {
   const layer = { core, conv, gating, norm, outMatMul, hidden: hidden!, proj, B, T, Hk, Hv, K, V, C, hasState, replaced };
   // A symbolic batch is traced at two probe sizes: the layout must move elements the same way at both
   // (else it depends on the batch, e.g. a Reshape that bakes one batch size in, and is refused).
-  if (typeof B === "number") return { ...layer, ...trace(layer, B, q!, k!, v!, y) };
+  // Layers with the same structure trace the same way: a model's repeated layers are traced once.
+  const order = core.graph.nodes.filter((n) => traced.has(n));
+  const { key, ids } = structuralKey(order, [...proj.map((p) => p.out), y, o, yn].map((value) => ({ value })));
+  const iface = [q!, k!, v!, x, a, b, gate, norm.inputs[0]!, outMatMul.inputs[0]!].map((val) => ids.get(val) ?? `?${val.name}`);
+  const cacheKey = `${key}|${iface}|${JSON.stringify({ B, T, Hk, Hv, K, V, C, N: proj.map((p) => p.N), out: constantOf(wOut)!.dims })}`;
+  const hit = traceCache.get(cacheKey);
+  if (hit) return { ...layer, ...hit };
+  const result = traceLayer(layer, B, q!, k!, v!, y, core);
+  if (traceCache.size > 256) traceCache.clear();
+  traceCache.set(cacheKey, result);
+  return { ...layer, ...result };
+}
+
+const traceCache = new Map<string, Traced>();
+
+/** Traces at B, or at each probe batch size when B is symbolic (the traces must agree). */
+function traceLayer(layer: Omit<LayerMatch, keyof Traced>, B: number | string, q: Value, k: Value, v: Value, y: Value, core: Node): Traced {
+  if (typeof B === "number") return trace(layer, B, q, k, v, y);
   const atProbe = (Bp: number): Traced => {
     try {
-      return trace(layer, Bp, q!, k!, v!, y);
+      return trace(layer, Bp, q, k, v, y);
     } catch (e) {
       if (e instanceof MatchFailure) fail(e.stage, `traced with "${B}" = ${Bp}: ${e.reason}`, e.node);
       throw e;
@@ -185,7 +203,7 @@ function matchLayer(core: Node): LayerMatch {
   const [first, ...others] = PROBE_BATCHES.map(atProbe);
   for (const [i, t] of others.entries())
     check(JSON.stringify(t) === JSON.stringify(first), "layout", `the layout traced at batch ${PROBE_BATCHES[i + 1]} differs from batch ${PROBE_BATCHES[0]}: it depends on the batch size`, core);
-  return { ...layer, ...first! };
+  return first!;
 }
 
 /** Batch sizes a symbolic batch is traced at (two, so a layout that depends on the batch is caught). */

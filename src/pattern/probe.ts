@@ -7,7 +7,7 @@ import * as ort from "onnxruntime-node";
 import type { Node, Value } from "../ir/graph.js";
 import { onnx, encodeMessage } from "../ir/onnx.js";
 import { float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16, isExternal, readExternalBytes } from "../ir/tensor.js";
-import { isConstantValue } from "../ir/constant.js";
+import { structuralKey } from "./structural-key.js";
 
 export interface ProbeInput {
   value: Value;
@@ -153,54 +153,11 @@ function topoOrder(nodes: ReadonlySet<Node>): Node[] {
   return g ? g.nodes.filter((n) => nodes.has(n)) : [];
 }
 
-/** A structural key: op types, attributes, wiring and constant contents; independent of names. */
+/** Regions with the same structure, constants and probe shapes share one probe result. */
 function signature(spec: ProbeSpec): string {
-  const order = topoOrder(spec.nodes);
-  const ids = new Map<Value, string>();
-  spec.inputs.forEach((inp, i) => ids.set(inp.value, `in${i}:${inp.value.type?.elemType}:${probeShape(inp)}`));
-  const parts: string[] = [];
-  order.forEach((n, i) => {
-    n.outputs.forEach((o, j) => o && ids.set(o, `n${i}.${j}`));
-    const ins = n.inputs.map((v) => {
-      if (!v) return "-";
-      const id = ids.get(v);
-      if (id) return id;
-      return isConstantValue(v) ? constantKey(v) : `?${v.name}`;
-    });
-    parts.push(`${n.domain}.${n.opType}(${ins.join(",")})${JSON.stringify(n.proto.attribute ?? [])}`);
-  });
-  parts.push(`out:${spec.outputs.map((v) => ids.get(v)).join(",")}`);
-  return parts.join(";");
+  const { key, ids } = structuralKey(
+    topoOrder(spec.nodes),
+    spec.inputs.map((inp) => ({ value: inp.value, tag: `:${inp.value.type?.elemType}:${probeShape(inp)}` })),
+  );
+  return `${key};out:${spec.outputs.map((v) => ids.get(v)).join(",")}`;
 }
-
-const keyCache = new WeakMap<Value, string>();
-
-/** A key for a constant's contents from its stored bytes or the ops folding it; nothing is decoded. */
-function constantKey(v: Value): string {
-  const hit = keyCache.get(v);
-  if (hit) return hit;
-  let key: string;
-  const t = v.initializer ?? (v.producer?.opType === "Constant" ? v.producer.proto.attribute?.[0]?.t ?? undefined : undefined);
-  if (t) {
-    const bytes = isExternal(t)
-      ? readExternalBytes(t, v.graph?.baseDir ?? ".")
-      : t.rawData?.length
-        ? t.rawData
-        : new TextEncoder().encode(JSON.stringify([t.floatData, t.int32Data, t.int64Data, t.doubleData]));
-    key = `c${t.dataType}[${t.dims}]${hash(bytes)}`;
-  } else if (v.producer) {
-    const p = v.producer;
-    key = `${p.opType}${JSON.stringify(p.proto.attribute ?? [])}(${p.inputs.map((i) => (i ? constantKey(i) : "-")).join(",")})`;
-  } else {
-    key = `?${v.name}`;
-  }
-  keyCache.set(v, key);
-  return key;
-}
-
-function hash(bytes: Uint8Array): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
-  return (h >>> 0).toString(16);
-}
-
