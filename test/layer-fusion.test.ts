@@ -15,6 +15,7 @@ import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import { fuseModel, type FuseReport } from "../src/pipeline/index.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+import { histogram } from "./helpers/cases.js";
 
 const MODELS = join(import.meta.dirname, "..", "models");
 const CORES = ["gated-delta-chunk", "gated-delta-recurrent"];
@@ -45,14 +46,6 @@ async function fuse(name: string, mutate?: (g: Graph) => void) {
   return { model: m.proto, fused, layer };
 }
 
-function histogram(model: onnx.IModelProto): Record<string, number> {
-  const h: Record<string, number> = {};
-  for (const n of model.graph!.node!) {
-    const k = n.domain ? `${n.domain}.${n.opType}` : n.opType!;
-    h[k] = (h[k] ?? 0) + 1;
-  }
-  return h;
-}
 
 const skippedOf = (r: FuseReport, pass: string) => r.passes.find((p) => p.name === pass)!.skipped;
 

@@ -11,7 +11,7 @@ import { Graph } from "../src/ir/graph.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { onnx } from "../src/ir/onnx.js";
 import { fuseModel } from "../src/pipeline/index.js";
-import { MODELS, runAgainstCase } from "./helpers/cases.js";
+import { MODELS, runAgainstCase, histogram } from "./helpers/cases.js";
 
 const CORES = ["gated-delta-chunk", "gated-delta-recurrent"];
 const LAYER = ["layer-qk-l2norm", "layer-gqa-repeat", "layer-gating", "layer-causal-conv1d", "layer-gated-rmsnorm", "layer-layout"];
@@ -45,14 +45,6 @@ async function fuse(name: string) {
   return { model: m.proto, before, cores, layer };
 }
 
-function histogram(model: onnx.IModelProto): Record<string, number> {
-  const h: Record<string, number> = {};
-  for (const n of model.graph!.node!) {
-    const k = n.domain ? `${n.domain}.${n.opType}` : n.opType!;
-    h[k] = (h[k] ?? 0) + 1;
-  }
-  return h;
-}
 
 /**
  * Test-only: each standard MatMul/Einsum reading bfloat16 gets Cast(float32) inputs and a Cast back to

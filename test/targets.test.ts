@@ -14,6 +14,7 @@ import { loadModel } from "../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { fuseModel, type FuseReport, type Target } from "../src/pipeline/index.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+import { histogram } from "./helpers/cases.js";
 
 const MODELS = join(import.meta.dirname, "..", "models");
 
@@ -35,14 +36,6 @@ async function fuseFor(name: string, target: Target, mutate?: (g: Graph) => void
   return { model: m.proto, fused, lowered };
 }
 
-function histogram(model: onnx.IModelProto): Record<string, number> {
-  const h: Record<string, number> = {};
-  for (const n of model.graph!.node!) {
-    const k = n.domain ? `${n.domain}.${n.opType}` : n.opType!;
-    h[k] = (h[k] ?? 0) + 1;
-  }
-  return h;
-}
 
 async function runStock(model: onnx.IModelProto, name: string, set = "test_data_set_0"): Promise<number[]> {
   const bytes = encodeMessage(onnx.ModelProto, model as onnx.ModelProto);

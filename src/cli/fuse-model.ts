@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
-import { loadModel, saveModel } from "../ir/model-io.js";
+import { loadModel, sameFile, saveModel } from "../ir/model-io.js";
 import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
@@ -72,15 +72,6 @@ function normaliseArgv(argv: readonly string[]): string[] {
   return out;
 }
 
-function sameFile(a: string, b: string): boolean {
-  try {
-    const sa = fs.statSync(a);
-    const sb = fs.statSync(b);
-    return sa.ino === sb.ino && sa.dev === sb.dev;
-  } catch {
-    return false;
-  }
-}
 
 function isDir(p: string): boolean {
   try {

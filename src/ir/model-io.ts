@@ -209,7 +209,8 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
 }
 
 // ---- save ---------------------------------------------------------------------------------------
-function sameFile(a: string, b: string): boolean {
+/** Whether two paths name the same file (same inode); false when either does not exist. */
+export function sameFile(a: string, b: string): boolean {
   try {
     const sa = fs.statSync(a);
     const sb = fs.statSync(b);

@@ -43,6 +43,16 @@ export function opCounts(model: onnx.IModelProto): Record<string, number> {
   return c;
 }
 
+/** Op-type counts of a graph: default-domain ops by name, others as "domain.OpType". */
+export function histogram(model: onnx.IModelProto): Record<string, number> {
+  const h: Record<string, number> = {};
+  for (const n of model.graph?.node ?? []) {
+    const k = n.domain ? `${n.domain}.${n.opType}` : n.opType!;
+    h[k] = (h[k] ?? 0) + 1;
+  }
+  return h;
+}
+
 function dataSet(name: string, prefix: "input" | "output", set = "test_data_set_0"): TensorFile[] {
   const dir = join(MODELS, name, set);
   return readdirSync(dir)
