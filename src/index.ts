@@ -19,12 +19,28 @@ export {
 } from "./ir/tensor.js";
 export {
   fuseModel,
+  registerPass,
+  getPass,
+  listPasses,
+  DEFAULT_PASSES,
   type FuseOptions,
   type FuseReport,
   type PassReport,
   type AppliedMatch,
   type SkippedCandidate,
+  type Pass,
+  type PassContext,
+  type Target,
 } from "./pipeline/index.js";
+export { forEachCandidate } from "./pipeline/candidates.js";
+export { CREATED_BY_KEY } from "./pipeline/pass.js";
+// For writing passes: the graph IR, constants, and match failures with reasons.
+export { Graph, Node, Value, attr, type NewNode, type ValueType } from "./ir/graph.js";
+export { constantOf, scalarOf, isConstantValue, type ConstTensor } from "./ir/constant.js";
+export { MatchFailure, fail, check } from "./pattern/match.js";
+export { verifyModels, formatVerify, type VerifyResult, type VerifyOutput } from "./verify/index.js";
+export { GDN_DOMAIN, GDN_OPSET, GdnOp } from "./ops.js";
+export { gatedDeltaReference } from "./reference/gated-delta.js";
 
 export interface FuseFileOptions extends FuseOptions, SaveOptions {
   /** Run the passes but write no model. */

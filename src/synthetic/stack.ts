@@ -22,7 +22,6 @@ export function buildLayerStack(layer: onnx.IModelProto, opts: StackOptions = { 
   const inits: onnx.ITensorProto[] = [];
   const valueInfo: onnx.IValueInfoProto[] = [];
   let cur = "hidden_in";
-  let gdnLayers = 0;
   for (let l = 0; l < opts.layers; l++) {
     const p = `l${l}/`;
     const out = `${p}residual`;
@@ -38,7 +37,6 @@ export function buildLayerStack(layer: onnx.IModelProto, opts: StackOptions = { 
       nodes.push({ opType: "MatMul", name: `${p}mm2`, input: [`${p}h2`, w("w2", l + 0.5)], output: [`${p}h3`] });
       nodes.push({ opType: "Add", name: `${p}res`, input: [cur, `${p}h3`], output: [out] });
     } else {
-      gdnLayers++;
       const rename = (n: string) => (n === "" ? "" : n === input.name ? cur : `${p}${n}`);
       for (const n of g.node!) {
         const copy = onnx.NodeProto.fromObject(onnx.NodeProto.toObject(n as onnx.NodeProto));
@@ -59,7 +57,6 @@ export function buildLayerStack(layer: onnx.IModelProto, opts: StackOptions = { 
     cur = out;
   }
   nodes.push({ opType: "Identity", name: "out", input: [cur], output: ["hidden_out"] });
-  void gdnLayers;
   return onnx.ModelProto.fromObject({
     irVersion: layer.irVersion,
     opsetImport: layer.opsetImport,
