@@ -60,19 +60,34 @@ GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, 
   float* Vb = ws + ly.Vb;
   float* gc = ws + ly.gc;
   float* bt = ws + ly.bt;
+  // Pass 1: the raw rows only (no dependent arithmetic between the loads), so that the out-of-order core keeps
+  // many rows' misses in flight; rows a few tokens ahead are prefetched into L1 (the far prefetch of
+  // prefetch_chunk brings them to L2, where they may not have stayed). Pass 2: l2norm and scale in L1.
+  constexpr int kAhead = 4;
+  const size_t esz = p.dtype == DType::kFloat32 ? 4 : 2;
   float gsum = 0.f;
   for (int i = 0; i < L; ++i) {
     const int64_t tok = b * p.T + t0 + i;
+    if (i + kAhead < L) {
+      const size_t qn = (size_t)((tok + kAhead) * p.Hk + hk) * K * esz, vn = (size_t)((tok + kAhead) * p.Hv + h) * V * esz;
+      for (size_t o = 0; o < (size_t)K * esz; o += 64) {
+        __builtin_prefetch(static_cast<const char*>(t.query) + qn + o, 0, 3);
+        __builtin_prefetch(static_cast<const char*>(t.key) + qn + o, 0, 3);
+      }
+      for (size_t o = 0; o < (size_t)V * esz; o += 64) __builtin_prefetch(static_cast<const char*>(t.value) + vn + o, 0, 3);
+    }
     const size_t qk_off = (size_t)(tok * p.Hk + hk) * K;
     const size_t vh = (size_t)(tok * p.Hv + h);
     load_row(p.dtype, t.query, qk_off, K, Q + (size_t)i * K);
-    l2norm_scale(Q + (size_t)i * K, K, p.use_qk_l2norm, p.scale, delta_rule::kL2normEps);
     load_row(p.dtype, t.key, qk_off, K, Kc + (size_t)i * K);
-    l2norm_scale(Kc + (size_t)i * K, K, p.use_qk_l2norm, 1.f, delta_rule::kL2normEps);
     load_row(p.dtype, t.value, vh * V, V, Vb + (size_t)i * V);
     bt[i] = load_one(p.dtype, t.beta, vh);
     gsum += t.g[vh];
     gc[i] = gsum;
+  }
+  for (int i = 0; i < L; ++i) {
+    l2norm_scale(Q + (size_t)i * K, K, p.use_qk_l2norm, p.scale, delta_rule::kL2normEps);
+    l2norm_scale(Kc + (size_t)i * K, K, p.use_qk_l2norm, 1.f, delta_rule::kL2normEps);
   }
 }
 

@@ -36,7 +36,9 @@ static double now_ms() {
 }
 
 static void bench(bool chunk, int64_t B, int64_t T, int threads, int reps) {
+  // GDN_BENCH_HK: key heads (default 32 = Hv; 16 is Qwen3-Next's GQA: two value heads per key head).
   const int64_t H = 32, K = 128, V = 128;
+  const int64_t Hk = std::getenv("GDN_BENCH_HK") ? std::atoi(std::getenv("GDN_BENCH_HK")) : H;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   auto vec = [&](size_t n, float lo, float hi) {
@@ -44,12 +46,12 @@ static void bench(bool chunk, int64_t B, int64_t T, int threads, int reps) {
     for (auto& x : a) x = lo + (hi - lo) * (u(rng) * 0.5f + 0.5f);
     return a;
   };
-  auto q = vec(B * T * H * K, -1, 1), k = vec(B * T * H * K, -1, 1), v = vec(B * T * H * V, -1, 1);
+  auto q = vec(B * T * Hk * K, -1, 1), k = vec(B * T * Hk * K, -1, 1), v = vec(B * T * H * V, -1, 1);
   auto g = vec(B * T * H, -0.3f, -0.001f), beta = vec(B * T * H, 0.05f, 0.95f);
   auto s0 = vec(B * H * K * V, -0.1f, 0.1f);
   std::vector<float> out(B * T * H * V), s1(B * H * K * V);
   DeltaRuleParams p;
-  p.B = B; p.T = T; p.Hk = H; p.Hv = H; p.K = K; p.V = V;
+  p.B = B; p.T = T; p.Hk = Hk; p.Hv = H; p.K = K; p.V = V;
   p.scale = 1.f / std::sqrt((float)K); p.use_qk_l2norm = true; p.chunk_size = std::getenv("GDN_BENCH_CHUNK") ? std::atoi(std::getenv("GDN_BENCH_CHUNK")) : 64; p.has_initial_state = true;
   DeltaRuleTensors t;
   t.query = q.data(); t.key = k.data(); t.value = v.data(); t.g = g.data(); t.beta = beta.data();
@@ -67,8 +69,8 @@ static void bench(bool chunk, int64_t B, int64_t T, int threads, int reps) {
   const double med = ts[ts.size() / 2];
   const double flops = (double)B * H * ((T + 63) / 64) * (5.0 * 2 * 64 * 64 * K + 3.0 * 2 * 64 * K * V);
   if (chunk)
-    std::printf("chunk     B=%lld T=%-5lld threads=%d: %8.2f ms (min %.2f)  %6.1f GFLOP/s\n", (long long)B, (long long)T,
-                threads, med, ts[0], flops / med / 1e6);
+    std::printf("chunk     B=%lld T=%-5lld Hk=%lld threads=%d: %8.2f ms (min %.2f)  %6.1f GFLOP/s\n", (long long)B, (long long)T,
+                (long long)Hk, threads, med, ts[0], flops / med / 1e6);
   else
     std::printf("recurrent B=%-2lld T=%-5lld threads=%d: %8.3f ms (min %.3f)  state %.1f MB -> %.1f GB/s (in+out)\n",
                 (long long)B, (long long)T, threads, med, ts[0], B * H * K * V * 4 / 1e6, 2.0 * B * H * K * V * 4 / med / 1e6);
