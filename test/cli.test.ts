@@ -221,8 +221,8 @@ describe("fuse-model", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(fs.statSync(out("ext-out", "w.bin")).ino).toBe(fs.statSync(path.join(src, "w.bin")).ino);
     const saved = decodeMessage(onnx.ModelProto, fs.readFileSync(dest));
-    expect(saved.graph!.initializer.map((t) => t.dataLocation)).toEqual([1, 0]);
-    expect(Buffer.from(saved.graph!.initializer[1]!.rawData)).toEqual(Buffer.from(small.buffer));
+    expect(saved.graph!.initializer!.map((t) => t.dataLocation)).toEqual([1, 0]);
+    expect(Buffer.from(saved.graph!.initializer![1]!.rawData!)).toEqual(Buffer.from(small.buffer));
   });
 
   test("--verbose prints progress on stderr", async () => {

@@ -89,8 +89,8 @@ describe("external data", () => {
   test("loads, reads only the tensor's range, and saves with the file carried byte-identical", async () => {
     const file = writeAddModel(path.join(tmp, "ok"));
     const model = await loadModel(file);
-    const w = model.proto.graph!.initializer[0]!;
-    expect(Array.from(tensorToArray(w, model.baseDir))).toEqual(Array.from(W));
+    const w = model.proto.graph!.initializer![0]!;
+    expect(Array.from(tensorToArray(w, model.baseDir) as Float32Array)).toEqual(Array.from(W));
     for (const mode of ["copy", "link"] as const) {
       const out = path.join(tmp, `saved-${mode}`, "model.onnx");
       await saveModel(model, out, { externalData: mode });
@@ -106,14 +106,14 @@ describe("external data", () => {
     const out = path.join(tmp, "inline", "model.onnx");
     await saveModel(model, out, { inlineBelow: 25 });
     const saved = decodeMessage(onnx.ModelProto, fs.readFileSync(out));
-    for (const t of saved.graph!.initializer) {
+    for (const t of saved.graph!.initializer!) {
       expect(t.dataLocation).toBe(onnx.TensorProto.DataLocation.DEFAULT);
       expect(t.externalData).toEqual([]);
     }
-    expect(Array.from(tensorToArray(saved.graph!.initializer[1]!))).toEqual(Array.from(B));
+    expect(Array.from(tensorToArray(saved.graph!.initializer![1]!) as Float32Array)).toEqual(Array.from(B));
     expect(fs.existsSync(path.join(tmp, "inline", "weights.bin"))).toBe(false); // nothing refers to it now
     expect(Array.from(await runAdd(out))).toEqual(Array.from(EXPECTED_Y));
-    expect(model.proto.graph!.initializer[1]!.dataLocation).toBe(onnx.TensorProto.DataLocation.EXTERNAL);
+    expect(model.proto.graph!.initializer![1]!.dataLocation).toBe(onnx.TensorProto.DataLocation.EXTERNAL);
   });
 
   test("an external file shared with the output folder is left alone", async () => {
@@ -177,7 +177,7 @@ describe("external data", () => {
     const data = path.join(dir, "huge.bin");
     const GiB = 2 ** 30;
     const offsets = [0, 2 * GiB + 4096, 3 * GiB - 4096];
-    const tensors = offsets.map((offset, i) => Float32Array.from({ length: 256 }, (_, j) => i * 1000 + j * 0.5));
+    const tensors = offsets.map((_offset, i) => Float32Array.from({ length: 256 }, (_, j) => i * 1000 + j * 0.5));
     const fd = fs.openSync(data, "w");
     try {
       fs.ftruncateSync(fd, 3 * GiB);
@@ -201,8 +201,8 @@ describe("external data", () => {
       await saveModel(loaded, path.join(outDir, "model.onnx"), { externalData: "link" });
       expect(fs.statSync(path.join(outDir, "huge.bin")).size).toBe(3 * GiB);
       const again = await loadModel(path.join(outDir, "model.onnx"));
-      again.proto.graph!.initializer.forEach((t, i) => {
-        expect(Array.from(tensorToArray(t, again.baseDir))).toEqual(Array.from(tensors[i]!));
+      again.proto.graph!.initializer!.forEach((t, i) => {
+        expect(Array.from(tensorToArray(t, again.baseDir) as Float32Array)).toEqual(Array.from(tensors[i]!));
       });
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -240,7 +240,7 @@ describe("tensors", () => {
 
   test("reads the typed fields (float_data, int32_data bits, int64_data)", () => {
     const f = onnx.TensorProto.create({ dims: [2], dataType: 1, floatData: [1, 2] });
-    expect(Array.from(tensorToArray(f))).toEqual([1, 2]);
+    expect(Array.from(tensorToArray(f) as Float32Array)).toEqual([1, 2]);
     const h = onnx.TensorProto.create({ dims: [2], dataType: 10, int32Data: [0x3c00, 0xc000] });
     expect(Array.from(tensorToArray(h) as Uint16Array, float16ToFloat32)).toEqual([1, -2]);
     const i = decodeMessage(onnx.TensorProto, encodeMessage(onnx.TensorProto, onnx.TensorProto.create({ dims: [2], dataType: 7, int64Data: [-3, 2 ** 40] })));

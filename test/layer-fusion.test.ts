@@ -15,7 +15,7 @@ import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import { fuseModel, type FuseReport } from "../src/pipeline/index.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
-import { histogram } from "./helpers/cases.js";
+import { histogram, runAgainstCase } from "./helpers/cases.js";
 
 const MODELS = join(import.meta.dirname, "..", "models");
 const CORES = ["gated-delta-chunk", "gated-delta-recurrent"];
@@ -317,18 +317,9 @@ const repeatAsGather = (indices: (H: number, n: number) => number[]) => (g: Grap
 const interleaved = (H: number, n: number) => Array.from({ length: H * n }, (_, j) => Math.floor(j / n));
 const tiled = (H: number, n: number) => Array.from({ length: H * n }, (_, j) => j % H);
 
+/** Relative L2 per output of the fused model on the gdn runtime against the case's PyTorch outputs. */
 async function parity(model: onnx.IModelProto, name: string): Promise<number[]> {
-  const s = await ort.InferenceSession.create(encodeMessage(onnx.ModelProto, model as onnx.ModelProto), { executionProviders: ["gdn" as never], graphOptimizationLevel: "disabled" });
-  const dir = join(MODELS, name, "test_data_set_0");
-  const feeds: Record<string, ort.Tensor> = {};
-  s.inputNames.forEach((n, i) => {
-    const t = readTensorProto(join(dir, `input_${i}.pb`));
-    feeds[n] = new ort.Tensor(t.type as "float32", t.data as Float32Array, t.dims);
-  });
-  const out = await s.run(feeds);
-  const errs = s.outputNames.map((n, i) => relativeL2(out[n]!.data as Float32Array, readTensorProto(join(dir, `output_${i}.pb`)).data as Float32Array));
-  await s.release();
-  return errs;
+  return (await runAgainstCase(model, name)).map((o) => o.err);
 }
 
 const appliedOps = (r: FuseReport, pass: string) => r.passes.find((p) => p.name === pass)!.applied.map((a) => a.op);

@@ -164,9 +164,9 @@ describe("lossless onnx namespace", () => {
     const graph = onnx.GraphProto.create({ name: "g", node: [node, onnx.NodeProto.create({ opType: "Neg", input: ["y"], output: ["z"] })] });
     const model = onnx.ModelProto.create({ irVersion: 8, graph, opsetImport: [{ domain: "", version: 18 }] });
     const back = decodeMessage(onnx.ModelProto, encodeMessage(onnx.ModelProto, model));
-    expect(getNodeMetadata(back.graph!.node[0]!)).toEqual({ k: "v" });
-    expect(back.graph!.node[1]!.opType).toBe("Neg");
-    expect(back.graph!.node[1]!.$unknown).toBeUndefined();
+    expect(getNodeMetadata(back.graph!.node![0]!)).toEqual({ k: "v" });
+    expect(back.graph!.node![1]!.opType).toBe("Neg");
+    expect(back.graph!.node![1]!.$unknown).toBeUndefined();
   });
 
   test("setNodeMetadata replaces a key and keeps the others", () => {

@@ -7,14 +7,12 @@
 process.env.ALLOW_RELEASED_ONNX_OPSET_ONLY = "0";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { Graph, attr } from "../src/ir/graph.js";
 import { loadModel } from "../src/ir/model-io.js";
-import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import type { onnx } from "../src/ir/onnx.js";
 import { fuseModel, type FuseReport, type Target } from "../src/pipeline/index.js";
-import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
-import { histogram } from "./helpers/cases.js";
+import { histogram, runAgainstCase } from "./helpers/cases.js";
 
 const MODELS = join(import.meta.dirname, "..", "models");
 
@@ -37,19 +35,9 @@ async function fuseFor(name: string, target: Target, mutate?: (g: Graph) => void
 }
 
 
+/** Runs a lowered model in stock onnxruntime-node (nothing of ours loaded) on a data set; relative L2 per output. */
 async function runStock(model: onnx.IModelProto, name: string, set = "test_data_set_0"): Promise<number[]> {
-  const bytes = encodeMessage(onnx.ModelProto, model as onnx.ModelProto);
-  const s = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", logSeverityLevel: 3 });
-  const dir = join(MODELS, name, set);
-  const feeds: Record<string, ort.Tensor> = {};
-  s.inputNames.forEach((n, i) => {
-    const t = readTensorProto(join(dir, `input_${i}.pb`));
-    feeds[n] = new ort.Tensor(t.type as "float32", t.data as Float32Array, t.dims);
-  });
-  const out = await s.run(feeds);
-  const errs = s.outputNames.map((n, i) => relativeL2(out[n]!.data as Float32Array, readTensorProto(join(dir, `output_${i}.pb`)).data as Float32Array));
-  await s.release();
-  return errs;
+  return (await runAgainstCase(model, name, ["cpu"], undefined, set)).map((o) => o.err);
 }
 
 interface Case {
