@@ -13,23 +13,10 @@
 
 #include "common/gdn_contract.h"
 #include "cpu/cpu_kernels.h"
+#include "thread_runner.h"
 
 using namespace gdn;
 
-struct ThreadRunner {
-  int threads;
-  static void run(void* impl, void (*fn)(void*, size_t), size_t total, void* arg) {
-    const int n = static_cast<ThreadRunner*>(impl)->threads;
-    std::atomic<size_t> next{0};
-    auto body = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < total;) fn(arg, i);
-    };
-    std::vector<std::thread> ts;
-    for (int k = 1; k < n; ++k) ts.emplace_back(body);
-    body();
-    for (auto& t : ts) t.join();
-  }
-};
 
 static double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();

@@ -15,6 +15,7 @@
 #include "common/float_convert.h"
 #include "common/gdn_contract.h"
 #include "cpu/cpu_kernels.h"
+#include "thread_runner.h"
 
 using namespace gdn;
 
@@ -23,21 +24,6 @@ namespace {
 int g_fail = 0, g_pass = 0;
 std::mt19937_64 rng(1234);
 
-// ---- parallel runner: plain std::threads with an atomic work counter ----
-struct ThreadRunner {
-  int threads;
-  static void run(void* impl, void (*fn)(void*, size_t), size_t total, void* arg) {
-    const int n = static_cast<ThreadRunner*>(impl)->threads;
-    std::atomic<size_t> next{0};
-    auto body = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < total;) fn(arg, i);
-    };
-    std::vector<std::thread> ts;
-    for (int k = 1; k < n; ++k) ts.emplace_back(body);
-    body();
-    for (auto& t : ts) t.join();
-  }
-};
 ThreadRunner g_runner{2};
 Parallel g_par{&g_runner, &ThreadRunner::run};
 
