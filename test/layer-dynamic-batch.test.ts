@@ -14,12 +14,12 @@ import { arrayToTensor } from "../src/ir/tensor.js";
 import type { onnx } from "../src/ir/onnx.js";
 import { fuseModel, type FuseReport, type Target } from "../src/pipeline/index.js";
 import { declareType, reshapeDims, sameDims } from "../passes/layer-common.js";
-import { MODELS, fuseCase, loadCase, opCounts, runAgainstCase } from "./helpers/cases.js";
+import { MODELS, fuseCase, loadCase, opCounts, runAgainstCase, CORE_PASSES, LAYER_PASSES } from "./helpers/cases.js";
 
 const DYNB = "layer_qwen3next_decode_dynb";
 const STATIC = "layer_qwen3next_decode_b2";
-const CORES = ["gated-delta-chunk", "gated-delta-recurrent"];
-const LAYER = ["layer-qk-l2norm", "layer-gqa-repeat", "layer-gating", "layer-causal-conv1d", "layer-gated-rmsnorm", "layer-layout"];
+const CORES = CORE_PASSES;
+const LAYER = LAYER_PASSES;
 const has = (name: string) => existsSync(join(MODELS, name, "test_data_set_0"));
 
 /** Fuses the cores, lets `mutate` edit the graph, then runs the layer passes. */

@@ -15,21 +15,15 @@ import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import { fuseModel, type FuseReport } from "../src/pipeline/index.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
-import { histogram, runAgainstCase } from "./helpers/cases.js";
+import { histogram, runAgainstCase, runtimeLoadError, CORE_PASSES, LAYER_PASSES } from "./helpers/cases.js";
 
 const MODELS = join(import.meta.dirname, "..", "models");
-const CORES = ["gated-delta-chunk", "gated-delta-recurrent"];
-const LAYER = ["layer-qk-l2norm", "layer-gqa-repeat", "layer-gating", "layer-causal-conv1d", "layer-gated-rmsnorm", "layer-layout"];
+const CORES = CORE_PASSES;
+const LAYER = LAYER_PASSES;
 /** The issue's bound: a fused gated-delta layer is at most this many nodes (see layerNodes). */
 const MAX_LAYER_NODES = 12;
 
-let runtime: string | undefined;
-try {
-  const rt = await import("../src/runtime/index.js");
-  rt.loadRuntime();
-} catch (e) {
-  runtime = (e as Error).message.split("\n")[0];
-}
+const runtime = runtimeLoadError();
 
 /** Fuses the cores, lets `mutate` edit the graph, then runs the layer passes. */
 async function fuse(name: string, mutate?: (g: Graph) => void) {

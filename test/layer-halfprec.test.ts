@@ -11,18 +11,12 @@ import { Graph } from "../src/ir/graph.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { onnx } from "../src/ir/onnx.js";
 import { fuseModel } from "../src/pipeline/index.js";
-import { MODELS, runAgainstCase, histogram } from "./helpers/cases.js";
+import { MODELS, runAgainstCase, histogram, runtimeLoadError, CORE_PASSES, LAYER_PASSES } from "./helpers/cases.js";
 
-const CORES = ["gated-delta-chunk", "gated-delta-recurrent"];
-const LAYER = ["layer-qk-l2norm", "layer-gqa-repeat", "layer-gating", "layer-causal-conv1d", "layer-gated-rmsnorm", "layer-layout"];
+const CORES = CORE_PASSES;
+const LAYER = LAYER_PASSES;
 
-let runtime: string | undefined;
-try {
-  const rt = await import("../src/runtime/index.js");
-  rt.loadRuntime();
-} catch (e) {
-  runtime = (e as Error).message.split("\n")[0];
-}
+const runtime = runtimeLoadError();
 
 // Relative L2 bound against PyTorch per compute type (every output, the float32 recurrent state too:
 // it is computed from half-precision projections and conv).

@@ -9,14 +9,28 @@ import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { loadModel, type LoadedModel } from "../../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../../src/ir/onnx.js";
-import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
-import "../../src/runtime/index.js";
+import { DEFAULT_PASSES, fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
+import { loadRuntime } from "../../src/runtime/index.js";
 import { readTensorProto, relativeL2, type TensorFile } from "./tensor-io.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const MODELS = join(ROOT, "models");
 /** The shared corpus beside the checkout (CI lays ../shared next to the clone). */
 export const SHARED_CORPUS = resolve(ROOT, "..", "shared", "corpus");
+
+/** The core passes, and the layer-level passes in their default order. */
+export const CORE_PASSES = ["gated-delta-chunk", "gated-delta-recurrent"];
+export const LAYER_PASSES = DEFAULT_PASSES.filter((p) => p.startsWith("layer-"));
+
+/** Why the gdn runtime cannot load here (its first line), or undefined when it can. */
+export function runtimeLoadError(): string | undefined {
+  try {
+    loadRuntime();
+    return undefined;
+  } catch (e) {
+    return (e as Error).message.split("\n")[0];
+  }
+}
 
 /** Cases with test data (bench_* have none). */
 export function fixtureCases(): string[] {
