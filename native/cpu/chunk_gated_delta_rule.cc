@@ -1,15 +1,21 @@
 // gdn-fuse CPU backend: ChunkGatedDeltaRule (prefill), chunked WY form as in FLA / transformers'
-// torch_chunk_gated_delta_rule. One work item = one (batch, value head); the state lives in fp32 kv layout
-// (K x V, V contiguous) in per-thread scratch for the whole sequence.
+// torch_chunk_gated_delta_rule. One work item = a group of G value heads of one batch entry, processed chunk by
+// chunk and, within a chunk, head by head; each head's state lives in fp32 kv layout (K x V, V contiguous) in
+// per-thread scratch for the whole sequence.
 //
-// Per chunk of L <= chunk_size tokens (gc = local cumsum of g, all decays exp(gc_i - gc_j) with i >= j):
+// Per chunk of L <= 32 tokens (gc = local cumsum of g, all decays exp(gc_i - gc_j) with i >= j; q and k as the
+// contract defines them, i.e. l2-normalised and q scaled):
 //   A   = -(beta_i k_i.k_j exp(gc_i - gc_j))_{i>j}        strictly lower
 //   Tm  = (I - A)^-1                                      unit lower triangular (forward substitution)
 //   U   = Tm (beta v),  W = Tm (beta k exp(gc))
 //   v'  = U - W S
 //   o   = (q exp(gc)) S + ((q k^T) * exp(gc_i - gc_j))_{i>=j} v'
 //   S   = exp(gc_L) S + (k exp(gc_L - gc))^T v'
+// The l2 norms are never applied to the rows: the raw rows are copied, their inverse norms rq_i (times the scale)
+// and rk_i are folded into the per-row and per-column factors the steps above apply anyway.
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "cpu/cpu_kernels.h"
 #include "cpu/cpu_util.h"
@@ -18,40 +24,40 @@ namespace gdn {
 namespace cpu {
 namespace {
 
-// exp for non-positive arguments; flushes values below e^-80 to 0 (avoids denormal arithmetic).
-GDN_INLINE float decay_exp(float x) { return x < -80.f ? 0.f : std::exp(x); }
-
 struct ChunkLayout {
   int K, V, C, Cp;  // Cp: leading dimension of M and P, C rounded up to 16 (whole vectors in the substitution)
-  // QK: 2C x K, rows [0,C) = q (scaled; times exp(gc) in the state pass), rows [C,2C) = k, later W (so that
-  // [q exp(gc); W] is one 2C-row operand of a single GEMM against S). OX: 2C x V, rows [0,C) = o, [C,2C) = W S.
-  size_t S, QK, KT, Vb, Kb, M, P, U, OX, gc, bt, eg, ed, tmp, total;
-  ChunkLayout(int K_, int V_, int C_) : K(K_), V(V_), C(C_), Cp((C_ + 15) & ~15) {
+  // QK: 2C x K, rows [0,C) = raw q (times rq exp(gc) in the state pass), rows [C,2C) = raw k, later W (so that
+  // [q exp(gc); W] is one 2C-row operand of a single GEMM against S). KP: C x K, k_i rk_i exp(gc_L - gc_i), the
+  // transposed left operand of the state update. OX: 2C x V, rows [0,C) = o, [C,2C) = W S.
+  size_t S, QK, KT, KP, Vb, Kb, M, P, U, OX, gc, bt, rq, rk, eg, ed, total;
+  ChunkLayout(int K_, int V_, int C_, int G) : K(K_), V(V_), C(C_), Cp((C_ + 15) & ~15) {
     size_t o = 0;
     auto take = [&o](size_t n) {
       size_t at = o;
       o += (n + 15) & ~size_t(15);  // keep every buffer 64-byte granular
       return at;
     };
-    S = take((size_t)K * V);
+    S = take((size_t)G * K * V);  // the states of a group's G heads
     QK = take((size_t)2 * C * K);
     KT = take((size_t)K * C);
+    KP = take((size_t)C * K);
     Vb = take((size_t)C * V);
     Kb = take((size_t)C * K);
     M = take((size_t)C * Cp);
     P = take((size_t)C * Cp);
     U = take((size_t)C * V);
     OX = take((size_t)2 * C * V);
-    gc = take(C + 16);
+    gc = take(Cp + 16);  // vector loads of gc[j..j+lanes) with j < Cp
     bt = take(C);
-    eg = take(C);
-    ed = take(C);
-    tmp = take(Cp);
+    rq = take(Cp + 16);
+    rk = take(Cp + 16);
+    eg = take(Cp + 16);
+    ed = take(Cp + 16);
     total = o;
   }
 };
 
-// ---- load / convert tile: q, k (l2norm + scale fused), v, beta, g -> local cumsum ----
+// ---- load / convert: raw q, k, v rows, beta, cumulative g; inverse norms ----
 GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, int64_t hk,
                            int64_t t0, int L, const ChunkLayout& ly, float* ws) {
   const int K = ly.K, V = ly.V;
@@ -60,9 +66,11 @@ GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, 
   float* Vb = ws + ly.Vb;
   float* gc = ws + ly.gc;
   float* bt = ws + ly.bt;
-  // Pass 1: the raw rows only (no dependent arithmetic between the loads), so that the out-of-order core keeps
-  // many rows' misses in flight; rows a few tokens ahead are prefetched into L1 (the far prefetch of
-  // prefetch_chunk brings them to L2, where they may not have stayed). Pass 2: l2norm and scale in L1.
+  float* rq = ws + ly.rq;
+  float* rk = ws + ly.rk;
+  // The raw rows only (no dependent arithmetic between the loads), so that the out-of-order core keeps many rows'
+  // misses in flight; rows a few tokens ahead are prefetched into L1 (the prefetches issued during the previous
+  // step bring them to L2).
   constexpr int kAhead = 4;
   const size_t esz = p.dtype == DType::kFloat32 ? 4 : 2;
   float gsum = 0.f;
@@ -86,196 +94,241 @@ GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, 
     gc[i] = gsum;
   }
   for (int i = 0; i < L; ++i) {
-    l2norm_scale(Q + (size_t)i * K, K, p.use_qk_l2norm, p.scale, delta_rule::kL2normEps);
-    l2norm_scale(Kc + (size_t)i * K, K, p.use_qk_l2norm, 1.f, delta_rule::kL2normEps);
+    if (p.use_qk_l2norm) {
+      rq[i] = p.scale / std::sqrt(dot(Q + (size_t)i * K, Q + (size_t)i * K, K) + delta_rule::kL2normEps);
+      rk[i] = 1.f / std::sqrt(dot(Kc + (size_t)i * K, Kc + (size_t)i * K, K) + delta_rule::kL2normEps);
+    } else {
+      rq[i] = p.scale;
+      rk[i] = 1.f;
+    }
   }
+  for (int i = L; i < ly.Cp + 16; ++i) gc[i] = gsum, rk[i] = 0.f;  // padding read by whole-vector loops
+}
+
+// dst[0:n) = src[0:n) * f (dst may be src). Templated on the tile, not on its vector type: a vector typedef
+// passed as a template argument loses its aligned(4) attribute.
+template <class Tile>
+GDN_INLINE void scale_row(const float* src, int n, float f, float* dst) {
+  typedef typename Tile::vec vec;
+  constexpr int VL = Tile::kLanes;
+  int i = 0;
+  for (; i + VL <= n; i += VL) *reinterpret_cast<vec*>(dst + i) = f * *reinterpret_cast<const vec*>(src + i);
+  for (; i < n; ++i) dst[i] = f * src[i];
+}
+
+// 32 x 128 -> 128 x 32 and the like: dst[k * ldd + i] = src[i * lds + k] for i < n, k < m.
+GDN_INLINE void transpose(const float* src, int lds, int n, int m, float* dst, int ldd) {
+  constexpr int B = 8;  // 8 x 8 blocks: the 8 source rows stay in L1 while their columns are written
+  int i0 = 0;
+  for (; i0 + B <= n; i0 += B)
+    for (int k = 0; k < m; ++k) {
+      float* d = dst + (size_t)k * ldd + i0;
+#pragma GCC unroll 8
+      for (int i = 0; i < B; ++i) d[i] = src[(size_t)(i0 + i) * lds + k];
+    }
+  for (; i0 < n; ++i0)
+    for (int k = 0; k < m; ++k) dst[(size_t)k * ldd + i0] = src[(size_t)i0 * lds + k];
 }
 
 // ---- intra-chunk: decay masks, (I - A)^-1, U and W ----
 template <class Tile>
-GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws) {
+GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws, RowPrefetcher* pf) {
   typedef typename Tile::vec vec;
   constexpr int VL = Tile::kLanes;
-  const int K = ly.K, V = ly.V, C = ly.C;
+  const int K = ly.K, V = ly.V, C = ly.C, Cp = ly.Cp;
   float* Q = ws + ly.QK;
   float* Kc = Q + (size_t)C * K;
   float* KT = ws + ly.KT;
+  float* KP = ws + ly.KP;
   float* Vb = ws + ly.Vb;
   float* Kb = ws + ly.Kb;
   float* M = ws + ly.M;
   float* P = ws + ly.P;
   float* U = ws + ly.U;
-  float* W = Kc;  // k is dead once KT, M and Kb are formed
+  float* W = Kc;  // k is dead once KT, KP and Kb are formed
   const float* gc = ws + ly.gc;
   const float* bt = ws + ly.bt;
+  const float* rq = ws + ly.rq;
+  const float* rk = ws + ly.rk;
   float* eg = ws + ly.eg;
   float* ed = ws + ly.ed;
-  float* tmp = ws + ly.tmp;
 
-  for (int i = 0; i < L; ++i) {
-    eg[i] = decay_exp(gc[i]);
-    ed[i] = decay_exp(gc[L - 1] - gc[i]);
+  for (int i = 0; i < L; i += VL) {
+    const vec g = *reinterpret_cast<const vec*>(gc + i);
+    *reinterpret_cast<vec*>(eg + i) = vexp<vec>(g);
+    *reinterpret_cast<vec*>(ed + i) = vexp<vec>(gc[L - 1] - g);
   }
-  for (int i = 0; i < L; ++i)
-    for (int k = 0; k < K; ++k) KT[(size_t)k * C + i] = Kc[(size_t)i * K + k];
+  transpose(Kc, K, L, K, KT, C);
 
-  // Only the lower triangles (j <= i) are used; column panels above the diagonal are not computed.
-  const int Cp = ly.Cp;
-  gemm<Tile>(L, L, K, 1.f, Kc, K, KT, C, 0.f, M, Cp, kLowerOut);  // k_i . k_j
-  gemm<Tile>(L, L, K, 1.f, Q, K, KT, C, 0.f, P, Cp, kLowerOut);   // q_i . k_j
+  // Raw Gram matrices; only the lower triangles (j <= i) are used.
+  gemm<Tile>(L, L, K, 1.f, Kc, K, KT, C, 0.f, M, Cp, kLowerOut, pf);  // k_i . k_j
+  gemm<Tile>(L, L, K, 1.f, Q, K, KT, C, 0.f, P, Cp, kLowerOut, pf);   // q_i . k_j
 
-  const int Lz = (L + 15) & ~15;  // rows are kept zero up to a whole number of vectors (<= Cp)
+  // Masks in whole vectors up to Lz: entries above the diagonal (and M's diagonal) are set to zero, so the
+  // substitution and the GEMMs below can run over whole vectors.
+  const int Lz = (L + 15) & ~15;  // <= Cp
+  vec lane;
+  for (int l = 0; l < VL; ++l) lane[l] = (float)l;
   for (int i = 0; i < L; ++i) {
     float* m = M + (size_t)i * Cp;
     float* pr = P + (size_t)i * Cp;
-    const float nb = -bt[i];
+    const float nb = -bt[i] * rk[i];
+    const float qi = rq[i];
     const float gi = gc[i];
-    int j = 0;
-    for (; j + VL <= i + 1; j += VL) {  // vector blocks entirely at or below the diagonal
-      const vec d = vexp<vec>(gi - *reinterpret_cast<const vec*>(gc + j));
+    for (int j = 0; j < Lz; j += VL) {
+      const vec col = lane + (float)j;
+      // Lanes above the diagonal are selected away (the GEMMs may have left stale values there).
+      const vec d = vexp<vec>(gi - *reinterpret_cast<const vec*>(gc + j)) * *reinterpret_cast<const vec*>(rk + j);
       vec* mv = reinterpret_cast<vec*>(m + j);
       vec* pv = reinterpret_cast<vec*>(pr + j);
-      *mv = nb * *mv * d;
-      *pv = *pv * d;
+      *mv = col < (float)i ? nb * *mv * d : vec{};
+      *pv = col <= (float)i ? qi * *pv * d : vec{};
     }
-    for (; j <= i; ++j) {
-      const float d = decay_exp(gi - gc[j]);
-      m[j] = nb * m[j] * d;
-      pr[j] *= d;
-    }
-    m[i] = 0.f;
-    for (j = i + 1; j < Lz; ++j) m[j] = pr[j] = 0.f;
   }
-  // Forward substitution, row by row: Tm[i,:i] = A[i,:i] + sum_{r<i} A[i,r] Tm[r,:r], in whole vectors (the
-  // entries at and above the diagonal are zero up to Lz, so they add nothing).
+  // Forward substitution, row by row: Tm[i,:i] = A[i,:i] + sum_{r<i} A[i,r] Tm[r,:r], one column vector at a time
+  // (rows r whose nonzeros reach that vector: r > first column), two register accumulators to halve the
+  // dependency chain. Entries at and above the diagonal are zero, so whole vectors add nothing wrong.
   for (int i = 1; i < L; ++i) {
     float* m = M + (size_t)i * Cp;
-    const int nv = (i + VL - 1) / VL;
-    vec* acc = reinterpret_cast<vec*>(tmp);
-    for (int v = 0; v < nv; ++v) acc[v] = reinterpret_cast<const vec*>(m)[v];
-    for (int r = 1; r < i; ++r) {
-      const float a = m[r];
-      const vec* tr = reinterpret_cast<const vec*>(M + (size_t)r * Cp);
-      const int nr = (r + VL - 1) / VL;
-      for (int v = 0; v < nr; ++v) acc[v] += a * tr[v];
+    for (int j = 0; j < i; j += VL) {
+      vec acc0 = *reinterpret_cast<const vec*>(m + j), acc1 = vec{};
+      int r = std::max(1, j + 1);
+      for (; r + 1 < i; r += 2) {
+        acc0 += m[r] * *reinterpret_cast<const vec*>(M + (size_t)r * Cp + j);
+        acc1 += m[r + 1] * *reinterpret_cast<const vec*>(M + (size_t)(r + 1) * Cp + j);
+      }
+      if (r < i) acc0 += m[r] * *reinterpret_cast<const vec*>(M + (size_t)r * Cp + j);
+      *reinterpret_cast<vec*>(m + j) = acc0 + acc1;
     }
-    for (int v = 0; v < nv; ++v) reinterpret_cast<vec*>(m)[v] = acc[v];
   }
   for (int i = 0; i < L; ++i) M[(size_t)i * Cp + i] = 1.f;
 
   for (int i = 0; i < L; ++i) {
     const float bv = bt[i];
-    const float bk = bt[i] * eg[i];
-    float* vr = Vb + (size_t)i * V;
-    for (int v = 0; v < V; ++v) vr[v] *= bv;
-    const float* kr = Kc + (size_t)i * K;
-    float* kb = Kb + (size_t)i * K;
-    for (int k = 0; k < K; ++k) kb[k] = kr[k] * bk;
+    const float bk = bt[i] * eg[i] * rk[i];
+    const float kp = ed[i] * rk[i];
+    scale_row<Tile>(Vb + (size_t)i * V, V, bv, Vb + (size_t)i * V);
+    scale_row<Tile>(Kc + (size_t)i * K, K, bk, Kb + (size_t)i * K);
+    scale_row<Tile>(Kc + (size_t)i * K, K, kp, KP + (size_t)i * K);
   }
-  gemm<Tile>(L, V, L, 1.f, M, Cp, Vb, V, 0.f, U, V, kLowerA);
-  gemm<Tile>(L, K, L, 1.f, M, Cp, Kb, K, 0.f, W, K, kLowerA);
+  gemm<Tile>(L, V, L, 1.f, M, Cp, Vb, V, 0.f, U, V, kLowerA, pf);
+  gemm<Tile>(L, K, L, 1.f, M, Cp, Kb, K, 0.f, W, K, kLowerA, pf);
 }
 
 // ---- state pass: v' = U - W S, o = (q exp(gc)) S + P v', S = exp(gc_L) S + (k exp(gc_L - gc))^T v' ----
 template <class Tile>
-GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws) {
+GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws, float* S, RowPrefetcher* pf) {
   const int K = ly.K, V = ly.V, C = ly.C;
-  float* S = ws + ly.S;
   float* Q = ws + ly.QK;
   float* W = Q + (size_t)C * K;
-  float* KT = ws + ly.KT;
+  const float* KP = ws + ly.KP;
   float* P = ws + ly.P;
   float* U = ws + ly.U;
   float* O = ws + ly.OX;
   float* X = O + (size_t)C * V;
   const float* eg = ws + ly.eg;
-  const float* ed = ws + ly.ed;
+  const float* rq = ws + ly.rq;
 
-  for (int i = 0; i < L; ++i) {
-    float* q = Q + (size_t)i * K;
-    const float e = eg[i];
-    for (int k = 0; k < K; ++k) q[k] *= e;
-  }
+  for (int i = 0; i < L; ++i) scale_row<Tile>(Q + (size_t)i * K, K, eg[i] * rq[i], Q + (size_t)i * K);
   if (L == C) {
-    gemm<Tile>(2 * C, V, K, 1.f, Q, K, S, V, 0.f, O, V);  // [q e^gc; W] S -> [o; W S]
+    gemm<Tile>(2 * C, V, K, 1.f, Q, K, S, V, 0.f, O, V, 0, pf);  // [q e^gc; W] S -> [o; W S]
   } else {
-    gemm<Tile>(L, V, K, 1.f, Q, K, S, V, 0.f, O, V);
-    gemm<Tile>(L, V, K, 1.f, W, K, S, V, 0.f, X, V);
+    gemm<Tile>(L, V, K, 1.f, Q, K, S, V, 0.f, O, V, 0, pf);
+    gemm<Tile>(L, V, K, 1.f, W, K, S, V, 0.f, X, V, 0, pf);
   }
   for (size_t i = 0, n = (size_t)L * V; i < n; ++i) U[i] -= X[i];  // v'
-  gemm<Tile>(L, V, L, 1.f, P, ly.Cp, U, V, 1.f, O, V, kLowerA);
-
-  for (int k = 0; k < K; ++k) {
-    float* kt = KT + (size_t)k * C;
-    for (int i = 0; i < L; ++i) kt[i] *= ed[i];
-  }
-  gemm<Tile>(K, V, L, 1.f, KT, C, U, V, eg[L - 1], S, V);  // S = e^gc_L S + K'^T v'
+  gemm<Tile>(L, V, L, 1.f, P, ly.Cp, U, V, 1.f, O, V, kLowerA, pf);
+  gemm<Tile>(K, V, L, 1.f, KP, K, U, V, eg[L - 1], S, V, kTransA, pf);  // S = e^gc_L S + KP^T v'
 }
 
-// Software prefetch (into L2) of one chunk's q, k, v rows: the rows of one head are strided by H*K elements, a
-// pattern the hardware prefetchers do not follow across rows, so without this every chunk starts with ~200 KB of
-// L3/DRAM misses. Issued for the next chunk while the current one computes.
-GDN_INLINE void prefetch_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, int64_t hk,
-                               int64_t t0, int L) {
+// What one (head, chunk) step prefetches while it computes (RowPrefetcher, between GEMM tiles): the q, k and v
+// rows of the step that follows it (head hn, chunk at tn of Ln tokens; Ln = 0: none), then the write-allocation of
+// its own output rows.
+GDN_INLINE void plan_prefetch(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, int64_t t0,
+                              int L, int64_t hn, int64_t tn, int Ln, RowPrefetcher& pf) {
   const size_t esz = p.dtype == DType::kFloat32 ? 4 : 2;
-  const size_t qk_bytes = (size_t)p.K * esz, v_bytes = (size_t)p.V * esz;
-  const char* qb = static_cast<const char*>(t.query);
-  const char* kb = static_cast<const char*>(t.key);
-  const char* vb = static_cast<const char*>(t.value);
-  for (int i = 0; i < L; ++i) {
-    const int64_t tok = b * p.T + t0 + i;
-    const size_t qk_off = (size_t)(tok * p.Hk + hk) * qk_bytes;
-    const size_t v_off = (size_t)(tok * p.Hv + h) * v_bytes;
-    for (size_t o = 0; o < qk_bytes; o += 64) {
-      __builtin_prefetch(qb + qk_off + o, 0, 2);
-      __builtin_prefetch(kb + qk_off + o, 0, 2);
-    }
-    for (size_t o = 0; o < v_bytes; o += 64) __builtin_prefetch(vb + v_off + o, 0, 2);
+  const size_t qk_row = (size_t)p.K * esz, v_row = (size_t)p.V * esz;
+  pf.clear();
+  if (Ln > 0) {
+    const int64_t tok = b * p.T + tn, hkn = hn / (p.Hv / p.Hk);
+    const size_t qk_off = (size_t)(tok * p.Hk + hkn) * qk_row, v_off = (size_t)(tok * p.Hv + hn) * v_row;
+    pf.add(static_cast<const char*>(t.query) + qk_off, (size_t)p.Hk * qk_row, Ln, qk_row, false);
+    pf.add(static_cast<const char*>(t.key) + qk_off, (size_t)p.Hk * qk_row, Ln, qk_row, false);
+    pf.add(static_cast<const char*>(t.value) + v_off, (size_t)p.Hv * v_row, Ln, v_row, false);
   }
+  pf.add(static_cast<const char*>(t.output) + (size_t)((b * p.T + t0) * p.Hv + h) * v_row, (size_t)p.Hv * v_row, L,
+         v_row, true);
 }
 
-template <class Tile>
-GDN_INLINE void chunk_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h,
-                                const ChunkLayout& ly, float* ws) {
-  const int K = ly.K, V = ly.V, C = ly.C;
-  const int64_t hk = h / (p.Hv / p.Hk);
-  float* S = ws + ly.S;
-  const size_t state_off = (size_t)(b * p.Hv + h) * K * V;
-  if (t.initial_state == nullptr) {
+GDN_INLINE void load_state(const DeltaRuleParams& p, const float* s0, float* S) {
+  const int K = (int)p.K, V = (int)p.V;
+  if (s0 == nullptr) {
     std::memset(S, 0, sizeof(float) * (size_t)K * V);
   } else if (p.layout == StateLayout::kKV) {
-    std::memcpy(S, t.initial_state + state_off, sizeof(float) * (size_t)K * V);
-  } else {
-    const float* s0 = t.initial_state + state_off;  // [V][K]
-    for (int v = 0; v < V; ++v)
-      for (int k = 0; k < K; ++k) S[(size_t)k * V + v] = s0[(size_t)v * K + k];
-  }
-  for (int64_t t0 = 0; t0 < p.T; t0 += C) {
-    const int L = (int)std::min<int64_t>(C, p.T - t0);
-    load_chunk(p, t, b, h, hk, t0, L, ly, ws);
-    if (t0 + C < p.T) prefetch_chunk(p, t, b, h, hk, t0 + C, (int)std::min<int64_t>(C, p.T - t0 - C));
-    intra_chunk<Tile>(L, ly, ws);
-    state_pass<Tile>(L, ly, ws);
-    const float* O = ws + ly.OX;
-    for (int i = 0; i < L; ++i) {
-      const int64_t tok = b * p.T + t0 + i;
-      store_row(p.dtype, t.output, (size_t)(tok * p.Hv + h) * V, V, O + (size_t)i * V);
-    }
-  }
-  if (t.final_state != nullptr) {
-    float* s1 = t.final_state + state_off;
-    if (p.layout == StateLayout::kKV) {
-      std::memcpy(s1, S, sizeof(float) * (size_t)K * V);
-    } else {
-      for (int v = 0; v < V; ++v)
-        for (int k = 0; k < K; ++k) s1[(size_t)v * K + k] = S[(size_t)k * V + v];
-    }
+    std::memcpy(S, s0, sizeof(float) * (size_t)K * V);
+  } else {  // [V][K]
+    transpose(s0, K, V, K, S, V);
   }
 }
 
-GDN_DISPATCH(chunk_head,
-             (const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, const ChunkLayout& ly, float* ws),
-             (p, t, b, h, ly, ws))
+GDN_INLINE void store_state(const DeltaRuleParams& p, const float* S, float* s1) {
+  const int K = (int)p.K, V = (int)p.V;
+  if (p.layout == StateLayout::kKV) std::memcpy(s1, S, sizeof(float) * (size_t)K * V);
+  else transpose(S, V, K, V, s1, K);
+}
+
+// One work item: heads [h0, h0 + G) of batch b, chunk by chunk and, within a chunk, head by head. The heads' rows
+// of one token are adjacent in memory, so the pages a chunk touches serve all G heads (with one head per work item
+// every chunk's strided rows are ~100 pages seen for the first time: a TLB miss each, and a two-level page walk
+// under a hypervisor). The G states stay in scratch (G x 64 KB at K=V=128).
+template <class Tile>
+GDN_INLINE void chunk_group_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h0, int G,
+                                 const ChunkLayout& ly, float* ws) {
+  const int K = ly.K, V = ly.V, C = ly.C;
+  const size_t kv = (size_t)K * V;
+  for (int g = 0; g < G; ++g)
+    load_state(p, t.initial_state != nullptr ? t.initial_state + (size_t)(b * p.Hv + h0 + g) * kv : nullptr,
+               ws + ly.S + g * kv);
+  for (int64_t t0 = 0; t0 < p.T; t0 += C) {
+    const int L = (int)std::min<int64_t>(C, p.T - t0);
+    const int Lnext = (int)std::max<int64_t>(0, std::min<int64_t>(C, p.T - t0 - C));
+    for (int g = 0; g < G; ++g) {
+      const int64_t h = h0 + g;
+      load_chunk(p, t, b, h, h / (p.Hv / p.Hk), t0, L, ly, ws);
+      RowPrefetcher pf;
+      if (g + 1 < G) plan_prefetch(p, t, b, h, t0, L, h + 1, t0, L, pf);
+      else plan_prefetch(p, t, b, h, t0, L, h0, t0 + C, Lnext, pf);
+      intra_chunk<Tile>(L, ly, ws, &pf);
+      state_pass<Tile>(L, ly, ws, ws + ly.S + g * kv, &pf);
+      const float* O = ws + ly.OX;
+      for (int i = 0; i < L; ++i) {
+        const int64_t tok = b * p.T + t0 + i;
+        store_row(p.dtype, t.output, (size_t)(tok * p.Hv + h) * V, V, O + (size_t)i * V);
+      }
+    }
+  }
+  if (t.final_state != nullptr)
+    for (int g = 0; g < G; ++g) store_state(p, ws + ly.S + g * kv, t.final_state + (size_t)(b * p.Hv + h0 + g) * kv);
+}
+
+GDN_DISPATCH(chunk_group,
+             (const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h0, int G, const ChunkLayout& ly,
+              float* ws),
+             (p, t, b, h0, G, ly, ws))
+
+// Heads per work item: as many as keep >= 2 work items per hardware thread (load balance) and the group's states
+// within a quarter of the L2 cache (they are reused every chunk), at most 8. GDN_CPU_HEADS_PER_ITEM=n forces n
+// (tests: groups that do not divide the head count).
+int heads_per_item(const DeltaRuleParams& p) {
+  static const int forced = std::getenv("GDN_CPU_HEADS_PER_ITEM") ? std::atoi(std::getenv("GDN_CPU_HEADS_PER_ITEM")) : 0;
+  if (forced > 0) return (int)std::min<int64_t>(forced, p.Hv);
+  const size_t state_bytes = sizeof(float) * (size_t)p.K * p.V;
+  const size_t l2 = l2_cache_bytes();
+  const int64_t by_cache = std::max<int64_t>(1, (int64_t)(l2 / 4 / state_bytes));
+  const int64_t threads = std::max<unsigned>(1, std::thread::hardware_concurrency());
+  const int64_t by_balance = std::max<int64_t>(1, p.B * p.Hv / (2 * threads));
+  return (int)std::min<int64_t>({8, by_cache, by_balance, p.Hv});
+}
 
 }  // namespace
 
@@ -283,16 +336,18 @@ void chunk_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t,
   // chunk_size is a performance hint (docs/ops.md): the kernel works in chunks of at most 32 tokens. Measured
   // (AVX2, K=V=128, T=512, 2 threads): 64-token chunks 35 ms, 32: 25-28 ms, 16: 28-29 ms. The state GEMMs cost
   // the same per token for any chunk; the intra-chunk part (k k^T, q k^T, the triangular solve, U, W, P v')
-  // grows with the chunk, and 32 rows still keep the 6x16 register tiles busy.
+  // grows with the chunk, and 32 rows still keep the register tiles busy.
   constexpr int64_t kMaxChunk = 32;
   const int C = (int)std::max<int64_t>(1, std::min<int64_t>(std::min<int64_t>(p.chunk_size, kMaxChunk), p.T));
-  const ChunkLayout ly((int)p.K, (int)p.V, C);
+  const int G = heads_per_item(p);
+  const int64_t groups = (p.Hv + G - 1) / G;
+  const ChunkLayout ly((int)p.K, (int)p.V, C, G);
   auto work = [&](size_t item) {
-    const int64_t b = (int64_t)item / p.Hv;
-    const int64_t h = (int64_t)item % p.Hv;
-    chunk_head(p, t, b, h, ly, thread_scratch(ly.total));
+    const int64_t b = (int64_t)item / groups;
+    const int64_t h0 = (int64_t)item % groups * G;
+    chunk_group(p, t, b, h0, (int)std::min<int64_t>(G, p.Hv - h0), ly, thread_scratch(ly.total));
   };
-  par.for_each((size_t)(p.B * p.Hv), work);
+  par.for_each((size_t)(p.B * groups), work);
 }
 
 }  // namespace cpu

@@ -1,6 +1,7 @@
 // gdn-fuse CPU backend: ISA detection.
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 
 #include "cpu/cpu_kernels.h"
 #include "cpu/cpu_util.h"
@@ -32,6 +33,17 @@ static Isa detect_isa_uncached() {
 Isa detect_isa() {
   static const Isa isa = detect_isa_uncached();
   return isa;
+}
+
+size_t l2_cache_bytes() {
+  static const size_t bytes = [] {
+    long n = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return n > 0 ? (size_t)n : (size_t)512 * 1024;
+  }();
+  return bytes;
 }
 
 const char* isa_name() {

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <vector>
 
 #include "common/float_convert.h"
@@ -33,6 +35,7 @@ namespace cpu {
 
 enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
 Isa detect_isa();  // cached
+size_t l2_cache_bytes();  // per core, from the OS (cached); 512 KiB when it does not say
 
 // Declares `static void NAME(ARGS)` that runs NAME##_impl (an always-inline function) compiled for the best ISA.
 // Usage: GDN_DISPATCH(fn, (const X& a, int b), (a, b))
@@ -66,20 +69,70 @@ GDN_INLINE void st16(float* p, v16f v) { *reinterpret_cast<v16f*>(p) = v; }
 typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
 typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
 
-// Register-blocking of the GEMM micro-kernel per ISA: MR rows x NV vectors (NR = NV * lanes columns).
-// AVX2 (16 ymm): 6 x 16 = 12 accumulators + 2 B vectors + 1 broadcast; enough independent FMA chains to cover
-// latency 4 x 2 pipes with headroom. AVX-512: 6 x 32 = 12 zmm accumulators.
-struct Tile512 { typedef v16f vec; static constexpr int kLanes = 16, kMR = 6, kNV = 2; };
+// Software prefetch of strided rows, a few cache lines after each GEMM register tile, so that the fetches of the
+// next step's input rows (and the write-allocation of this step's output rows) overlap the arithmetic. The rows of
+// one head are strided by H*K elements, a pattern the hardware prefetchers do not follow across rows. Spans are
+// served in the order they were added.
+class RowPrefetcher {
+ public:
+  void clear() { nspans_ = span_ = row_ = 0, line_ = nullptr; }
+  void add(const void* base, size_t stride_bytes, int rows, size_t row_bytes, bool write) {
+    if (nspans_ == kMaxSpans || rows <= 0 || row_bytes == 0) return;
+    spans_[nspans_++] = Span{static_cast<const char*>(base), stride_bytes, row_bytes, rows, write};
+  }
+  // Issues the next line, if any. A row's lines run from the one holding its first byte to the one holding its
+  // last (rows of JS-allocated buffers are rarely 64-byte aligned: a 512-byte row then spans 9 lines).
+  GDN_INLINE void step() {
+    if (span_ == nspans_) return;
+    const Span& s = spans_[span_];
+    if (line_ == nullptr) {
+      const char* row = s.base + (size_t)row_ * s.stride;
+      line_ = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(row) & ~uintptr_t(63));
+      end_ = row + s.row_bytes;
+    }
+    if (s.write) __builtin_prefetch(line_, 1, 3);
+    else __builtin_prefetch(line_, 0, 2);  // to L2: the GEMMs stream the 64 KB state through L1
+    line_ += 64;
+    if (line_ >= end_) {
+      line_ = nullptr;
+      if (++row_ == s.rows) row_ = 0, ++span_;
+    }
+  }
+
+ private:
+  struct Span {
+    const char* base;
+    size_t stride, row_bytes;
+    int rows;
+    bool write;
+  };
+  static constexpr int kMaxSpans = 6;
+  Span spans_[kMaxSpans];
+  int nspans_ = 0, span_ = 0, row_ = 0;
+  const char* line_ = nullptr;
+  const char* end_ = nullptr;
+};
+
+// Register-blocking of the GEMM micro-kernel per ISA: MR rows x NV vectors (NR = NV * lanes columns); narrower
+// panels (NV/2, NV/4 vectors) serve N that is not a multiple of NR.
+// AVX-512 (32 zmm): 6 x 64 = 24 accumulators + 4 B vectors + 1 broadcast; each broadcast feeds 4 FMAs, so the
+// loads stay well under the FMA rate (a 6 x 32 tile needs 8 loads per 12 FMAs and ran at ~70 % of a core on the
+// 64 x 128 x 128 state product, 6 x 64 at ~90 %). AVX2 (16 ymm): 6 x 16 = 12 accumulators + 2 B + 1 broadcast.
+struct Tile512 { typedef v16f vec; static constexpr int kLanes = 16, kMR = 6, kNV = 4; };
 struct Tile256 { typedef v8f vec; static constexpr int kLanes = 8, kMR = 6, kNV = 2; };
 struct Tile128 { typedef v4f vec; static constexpr int kLanes = 4, kMR = 4, kNV = 2; };
 
-// One MR x (NV * lanes) register tile: acc = A[0:MR, k0:k1] @ B[k0:k1, 0:NR]; C = beta * C + alpha * acc
-// (beta == 0: C is overwritten, never read).
-template <class Tile, int MR>
+// Prefetcher lines issued after each register tile (not from inside its k-loop: there the bookkeeping cost more
+// than the prefetches saved).
+constexpr int kPrefetchPerTile = 12;
+
+// One MR x (NV * lanes) register tile: acc = A[0:MR, 0:k1] @ B[0:k1, 0:NR]; C = beta * C + alpha * acc
+// (beta == 0: C is overwritten, never read). TransA: A is stored transposed, element (r, k) at A[k * lda + r].
+template <class Tile, int MR, int NV, bool TransA>
 GDN_INLINE void gemm_tile(int k1, float alpha, float beta, const float* A, int lda, const float* B, int ldb, float* C,
-                          int ldc) {
+                          int ldc, RowPrefetcher* pf) {
   typedef typename Tile::vec vec;
-  constexpr int NV = Tile::kNV, L = Tile::kLanes;
+  constexpr int L = Tile::kLanes;
   vec c[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -92,11 +145,13 @@ GDN_INLINE void gemm_tile(int k1, float alpha, float beta, const float* A, int l
     for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const vec*>(b + v * L);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const float a = A[(size_t)r * lda + k];
+      const float a = TransA ? A[(size_t)k * lda + r] : A[(size_t)r * lda + k];
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) c[r][v] += a * bv[v];
     }
   }
+  if (pf != nullptr)
+    for (int i = 0; i < kPrefetchPerTile; ++i) pf->step();
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     float* cr = C + (size_t)r * ldc;
@@ -112,51 +167,78 @@ GDN_INLINE void gemm_tile(int k1, float alpha, float beta, const float* A, int l
 
 enum GemmFlags : int {
   kLowerA = 1,    // A[i][k] == 0 for k > i: those terms are skipped
-  kLowerOut = 2,  // only C[i][j] with j <= i is needed: column panels entirely above the diagonal are skipped
+  kLowerOut = 2,  // only C[i][j] with j <= i is needed: panels entirely above the diagonal are skipped
+  kTransA = 4,    // A is given transposed: element (i, k) at A[k * lda + i]
 };
 
-// C[M x N] = beta * C + alpha * A[M x Kd] @ B[Kd x N]; row-major with leading dims lda/ldb/ldc.
-// beta == 0 overwrites C without reading it (except for kLowerOut panels that are skipped: left untouched).
-template <class Tile>
-GDN_INLINE void gemm(int M, int N, int Kd, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
-                     float* C, int ldc, int flags = 0) {
-  constexpr int MR = Tile::kMR, NR = Tile::kNV * Tile::kLanes;
+// The tile for mb (<= MR) rows.
+template <class Tile, int NV, bool TransA>
+GDN_INLINE void gemm_rows(int mb, int k1, float alpha, float beta, const float* A, int lda, const float* B, int ldb,
+                          float* C, int ldc, RowPrefetcher* pf) {
+  constexpr int MR = Tile::kMR;
+  if (mb == MR) gemm_tile<Tile, MR, NV, TransA>(k1, alpha, beta, A, lda, B, ldb, C, ldc, pf);
+  else if (mb == 5) gemm_tile<Tile, (MR > 5 ? 5 : 1), NV, TransA>(k1, alpha, beta, A, lda, B, ldb, C, ldc, pf);
+  else if (mb == 4) gemm_tile<Tile, (MR > 4 ? 4 : 1), NV, TransA>(k1, alpha, beta, A, lda, B, ldb, C, ldc, pf);
+  else if (mb == 3) gemm_tile<Tile, 3, NV, TransA>(k1, alpha, beta, A, lda, B, ldb, C, ldc, pf);
+  else if (mb == 2) gemm_tile<Tile, 2, NV, TransA>(k1, alpha, beta, A, lda, B, ldb, C, ldc, pf);
+  else gemm_tile<Tile, 1, NV, TransA>(k1, alpha, beta, A, lda, B, ldb, C, ldc, pf);
+}
+
+// One column panel [n0, n0 + NV * lanes) for every row block, top to bottom (the B panel stays in L1).
+template <class Tile, int NV, bool TransA>
+GDN_INLINE void gemm_panel(int n0, int M, int Kd, float alpha, const float* A, int lda, const float* B, int ldb,
+                           float beta, float* C, int ldc, int flags, RowPrefetcher* pf) {
+  constexpr int MR = Tile::kMR;
   const bool lower = flags & kLowerA;
   for (int i0 = 0; i0 < M; i0 += MR) {
     const int mb = std::min(MR, M - i0);
+    if ((flags & kLowerOut) && n0 > i0 + mb - 1) continue;
     const int kend = lower ? std::min(Kd, i0 + mb) : Kd;
-    const int nend = (flags & kLowerOut) ? std::min(N, (i0 + mb + NR - 1) / NR * NR) : N;
-    const float* a0p = A + (size_t)i0 * lda;
-    float* c0p = C + (size_t)i0 * ldc;
-    int n0 = 0;
-    for (; n0 + NR <= nend; n0 += NR) {
-      const float* bp = B + n0;
-      float* cp = c0p + n0;
-      if (mb == MR) gemm_tile<Tile, MR>(kend, alpha, beta, a0p, lda, bp, ldb, cp, ldc);
-      else if (mb == 5) gemm_tile<Tile, (MR > 5 ? 5 : 1)>(kend, alpha, beta, a0p, lda, bp, ldb, cp, ldc);
-      else if (mb == 4) gemm_tile<Tile, (MR > 4 ? 4 : 1)>(kend, alpha, beta, a0p, lda, bp, ldb, cp, ldc);
-      else if (mb == 3) gemm_tile<Tile, 3>(kend, alpha, beta, a0p, lda, bp, ldb, cp, ldc);
-      else if (mb == 2) gemm_tile<Tile, 2>(kend, alpha, beta, a0p, lda, bp, ldb, cp, ldc);
-      else gemm_tile<Tile, 1>(kend, alpha, beta, a0p, lda, bp, ldb, cp, ldc);
-    }
-    // Columns beyond the last full panel: axpy form per row.
-    if (n0 < nend) {
-      const int nt = nend - n0;
-      for (int r = 0; r < mb; ++r) {
-        const float* ar = a0p + (size_t)r * lda;
-        float* c = c0p + (size_t)r * ldc + n0;
-        const int ke = lower ? std::min(Kd, i0 + r + 1) : Kd;
-        float acc[NR];
-        for (int n = 0; n < nt; ++n) acc[n] = 0.f;
-        for (int k = 0; k < ke; ++k) {
-          const float a = ar[k];
-          const float* b = B + (size_t)k * ldb + n0;
-          for (int n = 0; n < nt; ++n) acc[n] += a * b[n];
-        }
-        for (int n = 0; n < nt; ++n) c[n] = (beta == 0.f ? 0.f : beta * c[n]) + alpha * acc[n];
+    const float* a = TransA ? A + i0 : A + (size_t)i0 * lda;
+    gemm_rows<Tile, NV, TransA>(mb, kend, alpha, beta, a, lda, B + n0, ldb, C + (size_t)i0 * ldc + n0, ldc, pf);
+  }
+}
+
+// C[M x N] = beta * C + alpha * A[M x Kd] @ B[Kd x N]; row-major with leading dims lda/ldb/ldc (see GemmFlags).
+// beta == 0 overwrites C without reading it (except for kLowerOut panels that are skipped: left untouched).
+template <class Tile, bool TransA>
+GDN_INLINE void gemm_impl(int M, int N, int Kd, float alpha, const float* A, int lda, const float* B, int ldb,
+                          float beta, float* C, int ldc, int flags, RowPrefetcher* pf) {
+  constexpr int NV = Tile::kNV, L = Tile::kLanes;
+  int n0 = 0;
+  for (; n0 + NV * L <= N; n0 += NV * L) gemm_panel<Tile, NV, TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
+  if (NV >= 4 && n0 + (NV / 2) * L <= N) {
+    gemm_panel<Tile, (NV >= 4 ? NV / 2 : 1), TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
+    n0 += (NV / 2) * L;
+  }
+  if (NV >= 2 && n0 + L <= N) {
+    gemm_panel<Tile, 1, TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
+    n0 += L;
+  }
+  if (n0 < N) {  // the last columns, fewer than a vector: axpy form per row
+    const bool lower = flags & kLowerA;
+    const int nt = N - n0;
+    for (int r = 0; r < M; ++r) {
+      if ((flags & kLowerOut) && n0 > r) continue;
+      const int ke = lower ? std::min(Kd, r + 1) : Kd;
+      float* c = C + (size_t)r * ldc + n0;
+      float acc[16];
+      for (int n = 0; n < nt; ++n) acc[n] = 0.f;
+      for (int k = 0; k < ke; ++k) {
+        const float a = TransA ? A[(size_t)k * lda + r] : A[(size_t)r * lda + k];
+        const float* b = B + (size_t)k * ldb + n0;
+        for (int n = 0; n < nt; ++n) acc[n] += a * b[n];
       }
+      for (int n = 0; n < nt; ++n) c[n] = (beta == 0.f ? 0.f : beta * c[n]) + alpha * acc[n];
     }
   }
+}
+
+template <class Tile>
+GDN_INLINE void gemm(int M, int N, int Kd, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
+                     float* C, int ldc, int flags = 0, RowPrefetcher* pf = nullptr) {
+  if (flags & kTransA) gemm_impl<Tile, true>(M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
+  else gemm_impl<Tile, false>(M, N, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
 }
 
 // exp(x) for a vector, Cephes-style (range reduction by ln 2, degree-6 polynomial; ~1 ulp on [-87, 88]);
@@ -187,10 +269,16 @@ GDN_INLINE vec vexp(vec x) {
   return zero_mask_src < -80.f ? vec{} : y;
 }
 
-GDN_INLINE float hsum16(v16f v) {
-  float s = 0.f;
-  for (int l = 0; l < 16; ++l) s += v[l];
-  return s;
+GDN_INLINE float hsum16(v16f v) {  // pairwise tree: 4 dependent adds instead of 16
+  v8f lo, hi;
+  __builtin_memcpy(&lo, &v, sizeof lo);
+  __builtin_memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+  const v8f a = lo + hi;
+  v4f c, d;
+  __builtin_memcpy(&c, &a, sizeof c);
+  __builtin_memcpy(&d, reinterpret_cast<const char*>(&a) + sizeof c, sizeof d);
+  const v4f b = c + d;
+  return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 // Vectorised dot product (explicit 16-lane partial sums; the compiler may not reassociate a float reduction).
@@ -213,11 +301,21 @@ GDN_INLINE void l2norm_scale(float* x, int n, bool normalise, float mul, float e
     for (int i = 0; i < n; ++i) x[i] *= f;
 }
 
-// Reusable per-thread scratch (grown on demand, never shrunk).
+// Reusable per-thread scratch (grown on demand, never shrunk), 64-byte aligned.
 inline float* thread_scratch(size_t n) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  struct Buffer {
+    float* p = nullptr;
+    size_t n = 0;
+    ~Buffer() { std::free(p); }
+  };
+  thread_local Buffer buf;
+  if (buf.n < n) {
+    std::free(buf.p);
+    buf.p = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+    if (buf.p == nullptr) throw std::bad_alloc();
+    buf.n = n;
+  }
+  return buf.p;
 }
 
 }  // namespace cpu

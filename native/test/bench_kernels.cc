@@ -1,5 +1,5 @@
 // gdn-fuse: kernel-level timing (no ORT) of the delta-rule kernels at the bench shapes.
-//   make -C native/test bench        ->  build/bench_kernels [threads]
+//   make -C native/test bench        ->  build/bench_kernels [threads] [all|chunk|rec] [sizes...]
 // Prints median ms of chunk (B=1, H=32, K=V=128, T=512/2048, l2norm) and recurrent (T=1, B=1/8/64) and GFLOP/s
 // (chunked-form FLOP count of docs/performance.md).
 #include <algorithm>
@@ -64,16 +64,19 @@ static void bench(bool chunk, int64_t B, int64_t T, int threads, int reps) {
 }
 
 int main(int argc, char** argv) {
+  // build/bench_kernels [threads] [all|chunk|rec] [T or B ...]: chunk takes sequence lengths (default 512 2048),
+  // rec takes batch sizes (default 1 8 64).
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const char* what = argc > 2 ? argv[2] : "all";
+  std::vector<int64_t> sizes;
+  for (int i = 3; i < argc; ++i) sizes.push_back(std::atoll(argv[i]));
   std::printf("isa %s\n", cpu::isa_name());
   if (what[0] == 'a' || what[0] == 'c') {
-    bench(true, 1, 512, threads, 9);
-    if (what[0] == 'a') bench(true, 1, 2048, threads, 5);
+    for (int64_t T : what[0] == 'c' && !sizes.empty() ? sizes : std::vector<int64_t>{512, 2048})
+      bench(true, 1, T, threads, T >= 2048 ? 7 : 15);
   }
   if (what[0] == 'a' || what[0] == 'r') {
-    bench(false, 1, 1, threads, 51);
-    bench(false, 8, 1, threads, 31);
-    bench(false, 64, 1, threads, 11);
+    for (int64_t B : what[0] == 'r' && !sizes.empty() ? sizes : std::vector<int64_t>{1, 8, 64})
+      bench(false, B, 1, threads, B >= 64 ? 11 : 51);
   }
 }
