@@ -182,11 +182,31 @@ async function session(bytes, provider) {
   });
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 /**
- * Times several implementations of one case in alternating blocks (3 rounds; in each, every implementation gets
- * `warmup` untimed calls and then its share of timed calls), so that a load change on a shared machine hits all
- * of them alike and the ratios stay meaningful. Not one call each in turn: every ORT session has its own
- * intra-op pool whose threads spin for a while after a run, and on 2 cores they would steal from the next session.
+ * Waits until this process is idle: after a run, each ORT session's intra-op threads spin for tens of ms (measured
+ * here: ~40 ms of a core after stock ORT's last decode run) before they block, and on 2 cores they would take the
+ * next implementation's cores. Returns the ms waited (capped at maxMs).
+ */
+async function quiesce(maxMs = 1000) {
+  const t0 = performance.now();
+  while (performance.now() - t0 < maxMs) {
+    const c0 = process.cpuUsage();
+    const w0 = performance.now();
+    await sleep(10);
+    const used = process.cpuUsage(c0);
+    if ((used.user + used.system) / 1000 < 0.05 * (performance.now() - w0)) break;
+  }
+  return performance.now() - t0;
+}
+
+/**
+ * Times several implementations of one case in alternating blocks (3 rounds; in each, every implementation waits
+ * for the process to be idle, gets `warmup` untimed calls (and >= 20 ms of them) and then its share of timed calls), so that a load
+ * change on a shared machine hits all of them alike and the ratios stay meaningful. Not one call each in turn:
+ * every ORT session has its own intra-op pool whose threads spin for a while after a run, and on 2 cores they
+ * would steal from the next session.
  * Returns {impl: {ms (median of all timed calls), min, samples}}.
  */
 async function timeInterleaved(impls, runs, warmup) {
@@ -196,7 +216,10 @@ async function timeInterleaved(impls, runs, warmup) {
   for (let r = 0; r < rounds; r++) {
     for (let j = 0; j < impls.length; j++) {
       const fn = impls[j][1];
-      for (let i = 0; i < warmup; i++) await fn();
+      await quiesce();
+      // warm-up: `warmup` calls and at least 20 ms of them (a pool woken from its idle wait needs a few runs)
+      const w0 = performance.now();
+      for (let i = 0; i < warmup || performance.now() - w0 < 20; i++) await fn();
       for (let i = 0; i < per; i++) {
         const t0 = performance.now();
         await fn();

@@ -6,8 +6,7 @@
 // Per chunk of L <= 32 tokens (gc = local cumsum of g, all decays exp(gc_i - gc_j) with i >= j; q and k as the
 // contract defines them, i.e. l2-normalised and q scaled):
 //   A   = -(beta_i k_i.k_j exp(gc_i - gc_j))_{i>j}        strictly lower
-//   Tm  = (I - A)^-1                                      unit lower triangular (forward substitution)
-//   U   = Tm (beta v),  W = Tm (beta k exp(gc))
+//   [U | W] = (I - A)^-1 [beta v | beta k exp(gc)]        forward substitution (no explicit inverse)
 //   v'  = U - W S
 //   o   = (q exp(gc)) S + ((q k^T) * exp(gc_i - gc_j))_{i>=j} v'
 //   S   = exp(gc_L) S + (k exp(gc_L - gc))^T v'
@@ -25,12 +24,16 @@ namespace cpu {
 namespace {
 
 struct ChunkLayout {
-  int K, V, C, Cp;  // Cp: leading dimension of M and P, C rounded up to 16 (whole vectors in the substitution)
-  // QK: 2C x K, rows [0,C) = raw q (times rq exp(gc) in the state pass), rows [C,2C) = raw k, later W (so that
-  // [q exp(gc); W] is one 2C-row operand of a single GEMM against S). KP: C x K, k_i rk_i exp(gc_L - gc_i), the
-  // transposed left operand of the state update. OX: 2C x V, rows [0,C) = o, [C,2C) = W S.
-  size_t S, QK, KT, KP, Vb, Kb, M, P, U, OX, gc, bt, rq, rk, eg, ed, total;
-  ChunkLayout(int K_, int V_, int C_, int G) : K(K_), V(V_), C(C_), Cp((C_ + 15) & ~15) {
+  int K, V, C, Cp;  // Cp: leading dimension of P and M, C rounded up to 16 (whole vectors in the masks)
+  int ldx;          // V + K: row length of XQ
+  // XQ: 2C rows of [V | K] floats. Rows [0,C): raw q in the K part (times rq exp(gc) in the state pass). Rows
+  // [C,2C): raw k in the K part, then [beta v | beta exp(gc) rk k], then, solved in place, [U | W]. So [q; k] and
+  // [q exp(gc); W] are each one 2C-row operand (lda = ldx) and [U | W] one right-hand side.
+  // PM: 2C x Cp, rows [0,C) = q.k^T, then the masked intra-chunk attention P; rows [C,2C) = k.k^T, then A.
+  // KP: C x K, k_i rk_i exp(gc_L - gc_i), the transposed left operand of the state update. KT: k^T (K x C).
+  // OX: 2C x V, rows [0,C) = o, [C,2C) = W S.
+  size_t S, XQ, KT, KP, PM, OX, gc, bt, rq, rk, eg, ed, total;
+  ChunkLayout(int K_, int V_, int C_, int G) : K(K_), V(V_), C(C_), Cp((C_ + 15) & ~15), ldx(V_ + K_) {
     size_t o = 0;
     auto take = [&o](size_t n) {
       size_t at = o;
@@ -38,14 +41,10 @@ struct ChunkLayout {
       return at;
     };
     S = take((size_t)G * K * V);  // the states of a group's G heads
-    QK = take((size_t)2 * C * K);
+    XQ = take((size_t)2 * C * ldx);
     KT = take((size_t)K * C);
     KP = take((size_t)C * K);
-    Vb = take((size_t)C * V);
-    Kb = take((size_t)C * K);
-    M = take((size_t)C * Cp);
-    P = take((size_t)C * Cp);
-    U = take((size_t)C * V);
+    PM = take((size_t)2 * C * Cp);
     OX = take((size_t)2 * C * V);
     gc = take(Cp + 16);  // vector loads of gc[j..j+lanes) with j < Cp
     bt = take(C);
@@ -60,10 +59,10 @@ struct ChunkLayout {
 // ---- load / convert: raw q, k, v rows, beta, cumulative g; inverse norms ----
 GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, int64_t hk,
                            int64_t t0, int L, const ChunkLayout& ly, float* ws) {
-  const int K = ly.K, V = ly.V;
-  float* Q = ws + ly.QK;
-  float* Kc = Q + (size_t)ly.C * K;
-  float* Vb = ws + ly.Vb;
+  const int K = ly.K, V = ly.V, ldx = ly.ldx;
+  float* Q = ws + ly.XQ + V;                    // row i at Q + i * ldx
+  float* Kc = Q + (size_t)ly.C * ldx;           // raw k rows
+  float* Vb = ws + ly.XQ + (size_t)ly.C * ldx;  // raw v rows
   float* gc = ws + ly.gc;
   float* bt = ws + ly.bt;
   float* rq = ws + ly.rq;
@@ -86,17 +85,19 @@ GDN_INLINE void load_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, 
     }
     const size_t qk_off = (size_t)(tok * p.Hk + hk) * K;
     const size_t vh = (size_t)(tok * p.Hv + h);
-    load_row(p.dtype, t.query, qk_off, K, Q + (size_t)i * K);
-    load_row(p.dtype, t.key, qk_off, K, Kc + (size_t)i * K);
-    load_row(p.dtype, t.value, vh * V, V, Vb + (size_t)i * V);
+    load_row(p.dtype, t.query, qk_off, K, Q + (size_t)i * ldx);
+    load_row(p.dtype, t.key, qk_off, K, Kc + (size_t)i * ldx);
+    load_row(p.dtype, t.value, vh * V, V, Vb + (size_t)i * ldx);
     bt[i] = load_one(p.dtype, t.beta, vh);
     gsum += t.g[vh];
     gc[i] = gsum;
   }
   for (int i = 0; i < L; ++i) {
     if (p.use_qk_l2norm) {
-      rq[i] = p.scale / std::sqrt(dot(Q + (size_t)i * K, Q + (size_t)i * K, K) + delta_rule::kL2normEps);
-      rk[i] = 1.f / std::sqrt(dot(Kc + (size_t)i * K, Kc + (size_t)i * K, K) + delta_rule::kL2normEps);
+      const float* q = Q + (size_t)i * ldx;
+      const float* k = Kc + (size_t)i * ldx;
+      rq[i] = p.scale / std::sqrt(dot(q, q, K) + delta_rule::kL2normEps);
+      rk[i] = 1.f / std::sqrt(dot(k, k, K) + delta_rule::kL2normEps);
     } else {
       rq[i] = p.scale;
       rk[i] = 1.f;
@@ -130,22 +131,60 @@ GDN_INLINE void transpose(const float* src, int lds, int n, int m, float* dst, i
     for (int k = 0; k < m; ++k) dst[(size_t)k * ldd + i0] = src[(size_t)i0 * lds + k];
 }
 
-// ---- intra-chunk: decay masks, (I - A)^-1, U and W ----
+// X_i += sum_{r<i} A[i][r] X_r for i = 1..L-1 (forward substitution with the unit lower triangular I - A, A
+// strictly lower), on the columns [j0, j0 + NB * lanes) of X: the row's NB vectors stay in registers while the
+// earlier rows stream from L1.
+template <class Tile, int NB>
+GDN_INLINE void substitute_block(int L, const float* A, int lda, float* X, int ldx, int j0) {
+  typedef typename Tile::vec vec;
+  constexpr int VL = Tile::kLanes;
+  for (int i = 1; i < L; ++i) {
+    float* xi = X + (size_t)i * ldx + j0;
+    vec acc[NB];
+#pragma GCC unroll 16
+    for (int v = 0; v < NB; ++v) acc[v] = *reinterpret_cast<const vec*>(xi + v * VL);
+    const float* ai = A + (size_t)i * lda;
+    for (int r = 0; r < i; ++r) {
+      const float a = ai[r];
+      const float* xr = X + (size_t)r * ldx + j0;
+#pragma GCC unroll 16
+      for (int v = 0; v < NB; ++v) acc[v] += a * *reinterpret_cast<const vec*>(xr + v * VL);
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < NB; ++v) *reinterpret_cast<vec*>(xi + v * VL) = acc[v];
+  }
+}
+
+// Solves (I - A) Y = X in place for the n columns of X (A: L x L strictly lower, row stride lda).
+template <class Tile>
+GDN_INLINE void forward_substitute(int L, const float* A, int lda, float* X, int ldx, int n) {
+  constexpr int VL = Tile::kLanes;
+  constexpr int NB = VL == 16 ? 16 : 8;  // accumulators in registers: 16 of 32 zmm, 8 of 16 ymm / xmm
+  int j0 = 0;
+  for (; j0 + NB * VL <= n; j0 += NB * VL) substitute_block<Tile, NB>(L, A, lda, X, ldx, j0);
+  for (; j0 + 4 * VL <= n; j0 += 4 * VL) substitute_block<Tile, 4>(L, A, lda, X, ldx, j0);
+  for (; j0 + VL <= n; j0 += VL) substitute_block<Tile, 1>(L, A, lda, X, ldx, j0);
+  for (; j0 < n; ++j0)
+    for (int i = 1; i < L; ++i) {
+      float acc = X[(size_t)i * ldx + j0];
+      for (int r = 0; r < i; ++r) acc += A[(size_t)i * lda + r] * X[(size_t)r * ldx + j0];
+      X[(size_t)i * ldx + j0] = acc;
+    }
+}
+
+// ---- intra-chunk: Gram matrices, decay masks, [U | W] = (I - A)^-1 [beta v | beta exp(gc) k] ----
 template <class Tile>
 GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws, RowPrefetcher* pf) {
   typedef typename Tile::vec vec;
   constexpr int VL = Tile::kLanes;
-  const int K = ly.K, V = ly.V, C = ly.C, Cp = ly.Cp;
-  float* Q = ws + ly.QK;
-  float* Kc = Q + (size_t)C * K;
+  const int K = ly.K, V = ly.V, C = ly.C, Cp = ly.Cp, ldx = ly.ldx;
+  float* Q = ws + ly.XQ + V;
+  float* Kc = Q + (size_t)C * ldx;
+  float* Vb = ws + ly.XQ + (size_t)C * ldx;
   float* KT = ws + ly.KT;
   float* KP = ws + ly.KP;
-  float* Vb = ws + ly.Vb;
-  float* Kb = ws + ly.Kb;
-  float* M = ws + ly.M;
-  float* P = ws + ly.P;
-  float* U = ws + ly.U;
-  float* W = Kc;  // k is dead once KT, KP and Kb are formed
+  float* P = ws + ly.PM;
+  float* M = P + (size_t)C * Cp;
   const float* gc = ws + ly.gc;
   const float* bt = ws + ly.bt;
   const float* rq = ws + ly.rq;
@@ -158,14 +197,17 @@ GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws, RowPrefetch
     *reinterpret_cast<vec*>(eg + i) = vexp<vec>(g);
     *reinterpret_cast<vec*>(ed + i) = vexp<vec>(gc[L - 1] - g);
   }
-  transpose(Kc, K, L, K, KT, C);
+  transpose(Kc, ldx, L, K, KT, C);
 
-  // Raw Gram matrices; only the lower triangles (j <= i) are used.
-  gemm<Tile>(L, L, K, 1.f, Kc, K, KT, C, 0.f, M, Cp, kLowerOut, pf);  // k_i . k_j
-  gemm<Tile>(L, L, K, 1.f, Q, K, KT, C, 0.f, P, Cp, kLowerOut, pf);   // q_i . k_j
+  // Raw Gram matrices [q; k] k^T -> [P; M]; only the lower triangles (j <= i) are used.
+  if (L == C) {
+    gemm<Tile>(2 * C, L, K, 1.f, Q, ldx, KT, C, 0.f, P, Cp, 0, pf);
+  } else {
+    gemm<Tile>(L, L, K, 1.f, Q, ldx, KT, C, 0.f, P, Cp, kLowerOut, pf);
+    gemm<Tile>(L, L, K, 1.f, Kc, ldx, KT, C, 0.f, M, Cp, kLowerOut, pf);
+  }
 
-  // Masks in whole vectors up to Lz: entries above the diagonal (and M's diagonal) are set to zero, so the
-  // substitution and the GEMMs below can run over whole vectors.
+  // Masks in whole vectors up to Lz: entries above the diagonal (and M's diagonal) are set to zero.
   const int Lz = (L + 15) & ~15;  // <= Cp
   vec lane;
   for (int l = 0; l < VL; ++l) lane[l] = (float)l;
@@ -185,60 +227,47 @@ GDN_INLINE void intra_chunk(int L, const ChunkLayout& ly, float* ws, RowPrefetch
       *pv = col <= (float)i ? qi * *pv * d : vec{};
     }
   }
-  // Forward substitution, row by row: Tm[i,:i] = A[i,:i] + sum_{r<i} A[i,r] Tm[r,:r], one column vector at a time
-  // (rows r whose nonzeros reach that vector: r > first column), two register accumulators to halve the
-  // dependency chain. Entries at and above the diagonal are zero, so whole vectors add nothing wrong.
-  for (int i = 1; i < L; ++i) {
-    float* m = M + (size_t)i * Cp;
-    for (int j = 0; j < i; j += VL) {
-      vec acc0 = *reinterpret_cast<const vec*>(m + j), acc1 = vec{};
-      int r = std::max(1, j + 1);
-      for (; r + 1 < i; r += 2) {
-        acc0 += m[r] * *reinterpret_cast<const vec*>(M + (size_t)r * Cp + j);
-        acc1 += m[r + 1] * *reinterpret_cast<const vec*>(M + (size_t)(r + 1) * Cp + j);
-      }
-      if (r < i) acc0 += m[r] * *reinterpret_cast<const vec*>(M + (size_t)r * Cp + j);
-      *reinterpret_cast<vec*>(m + j) = acc0 + acc1;
-    }
-  }
-  for (int i = 0; i < L; ++i) M[(size_t)i * Cp + i] = 1.f;
 
+  // Right-hand sides [beta v | beta exp(gc) rk k] in place of the raw rows (after KP takes k exp(gc_L - gc) rk),
+  // then the solve: [U | W].
   for (int i = 0; i < L; ++i) {
-    const float bv = bt[i];
-    const float bk = bt[i] * eg[i] * rk[i];
-    const float kp = ed[i] * rk[i];
-    scale_row<Tile>(Vb + (size_t)i * V, V, bv, Vb + (size_t)i * V);
-    scale_row<Tile>(Kc + (size_t)i * K, K, bk, Kb + (size_t)i * K);
-    scale_row<Tile>(Kc + (size_t)i * K, K, kp, KP + (size_t)i * K);
+    float* x = Vb + (size_t)i * ldx;
+    const float* kr = Kc + (size_t)i * ldx;
+    scale_row<Tile>(kr, K, ed[i] * rk[i], KP + (size_t)i * K);
+    scale_row<Tile>(x, V, bt[i], x);
+    scale_row<Tile>(kr, K, bt[i] * eg[i] * rk[i], x + V);
   }
-  gemm<Tile>(L, V, L, 1.f, M, Cp, Vb, V, 0.f, U, V, kLowerA, pf);
-  gemm<Tile>(L, K, L, 1.f, M, Cp, Kb, K, 0.f, W, K, kLowerA, pf);
+  forward_substitute<Tile>(L, M, Cp, Vb, ldx, V + K);
 }
 
 // ---- state pass: v' = U - W S, o = (q exp(gc)) S + P v', S = exp(gc_L) S + (k exp(gc_L - gc))^T v' ----
 template <class Tile>
 GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws, float* S, RowPrefetcher* pf) {
-  const int K = ly.K, V = ly.V, C = ly.C;
-  float* Q = ws + ly.QK;
-  float* W = Q + (size_t)C * K;
+  const int K = ly.K, V = ly.V, C = ly.C, ldx = ly.ldx;
+  float* Q = ws + ly.XQ + V;
+  float* W = Q + (size_t)C * ldx;
+  float* U = ws + ly.XQ + (size_t)C * ldx;
   const float* KP = ws + ly.KP;
-  float* P = ws + ly.P;
-  float* U = ws + ly.U;
+  const float* P = ws + ly.PM;
   float* O = ws + ly.OX;
   float* X = O + (size_t)C * V;
   const float* eg = ws + ly.eg;
   const float* rq = ws + ly.rq;
 
-  for (int i = 0; i < L; ++i) scale_row<Tile>(Q + (size_t)i * K, K, eg[i] * rq[i], Q + (size_t)i * K);
+  for (int i = 0; i < L; ++i) scale_row<Tile>(Q + (size_t)i * ldx, K, eg[i] * rq[i], Q + (size_t)i * ldx);
   if (L == C) {
-    gemm<Tile>(2 * C, V, K, 1.f, Q, K, S, V, 0.f, O, V, 0, pf);  // [q e^gc; W] S -> [o; W S]
+    gemm<Tile>(2 * C, V, K, 1.f, Q, ldx, S, V, 0.f, O, V, 0, pf);  // [q e^gc; W] S -> [o; W S]
   } else {
-    gemm<Tile>(L, V, K, 1.f, Q, K, S, V, 0.f, O, V, 0, pf);
-    gemm<Tile>(L, V, K, 1.f, W, K, S, V, 0.f, X, V, 0, pf);
+    gemm<Tile>(L, V, K, 1.f, Q, ldx, S, V, 0.f, O, V, 0, pf);
+    gemm<Tile>(L, V, K, 1.f, W, ldx, S, V, 0.f, X, V, 0, pf);
   }
-  for (size_t i = 0, n = (size_t)L * V; i < n; ++i) U[i] -= X[i];  // v'
-  gemm<Tile>(L, V, L, 1.f, P, ly.Cp, U, V, 1.f, O, V, kLowerA, pf);
-  gemm<Tile>(K, V, L, 1.f, KP, K, U, V, eg[L - 1], S, V, kTransA, pf);  // S = e^gc_L S + KP^T v'
+  for (int i = 0; i < L; ++i) {  // v' = U - W S
+    float* u = U + (size_t)i * ldx;
+    const float* x = X + (size_t)i * V;
+    for (int j = 0; j < V; ++j) u[j] -= x[j];
+  }
+  gemm<Tile>(L, V, L, 1.f, P, ly.Cp, U, ldx, 1.f, O, V, kLowerA, pf);
+  gemm<Tile>(K, V, L, 1.f, KP, K, U, ldx, eg[L - 1], S, V, kTransA, pf);  // S = e^gc_L S + KP^T v'
 }
 
 // What one (head, chunk) step prefetches while it computes (RowPrefetcher, between GEMM tiles): the q, k and v

@@ -12,10 +12,10 @@ namespace {
 
 // One streaming pass over the state per token: S is read once from its source (initial_state, or the previous
 // token's result) and written once to its destination (final_state, or scratch when final_state is not
-// requested); no copy of the state ahead of the update. kv layout, per token:
-//   pass 1 (reads src):   sk = S^T k, sq = S^T q                     (column blocks of 32, rows streamed)
+// requested); no copy of the state ahead of the update. kv layout, per token and column panel (NB vectors):
+//   pass 1 (reads src):   sk = S^T k, sq = S^T q                     (the panel's rows streamed)
 //   u = beta (v - e sk),  o = e sq + (k.q) u                          (o = S_new^T q without a third pass)
-//   pass 2 (src -> dst):  S_new = e S + k u^T                         (the head's 64 KB is still in L2)
+//   pass 2 (src -> dst):  S_new = e S + k u^T                         (the panel, 32 KB at K=128, still in L1)
 // vk layout: every row j of S (length K) is independent: u_j = beta (v_j - e s_j.k), s_j' = e s_j + u_j k,
 // o_j = s_j'.q, so each row is read once and written once.
 template <class Tile>
@@ -23,7 +23,7 @@ GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTen
                                     float* ws) {
   typedef typename Tile::vec vec;
   constexpr int VL = Tile::kLanes;
-  constexpr int NB = 4;  // vectors per column block (32 columns on AVX2)
+  constexpr int NB = 4;  // vectors per column panel (64 columns on AVX-512, 32 on AVX2)
   const int K = (int)p.K, V = (int)p.V;
   const int64_t hk = h / (p.Hv / p.Hk);
   const size_t state_off = (size_t)(b * p.Hv + h) * K * V;
@@ -33,10 +33,7 @@ GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTen
   float* q = ws + nstate;
   float* k = q + K;
   float* v = k + K;
-  float* u = v + V;
-  float* o = u + V;
-  float* sk = o + V;
-  float* sq = sk + V;
+  float* o = v + V;
   for (int64_t ti = 0; ti < p.T; ++ti) {
     const int64_t tok = b * p.T + ti;
     const size_t qk_off = (size_t)(tok * p.Hk + hk) * K;
@@ -49,12 +46,13 @@ GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTen
     const float beta = load_one(p.dtype, t.beta, vh);
     const float e = std::exp(t.g[vh]);
     if (p.layout == StateLayout::kKV) {
-      if (src == nullptr) {
-        for (int j = 0; j < V; ++j) sk[j] = sq[j] = 0.f;
-      } else {
-        int j0 = 0;
-        for (; j0 + NB * VL <= V; j0 += NB * VL) {
-          vec ak[NB] = {}, aq[NB] = {};
+      const float kq = dot(k, q, K);
+      // Column panels of NB vectors: pass 1 over the panel's K rows, then the update of the same rows while they
+      // are still in L1, so the state is read once from L2 / memory.
+      int j0 = 0;
+      for (; j0 + NB * VL <= V; j0 += NB * VL) {
+        vec ak[NB] = {}, aq[NB] = {};
+        if (src != nullptr) {
           for (int i = 0; i < K; ++i) {
             const float* s = src + (size_t)i * V + j0;
             const float ki = k[i], qi = q[i];
@@ -65,36 +63,36 @@ GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTen
               aq[n] += qi * x;
             }
           }
+        }
+        vec uv[NB];
+#pragma GCC unroll 8
+        for (int n = 0; n < NB; ++n) {
+          const vec vv = *reinterpret_cast<const vec*>(v + j0 + n * VL);
+          uv[n] = beta * (vv - e * ak[n]);
+          *reinterpret_cast<vec*>(o + j0 + n * VL) = e * aq[n] + kq * uv[n];
+        }
+        for (int i = 0; i < K; ++i) {
+          const float ki = k[i];
+          float* d = dst + (size_t)i * V + j0;
+          const float* s = src != nullptr ? src + (size_t)i * V + j0 : nullptr;
 #pragma GCC unroll 8
           for (int n = 0; n < NB; ++n) {
-            *reinterpret_cast<vec*>(sk + j0 + n * VL) = ak[n];
-            *reinterpret_cast<vec*>(sq + j0 + n * VL) = aq[n];
+            const vec x = s != nullptr ? e * *reinterpret_cast<const vec*>(s + n * VL) : vec{};
+            *reinterpret_cast<vec*>(d + n * VL) = x + ki * uv[n];
           }
         }
-        for (; j0 < V; ++j0) {
-          float a1 = 0.f, a2 = 0.f;
+      }
+      for (; j0 < V; ++j0) {  // columns beyond the last whole panel
+        float a1 = 0.f, a2 = 0.f;
+        if (src != nullptr)
           for (int i = 0; i < K; ++i) {
             a1 += k[i] * src[(size_t)i * V + j0];
             a2 += q[i] * src[(size_t)i * V + j0];
           }
-          sk[j0] = a1;
-          sq[j0] = a2;
-        }
-      }
-      const float kq = dot(k, q, K);
-      for (int j = 0; j < V; ++j) {
-        u[j] = beta * (v[j] - e * sk[j]);
-        o[j] = e * sq[j] + kq * u[j];
-      }
-      for (int i = 0; i < K; ++i) {
-        const float ki = k[i];
-        float* d = dst + (size_t)i * V;
-        if (src == nullptr) {
-          for (int j = 0; j < V; ++j) d[j] = ki * u[j];
-        } else {
-          const float* s = src + (size_t)i * V;
-          for (int j = 0; j < V; ++j) d[j] = e * s[j] + ki * u[j];
-        }
+        const float uj = beta * (v[j0] - e * a1);
+        o[j0] = e * a2 + kq * uj;
+        for (int i = 0; i < K; ++i)
+          dst[(size_t)i * V + j0] = (src != nullptr ? e * src[(size_t)i * V + j0] : 0.f) + k[i] * uj;
       }
     } else {
       for (int j = 0; j < V; ++j) {
@@ -132,7 +130,7 @@ GDN_DISPATCH(recurrent_head, (const DeltaRuleParams& p, const DeltaRuleTensors& 
 }  // namespace
 
 void recurrent_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t, const Parallel& par) {
-  const size_t ws_size = (size_t)p.K * p.V + 2 * (size_t)p.K + 5 * (size_t)p.V;
+  const size_t ws_size = (size_t)p.K * p.V + 2 * (size_t)p.K + 2 * (size_t)p.V;
   auto work = [&](size_t item) {
     const int64_t b = (int64_t)item / p.Hv;
     const int64_t h = (int64_t)item % p.Hv;
