@@ -1,7 +1,9 @@
 // gdn-fuse op contract, opset "gdn" version 1, in code. Shared by every backend (cpu, later cuda / ascend)
 // and by the ONNX Runtime glue. Pure C++17: no ONNX Runtime types. docs/ops.md is the prose version.
 #pragma once
+#include <atomic>
 #include <cstddef>
+#include <exception>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -201,18 +203,35 @@ std::string validate_rms_norm(float epsilon, const TensorInfo* inputs, size_t n,
 // ---------------------------------------------------------------------------------------------------
 // Parallel loop supplied by the host runtime (ORT's intra-op pool, a test harness, ...).
 // run(impl, fn, total, arg) must call fn(arg, i) exactly once for every i < total, possibly concurrently.
+// An exception thrown by a work item (e.g. std::bad_alloc for scratch) never unwinds through the host's pool: the
+// first one is kept, the remaining items are skipped, and it is rethrown on the calling thread.
 struct Parallel {
   void* impl = nullptr;
   void (*run)(void* impl, void (*fn)(void*, size_t), size_t total, void* arg) = nullptr;
 
   template <class F>
   void for_each(size_t total, F& f) const {
-    auto tramp = [](void* a, size_t i) { (*static_cast<F*>(a))(i); };
+    struct Guarded {
+      F* f = nullptr;
+      std::atomic<bool> failed{false};
+      std::exception_ptr error;
+    } g;
+    g.f = &f;
+    auto tramp = [](void* a, size_t i) {
+      auto* gd = static_cast<Guarded*>(a);
+      if (gd->failed.load(std::memory_order_relaxed)) return;
+      try {
+        (*gd->f)(i);
+      } catch (...) {
+        if (!gd->failed.exchange(true)) gd->error = std::current_exception();
+      }
+    };
     if (run == nullptr || total <= 1) {
-      for (size_t i = 0; i < total; ++i) f(i);
+      for (size_t i = 0; i < total; ++i) tramp(&g, i);
     } else {
-      run(impl, tramp, total, &f);
+      run(impl, tramp, total, &g);
     }
+    if (g.error) std::rethrow_exception(g.error);
   }
 };
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -438,6 +439,26 @@ void bench() {
 }
 }  // namespace
 
+// A work item that throws: Parallel::for_each rethrows its exception on the calling thread (not through the
+// runner's threads) and skips the items not yet started.
+void run_parallel_errors() {
+  std::atomic<int> ran{0};
+  auto work = [&](size_t i) {
+    ran.fetch_add(1);
+    if (i == 3) throw std::runtime_error("item 3 failed");
+  };
+  std::string what;
+  try {
+    g_par.for_each(64, work);
+  } catch (const std::runtime_error& e) {
+    what = e.what();
+  }
+  const bool ok = what == "item 3 failed" && ran.load() <= 64;
+  std::printf("%s %-86s rethrown=\"%s\" items run=%d of 64\n", ok ? "PASS" : "FAIL", "Parallel::for_each rethrows a work item's exception",
+              what.c_str(), ran.load());
+  (ok ? g_pass : g_fail)++;
+}
+
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
@@ -487,6 +508,7 @@ int main(int argc, char** argv) {
     run_rms(dt, DType::kFloat32, {5, 48}, 1e-5f);
   }
   run_validation();
+  run_parallel_errors();
   std::printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail == 0 ? 0 : 1;
 }
