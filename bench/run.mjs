@@ -119,10 +119,10 @@ function relL2(a, b) {
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
-function inputs(B, T, H, K, V, seed) {
+function inputs(B, T, H, K, V, seed, Hk = H) {
   return {
-    query: [fill(B * T * H * K, seed + 1, (u) => u * 2 - 1), [B, T, H, K]],
-    key: [fill(B * T * H * K, seed + 2, (u) => u * 2 - 1), [B, T, H, K]],
+    query: [fill(B * T * Hk * K, seed + 1, (u) => u * 2 - 1), [B, T, Hk, K]],
+    key: [fill(B * T * Hk * K, seed + 2, (u) => u * 2 - 1), [B, T, Hk, K]],
     value: [fill(B * T * H * V, seed + 3, (u) => u * 2 - 1), [B, T, H, V]],
     g: [fill(B * T * H, seed + 4, (u) => -0.001 - 0.3 * u), [B, T, H]], // log decay in (-0.3, -0.001)
     beta: [fill(B * T * H, seed + 5, (u) => 0.05 + 0.9 * u), [B, T, H]],
@@ -132,7 +132,7 @@ function inputs(B, T, H, K, V, seed) {
 const feedsOf = (raw) => Object.fromEntries(Object.entries(raw).map(([n, [d, dims]]) => [n, new ort.Tensor("float32", d, dims)]));
 
 /** One-node gdn model (ChunkGatedDeltaRule / RecurrentGatedDeltaRule) with the corpus models' I/O names. */
-function gdnModel(op, B, T, H, K, V) {
+function gdnModel(op, B, T, H, K, V, Hk = H) {
   const F = onnx.TensorProto.DataType.FLOAT;
   const vi = (name, dims) => ({ name, type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
   const attrs = [
@@ -159,8 +159,8 @@ function gdnModel(op, B, T, H, K, V) {
         },
       ],
       input: [
-        vi("query", [B, T, H, K]),
-        vi("key", [B, T, H, K]),
+        vi("query", [B, T, Hk, K]),
+        vi("key", [B, T, Hk, K]),
         vi("value", [B, T, H, V]),
         vi("g", [B, T, H]),
         vi("beta", [B, T, H]),
@@ -248,15 +248,16 @@ function check(caseName, impl, ref, res, refName) {
   }
 }
 
-async function prefillCase(name, T) {
+/** prefill_t<T> (Hk = H) or, opt-in, prefill_t<T>_hk<Hk> (GQA: Hk key heads for the H value heads). */
+async function prefillCase(name, T, Hk = H) {
   const B = 1;
-  const raw = inputs(B, T, H, K, V, 1000 + T);
+  const raw = inputs(B, T, H, K, V, 1000 + T, Hk);
   const feeds = feedsOf(raw);
   const impls = [];
   let gdnProto;
   let ortProto;
   const corpus = join(ROOT, "..", "shared", "corpus", "bench_chunk_t512_h32_k128", "model.onnx");
-  if (T === 512 && existsSync(corpus)) {
+  if (T === 512 && Hk === H && existsSync(corpus)) {
     const unfused = await loadModel(corpus);
     const unfusedBytes = encode(unfused.proto);
     gdnProto = clone(unfused.proto);
@@ -266,7 +267,7 @@ async function prefillCase(name, T) {
     await fuseModel(ortProto, { target: "ort" });
     impls.push(["unfused", await session(unfusedBytes, "cpu")]);
   } else {
-    gdnProto = gdnModel("ChunkGatedDeltaRule", B, T, H, K, V);
+    gdnProto = gdnModel("ChunkGatedDeltaRule", B, T, H, K, V, Hk);
     ortProto = clone(gdnProto);
     await fuseModel(ortProto, { target: "ort" });
   }
@@ -411,7 +412,11 @@ const summary = {};
 for (const c of CASES) {
   log(`bench: ${c}`);
   if (c === "pass_48layer") summary[c] = passCase();
-  else if (c.startsWith("prefill_t")) summary[c] = await prefillCase(c, Number(c.slice(9)));
+  else if (c.startsWith("prefill_t")) {
+    const m = /^prefill_t(\d+)(?:_hk(\d+))?$/.exec(c);
+    if (!m) throw new Error(`bench: unknown case ${c}`);
+    summary[c] = await prefillCase(c, Number(m[1]), m[2] ? Number(m[2]) : H);
+  }
   else if (c.startsWith("decode_b")) summary[c] = await decodeCase(c, Number(c.slice(8)));
 }
 
@@ -420,7 +425,7 @@ const targets = [];
 for (const row of rows) if (row.gflops !== undefined) row.pct_peak = (100 * row.gflops) / peak.gflops;
 for (const [c, r] of Object.entries(summary)) {
   if (c.startsWith("prefill")) {
-    const T = Number(c.slice(9));
+    const T = Number(/^prefill_t(\d+)/.exec(c)[1]);
     const vsLa = r["ort-linear-attention"] / r.gdn;
     targets.push({ case: c, target: "gdn >= 2x faster than ort-linear-attention", value: vsLa, met: vsLa >= 2 });
     if (r.unfused !== undefined) {
