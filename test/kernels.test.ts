@@ -48,7 +48,8 @@ function model(c: Case): Uint8Array {
   }));
 }
 
-async function runCase(c: Case): Promise<{ out: number; state: number }> {
+/** inPlace: o and s1 are fetched into preallocated Tensors, s1 into the very Tensor fed as s0 (a decode loop's state). */
+async function runCase(c: Case, inPlace = false): Promise<{ out: number; state: number }> {
   const { B, T, Hk, Hv, K, V } = c.dims;
   const rand = seededRandom(T * 1000 + B * 10 + (c.layout === "vk" ? 1 : 0));
   const sym = (n: number, s: number) => Float64Array.from({ length: n }, () => (2 * rand() - 1) * s);
@@ -64,7 +65,13 @@ async function runCase(c: Case): Promise<{ out: number; state: number }> {
   const st = c.layout === "kv" ? [B, Hv, K, V] : [B, Hv, V, K];
   const session = await ort.InferenceSession.create(model(c), { executionProviders: ["gdn"], intraOpNumThreads: 2 });
   try {
-    const r = await session.run({ q: t(q, [B, T, Hk, K]), k: t(k, [B, T, Hk, K]), v: t(v, [B, T, Hv, V]), g: t(g, [B, T, Hv], "float32"), beta: t(beta, [B, T, Hv]), s0: t(s0, st, "float32") });
+    const feeds = { q: t(q, [B, T, Hk, K]), k: t(k, [B, T, Hk, K]), v: t(v, [B, T, Hv, V]), g: t(g, [B, T, Hv], "float32"), beta: t(beta, [B, T, Hv]), s0: t(s0, st, "float32") };
+    const fetches = inPlace ? { o: t(new Float64Array(B * T * Hv * V), [B, T, Hv, V]), s1: feeds.s0 } : undefined;
+    const r = fetches ? await session.run(feeds, fetches) : await session.run(feeds);
+    if (fetches) {
+      expect(r.s1).toBe(feeds.s0);
+      expect(r.o).toBe(fetches.o);
+    }
     const o = r.o!.data as Float32Array | Uint16Array;
     const out = c.dtype === "float16" ? Float64Array.from(o as Uint16Array, float16ToFloat32) : Float64Array.from(o as Float32Array);
     return { out: relativeL2(out, ref.output), state: relativeL2(Float64Array.from(r.s1!.data as Float32Array), ref.finalState) };
@@ -90,6 +97,19 @@ describe("gated-delta kernels through the gdn runtime vs the float64 reference",
     const tol = c.dtype === "float16" ? 2e-3 : 1e-5;
     expect(out).toBeLessThanOrEqual(tol);
     expect(state).toBeLessThanOrEqual(c.dtype === "float16" ? 2e-3 : 1e-5);
+  });
+});
+
+describe("final_state written into the Tensor fed as initial_state (in place), preallocated output", () => {
+  // Hv = 8 over Hk = 2 and B = 3: several work items (head groups) read and write the one state buffer.
+  const cases: Case[] = [];
+  for (const op of ["ChunkGatedDeltaRule", "RecurrentGatedDeltaRule"] as const)
+    for (const layout of ["kv", "vk"] as const)
+      cases.push({ op, dims: { B: 3, T: op === "ChunkGatedDeltaRule" ? 65 : 2, Hk: 2, Hv: 8, K: 32, V: 48 }, layout, dtype: "float32", decay: "near0", l2: true });
+  it.each(cases.map((c) => [`${c.op} ${c.layout}`, c] as const))("%s", async (_, c) => {
+    const { out, state } = await runCase(c, true);
+    expect(out).toBeLessThanOrEqual(1e-5);
+    expect(state).toBeLessThanOrEqual(1e-5);
   });
 });
 
