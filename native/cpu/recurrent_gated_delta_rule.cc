@@ -12,18 +12,56 @@ namespace {
 
 // One streaming pass over the state per token: S is read once from its source (initial_state, or the previous
 // token's result) and written once to its destination (final_state, or scratch when final_state is not
-// requested); no copy of the state ahead of the update. kv layout, per token and column panel (NB vectors):
+// requested); no copy of the state ahead of the update. kv layout, per token and column panel (kv_panel):
 //   pass 1 (reads src):   sk = S^T k, sq = S^T q                     (the panel's rows streamed)
 //   u = beta (v - e sk),  o = e sq + (k.q) u                          (o = S_new^T q without a third pass)
 //   pass 2 (src -> dst):  S_new = e S + k u^T                         (the panel, 32 KB at K=128, still in L1)
 // vk layout: every row j of S (length K) is independent: u_j = beta (v_j - e s_j.k), s_j' = e s_j + u_j k,
 // o_j = s_j'.q, so each row is read once and written once.
+// kv layout, one token, columns [j0, j0 + NB * lanes): pass 1 over the panel's K rows (S^T k, S^T q), then u and o
+// for these columns, then pass 2 over the same rows while they are still in L1, so the state is read once from
+// L2 / memory. src == nullptr: a zero state. dst may be src.
+template <class Tile, int NB>
+GDN_INLINE void kv_panel(int K, int V, int j0, const float* src, float* dst, const float* q, const float* k,
+                         const float* v, float* o, float beta, float e, float kq) {
+  typedef typename Tile::vec vec;
+  constexpr int VL = Tile::kLanes;
+  vec ak[NB] = {}, aq[NB] = {};
+  if (src != nullptr) {
+    for (int i = 0; i < K; ++i) {
+      const float* s = src + (size_t)i * V + j0;
+      const float ki = k[i], qi = q[i];
+#pragma GCC unroll 8
+      for (int n = 0; n < NB; ++n) {
+        const vec x = *reinterpret_cast<const vec*>(s + n * VL);
+        ak[n] += ki * x;
+        aq[n] += qi * x;
+      }
+    }
+  }
+  vec uv[NB];
+#pragma GCC unroll 8
+  for (int n = 0; n < NB; ++n) {
+    const vec vv = *reinterpret_cast<const vec*>(v + j0 + n * VL);
+    uv[n] = beta * (vv - e * ak[n]);
+    *reinterpret_cast<vec*>(o + j0 + n * VL) = e * aq[n] + kq * uv[n];
+  }
+  for (int i = 0; i < K; ++i) {
+    const float ki = k[i];
+    float* d = dst + (size_t)i * V + j0;
+    const float* s = src != nullptr ? src + (size_t)i * V + j0 : nullptr;
+#pragma GCC unroll 8
+    for (int n = 0; n < NB; ++n) {
+      const vec x = s != nullptr ? e * *reinterpret_cast<const vec*>(s + n * VL) : vec{};
+      *reinterpret_cast<vec*>(d + n * VL) = x + ki * uv[n];
+    }
+  }
+}
+
 template <class Tile>
 GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h,
                                     float* ws) {
-  typedef typename Tile::vec vec;
   constexpr int VL = Tile::kLanes;
-  constexpr int NB = 4;  // vectors per column panel (64 columns on AVX-512, 32 on AVX2)
   const int K = (int)p.K, V = (int)p.V;
   const int64_t hk = h / (p.Hv / p.Hk);
   const size_t state_off = (size_t)(b * p.Hv + h) * K * V;
@@ -47,42 +85,12 @@ GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTen
     const float e = std::exp(t.g[vh]);
     if (p.layout == StateLayout::kKV) {
       const float kq = dot(k, q, K);
-      // Column panels of NB vectors: pass 1 over the panel's K rows, then the update of the same rows while they
-      // are still in L1, so the state is read once from L2 / memory.
+      // Column panels of 4 vectors, then 2 and 1 for the rest, then single columns.
       int j0 = 0;
-      for (; j0 + NB * VL <= V; j0 += NB * VL) {
-        vec ak[NB] = {}, aq[NB] = {};
-        if (src != nullptr) {
-          for (int i = 0; i < K; ++i) {
-            const float* s = src + (size_t)i * V + j0;
-            const float ki = k[i], qi = q[i];
-#pragma GCC unroll 8
-            for (int n = 0; n < NB; ++n) {
-              const vec x = *reinterpret_cast<const vec*>(s + n * VL);
-              ak[n] += ki * x;
-              aq[n] += qi * x;
-            }
-          }
-        }
-        vec uv[NB];
-#pragma GCC unroll 8
-        for (int n = 0; n < NB; ++n) {
-          const vec vv = *reinterpret_cast<const vec*>(v + j0 + n * VL);
-          uv[n] = beta * (vv - e * ak[n]);
-          *reinterpret_cast<vec*>(o + j0 + n * VL) = e * aq[n] + kq * uv[n];
-        }
-        for (int i = 0; i < K; ++i) {
-          const float ki = k[i];
-          float* d = dst + (size_t)i * V + j0;
-          const float* s = src != nullptr ? src + (size_t)i * V + j0 : nullptr;
-#pragma GCC unroll 8
-          for (int n = 0; n < NB; ++n) {
-            const vec x = s != nullptr ? e * *reinterpret_cast<const vec*>(s + n * VL) : vec{};
-            *reinterpret_cast<vec*>(d + n * VL) = x + ki * uv[n];
-          }
-        }
-      }
-      for (; j0 < V; ++j0) {  // columns beyond the last whole panel
+      for (; j0 + 4 * VL <= V; j0 += 4 * VL) kv_panel<Tile, 4>(K, V, j0, src, dst, q, k, v, o, beta, e, kq);
+      for (; j0 + 2 * VL <= V; j0 += 2 * VL) kv_panel<Tile, 2>(K, V, j0, src, dst, q, k, v, o, beta, e, kq);
+      for (; j0 + VL <= V; j0 += VL) kv_panel<Tile, 1>(K, V, j0, src, dst, q, k, v, o, beta, e, kq);
+      for (; j0 < V; ++j0) {
         float a1 = 0.f, a2 = 0.f;
         if (src != nullptr)
           for (int i = 0; i < K; ++i) {
