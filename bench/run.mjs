@@ -187,7 +187,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /**
  * Waits until this process is idle: after a run, each ORT session's intra-op threads spin for tens of ms (measured
  * here: ~40 ms of a core after stock ORT's last decode run) before they block, and on 2 cores they would take the
- * next implementation's cores. Returns the ms waited (capped at maxMs).
+ * next implementation's cores. Gives up after maxMs.
  */
 async function quiesce(maxMs = 1000) {
   const t0 = performance.now();
@@ -196,9 +196,8 @@ async function quiesce(maxMs = 1000) {
     const w0 = performance.now();
     await sleep(10);
     const used = process.cpuUsage(c0);
-    if ((used.user + used.system) / 1000 < 0.05 * (performance.now() - w0)) break;
+    if ((used.user + used.system) / 1000 < 0.05 * (performance.now() - w0)) return;
   }
-  return performance.now() - t0;
 }
 
 /**

@@ -207,13 +207,17 @@ GDN_INLINE void gemm_impl(int M, int N, int Kd, float alpha, const float* A, int
   constexpr int NV = Tile::kNV, L = Tile::kLanes;
   int n0 = 0;
   for (; n0 + NV * L <= N; n0 += NV * L) gemm_panel<Tile, NV, TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
-  if (NV >= 4 && n0 + (NV / 2) * L <= N) {
-    gemm_panel<Tile, (NV >= 4 ? NV / 2 : 1), TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
-    n0 += (NV / 2) * L;
+  if constexpr (NV >= 4) {
+    if (n0 + (NV / 2) * L <= N) {
+      gemm_panel<Tile, NV / 2, TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
+      n0 += (NV / 2) * L;
+    }
   }
-  if (NV >= 2 && n0 + L <= N) {
-    gemm_panel<Tile, 1, TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
-    n0 += L;
+  if constexpr (NV >= 2) {
+    if (n0 + L <= N) {
+      gemm_panel<Tile, 1, TransA>(n0, M, Kd, alpha, A, lda, B, ldb, beta, C, ldc, flags, pf);
+      n0 += L;
+    }
   }
   if (n0 < N) {  // the last columns, fewer than a vector: axpy form per row
     const bool lower = flags & kLowerA;
