@@ -2,7 +2,7 @@
  * In-memory mutations of fixture graphs for near-miss and robustness tests: each edits the decoded
  * model the way a different (or wrong) exporter would, then the pipeline runs on the result.
  */
-import { Graph, type Node, type Value } from "../../src/ir/graph.js";
+import { Graph, type NewNode, type Node, type Value } from "../../src/ir/graph.js";
 import { arrayToTensor, tensorToFloat64 } from "../../src/ir/tensor.js";
 import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
 import type { SkippedCandidate } from "../../src/pipeline/pass.js";
@@ -38,6 +38,30 @@ export class Mutator {
     const data = tensorToFloat64(v.initializer!);
     data[index] = data[index] ? 0 : 1;
     v.initializer = arrayToTensor(v.initializer!.name!, dims, 9, Array.from(data));
+  }
+
+  /**
+   * Inserts one node on value `v`: `opType(v, ...operands)` (or `opType(...operands, v)` with
+   * `first: false`), and the consumers of `v` that `only` accepts (default: all) read its output instead.
+   * An operand given as numbers becomes a constant of v's element type with dims `constDims` (default: scalar).
+   * Returns the new node, so a test can name it in an expected refusal.
+   */
+  insertOn(v: Value, opType: string, opts: { operands?: (number[] | Value)[]; first?: boolean; constDims?: number[]; attributes?: NewNode["attributes"]; only?: (n: Node) => boolean } = {}): Node {
+    const elemType = v.type?.elemType ?? 1;
+    const consts = (opts.operands ?? []).map((o) =>
+      Array.isArray(o) ? this.graph.addInitializer(arrayToTensor(`${opType.toLowerCase()}_operand`, opts.constDims ?? [], elemType, o)) : o);
+    const users = [...v.consumers].filter((n) => !opts.only || opts.only(n));
+    const inputs = opts.first === false ? [...consts, v] : [v, ...consts];
+    const node = this.graph.addNode({ opType, inputs, outputs: [`${v.name}_${opType.toLowerCase()}`], attributes: opts.attributes, name: `mutant_${opType.toLowerCase()}` });
+    const out = node.output();
+    out.type = v.type ? { elemType, shape: v.type.shape ? [...v.type.shape] : undefined } : undefined;
+    for (const n of users) {
+      n.inputs = n.inputs.map((x) => (x === v ? out : x));
+      v.consumers.delete(n);
+      out.consumers.add(n);
+    }
+    this.graph.topologicalSort();
+    return node;
   }
 
   /** Swaps the operands of the first Sub whose second operand is the state's prediction (MatMul or ReduceSum). */
