@@ -185,14 +185,14 @@ describe("fuse-model", () => {
     expect(json.fused).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
   });
 
-  test("refuses to overwrite the input (1) unless --force", async () => {
+  test("refuses to overwrite the input (2) unless --force", async () => {
     const input = out("self", "model.onnx");
     fs.mkdirSync(path.dirname(input), { recursive: true });
     fs.copyFileSync(MODEL, input);
     const before = fs.readFileSync(input);
     const r = await cli(input, "-o", input);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("refusing to overwrite");
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`fuse-model: error: -o ${input}: is the input model; refusing to write over it (use --force)`);
     expect(Buffer.compare(fs.readFileSync(input), before)).toBe(0);
     const forced = await cli(input, "-o", input, "--force", "--passes", "none");
     expect(forced.code).toBe(0);
@@ -243,5 +243,141 @@ describe("fuse-model", () => {
     expect(bad.stderr.trim().split("\n")).toHaveLength(1);
     const usage = spawnSync(process.execPath, [BIN], { encoding: "utf8" });
     expect(usage.status).toBe(2);
+  });
+});
+
+// Hostile paths: inputs that are not regular files, outputs that would replace a device, a FIFO, the input
+// model, its external data or another output. Refused before anything is written.
+describe("fuse-model file safety", () => {
+  const fifo = (file: string): string => {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const r = spawnSync("mkfifo", [file]);
+    if (r.status !== 0) throw new Error(`mkfifo ${file} failed`);
+    return file;
+  };
+  /** A private copy of MODEL, so a test that fails on a write cannot damage the fixture. */
+  const copyOfModel = (dir: string): string => {
+    const file = out(dir, "model.onnx");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.copyFileSync(MODEL, file);
+    return file;
+  };
+  const ERR = "fuse-model: error: ";
+
+  test("a character device as input exits 1 at once (no unbounded read)", async () => {
+    const r = await cli("/dev/zero", "-o", out("zero.onnx"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${ERR}/dev/zero: cannot read the model (not a regular file: a character device)\n`);
+    expect(fs.existsSync(out("zero.onnx"))).toBe(false);
+  });
+
+  test("a FIFO as input exits 1 at once (does not wait for a writer)", async () => {
+    const p = fifo(out("fifo-in", "model.onnx"));
+    const r = await cli(p, "-o", out("fifo-in", "x.onnx"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${ERR}${p}: cannot read the model (not a regular file: a FIFO)\n`);
+  }, 5000);
+
+  test("--report onto the input model is refused (2) and the model is untouched", async () => {
+    const input = copyOfModel("report-in");
+    const before = fs.readFileSync(input);
+    const r = await cli(input, "--dry-run", "--report", input);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`${ERR}--report ${input}: is the input model; refusing to write over it`);
+    expect(Buffer.compare(fs.readFileSync(input), before)).toBe(0);
+  });
+
+  test("--report onto the output model is refused (2)", async () => {
+    const o = out("report-out", "x.onnx");
+    const r = await cli(MODEL, "-o", o, "--report", o);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`${ERR}--report ${o}: is also the output model (-o); two outputs cannot share a path`);
+    expect(fs.existsSync(o)).toBe(false);
+  });
+
+  test("-o onto a FIFO is refused (2) and the FIFO stays", async () => {
+    const p = fifo(out("fifo-out", "x.onnx"));
+    const r = await cli(MODEL, "-o", p);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`${ERR}-o ${p}: is a FIFO, not a regular file; refusing to replace it`);
+    expect(fs.statSync(p).isFIFO()).toBe(true);
+  });
+
+  test("--report onto a character device is refused (2)", async () => {
+    // checked without writing: the refusal comes before the passes run
+    const r = await cli(MODEL, "--dry-run", "--report", "/dev/null");
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`${ERR}--report /dev/null: is a character device, not a regular file; refusing to replace it`);
+    expect(fs.statSync("/dev/null").isCharacterDevice()).toBe(true);
+  });
+
+  test("-o with a trailing slash is refused (2), as is -o onto a folder", async () => {
+    const r = await cli(MODEL, "-o", out("slash") + "/");
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`${ERR}-o ${out("slash")}/: names a folder; give a file name`);
+    expect(fs.existsSync(out("slash"))).toBe(false);
+    fs.mkdirSync(out("adir"));
+    const d = await cli(MODEL, "-o", out("adir"));
+    expect(d.code).toBe(2);
+    expect(d.stderr.split("\n")[0]).toBe(`${ERR}-o ${out("adir")}: is a folder, not a regular file; refusing to replace it`);
+  });
+
+  test("a symlink or a hard link to the input is caught as the input (2)", async () => {
+    const input = copyOfModel("links");
+    const before = fs.readFileSync(input);
+    fs.symlinkSync(input, out("links", "sym.onnx"));
+    fs.linkSync(input, out("links", "hard.onnx"));
+    const h = await cli(input, "-o", out("links", "x.onnx"), "--report", out("links", "hard.onnx"));
+    expect(h.code).toBe(2);
+    expect(h.stderr.split("\n")[0]).toBe(`${ERR}--report ${out("links", "hard.onnx")}: is the input model; refusing to write over it`);
+    const s2 = await cli(input, "-o", out("links", "sym.onnx"));
+    expect(s2.code).toBe(2);
+    expect(s2.stderr.split("\n")[0]).toBe(`${ERR}-o ${out("links", "sym.onnx")}: is the input model; refusing to write over it (use --force)`);
+    expect(Buffer.compare(fs.readFileSync(input), before)).toBe(0);
+  });
+
+  test("an output onto the --verify data folder's files is refused (2)", async () => {
+    const dir = path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0");
+    const data = out("verify-data");
+    fs.cpSync(dir, data, { recursive: true });
+    const r = await cli(MODEL, "-o", out("verify-x.onnx"), "--verify", data, "--report", path.join(data, "input_0.pb"));
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`${ERR}--report ${path.join(data, "input_0.pb")}: is an input (a --verify data file); refusing to write over it`);
+    expect(Buffer.compare(fs.readFileSync(path.join(data, "input_0.pb")), fs.readFileSync(path.join(dir, "input_0.pb")))).toBe(0);
+  });
+
+  test("a --verify data file that is a FIFO exits 1 at once", async () => {
+    const data = out("verify-fifo");
+    fs.cpSync(path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), data, { recursive: true });
+    fs.rmSync(path.join(data, "input_0.pb"));
+    fifo(path.join(data, "input_0.pb"));
+    const r = await cli(MODEL, "-o", out("verify-fifo.onnx"), "--verify", data);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${ERR}${path.join(data, "input_0.pb")}: cannot read the --verify data (not a regular file: a FIFO)\n`);
+  }, 10000);
+
+  test("external data would replace a FIFO, or the input's own external data file: refused (2)", async () => {
+    const src = out("ext-hostile");
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, "w.bin"), Buffer.from(Float32Array.from([1, 2]).buffer));
+    const model = onnx.ModelProto.create({
+      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
+      graph: {
+        name: "g",
+        initializer: [{ name: "w", dims: [2], dataType: 1, dataLocation: 1, externalData: [{ key: "location", value: "w.bin" }, { key: "length", value: "8" }] }],
+        output: [{ name: "w", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
+      },
+    });
+    const input = path.join(src, "model.onnx");
+    fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
+    fifo(out("ext-fifo", "w.bin"));
+    const r = await cli(input, "-o", out("ext-fifo", "model.onnx"));
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")[0]).toBe(`${ERR}external data ${out("ext-fifo", "w.bin")}: is a FIFO, not a regular file; refusing to replace it`);
+    expect(fs.statSync(out("ext-fifo", "w.bin")).isFIFO()).toBe(true);
+    const onData = await cli(input, "-o", path.join(src, "w.bin"));
+    expect(onData.code).toBe(2);
+    expect(onData.stderr.split("\n")[0]).toBe(`${ERR}-o ${path.join(src, "w.bin")}: is an input (external data of the model); refusing to write over it`);
+    expect(fs.readFileSync(path.join(src, "w.bin")).length).toBe(8);
   });
 });

@@ -213,8 +213,8 @@ describe("bad input", () => {
     fs.copyFileSync(path.join(MODELS_DIR, "recurrent_t1_b3", "model.onnx"), file);
     const model = await loadModel(file);
     const err = (await saveModel(model, file).catch((e: unknown) => e)) as GdnFuseError;
-    expect(err.code).toBe("E_IO");
-    expect(err.message).toContain("refusing to overwrite");
+    expect(err.code).toBe("E_USAGE");
+    expect(err.message).toBe(`${file}: is the input model; refusing to write over it (pass overwriteInput)`);
     await saveModel(model, file, { overwriteInput: true });
     expect(fs.readdirSync(path.dirname(file))).toEqual(["model.onnx"]);
   });

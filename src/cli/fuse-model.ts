@@ -9,7 +9,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
-import { loadModel, sameFile, saveModel } from "../ir/model-io.js";
+import { fileKind, ioReason, PathGuard } from "../ir/file-safety.js";
+import { atomicWrite, loadModel, planSave, saveModel, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
 import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
@@ -186,15 +187,45 @@ function parse(argv: readonly string[]): Parsed {
 
 async function writeReport(file: string, report: ReportFile): Promise<void> {
   const dest = path.resolve(file);
-  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.${process.pid}.tmp`);
   try {
     await fsp.mkdir(path.dirname(dest), { recursive: true });
-    await fsp.writeFile(tmp, JSON.stringify(report, null, 2) + "\n");
-    await fsp.rename(tmp, dest);
+    await atomicWrite(dest, (tmp) => fsp.writeFile(tmp, JSON.stringify(report, null, 2) + "\n", { flag: "wx" }));
   } catch (e) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    throw new GdnFuseError("E_IO", `${file}: cannot write the report (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
+    const why = e instanceof GdnFuseError ? e.message : ((e as NodeJS.ErrnoException).code ?? String(e));
+    throw new GdnFuseError("E_IO", `${file}: cannot write the report (${why})`, { cause: e });
   }
+}
+
+function saveOptions(a: Parsed): SaveOptions {
+  return { externalData: a.externalData, ...(a.inlineBelow !== undefined ? { inlineBelow: a.inlineBelow } : {}), overwriteInput: a.force };
+}
+
+/** The test-data files `--verify DIR` reads; each must be a regular file (a FIFO would block the read). */
+function verifyDataFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((f) => /^(input|output)_\d+\.pb$/.test(f));
+  } catch (e) {
+    throw new GdnFuseError("E_IO", `${dir}: cannot read the --verify data (${ioReason(e)})`, { cause: e });
+  }
+  const files = names.sort().map((f) => path.join(dir, f));
+  for (const f of files) {
+    const st = fs.statSync(f);
+    if (!st.isFile()) throw new GdnFuseError("E_IO", `${f}: cannot read the --verify data (not a regular file: ${fileKind(st)})`);
+  }
+  return files;
+}
+
+/**
+ * Checks, before the passes run, every path this run writes: no output replaces a non-regular file, an
+ * input (the model, its external data, the --verify data) or another output. Refusals exit 2.
+ */
+function claimPaths(a: Parsed, model: LoadedModel): void {
+  const guard = new PathGuard();
+  guard.addInput(a.input, "the input model");
+  if (a.verifyDir) for (const f of verifyDataFiles(a.verifyDir)) guard.addInput(f, "an input (a --verify data file)");
+  if (!a.dryRun) planSave(model, a.output!, saveOptions(a), guard, `-o ${a.output!}`);
+  if (a.report) guard.claimOutput(a.report, `--report ${a.report}`, "the report (--report)");
 }
 
 function summary(r: FuseReport): string {
@@ -206,21 +237,14 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
   const progress = (m: string): void => {
     if (io.isTTY || a.verbose) io.stderr(`fuse-model: ${m}\n`);
   };
-  if (a.output && !a.force && !a.dryRun && sameFile(a.output, a.input)) {
-    // checked before the passes run, so a long run is not wasted (saveModel checks again)
-    throw new GdnFuseError("E_IO", `${a.output}: is the input model; refusing to overwrite it (use --force)`);
-  }
   progress(`loading ${a.input}`);
   const model = await loadModel(a.input);
+  claimPaths(a, model); // before the passes, so a long run is not wasted (saveModel checks again)
   const report = await fuseModel(model.proto, { ...a.fuse, baseDir: model.baseDir, onProgress: progress });
   const out: ReportFile = { version: packageVersion(), input: a.input, output: a.dryRun ? null : a.output!, ...report };
   if (!a.dryRun) {
     progress(`writing ${a.output!}`);
-    await saveModel(model, a.output!, {
-      externalData: a.externalData,
-      ...(a.inlineBelow !== undefined ? { inlineBelow: a.inlineBelow } : {}),
-      overwriteInput: a.force,
-    });
+    await saveModel(model, a.output!, saveOptions(a));
   }
   let verifyFailure: string | undefined;
   if (a.verify) {

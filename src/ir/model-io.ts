@@ -8,6 +8,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { GdnFuseError } from "../errors.js";
+import { ioReason, PathGuard, readRegularFile } from "./file-safety.js";
 import { decodeMessage, encodeMessage, int64ToNumber, onnx, ProtoDecodeError } from "./onnx.js";
 import { checkExternalData, externalDataRef, isExternal, readFileRange } from "./tensor.js";
 
@@ -39,15 +40,7 @@ export interface SaveOptions {
 const MAX_PROTOBUF_BYTES = 2 ** 31 - 1;
 
 function ioError(file: string, e: unknown, verb: string): GdnFuseError {
-  const err = e as NodeJS.ErrnoException;
-  const why =
-    err.code === "ENOENT" ? "no such file or directory"
-    : err.code === "EISDIR" ? "is a directory"
-    : err.code === "EACCES" || err.code === "EPERM" ? "permission denied"
-    : err.code === "ENOTDIR" ? "a parent path is not a directory"
-    : err.code === "ERR_FS_FILE_TOO_LARGE" ? "larger than 2 GiB, the protobuf limit; keep weights in external data"
-    : (err.message ?? String(e));
-  return new GdnFuseError("E_IO", `${file}: cannot ${verb} (${why})`, { cause: e });
+  return new GdnFuseError("E_IO", `${file}: cannot ${verb} (${ioReason(e)})`, { cause: e });
 }
 
 // ---- walking the model --------------------------------------------------------------------------
@@ -190,12 +183,7 @@ function validateExternalData(proto: onnx.IModelProto, baseDir: string | undefin
 /** Reads an ONNX model from a file path or bytes. Never reads external weight bytes. */
 export async function loadModel(source: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
   if (typeof source === "string") {
-    let bytes: Uint8Array;
-    try {
-      bytes = await fsp.readFile(source);
-    } catch (e) {
-      throw ioError(source, e, "read the model");
-    }
+    const bytes = await readRegularFile(source, "read the model", MAX_PROTOBUF_BYTES, "larger than 2 GiB, the protobuf limit; keep weights in external data");
     const baseDir = path.resolve(opts.baseDir ?? path.dirname(source));
     const proto = parseModel(bytes, opts.name ?? source);
     validateExternalData(proto, baseDir, opts.name ?? source);
@@ -228,7 +216,7 @@ async function removeQuietly(file: string): Promise<void> {
 }
 
 /** Writes `dest` via a temp file in the same folder and a rename; nothing is left behind on failure. */
-async function atomicWrite(dest: string, produce: (tmp: string) => Promise<void>): Promise<void> {
+export async function atomicWrite(dest: string, produce: (tmp: string) => Promise<void>): Promise<void> {
   const tmp = tempName(dest);
   try {
     await produce(tmp);
@@ -262,43 +250,56 @@ async function carryFile(src: string, dest: string, mode: "copy" | "link"): Prom
 type Saved = { t: onnx.ITensorProto; own: Record<string, boolean>; values: Record<string, unknown> };
 const INLINE_FIELDS = ["rawData", "dataLocation", "externalData"] as const;
 
+interface SavePlan {
+  out: string;
+  inline: { t: onnx.ITensorProto; file: string; offset: number; length: number }[];
+  /** destination -> source of the external data files to carry */
+  carry: Map<string, string>;
+}
+
 /**
- * Writes the model to `outPath` atomically. External data files are carried to the output folder under
- * the same relative locations (byte-identical); tensors below `inlineBelow` bytes become raw_data.
+ * Plans a save and checks every path it would write: the model and the carried external data files must
+ * not replace a non-regular file, an input (the model, its external data, whatever `guard` already holds)
+ * or each other. `label` names the output in messages (the CLI passes "-o OUT").
  */
-export async function saveModel(model: LoadedModel, outPath: string, opts: SaveOptions = {}): Promise<void> {
+export function planSave(model: LoadedModel, outPath: string, opts: SaveOptions = {}, guard = new PathGuard(), label = outPath): SavePlan {
   const mode = opts.externalData ?? "copy";
   const inlineBelow = mode === "inline" ? Infinity : opts.inlineBelow ?? 0;
   const out = path.resolve(outPath);
   const outDir = path.dirname(out);
-  if (model.path && sameFile(out, model.path) && !opts.overwriteInput) {
-    throw new GdnFuseError("E_IO", `${outPath}: is the input model; refusing to overwrite it (use --force / overwriteInput)`);
-  }
-  try {
-    await fsp.mkdir(outDir, { recursive: true });
-  } catch (e) {
-    throw ioError(outDir, e, "create the output folder");
-  }
-
-  // Plan: which tensors to inline, which files to carry.
-  const inline: { t: onnx.ITensorProto; file: string; offset: number; length: number }[] = [];
-  const carry = new Map<string, string>(); // destination -> source
+  const plan: SavePlan = { out, inline: [], carry: new Map() };
+  if (model.path) guard.addInput(model.path, "the input model");
   forEachTensor(model.proto, (t) => {
     if (!isExternal(t)) return;
     if (model.baseDir === undefined) {
       throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(t.name)} has external data but the model has no folder (baseDir) to read it from`);
     }
     const r = checkExternalData(t, model.baseDir);
-    if (r.length < inlineBelow) inline.push({ t, ...r });
-    else carry.set(path.resolve(outDir, externalDataRef(t)!.location), r.file);
+    guard.addInput(r.file, "an input (external data of the model)");
+    if (r.length < inlineBelow) plan.inline.push({ t, ...r });
+    else plan.carry.set(path.resolve(outDir, externalDataRef(t)!.location), r.file);
   });
-  for (const [dest, src] of carry) {
-    if (sameFile(out, src) || path.resolve(out) === dest) {
-      throw new GdnFuseError("E_IO", `${outPath}: is an external data file of the input model; refusing to overwrite it`);
-    }
-    if (model.path && sameFile(dest, model.path)) {
-      throw new GdnFuseError("E_IO", `${dest}: external data would overwrite the input model`);
-    }
+  const hint = label === outPath ? " (pass overwriteInput)" : " (use --force)";
+  guard.claimOutput(outPath, label, label === outPath ? "the output model" : "the output model (-o)", { allowInput: opts.overwriteInput === true, hint });
+  for (const [dest, src] of plan.carry) {
+    if (sameFile(src, dest)) continue; // the output folder already holds this very file: nothing is written
+    guard.claimOutput(dest, `external data ${dest}`, `external data of the output (${dest})`);
+  }
+  return plan;
+}
+
+/**
+ * Writes the model to `outPath` atomically. External data files are carried to the output folder under
+ * the same relative locations (byte-identical); tensors below `inlineBelow` bytes become raw_data.
+ */
+export async function saveModel(model: LoadedModel, outPath: string, opts: SaveOptions = {}): Promise<void> {
+  const mode = opts.externalData ?? "copy";
+  const { out, inline, carry } = planSave(model, outPath, opts);
+  const outDir = path.dirname(out);
+  try {
+    await fsp.mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw ioError(outDir, e, "create the output folder");
   }
 
   // Serialise with the inlined tensors swapped in, restoring the caller's objects afterwards.
