@@ -9,8 +9,11 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { GdnFuseError } from "../errors.js";
 import { ioReason, PathGuard, readRegularFile } from "./file-safety.js";
-import { decodeMessage, encodeMessage, int64ToNumber, onnx, ProtoDecodeError } from "./onnx.js";
+import { decodeMessage, encodeMessage, onnx, ProtoDecodeError } from "./onnx.js";
 import { checkExternalData, externalDataRef, isExternal, readFileRange } from "./tensor.js";
+import { quote, validateModel } from "./validate.js";
+
+export { quote, validateModel };
 
 export interface LoadedModel {
   proto: onnx.ModelProto;
@@ -71,76 +74,6 @@ export function forEachTensor(model: onnx.IModelProto, fn: (t: onnx.ITensorProto
   };
   if (model.graph) visitGraph(model.graph);
   for (const f of model.functions ?? []) visitNodes(f.node);
-}
-
-// ---- structural checks --------------------------------------------------------------------------
-interface Scope { names: Set<string>; outer: Scope | undefined }
-
-function inScope(s: Scope | undefined, name: string): boolean {
-  for (let c = s; c; c = c.outer) if (c.names.has(name)) return true;
-  return false;
-}
-
-/** A name for a one-line message: quoted and escaped (a corrupt file can put anything in a name). */
-export function quote(name: string | null | undefined): string {
-  const s = name ?? "";
-  return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}...` : s);
-}
-
-function nodeLabel(n: onnx.INodeProto, i: number): string {
-  return `node ${n.name ? quote(n.name) : `#${i}`} (${n.opType ? quote(n.opType).slice(1, -1) : "no op_type"})`;
-}
-
-function checkNodes(nodes: onnx.INodeProto[], scope: Scope, where: string): void {
-  nodes.forEach((n, i) => {
-    if (!n.opType) throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} has no op_type`);
-    for (const input of n.input ?? []) {
-      if (input !== "" && !inScope(scope, input)) {
-        throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} reads ${quote(input)}, which no node, initializer or graph input produces`);
-      }
-    }
-    for (const a of n.attribute ?? []) {
-      for (const g of [a.g, ...(a.graphs ?? [])]) if (g) checkGraph(g, scope, `${where}: subgraph ${quote(a.name)} of ${nodeLabel(n, i)}`);
-    }
-  });
-}
-
-function checkGraph(g: onnx.IGraphProto, outer: Scope | undefined, where: string): void {
-  const names = new Set<string>();
-  for (const v of g.input ?? []) names.add(v.name ?? "");
-  for (const t of g.initializer ?? []) names.add(t.name ?? "");
-  for (const s of g.sparseInitializer ?? []) names.add(s.values?.name ?? "");
-  const produced = new Set<string>();
-  (g.node ?? []).forEach((n, i) => {
-    for (const o of n.output ?? []) {
-      if (o === "") continue;
-      if (produced.has(o)) throw new GdnFuseError("E_MODEL", `${where}: ${nodeLabel(n, i)} writes ${quote(o)}, which another node already produces`);
-      produced.add(o);
-      names.add(o);
-    }
-  });
-  const scope: Scope = { names, outer };
-  checkNodes(g.node ?? [], scope, where);
-  for (const o of g.output ?? []) {
-    if (!inScope(scope, o.name ?? "")) throw new GdnFuseError("E_MODEL", `${where}: graph output ${quote(o.name)} is not produced by any node, initializer or input`);
-  }
-}
-
-/** Throws E_PARSE if the message is not an ONNX model, E_MODEL if a value is read but never produced. */
-export function validateModel(m: onnx.IModelProto, label: string): void {
-  const missing: string[] = [];
-  if (!m.graph) missing.push("no graph");
-  if (!m.opsetImport || m.opsetImport.length === 0) missing.push("no opset_import");
-  if (int64ToNumber(m.irVersion) <= 0) missing.push("ir_version 0");
-  if (missing.length > 0) {
-    throw new GdnFuseError("E_PARSE", `${label}: is a protobuf message but not an ONNX model (${missing.join(", ")})`);
-  }
-  checkGraph(m.graph!, undefined, `${label}: graph ${quote(m.graph!.name)}`);
-  for (const f of m.functions ?? []) {
-    const names = new Set<string>(f.input ?? []);
-    for (const n of f.node ?? []) for (const o of n.output ?? []) if (o) names.add(o);
-    checkNodes(f.node ?? [], { names, outer: undefined }, `${label}: function ${quote(`${f.domain ?? ""}.${f.name ?? ""}`)}`);
-  }
 }
 
 // ---- load ---------------------------------------------------------------------------------------
