@@ -284,7 +284,7 @@ describe("validation on load", () => {
     ["two value fields", (m) => void (w(m).floatData = [1, 2]), "E_MODEL", 'initializer "w": has both raw_data and float_data'],
     ["an attribute whose type does not match its field", attr({ name: "alpha", type: 1, i: 3 }), "E_MODEL",
       'node "add0" (Add): attribute "alpha" has type FLOAT but sets i'],
-    ["an attribute of an unknown type", attr({ name: "alpha", type: 99, f: 1 }), "E_MODEL", 'node "add0" (Add): attribute "alpha" has unknown type 99'],
+    ["an attribute of an unknown type", attr({ name: "alpha", type: 99 as onnx.AttributeProto.AttributeType, f: 1 }), "E_MODEL", 'node "add0" (Add): attribute "alpha" has unknown type 99'],
     ["an attribute with no type", attr({ name: "alpha", f: 1 }), "E_MODEL", 'node "add0" (Add): attribute "alpha" has no type'],
     ["an attribute with two values", attr({ name: "alpha", type: 7, ints: [1], floats: [2] }), "E_MODEL",
       'node "add0" (Add): attribute "alpha" sets more than one value (floats, ints)'],
