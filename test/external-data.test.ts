@@ -1,6 +1,7 @@
 // External data: models whose weights live in files beside them. Loading reads no weight bytes but checks
 // every reference; saving carries the files byte-identical (or inlines small tensors); locations that leave
 // the model folder are refused. Also: TensorProto <-> typed array conversions and float16/bfloat16 bits.
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -263,5 +264,60 @@ describe("tensors", () => {
     for (let bits = 0; bits < 0x7c00; bits += 37) expect(float32ToFloat16(float16ToFloat32(bits))).toBe(bits);
     expect(float32ToBfloat16(1)).toBe(0x3f80);
     expect(bfloat16ToFloat32(float32ToBfloat16(-2.5))).toBe(-2.5);
+  });
+});
+
+// Strict external data fields: plain decimal offset/length, a length equal to the tensor's byte size, a
+// location that names a regular file inside the model folder.
+describe("external data fields", () => {
+  /** The add model with W's external_data entries given verbatim (strings, so "0x10" can be written). */
+  function writeRaw(dir: string, entries: Record<string, string>, dims = [2, 3]): string {
+    const file = writeAddModel(dir);
+    const m = decodeMessage(onnx.ModelProto, fs.readFileSync(file));
+    const w = m.graph!.initializer![0]!;
+    w.externalData = Object.entries(entries).map(([key, value]) => ({ key, value }));
+    w.dims = dims;
+    fs.writeFileSync(file, encodeMessage(onnx.ModelProto, m));
+    return file;
+  }
+  const where = (file: string): string => `${file}: external data "weights.bin" of tensor "W"`;
+
+  test("a length shorter than the tensor is refused on load (inline would write a short tensor)", async () => {
+    const file = writeRaw(path.join(tmp, "f-short"), { location: "weights.bin", offset: "64", length: "4" });
+    const e = await loadError(file);
+    expect([e.code, e.message]).toEqual(["E_EXTERNAL_DATA", `${where(file)}: length 4, but dims [2, 3] of float need 24 bytes`]);
+  });
+
+  test("a length longer than the tensor is refused too", async () => {
+    const file = writeRaw(path.join(tmp, "f-long"), { location: "weights.bin", offset: "64", length: "28" });
+    const e = await loadError(file);
+    expect(e.message).toBe(`${where(file)}: length 28, but dims [2, 3] of float need 24 bytes`);
+  });
+
+  test("negative dims on an external tensor are a model error, not a crash", async () => {
+    const file = writeRaw(path.join(tmp, "f-neg"), { location: "weights.bin", offset: "64" }, [-2, 3]);
+    const e = await loadError(file);
+    expect([e.code, e.message]).toEqual(["E_MODEL", `${file}: initializer "W": dims [-2, 3] has a negative dim`]);
+  });
+
+  test.each(["0x10", "1e2", " 64", "+64", "-1", "64.0", "99999999999999999999"])("offset %j is refused (plain decimal digits only)", async (offset) => {
+    const file = writeRaw(path.join(tmp, `f-off-${Buffer.from(offset).toString("hex")}`), { location: "weights.bin", offset, length: "24" });
+    const e = await loadError(file);
+    expect([e.code, e.message]).toEqual(["E_EXTERNAL_DATA", `${where(file)}: offset ${JSON.stringify(offset)} is not a plain decimal byte count`]);
+  });
+
+  test('location "." is not a regular file (not a symlink problem)', async () => {
+    const file = writeRaw(path.join(tmp, "f-dot"), { location: ".", offset: "0", length: "24" });
+    const e = await loadError(file);
+    expect(e.code).toBe("E_EXTERNAL_DATA");
+    expect(e.message).toBe(`${file}: external data "." of tensor "W" is not a regular file (a folder) (model folder ${path.join(tmp, "f-dot")})`);
+  });
+
+  test("a location that is a FIFO is refused without opening it", async () => {
+    const dir = path.join(tmp, "f-fifo");
+    const file = writeRaw(dir, { location: "pipe.bin", offset: "0", length: "24" });
+    expect(spawnSync("mkfifo", [path.join(dir, "pipe.bin")]).status).toBe(0);
+    const e = await loadError(file);
+    expect(e.message).toBe(`${file}: external data "pipe.bin" of tensor "W" is not a regular file (a FIFO) (model folder ${dir})`);
   });
 });

@@ -109,7 +109,12 @@ function validateExternalData(proto: onnx.IModelProto, baseDir: string | undefin
       const loc = externalDataRef(t)?.location ?? "";
       throw new GdnFuseError("E_EXTERNAL_DATA", `${label}: tensor ${quote(t.name)} has external data ${quote(loc)} but no model folder (baseDir) was given`);
     }
-    checkExternalData(t, baseDir);
+    try {
+      checkExternalData(t, baseDir);
+    } catch (e) {
+      if (e instanceof GdnFuseError) throw new GdnFuseError(e.code, `${label}: ${e.message}`, { cause: e });
+      throw e;
+    }
   });
 }
 

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { GdnFuseError } from "../errors.js";
+import { fileKind } from "./file-safety.js";
 import { int64ToBigInt, int64ToNumber, onnx } from "./onnx.js";
 
 export type TensorArray =
@@ -34,6 +35,24 @@ BY_NAME.half = 10;
 
 /** Bytes per element of the types tensorToArray supports (undefined otherwise). */
 const SIZES: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
+
+/** Bytes per element of every fixed-size ONNX type (4-bit types pack two per byte, see tensorByteSize). */
+const ONNX_BYTES: Record<number, number> = {
+  1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 24: 1,
+};
+const FOUR_BIT = new Set([21, 22, 23]);
+
+/** Bytes of `count` elements of a data type (exact, BigInt); undefined for string and unknown types. */
+export function tensorByteSize(dataType: number, count: bigint): bigint | undefined {
+  if (FOUR_BIT.has(dataType)) return (count + 1n) / 2n;
+  const size = ONNX_BYTES[dataType];
+  return size === undefined ? undefined : count * BigInt(size);
+}
+
+/** The type name ONNX's messages use ("float", "double", "int64", ...). */
+export function onnxTypeName(dataType: number): string {
+  return dataType === 1 ? "float" : dataType === 11 ? "double" : elemTypeName(dataType);
+}
 
 /** "float32", "float16", "int64", ... for an onnx.TensorProto.DataType number ("type<N>" when unknown). */
 export function elemTypeName(dataType: number): string {
@@ -127,8 +146,10 @@ export function externalDataRef(t: onnx.ITensorProto): ExternalDataRef | undefin
     const s = entries.get(key);
     if (s === undefined || s === "") return undefined;
     const n = Number(s);
-    if (!Number.isSafeInteger(n) || n < 0) {
-      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(t.name)}: external data ${key} ${quote(s)} is not a non-negative integer`);
+    if (!/^[0-9]+$/.test(s) || !Number.isSafeInteger(n)) {
+      // Number() would take "0x10", "1e2" and " 64"; only plain decimal digits are a byte count
+      const loc = quote(entries.get("location") ?? "");
+      throw new GdnFuseError("E_EXTERNAL_DATA", `external data ${loc} of tensor ${quote(t.name)}: ${key} ${quote(s)} is not a plain decimal byte count`);
     }
     return n;
   };
@@ -162,8 +183,9 @@ export function resolveExternalPath(location: string, baseDir: string, tensorNam
     const code = (e as NodeJS.ErrnoException).code;
     return fail(code === "ENOENT" ? "does not exist" : `cannot be opened (${code ?? String(e)})`);
   }
-  if (!isInside(real, realBase)) fail(`resolves (through a symlink) to ${real}, outside the model folder`);
-  if (!fs.statSync(real).isFile()) fail("is not a regular file");
+  if (real !== realBase && !isInside(real, realBase)) fail(`resolves (through a symlink) to ${real}, outside the model folder`);
+  const st = fs.statSync(real);
+  if (!st.isFile()) fail(`is not a regular file (${fileKind(st)})`);
   return real;
 }
 
@@ -184,17 +206,24 @@ export function checkExternalData(t: onnx.ITensorProto, baseDir: string): { file
   const ref = externalDataRef(t);
   const name = t.name ?? "";
   if (!ref) throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(name)} has no external data`);
+  const where = `external data ${quote(ref.location)} of tensor ${quote(name)}`;
+  const fail = (why: string): never => {
+    throw new GdnFuseError("E_EXTERNAL_DATA", `${where}: ${why}`);
+  };
   const file = resolveExternalPath(ref.location, baseDir, name);
   const size = fs.statSync(file).size;
-  const elemSize = elemTypeSize(t.dataType ?? 0);
-  const length = ref.length ?? (elemSize !== undefined ? tensorElementCount(t) * elemSize : size - ref.offset);
-  if (ref.offset + length > size) {
-    throw new GdnFuseError(
-      "E_EXTERNAL_DATA",
-      `external data ${quote(ref.location)} of tensor ${quote(name)}: offset ${ref.offset} + length ${length} exceeds the file size ${size} (model folder ${baseDir})`,
-    );
+  const dims = (t.dims ?? []).map((d) => int64ToBigInt(d));
+  if (dims.some((d) => d < 0n)) fail(`dims [${dims.join(", ")}] has a negative dim`);
+  const dataType = t.dataType ?? 0;
+  const need = tensorByteSize(dataType, dims.reduce((n, d) => n * d, 1n));
+  if (need === undefined) fail(`data_type ${onnxTypeName(dataType)} cannot be stored as external data`);
+  if (ref.length !== undefined && BigInt(ref.length) !== need) {
+    fail(`length ${ref.length}, but dims [${dims.join(", ")}] of ${onnxTypeName(dataType)} need ${need} bytes`);
   }
-  return { file, offset: ref.offset, length };
+  if (BigInt(ref.offset) + need! > BigInt(size)) {
+    fail(`offset ${ref.offset} + length ${need} exceeds the file size ${size} (model folder ${baseDir})`);
+  }
+  return { file, offset: ref.offset, length: Number(need) };
 }
 
 /** Reads exactly [offset, offset + length) of a file. */

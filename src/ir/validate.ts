@@ -7,7 +7,9 @@
  */
 import { GdnFuseError } from "../errors.js";
 import { int64ToBigInt, int64ToNumber, onnx } from "./onnx.js";
-import { elemTypeName } from "./tensor.js";
+import { onnxTypeName, tensorByteSize } from "./tensor.js";
+
+export { onnxTypeName, tensorByteSize };
 
 /** A name for a one-line message: quoted and escaped (a corrupt file can put anything in a name). */
 export function quote(name: string | null | undefined): string {
@@ -28,23 +30,8 @@ const fail = (where: Where, what: string): never => {
 const KNOWN_TYPES = 24;
 const STRING = 8;
 const FOUR_BIT = new Set([21, 22, 23]);
-const BYTES: Record<number, number> = {
-  1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 24: 1,
-};
 /** The largest element or byte count a tensor may have (what a JS number holds exactly). */
 const MAX_COUNT = BigInt(Number.MAX_SAFE_INTEGER);
-
-/** The type name ONNX's messages use ("float", "double", "int64", ...). */
-export function onnxTypeName(dataType: number): string {
-  return dataType === 1 ? "float" : dataType === 11 ? "double" : elemTypeName(dataType);
-}
-
-/** Bytes of `count` elements of a (non-string) data type; undefined for string and unknown types. */
-export function tensorByteSize(dataType: number, count: bigint): bigint | undefined {
-  if (FOUR_BIT.has(dataType)) return (count + 1n) / 2n;
-  const size = BYTES[dataType];
-  return size === undefined ? undefined : count * BigInt(size);
-}
 
 /** The repeated field that holds a data type's values when raw_data is not used. */
 function typedField(dataType: number): string {
