@@ -381,3 +381,34 @@ describe("fuse-model file safety", () => {
     expect(fs.readFileSync(path.join(src, "w.bin")).length).toBe(8);
   });
 });
+
+// Failures a model or a file can cause under --verify are GdnFuseErrors with one line, never "internal error".
+describe("fuse-model --verify errors", () => {
+  test("a model onnxruntime rejects exits 1 with the ORT reason, not an internal error", async () => {
+    const model = onnx.ModelProto.create({
+      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
+      graph: {
+        name: "g",
+        input: [{ name: "x", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
+        output: [{ name: "y", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
+        node: [{ name: "f0", opType: "Frobnicate", input: ["x"], output: ["y"] }],
+      },
+    });
+    const input = out("ort-reject", "model.onnx");
+    fs.mkdirSync(path.dirname(input), { recursive: true });
+    fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
+    const r = await cli(input, "-o", out("ort-reject", "x.onnx"), "--verify");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^fuse-model: error: running the original model in onnxruntime failed: .*Frobnicate.*\n$/);
+    expect(r.stderr).not.toContain("internal error");
+  });
+
+  test("a --verify input file that is not a TensorProto exits 1 naming it", async () => {
+    const data = out("verify-garbage");
+    fs.cpSync(path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), data, { recursive: true });
+    fs.writeFileSync(path.join(data, "input_0.pb"), Buffer.from([0x0a, 0xff, 0xff, 0xff]));
+    const r = await cli(MODEL, "-o", out("verify-garbage.onnx"), "--verify", data);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^fuse-model: error: ${path.join(data, "input_0.pb")}: not a TensorProto \\(.*\\)\n$`));
+  });
+});

@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
-import { GdnFuseError } from "../errors.js";
+import { GdnFuseError, type ErrorCode } from "../errors.js";
 import { decodeMessage, onnx } from "../ir/onnx.js";
 import { elemTypeName, float16ToFloat32, float32ToFloat16, tensorToArray } from "../ir/tensor.js";
 import { loadModel } from "../ir/model-io.js";
@@ -30,26 +30,47 @@ export interface VerifyResult {
   runtime: string;
 }
 
+/**
+ * Runs `fn` (an ORT or proto call on user-supplied models and files); whatever it throws that is not a
+ * GdnFuseError becomes one with `code` and the message `describe(first line of the error)`.
+ */
+async function userFacing<T>(code: ErrorCode, describe: (reason: string) => string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof GdnFuseError) throw e;
+    const reason = (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
+    throw new GdnFuseError(code, describe(reason), { cause: e });
+  }
+}
+
 export const TOLERANCE: Record<string, number> = { float32: 1e-5, float16: 2e-3, bfloat16: 2e-3, float64: 1e-5 };
 
 export async function verifyModels(originalPath: string, fusedPath: string, options: { dataDir?: string; seed?: number } = {}): Promise<VerifyResult> {
   const original = await loadModel(originalPath);
   const graphInputs = (original.proto.graph?.input ?? []).filter((i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name));
-  const feeds = options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1);
+  const feeds = await userFacing("E_VERIFY", (why) => `cannot make the model's inputs: ${why}`, () =>
+    options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1),
+  );
 
-  const ref = await ort.InferenceSession.create(originalPath, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
-  const want = await ref.run(feeds);
-  await ref.release();
+  const want = await userFacing("E_RUNTIME", (why) => `running the original model in onnxruntime failed: ${why}`, async () => {
+    const ref = await ort.InferenceSession.create(originalPath, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
+    try {
+      return await ref.run(feeds);
+    } finally {
+      await ref.release();
+    }
+  });
 
   await import("../runtime/index.js"); // registers the "gdn" backend
-  let got: ort.InferenceSession.OnnxValueMapType;
-  try {
+  const got = await userFacing("E_RUNTIME", (why) => `running the fused model on the gdn runtime failed: ${why}`, async () => {
     const fused = await ort.InferenceSession.create(fusedPath, { executionProviders: ["gdn"], intraOpNumThreads: 2 });
-    got = await fused.run(feeds);
-    await fused.release();
-  } catch (e) {
-    throw new GdnFuseError("E_RUNTIME", `running the fused model on the gdn runtime failed: ${(e as Error).message.split("\n")[0]}`);
-  }
+    try {
+      return await fused.run(feeds);
+    } finally {
+      await fused.release();
+    }
+  });
 
   const outputs = Object.keys(want).map((name): VerifyOutput => {
     const w = toNumbers(want[name] as ort.Tensor);
@@ -79,7 +100,13 @@ function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string,
   if (files.length === 0) throw new GdnFuseError("E_IO", `${dir}: no input_N.pb files (ONNX test_data_set layout expected)`);
   for (const f of files) {
     const i = Number(/\d+/.exec(f)![0]);
-    const t = decodeMessage(onnx.TensorProto, fs.readFileSync(path.join(dir, f)));
+    const file = path.join(dir, f);
+    let t: onnx.TensorProto;
+    try {
+      t = decodeMessage(onnx.TensorProto, fs.readFileSync(file));
+    } catch (e) {
+      throw new GdnFuseError("E_IO", `${file}: not a TensorProto (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+    }
     const name = inputs.some((x) => x.name === t.name) ? t.name! : inputs[i]?.name;
     if (!name) throw new GdnFuseError("E_VERIFY", `${f}: the model has no input ${i}`);
     feeds[name] = toOrtTensor(t);
