@@ -206,6 +206,9 @@ function readOpsets(list: onnx.IOperatorSetIdProto[] | null | undefined, where: 
   return inherited ? new Map([...inherited, ...own]) : own;
 }
 
+/** Standard ops whose first input may be absent (Loop's trip count M, Optional's value). */
+const OPTIONAL_FIRST_INPUT = new Set(["Loop", "Optional"]);
+
 interface Context { label: string; opsets: Opsets; functions: Set<string> }
 
 /**
@@ -224,6 +227,10 @@ function checkNodes(nodes: onnx.INodeProto[], scope: Scope, where: Where, ctx: C
     const domain = domainOf(n.domain);
     if (!ctx.opsets.has(domain) && !ctx.functions.has(`${domain}\u0000${n.opType}`)) {
       fail(at, `: domain ${quote(domain)} has no opset_import`);
+    }
+    if (n.input?.[0] === "" && domain === "" && !OPTIONAL_FIRST_INPUT.has(n.opType!)) {
+      // ONNX's schema check: "" means an absent input, and input 0 of a standard op is required
+      fail(at, ": input 0 is required; an empty name means it is absent");
     }
     for (const input of n.input ?? []) {
       if (input === "" || inScope(scope, input)) continue;
