@@ -304,6 +304,8 @@ describe("validation on load", () => {
     }, "E_MODEL", 'node "add0" (Add) reads "z" before node "n1" (Neg) produces it (nodes must be in topological order)'],
     ["a standard op without its first input", (m) => void (node(m).input = ["", "w"]), "E_MODEL",
       'node "add0" (Add): input 0 is required; an empty name means it is absent'],
+    ["a Concat with an empty input", (m) => void m.graph!.node!.push({ name: "cat0", opType: "Concat", input: ["y", "", "x"], output: ["z"], attribute: [{ name: "axis", type: 2, i: 0 }] }), "E_MODEL",
+      'node "cat0" (Concat): input 1 is required; an empty name means it is absent'],
     ["opset version 0", (m) => void (m.opsetImport[0]!.version = 0), "E_MODEL", 'opset_import of domain "" has version 0; it must be >= 1'],
     ["a domain imported twice", (m) => void m.opsetImport.push({ domain: "", version: 17 }), "E_MODEL", 'opset_import lists domain "" twice'],
     ["a node of a domain not imported", (m) => void (node(m).domain = "gdn"), "E_MODEL",

@@ -208,6 +208,20 @@ function readOpsets(list: onnx.IOperatorSetIdProto[] | null | undefined, where: 
 
 /** Standard ops whose first input may be absent (Loop's trip count M, Optional's value). */
 const OPTIONAL_FIRST_INPUT = new Set(["Loop", "Optional"]);
+/** Common standard ops whose every input is required (ONNX's schema check refuses "" for any of them). */
+const ALL_INPUTS_REQUIRED = new Set([
+  "Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Concat", "Sum", "Max", "Min", "Mean", "Where", "Equal", "Less",
+  "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Not", "Transpose", "Reshape", "Gather", "GatherElements",
+  "Expand", "Tile", "Unsqueeze", "Cast", "CastLike", "Shape", "Sigmoid", "Exp", "Log", "Neg", "Sqrt", "Reciprocal",
+  "Softplus", "Softmax", "Tanh", "Relu", "Abs", "Identity", "CumSum", "Einsum", "ScatterND", "ScatterElements",
+]);
+
+/** The index of a required standard-op input given as "" (absent), or -1. */
+function requiredButAbsent(n: onnx.INodeProto): number {
+  const inputs = n.input ?? [];
+  if (ALL_INPUTS_REQUIRED.has(n.opType!)) return inputs.indexOf("");
+  return inputs[0] === "" && !OPTIONAL_FIRST_INPUT.has(n.opType!) ? 0 : -1;
+}
 
 interface Context { label: string; opsets: Opsets; functions: Set<string> }
 
@@ -228,10 +242,8 @@ function checkNodes(nodes: onnx.INodeProto[], scope: Scope, where: Where, ctx: C
     if (!ctx.opsets.has(domain) && !ctx.functions.has(`${domain}\u0000${n.opType}`)) {
       fail(at, `: domain ${quote(domain)} has no opset_import`);
     }
-    if (n.input?.[0] === "" && domain === "" && !OPTIONAL_FIRST_INPUT.has(n.opType!)) {
-      // ONNX's schema check: "" means an absent input, and input 0 of a standard op is required
-      fail(at, ": input 0 is required; an empty name means it is absent");
-    }
+    const absent = domain === "" ? requiredButAbsent(n) : -1;
+    if (absent >= 0) fail(at, `: input ${absent} is required; an empty name means it is absent`);
     for (const input of n.input ?? []) {
       if (input === "" || inScope(scope, input)) continue;
       const later = producer.get(input);
