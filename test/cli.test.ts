@@ -375,6 +375,9 @@ describe("fuse-model file safety", () => {
     expect(r.code).toBe(2);
     expect(r.stderr.split("\n")[0]).toBe(`${ERR}external data ${out("ext-fifo", "w.bin")}: is a FIFO, not a regular file; refusing to replace it`);
     expect(fs.statSync(out("ext-fifo", "w.bin")).isFIFO()).toBe(true);
+    const report = await cli(input, "--dry-run", "--report", path.join(src, "w.bin"));
+    expect(report.code).toBe(2);
+    expect(report.stderr.split("\n")[0]).toBe(`${ERR}--report ${path.join(src, "w.bin")}: is an input (external data of the model); refusing to write over it`);
     const onData = await cli(input, "-o", path.join(src, "w.bin"));
     expect(onData.code).toBe(2);
     expect(onData.stderr.split("\n")[0]).toBe(`${ERR}-o ${path.join(src, "w.bin")}: is an input (external data of the model); refusing to write over it`);

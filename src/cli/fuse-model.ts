@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
 import { fileKind, ioReason, PathGuard } from "../ir/file-safety.js";
-import { atomicWrite, loadModel, planSave, saveModel, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
+import { addModelInputs, atomicWrite, loadModel, planSave, saveModel, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
 import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
@@ -223,6 +223,7 @@ function verifyDataFiles(dir: string): string[] {
 function claimPaths(a: Parsed, model: LoadedModel): void {
   const guard = new PathGuard();
   guard.addInput(a.input, "the input model");
+  addModelInputs(model, guard);
   if (a.verifyDir) for (const f of verifyDataFiles(a.verifyDir)) guard.addInput(f, "an input (a --verify data file)");
   if (!a.dryRun) planSave(model, a.output!, saveOptions(a), guard, `-o ${a.output!}`);
   if (a.report) guard.claimOutput(a.report, `--report ${a.report}`, "the report (--report)");

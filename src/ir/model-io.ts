@@ -200,6 +200,16 @@ interface SavePlan {
  * not replace a non-regular file, an input (the model, its external data, whatever `guard` already holds)
  * or each other. `label` names the output in messages (the CLI passes "-o OUT").
  */
+/** Registers the model file and every external data file it reads as inputs of `guard`. */
+export function addModelInputs(model: LoadedModel, guard: PathGuard): void {
+  if (model.path) guard.addInput(model.path, "the input model");
+  if (model.baseDir === undefined) return;
+  const baseDir = model.baseDir;
+  forEachTensor(model.proto, (t) => {
+    if (isExternal(t)) guard.addInput(checkExternalData(t, baseDir).file, "an input (external data of the model)");
+  });
+}
+
 export function planSave(model: LoadedModel, outPath: string, opts: SaveOptions = {}, guard = new PathGuard(), label = outPath): SavePlan {
   const mode = opts.externalData ?? "copy";
   const inlineBelow = mode === "inline" ? Infinity : opts.inlineBelow ?? 0;
