@@ -356,6 +356,15 @@ describe("fuse-model file safety", () => {
     expect(r.stderr).toBe(`${ERR}${path.join(data, "input_0.pb")}: cannot read the --verify data (not a regular file: a FIFO)\n`);
   }, 10000);
 
+  test("a dangling symlink among the --verify data exits 1 naming it", async () => {
+    const data = out("verify-dangling");
+    fs.cpSync(path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), data, { recursive: true });
+    fs.symlinkSync(out("nowhere.pb"), path.join(data, "input_9.pb"));
+    const r = await cli(MODEL, "-o", out("verify-dangling.onnx"), "--verify", data);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${ERR}${path.join(data, "input_9.pb")}: cannot read the --verify data (no such file or directory)\n`);
+  });
+
   test("external data would replace a FIFO, or the input's own external data file: refused (2)", async () => {
     const src = out("ext-hostile");
     fs.mkdirSync(src);

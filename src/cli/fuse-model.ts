@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * fuse-model: load an ONNX model, run the fusion passes, write the fused model (and a JSON report),
- * optionally verify it against the original. Exit codes: 0 done, 1 bad input or a failed check, 2 usage.
+ * optionally verify it against the original. Exit codes: 0 done, 1 bad input or a failed check, 2 usage
+ * (bad arguments, or an output path that would replace an input, another output or a non-regular file).
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -40,7 +41,8 @@ Options:
   --verbose                print progress and, on errors, the stack trace
   -h, --help               show this help
 
-Exit codes: 0 done, 1 bad input or a failed check (including --verify), 2 usage error.
+Exit codes: 0 done, 1 bad input or a failed check (including --verify), 2 usage error (including an
+output path that is an input, another output, or not a regular file).
 `;
 
 const TARGETS = ["gdn", "ort", "onnx"] as const;
@@ -210,7 +212,12 @@ function verifyDataFiles(dir: string): string[] {
   }
   const files = names.sort().map((f) => path.join(dir, f));
   for (const f of files) {
-    const st = fs.statSync(f);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(f);
+    } catch (e) {
+      throw new GdnFuseError("E_IO", `${f}: cannot read the --verify data (${ioReason(e)})`, { cause: e });
+    }
     if (!st.isFile()) throw new GdnFuseError("E_IO", `${f}: cannot read the --verify data (not a regular file: ${fileKind(st)})`);
   }
   return files;
