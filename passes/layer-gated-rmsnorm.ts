@@ -105,6 +105,7 @@ function matchNorm(mean: Node): NormMatch {
   const gMul = soleConsumer(weighted);
   check(gMul && gMul.opType === "Mul", "gate", "the weighted norm is not multiplied by the gate", gMul ?? wMul);
   const siluV = otherInput(gMul, weighted)!;
+  check(!constantOf(siluV), "gate", `the weighted norm is multiplied by a second constant (${siluV.name}), not by silu(gate)`, gMul);
   const gate0 = siluInput(siluV.producer);
   check(gate0, "gate", `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`, siluV.producer ?? gMul);
   let y = gMul.output();
