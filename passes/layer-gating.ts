@@ -88,7 +88,7 @@ function matchG(g: Value, H: number): GMatch {
     threshold = true;
     count += 2;
   } else add = spNode.inputs[0]?.producer;
-  check(spNode.opType === "Softplus", "softplus", "softplus is not a Softplus node", spNode);
+  check(spNode.opType === "Softplus" && spNode.domain === "", "softplus", "softplus is not a standard Softplus node", spNode);
   count++;
   check(add && add.opType === "Add" && add.domain === "" && spNode.inputs[0] === add.output(), "softplus", "softplus does not read a + dt_bias (an Add)", spNode);
   count++;

@@ -70,6 +70,16 @@ function insert(m: Mutator, v: Value, opType: string, opts: Parameters<Mutator["
   return n;
 }
 
+/** A new float32 graph input of these dims. */
+function addGraphInput(m: Mutator, name: string, dims: number[]): Value {
+  const v = m.graph.value(name);
+  v.isGraphInput = true;
+  m.graph.inputs.push(v);
+  v.type = { elemType: 1, shape: dims };
+  (m.graph.proto.input ??= []).push({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+  return v;
+}
+
 const ramp = (n: number, f: (i: number) => number) => Array.from({ length: n }, (_, i) => f(i));
 
 // ---- the mutants ---------------------------------------------------------------------------------
@@ -174,6 +184,12 @@ const MUTANTS: Mutant[] = [
     refused: { ...CONV, stage: "slice", reason: "the Slice keeps conv outputs 1:97; the causal outputs are 0:96" },
   },
   {
+    name: "conv bias read from a graph input (not a constant the layout can reorder)",
+    model: PREFILL,
+    mutate: (m) => setInput(node(m, "node_Conv_4563"), 2, addGraphInput(m, "conv_bias", [160])),
+    refused: { ...CONV, stage: "bias", reason: "the conv bias is not a constant; CausalConv1d takes a constant bias of [160]" },
+  },
+  {
     name: "decode conv padded on the left",
     model: QWEN35_DECODE,
     mutate: (m) => {
@@ -219,6 +235,12 @@ const MUTANTS: Mutant[] = [
     model: QWEN35_PREFILL,
     mutate: (m) => setConstant(m, m.graph.nodes.find((n) => n.opType === "Pow")!, 1, [], 1, [3]),
     refused: { ...NORM, stage: "anchor", reason: "ReduceMean does not read x^2" },
+  },
+  {
+    name: "the norm's Sqrt from another domain",
+    model: DECODE,
+    mutate: (m) => void (m.graph.nodes.find((n) => n.opType === "Sqrt" && n.inputs[0]?.producer?.inputs[0]?.producer?.opType === "ReduceMean")!.proto.domain = "com.example"),
+    refused: { ...NORM, stage: "eps", reason: "mean(x^2) + eps goes to com.example.Sqrt, not Sqrt" },
   },
   {
     name: "another eps (1e-3) is read into the fused norm",
