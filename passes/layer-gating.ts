@@ -125,8 +125,9 @@ function matchThresholdWhere(w: Node): { add: Node; softplus: Node } {
 /** A_log from -exp(A_log): Neg(Exp(A_log)) with A_log constant, or a folded constant c < 0 (A_log = log(-c)). */
 function aLogOf(coef: Value, H: number, at: Node): Float64Array {
   const neg = coef.producer;
-  if (neg && neg.opType === "Neg" && neg.inputs[0]?.producer?.opType === "Exp") {
-    const c = constantOf(neg.inputs[0].producer.inputs[0]);
+  const exp = neg?.inputs[0]?.producer;
+  if (neg && neg.opType === "Neg" && neg.domain === "" && exp?.opType === "Exp" && exp.domain === "") {
+    const c = constantOf(exp.inputs[0]);
     check(c && c.data.length === H, "A_log", `A_log is not a constant of ${H} elements`, neg);
     return Float64Array.from(c.data);
   }

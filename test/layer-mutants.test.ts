@@ -70,6 +70,17 @@ function insert(m: Mutator, v: Value, opType: string, opts: Parameters<Mutator["
   return n;
 }
 
+/** Replaces the folded -exp(A_log) constant of the g Mul by Neg(Exp(A_log)), the Exp in `domain`. */
+function negExpALog(m: Mutator, domain: string): void {
+  const mul = node(m, "node_mul");
+  const folded = tensorToFloat64(mul.inputs[0]!.initializer!);
+  const aLog = m.graph.addInitializer(arrayToTensor("A_log", [folded.length], 1, Array.from(folded, (c) => Math.log(-c))));
+  const exp = m.graph.addNode({ opType: "Exp", domain, inputs: [aLog], outputs: ["A_log_exp"], name: "mutant_exp" });
+  const neg = m.graph.addNode({ opType: "Neg", inputs: [exp.output()], outputs: ["A_log_neg"], name: "mutant_neg" });
+  setInput(mul, 0, neg.output());
+  m.graph.topologicalSort();
+}
+
 /** A new float32 graph input of these dims. */
 function addGraphInput(m: Mutator, name: string, dims: number[]): Value {
   const v = m.graph.value(name);
@@ -122,6 +133,18 @@ const MUTANTS: Mutant[] = [
     model: PREFILL,
     mutate: (m) => setConstant(m, node(m, "node_mul"), 0, [4], 1, [0.5, 1, 2, 4]),
     refused: { ...GATING, stage: "A_log", reason: "the softplus multiplier has element 0.5; -exp(A_log) is < 0" },
+  },
+  {
+    name: "-exp(A_log) computed as Neg(Exp(A_log)), not folded",
+    model: DECODE,
+    mutate: (m) => negExpALog(m, ""),
+    equal: true,
+  },
+  {
+    name: "-exp(A_log) with an Exp of another domain",
+    model: DECODE,
+    mutate: (m) => negExpALog(m, "com.example"),
+    refused: { ...GATING, stage: "A_log", reason: "the softplus multiplier is not a constant -exp(A_log)" },
   },
   {
     name: "-exp(A_log) of shape [4,1] (broadcasts over time, not over heads)",
