@@ -65,6 +65,8 @@ export function matchConv(conv: Node): ConvMatch {
   check((conv.attrInts("strides") ?? [1]).every((s) => s === 1) && (conv.attrInts("dilations") ?? [1]).every((d) => d === 1), "depthwise", "Conv has a stride or dilation other than 1", conv);
   const autoPad = conv.attrString("auto_pad") ?? "NOTSET";
   check(autoPad === "NOTSET", "padding", `Conv uses auto_pad ${autoPad}; explicit causal pads expected`, conv);
+  const bias = conv.inputs[2] ? constantOf(conv.inputs[2]) : undefined;
+  check(!conv.inputs[2] || (bias && bias.dims.length === 1 && bias.dims[0] === C), "bias", `the conv bias is ${bias ? `a constant of shape [${bias.dims}]` : "not a constant"}; CausalConv1d takes a constant bias of [${C}]`, conv);
   const pads = conv.attrInts("pads") ?? [0, 0];
   const input = conv.inputs[0]!;
   const xType = checkFloatType(input, "dtype", "the conv input", conv);

@@ -53,9 +53,13 @@ interface NormMatch {
   count: number;
 }
 
+/** A node of the standard (ai.onnx) domain with this op type. */
+const isStd = (n: Node, opType: string) => n.opType === opType && n.domain === "";
+const opName = (n: Node) => (n.domain ? `${n.domain}.${n.opType}` : n.opType);
+
 function matchNorm(mean: Node): NormMatch {
   const sq = mean.inputs[0]?.producer;
-  check(sq && ((sq.opType === "Pow" && scalarOf(sq.inputs[1]) === 2) || (sq.opType === "Mul" && sq.inputs[0] === sq.inputs[1])), "anchor", "ReduceMean does not read x^2", mean);
+  check(sq && ((isStd(sq, "Pow") && scalarOf(sq.inputs[1]) === 2) || (isStd(sq, "Mul") && sq.inputs[0] === sq.inputs[1])), "anchor", "ReduceMean does not read x^2", mean);
   const xInner = sq.inputs[0]!;
   const rank = xInner.rank;
   const D = staticDim(xInner, -1);
@@ -65,17 +69,17 @@ function matchNorm(mean: Node): NormMatch {
   const xType = checkFloatType(xInner, "dtype", "the normalised input", mean);
   // eps inside the square root
   const add = soleConsumer(mean.output());
-  check(add && add.opType === "Add", "eps", `mean(x^2) goes to ${add?.opType ?? "several nodes"}, not + eps`, add ?? mean);
+  check(add && isStd(add, "Add"), "eps", `mean(x^2) goes to ${add?.opType ?? "several nodes"}, not + eps`, add ?? mean);
   const eps = scalarOf(otherInput(add, mean.output()));
   check(eps !== undefined && Number.isFinite(eps) && eps >= 0, "eps", "the eps added to mean(x^2) is not a finite scalar constant >= 0", add);
   const sqrt = soleConsumer(add.output());
-  check(sqrt && sqrt.opType === "Sqrt", "eps", `mean(x^2) + eps goes to ${sqrt?.opType ?? "several nodes"}, not Sqrt`, sqrt ?? add);
+  check(sqrt && isStd(sqrt, "Sqrt"), "eps", `mean(x^2) + eps goes to ${sqrt ? opName(sqrt) : "several nodes"}, not Sqrt`, sqrt ?? add);
   let normed: Node | undefined;
   const next = soleConsumer(sqrt.output());
-  if (next?.opType === "Reciprocal") {
+  if (next && isStd(next, "Reciprocal")) {
     const m = soleConsumer(next.output());
-    if (m?.opType === "Mul" && otherInput(m, next.output()) === xInner) normed = m;
-  } else if (next?.opType === "Div" && next.inputs[0] === xInner && next.inputs[1] === sqrt.output()) normed = next;
+    if (m && isStd(m, "Mul") && otherInput(m, next.output()) === xInner) normed = m;
+  } else if (next && isStd(next, "Div") && next.inputs[0] === xInner && next.inputs[1] === sqrt.output()) normed = next;
   check(normed, "normalise", `the root goes to ${next?.opType ?? "several nodes"}, not x * (1 / root) or x / root (eps must sit inside the square root)`, next ?? sqrt);
   // weight * normed; half-precision exports cast around it (HF: `w * x.to(input_dtype)`, then `.float()`)
   let casts = 0;
@@ -87,7 +91,7 @@ function matchNorm(mean: Node): NormMatch {
     casts++;
   }
   const wMul = soleConsumer(normedOut);
-  check(wMul && wMul.opType === "Mul", "weight", "the normalised value is not multiplied by the weight", wMul ?? normed);
+  check(wMul && isStd(wMul, "Mul"), "weight", "the normalised value is not multiplied by the weight", wMul ?? normed);
   const weight = otherInput(wMul, normedOut)!;
   const wp = weight.producer;
   if (wp && wp.opType === "Add" && wp.inputs.some((v) => uniformScalar(v) === 1))
@@ -103,8 +107,9 @@ function matchNorm(mean: Node): NormMatch {
   }
   // * silu(gate)
   const gMul = soleConsumer(weighted);
-  check(gMul && gMul.opType === "Mul", "gate", "the weighted norm is not multiplied by the gate", gMul ?? wMul);
+  check(gMul && isStd(gMul, "Mul"), "gate", "the weighted norm is not multiplied by the gate", gMul ?? wMul);
   const siluV = otherInput(gMul, weighted)!;
+  check(!constantOf(siluV), "gate", `the weighted norm is multiplied by a second constant (${siluV.name}), not by silu(gate)`, gMul);
   const gate0 = siluInput(siluV.producer);
   check(gate0, "gate", `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`, siluV.producer ?? gMul);
   let y = gMul.output();

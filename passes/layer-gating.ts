@@ -73,7 +73,7 @@ function matchG(g: Value, H: number): GMatch {
   let coef: Value | undefined;
   for (const v of mul.inputs) {
     const p = v?.producer;
-    if (p && ((p.opType === "Softplus" && p.domain === "") || isThresholdWhere(p))) sp = v;
+    if (p && ((p.opType === "Softplus" && p.domain === "") || isSoftplusWhere(p))) sp = v;
     else coef = v;
   }
   check(sp && coef, "g", "neither operand of the g Mul is softplus(a + dt_bias)", mul);
@@ -82,13 +82,13 @@ function matchG(g: Value, H: number): GMatch {
   let threshold = false;
   let add: Node | undefined;
   if (spNode.opType === "Where") {
-    const w = isThresholdWhere(spNode)!;
+    const w = matchThresholdWhere(spNode);
     add = w.add;
     spNode = w.softplus;
     threshold = true;
     count += 2;
   } else add = spNode.inputs[0]?.producer;
-  check(spNode.opType === "Softplus", "softplus", "softplus is not a Softplus node", spNode);
+  check(spNode.opType === "Softplus" && spNode.domain === "", "softplus", "softplus is not a standard Softplus node", spNode);
   count++;
   check(add && add.opType === "Add" && add.domain === "" && spNode.inputs[0] === add.output(), "softplus", "softplus does not read a + dt_bias (an Add)", spNode);
   count++;
@@ -104,28 +104,37 @@ function matchG(g: Value, H: number): GMatch {
   return { a, dtBias, aLog: aLogOf(coef, H, mul), mul, count, threshold };
 }
 
-/** torch softplus(x, threshold=20): Where(Greater(x, 20), x, Softplus(x)). */
-function isThresholdWhere(w: Node): { add: Node; softplus: Node } | undefined {
-  if (w.opType !== "Where" || w.domain !== "") return undefined;
+/** A Where with a Softplus among its branches: the candidate for torch's thresholded softplus. */
+function isSoftplusWhere(w: Node): boolean {
+  return w.opType === "Where" && w.domain === "" && w.inputs.slice(1).some((v) => v?.producer?.opType === "Softplus");
+}
+
+/** torch softplus(x, threshold=20): Where(Greater(x, 20), x, Softplus(x)); every part checked. */
+function matchThresholdWhere(w: Node): { add: Node; softplus: Node } {
   const gt = w.inputs[0]?.producer;
-  const sp = w.inputs[2]?.producer;
   const x = w.inputs[1];
-  if (!gt || gt.opType !== "Greater" || !sp || sp.opType !== "Softplus" || !x) return undefined;
-  if (gt.inputs[0] !== x || uniformScalar(gt.inputs[1]) !== SOFTPLUS_THRESHOLD || sp.inputs[0] !== x || !x.producer) return undefined;
+  const sp = w.inputs[2]?.producer;
+  check(sp && sp.opType === "Softplus" && sp.domain === "", "softplus", `the softplus Where takes ${sp?.opType ?? "a graph input"} below the threshold, not Softplus(x) (operands swapped?)`, w);
+  check(gt && gt.opType === "Greater" && gt.domain === "", "softplus", `the softplus Where's condition comes from ${gt?.opType ?? "a graph input"}, not Greater(x, ${SOFTPLUS_THRESHOLD})`, w);
+  check(x && sp.inputs[0] === x && gt.inputs[0] === x && x.producer, "softplus", "the softplus Where, its Greater and its Softplus do not all read the same x", w);
+  const t = uniformScalar(gt.inputs[1]);
+  check(t === SOFTPLUS_THRESHOLD, "softplus", `the softplus threshold is ${t ?? "not a constant"}; torch's softplus returns x above ${SOFTPLUS_THRESHOLD}`, gt);
   return { add: x.producer, softplus: sp };
 }
 
 /** A_log from -exp(A_log): Neg(Exp(A_log)) with A_log constant, or a folded constant c < 0 (A_log = log(-c)). */
 function aLogOf(coef: Value, H: number, at: Node): Float64Array {
   const neg = coef.producer;
-  if (neg && neg.opType === "Neg" && neg.inputs[0]?.producer?.opType === "Exp") {
-    const c = constantOf(neg.inputs[0].producer.inputs[0]);
+  const exp = neg?.inputs[0]?.producer;
+  if (neg && neg.opType === "Neg" && neg.domain === "" && exp?.opType === "Exp" && exp.domain === "") {
+    const c = constantOf(exp.inputs[0]);
     check(c && c.data.length === H, "A_log", `A_log is not a constant of ${H} elements`, neg);
     return Float64Array.from(c.data);
   }
   const c = constantOf(coef);
   check(c, "A_log", "the softplus multiplier is not a constant -exp(A_log)", at);
   check(c.data.length === H, "A_log", `the softplus multiplier has ${c.data.length} elements, not H = ${H}`, at);
+  check(c.dims.slice(0, -1).every((d) => d === 1), "A_log", `the softplus multiplier has shape [${c.dims}], not [${H}]`, at);
   for (const x of c.data) if (!(x < 0) || !Number.isFinite(x)) fail("A_log", `the softplus multiplier has element ${x}; -exp(A_log) is < 0`, at);
   return c.data.map((x) => Math.log(-x));
 }

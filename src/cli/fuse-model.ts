@@ -261,7 +261,7 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
     out.verify = v;
     io.stdout(`verify on ${v.source}:\n${formatVerify(v)}\n`);
     if (!v.ok) {
-      const bad = v.outputs.filter((o) => !o.ok).map((o) => `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
+      const bad = v.outputs.filter((o) => !o.ok).map((o) => o.specialValues ?? `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
       verifyFailure = `verification failed: ${bad.join(", ") || "outputs differ"}; the fused model is at ${a.output!}`;
     }
   }

@@ -2,12 +2,21 @@
  * Confirms a match before rewriting: runs the matched region, cut out as a model of its own, in
  * stock onnxruntime-node on random probe inputs and compares it with the fused op's float64
  * reference. Regions with the same structure and constants (a model's repeated layers) are probed once.
+ *
+ * The probe model computes in float64: every float tensor, Cast and constant of the region becomes
+ * double, so adversarial inputs (decays down to -1e4, large q/k/v) do not drown a wrong constant in
+ * float32 rounding, and the comparison is as tight as float64 allows (numeric.ts TOLERANCE.float64).
+ * The inputs are still rounded to their element type first, as the region would see them.
  */
 import * as ort from "onnxruntime-node";
 import type { Node, Value } from "../ir/graph.js";
 import { onnx, encodeMessage } from "../ir/onnx.js";
-import { float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16, isExternal, readExternalBytes } from "../ir/tensor.js";
+import { arrayToTensor, float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16, isExternal, readExternalBytes, tensorToFloat64 } from "../ir/tensor.js";
+import { TOLERANCE, compareValues, relativeL2, seededRandom } from "../numeric.js";
 import { structuralKey } from "./structural-key.js";
+
+// Kept exported here for the callers that import them from the probe.
+export { relativeL2, seededRandom };
 
 export interface ProbeInput {
   value: Value;
@@ -35,31 +44,6 @@ export interface ProbeResult {
 
 const cache = new Map<string, ProbeResult>();
 
-/** Seeded uniform [0,1) generator (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** ||a - b|| / ||b||; entries where the reference b is NaN (not computed) are left out. */
-export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (Number.isNaN(b[i]!)) continue;
-    const d = a[i]! - b[i]!;
-    num += d * d;
-    den += b[i]! * b[i]!;
-  }
-  if (!Number.isFinite(num)) return Infinity;
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
-}
-
 function probeShape(inp: ProbeInput): number[] {
   const s = inp.shape ?? inp.value.staticShape;
   if (!s) throw new Error(`probe input ${inp.value.name} has no static shape`);
@@ -77,8 +61,7 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
   const key = signature(spec);
   const hit = cache.get(key);
   if (hit) return hit;
-  const halfTypes = [...spec.inputs.map((i) => i.value), ...spec.outputs].some((v) => v.type?.elemType !== 1);
-  const tolerance = halfTypes ? 1e-2 : 1e-4;
+  const tolerance = TOLERANCE.float64!;
   const rand = seededRandom(0x9e3779b9);
   const data = spec.inputs.map((inp) => {
     const shape = probeShape(inp);
@@ -91,12 +74,13 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
     const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2, logSeverityLevel: 3 });
     try {
       const feeds: Record<string, ort.Tensor> = {};
-      spec.inputs.forEach((inp, i) => (feeds[`probe_in_${i}`] = new ort.Tensor("float32", Float32Array.from(data[i]!), probeShape(inp))));
+      spec.inputs.forEach((inp, i) => (feeds[`probe_in_${i}`] = new ort.Tensor("float64", data[i]!, probeShape(inp))));
       const got = await session.run(feeds);
       const want = spec.reference(data);
-      const errors = spec.outputs.map((_, i) => relativeL2(got[`probe_out_${i}`]!.data as Float32Array, want[i]!));
+      const compared = spec.outputs.map((_, i) => compareValues(got[`probe_out_${i}`]!.data as Float64Array, want[i]!, "the reference"));
+      const errors = compared.map((c) => (c.mismatch ? Infinity : c.relL2));
       const ok = errors.every((e) => e <= tolerance);
-      result = { ok, errors, tolerance, message: ok ? undefined : `probe outputs differ from the reference: relative L2 error ${errors.map((e) => e.toExponential(2)).join(", ")} > ${tolerance}` };
+      result = { ok, errors, tolerance, message: ok ? undefined : mismatchMessage(spec, compared, tolerance) };
     } finally {
       await session.release();
     }
@@ -105,6 +89,12 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
   }
   cache.set(key, result);
   return result;
+}
+
+function mismatchMessage(spec: ProbeSpec, compared: ReturnType<typeof compareValues>[], tolerance: number): string {
+  const special = compared.findIndex((c) => c.mismatch);
+  if (special >= 0) return `probe output ${spec.outputs[special]!.name} differs from the reference: ${compared[special]!.mismatch}`;
+  return `probe outputs differ from the reference: relative L2 error ${compared.map((c) => c.relL2.toExponential(2)).join(", ")} > ${tolerance}`;
 }
 
 function buildProbeModel(spec: ProbeSpec): Uint8Array {
@@ -117,18 +107,18 @@ function buildProbeModel(spec: ProbeSpec): Uint8Array {
   });
   spec.inputs.forEach((inp, i) => {
     const v = inp.value;
-    input.push(vi(`probe_in_${i}`, 1, probeShape(inp)));
-    nodes.push({ opType: "Cast", input: [`probe_in_${i}`], output: [v.name], name: `probe_cast_in_${i}`, attribute: [{ name: "to", type: 2, i: v.type?.elemType ?? 1 }] });
+    input.push(vi(`probe_in_${i}`, DOUBLE, probeShape(inp)));
+    nodes.push({ opType: "Identity", input: [`probe_in_${i}`], output: [v.name], name: `probe_in_${i}` });
   });
   const order = topoOrder(spec.nodes);
   const initializers = new Map<string, onnx.ITensorProto>();
   for (const n of order) {
-    nodes.push({ ...n.proto, input: n.inputs.map((v) => v?.name ?? ""), output: n.outputs.map((v) => v?.name ?? "") });
-    for (const v of n.inputs) if (v?.initializer && !(v.producer && spec.nodes.has(v.producer))) initializers.set(v.name, inlined(v));
+    nodes.push({ ...n.proto, input: n.inputs.map((v) => v?.name ?? ""), output: n.outputs.map((v) => v?.name ?? ""), attribute: (n.proto.attribute ?? []).map((a) => inDouble(n.opType, a)) });
+    for (const v of n.inputs) if (v?.initializer && !(v.producer && spec.nodes.has(v.producer))) initializers.set(v.name, toDouble(inlined(v)));
   }
   spec.outputs.forEach((v, i) => {
-    nodes.push({ opType: "Cast", input: [v.name], output: [`probe_out_${i}`], name: `probe_cast_out_${i}`, attribute: [{ name: "to", type: 2, i: 1 }] });
-    output.push({ name: `probe_out_${i}`, type: { tensorType: { elemType: 1 } } });
+    nodes.push({ opType: "Identity", input: [v.name], output: [`probe_out_${i}`], name: `probe_out_${i}` });
+    output.push({ name: `probe_out_${i}`, type: { tensorType: { elemType: DOUBLE } } });
   });
   const model: onnx.IModelProto = {
     irVersion: spec.model.irVersion,
@@ -137,6 +127,27 @@ function buildProbeModel(spec: ProbeSpec): Uint8Array {
     graph: { name: "probe", node: nodes, input, output, initializer: [...initializers.values()] },
   };
   return encodeMessage(onnx.ModelProto, onnx.ModelProto.fromObject(model));
+}
+
+const DOUBLE = 11;
+const FLOAT_TYPES = new Set([1, 10, 16, DOUBLE]);
+
+/** A float tensor as double (other element types unchanged). */
+function toDouble(t: onnx.ITensorProto): onnx.ITensorProto {
+  if (!FLOAT_TYPES.has(t.dataType ?? 0) || t.dataType === DOUBLE) return t;
+  return arrayToTensor(t.name ?? "", (t.dims ?? []).map(Number), DOUBLE, tensorToFloat64(t));
+}
+
+/**
+ * A node attribute of the region in the float64 probe: Cast targets, Constant values and
+ * ConstantOfShape fills of a float type become double.
+ */
+function inDouble(opType: string, a: onnx.IAttributeProto): onnx.IAttributeProto {
+  if (opType === "Cast" && a.name === "to" && FLOAT_TYPES.has(Number(a.i))) return { ...a, i: DOUBLE };
+  if (a.t) return { ...a, t: toDouble(a.t) };
+  if (opType === "Constant" && a.name === "value_float") return { name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: arrayToTensor("", [], DOUBLE, [a.f ?? 0]) };
+  if (opType === "Constant" && a.name === "value_floats") return { name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: arrayToTensor("", [a.floats?.length ?? 0], DOUBLE, a.floats ?? []) };
+  return a;
 }
 
 /** The probe model is built in memory: an initializer kept in an external file is inlined. */

@@ -2,7 +2,8 @@
  * Verification of a fusion: runs the original model on stock onnxruntime-node and the fused model on
  * the gdn runtime, on a test-data folder (ONNX backend-test layout: input_N.pb / output_N.pb) or on
  * random inputs of the right shapes, and compares every output.
- * Tolerances (relative L2 error): float32 1e-5, float16/bfloat16 2e-3.
+ * An output passes when its NaN and ±Inf entries sit where the original's do (same signs) and its
+ * finite entries agree in relative L2 (src/numeric.ts: float32 1e-5, float16/bfloat16 2e-3).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -11,7 +12,7 @@ import { GdnFuseError, type ErrorCode } from "../errors.js";
 import { decodeMessage, onnx } from "../ir/onnx.js";
 import { elemTypeName, float16ToFloat32, float32ToFloat16, tensorToArray } from "../ir/tensor.js";
 import { loadModel } from "../ir/model-io.js";
-import { relativeL2, seededRandom } from "../pattern/probe.js";
+import { TOLERANCE, compareValues, seededRandom } from "../numeric.js";
 
 export interface VerifyOutput {
   name: string;
@@ -19,6 +20,8 @@ export interface VerifyOutput {
   relL2: number;
   tolerance: number;
   ok: boolean;
+  /** Where NaN/±Inf of the fused output differ from the original's (one line), when they do. */
+  specialValues?: string;
 }
 
 export interface VerifyResult {
@@ -44,7 +47,7 @@ async function userFacing<T>(code: ErrorCode, describe: (reason: string) => stri
   }
 }
 
-export const TOLERANCE: Record<string, number> = { float32: 1e-5, float16: 2e-3, bfloat16: 2e-3, float64: 1e-5 };
+export { TOLERANCE };
 
 export async function verifyModels(originalPath: string, fusedPath: string, options: { dataDir?: string; seed?: number } = {}): Promise<VerifyResult> {
   const original = await loadModel(originalPath);
@@ -73,24 +76,25 @@ export async function verifyModels(originalPath: string, fusedPath: string, opti
   });
 
   const outputs = Object.keys(want).map((name): VerifyOutput => {
-    const w = toNumbers(want[name] as ort.Tensor);
     const gotT = got[name] as ort.Tensor | undefined;
     if (!gotT) throw new GdnFuseError("E_VERIFY", `the fused model has no output "${name}"`);
-    const g = toNumbers(gotT, (want[name] as ort.Tensor).type);
-    const tolerance = TOLERANCE[(want[name] as ort.Tensor).type] ?? 0;
-    let maxAbs = 0;
-    for (let i = 0; i < w.length; i++) maxAbs = Math.max(maxAbs, Math.abs(w[i]! - g[i]!));
-    if (w.length !== g.length) return { name, maxAbs: Infinity, relL2: Infinity, tolerance, ok: false };
-    const relL2 = relativeL2(g, w);
-    return { name, maxAbs, relL2, tolerance, ok: relL2 <= tolerance };
+    return compareOutput(name, gotT, want[name] as ort.Tensor);
   });
   return { ok: outputs.every((o) => o.ok), outputs, source: options.dataDir ?? "random", runtime: "gdn" };
+}
+
+/** Compares one output of the fused model with the original's (special values first, then relative L2). */
+export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor): VerifyOutput {
+  const tolerance = TOLERANCE[want.type] ?? 0;
+  const c = compareValues(toNumbers(got, want.type), toNumbers(want));
+  const specialValues = c.mismatch && `output "${name}": ${c.mismatch}`;
+  return { name, maxAbs: c.maxAbs, relL2: c.relL2, tolerance, ok: !specialValues && c.relL2 <= tolerance, specialValues };
 }
 
 /** Formats a result as the CLI prints it: one line per output. */
 export function formatVerify(r: VerifyResult): string {
   return r.outputs
-    .map((o) => `${o.ok ? "ok  " : "FAIL"} ${o.name}: max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)} (tolerance ${o.tolerance})`)
+    .map((o) => `${o.ok ? "ok  " : "FAIL"} ${o.name}: max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)} (tolerance ${o.tolerance})${o.specialValues ? `; ${o.specialValues}` : ""}`)
     .join("\n");
 }
 

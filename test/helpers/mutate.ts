@@ -7,7 +7,7 @@ import { arrayToTensor, tensorToFloat64 } from "../../src/ir/tensor.js";
 import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
 import type { SkippedCandidate } from "../../src/pipeline/pass.js";
 import { loadCase } from "./cases.js";
-import { seededRandom } from "../../src/pattern/probe.js";
+import { seededRandom } from "../../src/numeric.js";
 
 export class Mutator {
   constructor(readonly graph: Graph) {}

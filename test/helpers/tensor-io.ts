@@ -99,6 +99,7 @@ export function readTensorProto(path: string): TensorFile {
 /** IEEE half bits <-> number: the library's own converters (src/ir/tensor.ts). */
 export { float16ToFloat32 as float16ToNumber, float32ToFloat16 as numberToFloat16 } from "../../src/ir/tensor.js";
 import { bfloat16ToFloat32, float16ToFloat32 } from "../../src/ir/tensor.js";
+import { relativeL2 as sharedRelativeL2 } from "../../src/numeric.js";
 
 /** Data of a tensor-like value as float64 (float16/bfloat16 bits decoded when `type` says so). */
 export function toFloat64(t: { type?: string; data: unknown } | ArrayLike<number> | ArrayLike<bigint>): Float64Array {
@@ -116,24 +117,13 @@ export function toFloat64(t: { type?: string; data: unknown } | ArrayLike<number
 }
 
 /**
- * ||a - b||_2 / ||b||_2, with b the reference (0 when both are all zeros; Infinity on a length mismatch or NaN).
+ * ||a - b||_2 / ||b||_2 over the entries finite in both, with b the reference (src/numeric.ts: 0 when
+ * both are all zeros; Infinity on a length mismatch or when NaN/±Inf sit at other positions).
  * Accepts typed arrays or tensor-likes ({ type, data }: onnxruntime Tensors, readTensorProto results).
  */
 export function relativeL2(
   a: { type?: string; data: unknown } | ArrayLike<number> | ArrayLike<bigint>,
   b: { type?: string; data: unknown } | ArrayLike<number> | ArrayLike<bigint>,
 ): number {
-  const x = toFloat64(a);
-  const y = toFloat64(b);
-  if (x.length !== y.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    const d = x[i]! - y[i]!;
-    num += d * d;
-    den += y[i]! * y[i]!;
-  }
-  if (Number.isNaN(num) || Number.isNaN(den)) return Infinity;
-  if (den === 0) return num === 0 ? 0 : Infinity;
-  return Math.sqrt(num / den);
+  return sharedRelativeL2(toFloat64(a), toFloat64(b));
 }
