@@ -51,9 +51,9 @@ export function matchChunk(cumsum: Node): ChunkRegion {
   const gEntry = gIn.producer;
   check(gEntry && isPerm(gEntry, [0, 2, 1]), "anchor", "the cumulated value is not g moved to [B,H,T] by a Transpose(0,2,1)", cumsum);
 
-  const r = delimitCore(cumsum, gEntry);
   const [, , N, C] = x.type?.shape ?? [];
   check(typeof C === "number" && C > 0 && typeof N === "number", "chunk", "the chunk count and size (last dims of the reshaped g) are not static", cumsum);
+  const r = delimitCore(cumsum, gEntry, { kind: "chunk", cumsum, chunkSize: C });
   const { T } = r.dims;
   check(N === Math.ceil(T / C) || (T === 0 && N === 0), "chunk", `g is reshaped into ${N} chunks of ${C}, but T=${T} needs ${Math.ceil(T / C)}`, cumsum);
 

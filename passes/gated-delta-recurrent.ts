@@ -49,7 +49,7 @@ function gEntryOf(exp: Node): Node | undefined {
 export function matchRecurrent(exp: Node): CoreRegion {
   const gEntry = gEntryOf(exp);
   check(gEntry, "anchor", "Exp does not read a time slice of g", exp);
-  const r = delimitCore(exp, gEntry);
+  const r = delimitCore(exp, gEntry, { kind: "recurrent" });
   const decays = [...r.nodes].filter((n) => n.opType === "Exp").length;
   check(decays === r.dims.T, "steps", `the region has ${decays} state decays exp(g_t) for ${r.dims.T} tokens`, exp);
   return r;
