@@ -38,6 +38,8 @@ export interface ExplainInput {
   /** Chunked form: the CumSum of g and the chunk size. */
   cumsum?: Node;
   chunkSize?: number;
+  /** Tokens: the recurrent form unrolls T steps, the chunked form ceil(T / chunkSize) chunks. */
+  T: number;
 }
 
 /** The rule that explains each node. Throws a MatchFailure naming the first node no rule explains. */
@@ -46,7 +48,25 @@ export function explainRegion(x: ExplainInput): Map<Node, string> {
   const src = sourceBits(order, x);
   const rules = new Map<Node, string>();
   for (const n of order) rules.set(n, explainNode(n, x, src));
+  checkStepCounts(rules, x);
   return rules;
+}
+
+/** Steps the algorithm has a fixed number of: a removed or duplicated one fails here. */
+function checkStepCounts(rules: Map<Node, string>, x: ExplainInput): void {
+  const count = (rule: string) => [...rules.values()].filter((r) => r === rule).length;
+  const C = x.chunkSize ?? 1;
+  const N = Math.ceil(x.T / C);
+  const expected: [string, number, string][] = x.kind === "chunk"
+    ? [["g_cum", 1, "cumulative sum of g"], ["decay_diff", 1, "decay difference g_i - g_j"], ["decay_mask", 1, "decay mask"],
+      ["attn_mask", 1, "K K^T mask"], ["attn_neg", 1, "negation of attn"], ["eye", 1, "identity added to attn"],
+      ["row_sum", C - 1, "solve row sum"], ["delta", N, "delta Sub v - prediction"], ["scale", 1, "query scale"]]
+    : [["decay", x.T, "state decay exp(g_t)"], ["delta", x.T, "delta Sub v - prediction"], ["row_sum", 2 * x.T, "sum over the state rows"], ["scale", 1, "query scale"]];
+  const anchor = x.cumsum ?? [...rules.keys()][0];
+  for (const [rule, n, what] of expected) {
+    const got = count(rule);
+    check(got === n, "steps", `the region has ${got} ${what} step${got === 1 ? "" : "s"}; ${x.kind === "chunk" ? `chunks of ${C} over ${x.T} tokens need` : `${x.T} tokens need`} ${n}`, anchor);
+  }
 }
 
 /** The region's nodes, producers before consumers (the node list may be in any order). */
@@ -110,6 +130,8 @@ function explainNode(n: Node, x: ExplainInput, src: Bits): string {
     case "MatMul":
       // Products and sums of two computed terms: k*beta, v*beta, q K^T, attn @ v, S*exp(g), S + k u^T.
       // A constant operand is only ever the zeros the state starts from; the scale, eps and eye are motifs.
+      // The same value twice (x*x, x+x) is only the l2norm's square, a motif.
+      if (data.length === 2 && data[0] === data[1]) return refuse("squares or doubles one value; the algorithm never does");
       if (data.length === 2 || (data.length === 1 && consts.length === 1 && isStateConst(consts[0]!))) return "product";
       if (n.opType === "Add" && x.kind === "chunk" && isEyeAdd(n, x.chunkSize!)) return "eye";
       return refuse();
