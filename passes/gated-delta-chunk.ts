@@ -9,15 +9,14 @@
 import type { Node } from "../src/ir/graph.js";
 import { attr } from "../src/ir/graph.js";
 import { constantOf, isConstantValue, scalarOf } from "../src/ir/constant.js";
-import { check, fail, isPerm, walkBack } from "../src/pattern/match.js";
+import { check, fail, walkBack } from "../src/pattern/match.js";
 import { forEachCandidate } from "../src/pipeline/candidates.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
+import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
 
 const NAME = "gated-delta-chunk";
-const VIEW_OPS = new Set(["Reshape", "Pad", "Cast", "Identity"]);
 
 export const gatedDeltaChunk: Pass = {
   name: NAME,
@@ -47,9 +46,8 @@ export function matchChunk(cumsum: Node): ChunkRegion {
   check(rank === 4, "anchor", `CumSum input has rank ${rank ?? "?"}; the chunked g is [B,H,N,C]`, cumsum);
   check(axis === -1 || axis === rank - 1, "anchor", `CumSum runs over axis ${axis}, not the chunk's last axis`, cumsum);
   check(!cumsum.attrInt("exclusive", 0) && !cumsum.attrInt("reverse", 0), "anchor", "CumSum is exclusive or reversed", cumsum);
-  const gIn = walkBack(x, VIEW_OPS);
-  const gEntry = gIn.producer;
-  check(gEntry && isPerm(gEntry, [0, 2, 1]), "anchor", "the cumulated value is not g moved to [B,H,T] by a Transpose(0,2,1)", cumsum);
+  const gEntry = gEntryUpstream(x);
+  check(gEntry, "anchor", "the cumulated value is not g moved to [B,H,T] by a Transpose(0,2,1)", cumsum);
 
   const [, , N, C] = x.type?.shape ?? [];
   check(typeof C === "number" && C > 0 && typeof N === "number", "chunk", "the chunk count and size (last dims of the reshaped g) are not static", cumsum);

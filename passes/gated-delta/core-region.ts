@@ -67,6 +67,23 @@ export const PROBE_BATCH = 2;
 /** A float32 constant printed without float32 noise (1e-5, not 0.000009999999747). */
 const fmt = (x: number) => String(Number(x.toPrecision(6)));
 
+/**
+ * The Transpose(0,2,1) of g upstream of v, through up to `depth` nodes with one computed input each.
+ * Whatever lies between is region and must be explained there; anchors only need to find the entry.
+ */
+export function gEntryUpstream(v: Value, depth = 6): Node | undefined {
+  let cur: Value | undefined = v;
+  for (let d = 0; cur && d <= depth; d++) {
+    const p: Node | undefined = cur.producer;
+    if (!p || p.domain !== "") return undefined;
+    if (isPerm(p, [0, 2, 1])) return p;
+    const data: (Value | undefined)[] = p.inputs.filter((x) => x && !isConstantValue(x));
+    if (data.length !== 1) return undefined;
+    cur = data[0];
+  }
+  return undefined;
+}
+
 /** True for a Transpose that swaps the time and head axes of a [B,T,H,(D)] tensor. */
 export function isEntryTranspose(n: Node): boolean {
   return isPerm(n, [0, 2, 1, 3]) || isPerm(n, [0, 2, 1]);
