@@ -88,6 +88,8 @@ const MUTANTS: Mutant[] = [
     mutate: (m) => { m.bypass(m.findNode(isOp("Neg"), "Neg")); return m.findNode(isOp("CumSum"), "CumSum"); } },
   { name: "removed eye Add", fixture: "chunk_t100_h4_k32_v48", stage: "steps", reason: "the region has 0 identity added to attn steps; chunks of 64 over 100 tokens need 1", exact: true,
     mutate: (m) => { m.bypass(m.findNode((x) => x.opType === "Add" && constDims(x, 1) === "64,64", "eye Add")); return m.findNode(isOp("CumSum"), "CumSum"); } },
+  { name: "removed state update", fixture: "chunk_t100_h4_k32_v48", stage: "steps", reason: "the region has 1 state update S + k^T v_new step; chunks of 64 over 100 tokens need 2", exact: true,
+    mutate: (m) => { m.dropStateUpdate(); return m.findNode(isOp("CumSum"), "CumSum"); } },
   { name: "value squared", fixture: "chunk_t100_h4_k32_v48", stage: "region", exact: true, reason: (n) => `Mul ${n.name} on value squares or doubles one value; the algorithm never does`,
     mutate: (m) => { const v = m.coreValue("value"); return m.insertOn(v, "Mul", { operands: [v] }); } },
   // recurrent form

@@ -40,6 +40,8 @@ export interface ExplainInput {
   chunkSize?: number;
   /** Tokens: the recurrent form unrolls T steps, the chunked form ceil(T / chunkSize) chunks. */
   T: number;
+  /** Whether the final state is an output (without it, the last state update is dead and not exported). */
+  hasFinalState: boolean;
 }
 
 /** The rule that explains each node. Throws a MatchFailure naming the first node no rule explains. */
@@ -47,7 +49,7 @@ export function explainRegion(x: ExplainInput): Map<Node, string> {
   const order = topoOrder(x.nodes);
   const src = sourceBits(order, x);
   const rules = new Map<Node, string>();
-  for (const n of order) rules.set(n, explainNode(n, x, src));
+  for (const n of order) rules.set(n, explainNode(n, x, src, rules));
   checkStepCounts(rules, x);
   return rules;
 }
@@ -57,11 +59,15 @@ function checkStepCounts(rules: Map<Node, string>, x: ExplainInput): void {
   const count = (rule: string) => [...rules.values()].filter((r) => r === rule).length;
   const C = x.chunkSize ?? 1;
   const N = Math.ceil(x.T / C);
+  // one state update per chunk (per token), the last one only when the final state is an output
+  const updates = (x.kind === "chunk" ? N : x.T) - (x.hasFinalState ? 0 : 1);
   const expected: [string, number, string][] = x.kind === "chunk"
     ? [["g_cum", 1, "cumulative sum of g"], ["decay_diff", 1, "decay difference g_i - g_j"], ["decay_mask", 1, "decay mask"],
       ["attn_mask", 1, "K K^T mask"], ["attn_neg", 1, "negation of attn"], ["eye", 1, "identity added to attn"],
-      ["row_sum", C - 1, "solve row sum"], ["delta", N, "delta Sub v - prediction"], ["scale", 1, "query scale"]]
-    : [["decay", x.T, "state decay exp(g_t)"], ["delta", x.T, "delta Sub v - prediction"], ["row_sum", 2 * x.T, "sum over the state rows"], ["scale", 1, "query scale"]];
+      ["row_sum", C - 1, "solve row sum"], ["delta", N, "delta Sub v - prediction"], ["scale", 1, "query scale"],
+      ["state_decay", updates, "state decay S * exp(g_last)"], ["state_update", updates, "state update S + k^T v_new"]]
+    : [["decay", x.T, "state decay exp(g_t)"], ["delta", x.T, "delta Sub v - prediction"], ["row_sum", 2 * x.T, "sum over the state rows"], ["scale", 1, "query scale"],
+      ["state_decay", updates, "state decay S * exp(g_t)"], ["state_update", updates, "state update S + k_t delta^T"]];
   const anchor = x.cumsum ?? [...rules.keys()][0];
   for (const [rule, n, what] of expected) {
     const got = count(rule);
@@ -113,7 +119,7 @@ export function describeSources(b: number): string {
 
 type Bits = (v: Value | undefined) => number;
 
-function explainNode(n: Node, x: ExplainInput, src: Bits): string {
+function explainNode(n: Node, x: ExplainInput, src: Bits, rules: ReadonlyMap<Node, string>): string {
   const motif = x.motifs.get(n);
   if (motif) return motif;
   if (n.outputs.every((o) => !o || isConstantValue(o))) return "constant"; // evaluated and checked where used
@@ -132,7 +138,13 @@ function explainNode(n: Node, x: ExplainInput, src: Bits): string {
       // A constant operand is only ever the zeros the state starts from; the scale, eps and eye are motifs.
       // The same value twice (x*x, x+x) is only the l2norm's square, a motif.
       if (data.length === 2 && data[0] === data[1]) return refuse("squares or doubles one value; the algorithm never does");
-      if (data.length === 2 || (data.length === 1 && consts.length === 1 && isStateConst(consts[0]!))) return "product";
+      if (data.length === 2 || (data.length === 1 && consts.length === 1 && isStateConst(consts[0]!))) {
+        const [a, b] = [n.inputs[0], n.inputs[1]];
+        // S * exp(g): the state times a g-only factor; S' + update: the Add that reads a decayed state
+        if (n.opType === "Mul" && (((src(a) & STATE) && src(b) === G) || ((src(b) & STATE) && src(a) === G))) return "state_decay";
+        if (n.opType === "Add" && [a, b].some((v) => v?.producer && rules.get(v.producer) === "state_decay")) return "state_update";
+        return "product";
+      }
       if (n.opType === "Add" && x.kind === "chunk" && isEyeAdd(n, x.chunkSize!)) return "eye";
       return refuse();
     case "Sub":
