@@ -67,6 +67,12 @@ const MUTANTS: Mutant[] = [
   { name: "Relu on key (Qwen3.5 copy)", fixture: "chunk_qwen35_t100", mutate: on("key", "Relu"), stage: "region", reason: notPart("key"), exact: true },
   { name: "Clip on value (whole layer)", fixture: "layer_qwen3next_prefill_t96", mutate: on("value", "Clip", [[-5], [5]]), stage: "region", reason: notPart("value"), exact: true },
   { name: "Min on beta (whole layer, Qwen3.5)", fixture: "layer_qwen35_prefill_t64", mutate: on("beta", "Min", [[0.97]]), stage: "region", reason: notPart("beta"), exact: true },
+  { name: "value transposed (last two axes)", fixture: "chunk_t100_h4_k32_v48", stage: "region", exact: true,
+    mutate: (m) => m.insertOn(m.coreValue("value"), "Transpose", { attributes: [{ name: "perm", type: 7, ints: [0, 1, 3, 2] }] }),
+    reason: (n) => `Transpose ${n.name} on value (perm 0,1,3,2) is not a transpose of the gated delta rule` },
+  { name: "attn transposed (last two axes)", fixture: "chunk_t100_h4_k32_v48", stage: "region", exact: true,
+    mutate: (m) => m.insertOn(m.findNode(isOp("Neg"), "Neg").output(), "Transpose", { attributes: [{ name: "perm", type: 7, ints: [0, 1, 2, 4, 3] }] }),
+    reason: (n) => `Transpose ${n.name} on key, g and beta (perm 0,1,2,4,3) is not a transpose of the gated delta rule` },
   // changed constants
   { name: "query scale", fixture: "chunk_t100_h4_k32_v48", stage: "scale", reason: "query scale is 0.2",
     mutate: (m) => { m.setScalar((v) => Math.abs(v - 1 / Math.sqrt(32)) < 1e-7, 0.2); return m.findNode((n) => n.opType === "Mul" && n.inputs.some((v) => v?.initializer && Math.abs((constantOf(v)?.data[0] ?? 0) - 0.2) < 1e-6), "scale"); } },

@@ -191,7 +191,7 @@ export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreReg
   if (output !== exit.output()) motifs.set(output.producer!, "cast_out");
   const sources = new Map<Value, Source>([[query.transpose.output(), "query"], [key.transpose.output(), "key"], [value.transpose.output(), "value"], [g.transpose.output(), "g"], [beta.transpose.output(), "beta"]]);
   if (state ?? zeroState) sources.set((state ?? zeroState)!, "state");
-  const rules = explainRegion({ ...form, nodes, sources, motifs, stateConst, T: nums.T, hasFinalState: !!finalState });
+  const rules = explainRegion({ ...form, nodes, sources, motifs, exit, stateConst, T: nums.T, hasFinalState: !!finalState });
 
   // 8. q/k normalisation and scale, read from the graph.
   check(!!ql2 === !!kl2, "l2norm", `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`, (ql2 ?? kl2)?.node);

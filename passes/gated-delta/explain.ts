@@ -13,7 +13,7 @@
  */
 import type { Node, Value } from "../../src/ir/graph.js";
 import { constantOf, isConstantValue, scalarOf } from "../../src/ir/constant.js";
-import { check, fail } from "../../src/pattern/match.js";
+import { check, fail, permOf } from "../../src/pattern/match.js";
 
 export const SOURCES = ["query", "key", "value", "g", "beta", "state"] as const;
 export type Source = (typeof SOURCES)[number];
@@ -31,6 +31,8 @@ export interface ExplainInput {
   nodes: ReadonlySet<Node>;
   /** The value each source enters the region by (entry Transpose outputs, the state or zeros). */
   sources: Map<Value, Source>;
+  /** The exit Transpose (time back before heads). */
+  exit: Node;
   /** Nodes already typed by the motif matchers (l2norm, scale). */
   motifs: Map<Node, string>;
   /** The zeros the core starts from when it has no state input. */
@@ -126,6 +128,7 @@ function explainNode(n: Node, x: ExplainInput, src: Bits, rules: ReadonlyMap<Nod
   const on = describeSources(n.inputs.reduce((acc, v) => acc | src(v), 0));
   const refuse = (why = "is not part of the gated delta rule"): never => fail("region", `${n.opType} ${n.name} on ${on} ${why}`, n);
   if (n.domain !== "" && n.domain !== "ai.onnx") refuse();
+  if (n.opType === "Transpose") return explainTranspose(n, x, src, refuse);
   if (LAYOUT_OPS.has(n.opType)) return explainLayout(n, x, refuse);
   const data = n.inputs.filter((v) => v && !isConstantValue(v)) as Value[];
   const consts = n.inputs.filter((v) => v && isConstantValue(v)) as Value[];
@@ -243,6 +246,23 @@ function explainReduceSum(n: Node, refuse: (why?: string) => never): string {
   if (ax === undefined || !(ax === -2 || (rank !== undefined && ax === rank - 2)) || n.attrInt("keepdims", 1) !== 0)
     refuse(`(axes [${axes ? Array.from(axes) : ""}], keepdims ${n.attrInt("keepdims", 1)}) is not a sum over the second-to-last axis`);
   return "row_sum";
+}
+
+/**
+ * The Transposes of the algorithm: the entries and the exit; K^T (the last two axes swapped on a
+ * value computed from key, or key and g only); and the axis swaps (3,1,2,0) the exporter wraps around each solve row's ScatterND.
+ * A transposed attn, state or value has no rule.
+ */
+function explainTranspose(n: Node, x: ExplainInput, src: Bits, refuse: (why?: string) => never): string {
+  if (n === x.exit || x.sources.has(n.output())) return "entry_exit";
+  const p = permOf(n) ?? [];
+  const r = p.length;
+  const swapsLastTwo = r >= 2 && p.every((a, i) => a === (i === r - 1 ? r - 2 : i === r - 2 ? r - 1 : i));
+  const s = src(n.inputs[0]);
+  if (swapsLastTwo && (s === bit("key") || s === (bit("key") | G))) return "key_t"; // K^T, (k * exp(g_last - g))^T
+  const aroundScatter = n.inputs[0]?.producer?.opType === "ScatterND" || n.output().consumers.size > 0 && [...n.output().consumers].every((c) => c.opType === "ScatterND");
+  if (p.join() === "3,1,2,0" && aroundScatter) return "row_layout";
+  return refuse(`(perm ${p.join(",")}) is not a transpose of the gated delta rule`);
 }
 
 /** Layout ops: only element moves. The pad value and pads of the chunk padding are fixed by the algorithm. */
