@@ -53,7 +53,26 @@ export function explainRegion(x: ExplainInput): Map<Node, string> {
   const rules = new Map<Node, string>();
   for (const n of order) rules.set(n, explainNode(n, x, src, rules));
   checkStepCounts(rules, x);
+  checkDistinctGathers(order);
   return rules;
+}
+
+/**
+ * The unrolled loops read chunk c (token t) of a [B,H,N,...] tensor with Gather(x, c, axis 2): two
+ * such Gathers of one value never read the same index (a loop step reading another step's slice does).
+ * Rows of the solve (axis 3) are checked by the chunk pass.
+ */
+function checkDistinctGathers(order: Node[]): void {
+  const seen = new Map<string, Node>();
+  for (const n of order) {
+    if (n.opType !== "Gather" || n.attrInt("axis", 0) !== 2 || !n.inputs[0] || isConstantValue(n.inputs[0])) continue;
+    const i = isConstantValue(n.inputs[1]) ? scalarOf(n.inputs[1]) : undefined;
+    if (i === undefined) continue;
+    const key = `${n.inputs[0].name}|${i}`;
+    const other = seen.get(key);
+    check(!other, "loop", `${n.name} and ${other?.name} both gather index ${i} of ${n.inputs[0].name}; each loop step reads its own slice`, n);
+    seen.set(key, n);
+  }
 }
 
 /** Steps the algorithm has a fixed number of: a removed or duplicated one fails here. */
