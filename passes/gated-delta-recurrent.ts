@@ -9,11 +9,11 @@
  *                      S = S + k_t d^T;   o_t = sum(S * q_t, -2)
  */
 import type { Node } from "../src/ir/graph.js";
-import { check, isPerm, walkBack } from "../src/pattern/match.js";
+import { check } from "../src/pattern/match.js";
 import { forEachCandidate } from "../src/pipeline/candidates.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { GdnOp } from "../src/ops.js";
-import { delimitCore, type CoreRegion } from "./gated-delta/core-region.js";
+import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
 
 const NAME = "gated-delta-recurrent";
@@ -42,14 +42,13 @@ function gEntryOf(exp: Node): Node | undefined {
   const slice = exp.inputs[0]?.producer;
   if (!slice || !SLICE_OPS.has(slice.opType)) return undefined;
   if (slice.opType === "Gather" && slice.attrInt("axis", 0) !== 2) return undefined;
-  const t = walkBack(slice.inputs[0]!, new Set(["Cast", "Identity"])).producer;
-  return t && isPerm(t, [0, 2, 1]) ? t : undefined;
+  return gEntryUpstream(slice.inputs[0]!, 4);
 }
 
 export function matchRecurrent(exp: Node): CoreRegion {
   const gEntry = gEntryOf(exp);
   check(gEntry, "anchor", "Exp does not read a time slice of g", exp);
-  const r = delimitCore(exp, gEntry);
+  const r = delimitCore(exp, gEntry, { kind: "recurrent" });
   const decays = [...r.nodes].filter((n) => n.opType === "Exp").length;
   check(decays === r.dims.T, "steps", `the region has ${decays} state decays exp(g_t) for ${r.dims.T} tokens`, exp);
   return r;

@@ -20,6 +20,7 @@
 import type { Node, Value } from "../../src/ir/graph.js";
 import { constantOf, fromTensor, isConstantValue, scalarOf } from "../../src/ir/constant.js";
 import { check, close, fail, isPerm, permOf } from "../../src/pattern/match.js";
+import { explainRegion, type Source } from "./explain.js";
 
 export const L2NORM_EPS = 1e-6;
 const MAX_REGION = 200_000;
@@ -51,7 +52,12 @@ export interface CoreRegion {
   batch: number | string;
   /** Region nodes whose outputs depend on the state (used by the delta-rule checks). */
   stateDependent: Set<Node>;
+  /** The rule that explains each region node (see explain.ts): every node has one. */
+  rules: Map<Node, string>;
 }
+
+/** What the calling pass knows of its form: the chunked form's CumSum of g and chunk size. */
+export type CoreForm = { kind: "chunk"; cumsum: Node; chunkSize: number } | { kind: "recurrent" };
 
 type Dim = number | string | undefined;
 const shapeOf = (v: Value): Dim[] | undefined => v.type?.shape;
@@ -60,6 +66,23 @@ export const PROBE_BATCH = 2;
 
 /** A float32 constant printed without float32 noise (1e-5, not 0.000009999999747). */
 const fmt = (x: number) => String(Number(x.toPrecision(6)));
+
+/**
+ * The Transpose(0,2,1) of g upstream of v, through up to `depth` nodes with one computed input each.
+ * Whatever lies between is region and must be explained there; anchors only need to find the entry.
+ */
+export function gEntryUpstream(v: Value, depth = 6): Node | undefined {
+  let cur: Value | undefined = v;
+  for (let d = 0; cur && d <= depth; d++) {
+    const p: Node | undefined = cur.producer;
+    if (!p || p.domain !== "") return undefined;
+    if (isPerm(p, [0, 2, 1])) return p;
+    const data: (Value | undefined)[] = p.inputs.filter((x) => x && !isConstantValue(x));
+    if (data.length !== 1) return undefined;
+    cur = data[0];
+  }
+  return undefined;
+}
 
 /** True for a Transpose that swaps the time and head axes of a [B,T,H,(D)] tensor. */
 export function isEntryTranspose(n: Node): boolean {
@@ -70,7 +93,7 @@ export function isEntryTranspose(n: Node): boolean {
  * Delimits the region around an anchor node that lies inside a core, and reads its parameters.
  * `gEntry` is the g input's Transpose, found by the caller from its anchor.
  */
-export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
+export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreRegion {
   const exit = findExitTranspose(anchor);
   // 1. Backward cone of the output, bounded by the entry Transposes.
   const cone = new Set<Node>();
@@ -158,12 +181,21 @@ export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
   if (finalState) check(shapeOf(finalState) === undefined || sameShape(shapeOf(finalState), stateShape), "state",
     `final state has shape [${shapeOf(finalState)}], expected [${stateShape}]`, finalState.producer);
 
-  // 7. q/k normalisation and scale, read from the graph.
+  // 7. Every node is explained by a rule (the l2norm and scale motifs are found first, checked after).
   const ql2 = matchL2norm(valueAfterEntry(query.transpose));
   const kl2 = matchL2norm(valueAfterEntry(key.transpose));
+  const scaleMatch = findScale(ql2 ? ql2.out : valueAfterEntry(query.transpose), nodes);
+  const motifs = new Map<Node, string>();
+  for (const n of [...(ql2?.nodes ?? []), ...(kl2?.nodes ?? [])]) motifs.set(n, "l2norm");
+  if (scaleMatch) motifs.set(scaleMatch.node, "scale");
+  if (output !== exit.output()) motifs.set(output.producer!, "cast_out");
+  const sources = new Map<Value, Source>([[query.transpose.output(), "query"], [key.transpose.output(), "key"], [value.transpose.output(), "value"], [g.transpose.output(), "g"], [beta.transpose.output(), "beta"]]);
+  if (state ?? zeroState) sources.set((state ?? zeroState)!, "state");
+  const rules = explainRegion({ ...form, nodes, sources, motifs, exit, stateConst, T: nums.T, hasFinalState: !!finalState });
+
+  // 8. q/k normalisation and scale, read from the graph.
   check(!!ql2 === !!kl2, "l2norm", `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`, (ql2 ?? kl2)?.node);
   for (const m of [ql2, kl2]) if (m) check(close(m.eps, L2NORM_EPS, 1e-4), "l2norm", `L2 norm eps is ${fmt(m.eps)}; the contract fixes it at 1e-6`, m.node);
-  const scaleMatch = findScale(ql2 ? ql2.out : valueAfterEntry(query.transpose), nodes);
   check(scaleMatch, "scale", "no constant query scale (Mul or Div by a scalar) found after the query input", query.transpose);
   check(close(scaleMatch.scale, 1 / Math.sqrt(nums.K), 1e-5), "scale",
     `query scale is ${fmt(scaleMatch.scale)}, not 1/sqrt(K) = ${fmt(1 / Math.sqrt(nums.K))}`, scaleMatch.node);
@@ -172,7 +204,7 @@ export function delimitCore(anchor: Node, gEntry: Node): CoreRegion {
   const stateDependent = stateRoot ? forwardWithin(nodes, [...stateRoot.consumers].filter((n) => nodes.has(n))) : new Set<Node>();
   checkDeltaSubs(nodes, stateDependent, value.transpose);
 
-  return { nodes, query, key, value, g, beta, state, stateConst, zeroState, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, batch, stateDependent };
+  return { nodes, query, key, value, g, beta, state, stateConst, zeroState, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, batch, stateDependent, rules };
 }
 
 /** The first Transpose(0,2,1,3) downstream of the anchor: where the core moves time back before heads. */

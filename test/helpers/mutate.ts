@@ -8,6 +8,9 @@ import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline
 import type { SkippedCandidate } from "../../src/pipeline/pass.js";
 import { loadCase } from "./cases.js";
 import { seededRandom } from "../../src/numeric.js";
+import type { CoreRegion } from "../../passes/gated-delta/core-region.js";
+import { matchChunk } from "../../passes/gated-delta-chunk.js";
+import { matchRecurrent } from "../../passes/gated-delta-recurrent.js";
 
 export class Mutator {
   constructor(readonly graph: Graph) {}
@@ -128,6 +131,61 @@ export class Mutator {
         n++;
       }
     return n;
+  }
+
+  /**
+   * A value of the (first) unfused gated-delta core, found by the core matcher on the graph as it is
+   * now: an entry Transpose's output (query ... beta), the value the exit Transpose reads ("output"),
+   * or the initial state input ("state").
+   */
+  coreValue(role: "query" | "key" | "value" | "g" | "beta" | "output" | "state"): Value {
+    const cumsum = this.graph.nodes.find((n) => n.opType === "CumSum");
+    let r: CoreRegion | undefined;
+    if (cumsum) r = matchChunk(cumsum);
+    else
+      for (const n of this.graph.nodes.filter((x) => x.opType === "Exp")) {
+        try {
+          r = matchRecurrent(n);
+          break;
+        } catch {
+          // not a state decay: try the next Exp
+        }
+      }
+    if (!r) throw new Error("coreValue: no core found");
+    if (role === "state") return r.state!;
+    if (role === "output") {
+      const o = r.output.producer!.opType === "Cast" ? r.output.producer!.inputs[0]! : r.output;
+      return o.producer!.inputs[0]!;
+    }
+    return r[role].transpose.output();
+  }
+
+  /** The first node of the graph that `pred` accepts (throws when none). */
+  findNode(pred: (n: Node) => boolean, what: string): Node {
+    const n = this.graph.nodes.find(pred);
+    if (!n) throw new Error(`findNode: no ${what}`);
+    return n;
+  }
+
+  /** Replaces input `i` of node `n` by a new constant (float32 unless `elemType` says otherwise). */
+  setInput(n: Node, i: number, dims: number[], data: number[], elemType = 1): void {
+    const v = this.graph.addInitializer(arrayToTensor(`${n.name}_input${i}`, dims, elemType, data));
+    n.inputs[i]?.consumers.delete(n);
+    while (n.inputs.length <= i) n.inputs.push(undefined);
+    n.inputs[i] = v;
+    v.consumers.add(n);
+  }
+
+  /** Swaps the first two inputs of `n`. */
+  swapInputs(n: Node): void {
+    n.inputs = [n.inputs[1], n.inputs[0], ...n.inputs.slice(2)];
+  }
+
+  /** Removes node `n`: the readers of its output read its input `i` instead. */
+  bypass(n: Node, i = 0): void {
+    this.graph.replaceAllUses(n.output(), n.inputs[i]!);
+    this.graph.removeNodes([n]);
+    this.graph.removeDeadNodes();
   }
 }
 
