@@ -31,7 +31,10 @@ try {
       const f = {};
       for (const [name, [type, data, dims]] of Object.entries(feeds))
         f[name] = new ort.Tensor(type, type === "int64" ? BigInt64Array.from(data.map(BigInt)) : Float32Array.from(data, Number), dims);
-      const res = await session.run(f);
+      const fetches = {};
+      for (const [name, dims] of Object.entries(job.fetches ?? {}))
+        fetches[name] = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+      const res = job.fetches ? await session.run(f, fetches) : await session.run(f);
       report.outputs = {};
       for (const [name, t] of Object.entries(res))
         report.outputs[name] = { dims: t.dims, data: Array.from(t.data.length > 4096 ? t.data.subarray(0, 4096) : t.data, (x) => (typeof x === "bigint" ? Number(x) : Number.isFinite(x) ? x : String(x))) };
@@ -68,7 +71,12 @@ function child(): { script: string; runtimeUrl: string } {
 }
 
 /** Runs `model` with each feed set in a fresh node; fails the test on a crash or after `timeoutMs` (a hang). */
-async function runInChild(model: Uint8Array, runs: Record<string, Feed>[], timeoutMs = 20_000): Promise<Report> {
+async function runInChild(
+  model: Uint8Array,
+  runs: Record<string, Feed>[],
+  timeoutMs = 20_000,
+  fetches?: Record<string, number[]>, // preallocated float32 outputs: name -> dims
+): Promise<Report> {
   const { script, runtimeUrl } = child();
   const proc = spawn(process.execPath, ["--expose-gc", script], { stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "", stderr = "";
@@ -77,7 +85,7 @@ async function runInChild(model: Uint8Array, runs: Record<string, Feed>[], timeo
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   // -Infinity / NaN travel as strings (JSON has no such numbers); the child reads them back with Number().
   const nonFinite = (_: string, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v);
-  proc.stdin.end(JSON.stringify({ runtimeUrl, model: Array.from(model), runs }, nonFinite));
+  proc.stdin.end(JSON.stringify({ runtimeUrl, model: Array.from(model), runs, fetches }, nonFinite));
   const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => proc.on("close", (c, s) => resolve([c, s])));
   clearTimeout(timer);
   const how = signal ? `killed by ${signal}${signal === "SIGKILL" ? ` (no answer within ${timeoutMs} ms)` : ""}` : `exit code ${code}`;
@@ -259,5 +267,16 @@ describe("per-thread scratch is released after a large call", () => {
     const r = await runInChild(model, [{ query: zeros([1, 1, 1, K]), key: zeros([1, 1, 1, K]), value: zeros([1, 1, 1, V]), g: zeros([1, 1, 1]), beta: zeros([1, 1, 1]) }], 60_000);
     expect(r.error).toBeUndefined();
     expect((r.rssAfter - r.rssBefore) / 2 ** 20).toBeLessThan(96);
+  });
+});
+
+describe("one-line messages", () => {
+  it("a preallocated output of the wrong shape names the node, the output, the given and the expected shape", async () => {
+    const r = await runInChild(oneNode("GatedRMSNorm", ["x", "gate", "weight"], ["y"]), [{ x: zeros([2, 4]), gate: zeros([2, 4]), weight: zeros([4]) }], 20_000, {
+      y: [2, 5],
+    });
+    expect(r.error).toContain("GatedRMSNorm node 'n0': output y was given with shape [2,5], expected [2,4]");
+    expect(r.error).not.toContain("onnxruntime_src");
+    expect(r.error!.trim()).not.toContain("\n");
   });
 });
