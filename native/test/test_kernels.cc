@@ -16,6 +16,7 @@
 #include "common/float_convert.h"
 #include "common/gdn_contract.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/cpu_util.h"
 #include "thread_runner.h"
 
 using namespace gdn;
@@ -415,6 +416,18 @@ void run_checked_arithmetic() {
                   check_tensor_size("Op", "y", {big / 4}, 4).empty();
   std::printf("%s checked_mul / checked_add / checked_numel / check_tensor_size\n", ok ? "PASS" : "FAIL");
   (ok ? g_pass : g_fail)++;
+  // Scratch that cannot exist says what was asked for and why (it said std::bad_alloc).
+  for (int64_t floats : {INT64_MAX, int64_t{1} << 60}) {
+    std::string what = "(none)";
+    try {
+      cpu::Scratch s(floats, "a test buffer");
+    } catch (const std::exception& e) {
+      what = e.what();
+    }
+    const bool named = what.rfind("cannot allocate ", 0) == 0 && what.find(" of per-thread scratch for a test buffer") != std::string::npos;
+    std::printf("%s scratch of %lld floats: %s\n", named ? "PASS" : "FAIL", (long long)floats, what.c_str());
+    (named ? g_pass : g_fail)++;
+  }
 }
 
 
