@@ -8,7 +8,7 @@ import { GdnFuseError } from "../errors.js";
 import { loadAddon, type NativeSession, type NativeTensor, type NativeValueInfo } from "./addon.js";
 import { runConfig, sessionConfig } from "./options.js";
 import { opsLibraryCandidates, opsLibraryPath } from "./paths.js";
-import { fromNative, toNative } from "./tensors.js";
+import { fromNative, pin, toNative } from "./tensors.js";
 
 /** Turns a native failure into a GdnFuseError whose stack points at the JS caller (`site`). */
 function runtimeError(e: unknown, site: { stack?: string }, prefix = ""): GdnFuseError {
@@ -117,6 +117,7 @@ export class GdnBackend implements Backend {
     let opsProblem: string | null = null;
     try {
       const { addon } = loadAddon();
+      if (typeof uriOrBuffer !== "string") pin(uriOrBuffer.buffer); // ORT reads the bytes on a worker thread
       const opsLibrary = opsLibraryPath();
       if (opsLibrary === null) opsProblem = `was not found at ${opsLibraryCandidates().join(" or ")}`;
       let pending: Promise<NativeSession>;
