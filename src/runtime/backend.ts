@@ -10,10 +10,19 @@ import { runConfig, sessionConfig } from "./options.js";
 import { opsLibraryCandidates, opsLibraryPath } from "./paths.js";
 import { fromNative, pin, toNative } from "./tensors.js";
 
+// An ORT source location ("/onnxruntime_src/.../custom_ops.cc:1333 ") and the C++ signature that follows it
+// ("void onnxruntime::InferOutputTypes(...) "): noise to a JS user.
+const ORT_SOURCE_LOCATION = /\S*\.(?:cc|cpp|h):\d+\s+(?:[\w:<>,&*\s]*?\w+\((?:[^()]|\([^()]*\))*\)\s*(?:const\s*)?)?/g;
+
+/** ORT's message as one line: without source locations, lines joined. */
+export function oneLineMessage(message: string): string {
+  return message.replace(ORT_SOURCE_LOCATION, "").replace(/\s*\n\s*/g, " ").trim();
+}
+
 /** Turns a native failure into a GdnFuseError whose stack points at the JS caller (`site`). */
 function runtimeError(e: unknown, site: { stack?: string }, prefix = ""): GdnFuseError {
   if (e instanceof GdnFuseError) return e;
-  const message = e instanceof Error ? e.message : String(e);
+  const message = oneLineMessage(e instanceof Error ? e.message : String(e));
   const err = new GdnFuseError("E_RUNTIME", prefix + message, { cause: e });
   const ortErrorCode = (e as { ortErrorCode?: string } | null)?.ortErrorCode;
   if (ortErrorCode) Object.assign(err, { ortErrorCode });
