@@ -3,9 +3,11 @@
  * Mirrors onnxruntime-node's own handler contract (names, metadata, run(feeds, fetches, options), dispose,
  * start/endProfiling).
  */
+import { readFile } from "node:fs/promises";
 import type { Backend, InferenceSession, InferenceSessionHandler, OnnxValue, SessionHandler } from "onnxruntime-node";
 import { GdnFuseError } from "../errors.js";
 import { loadAddon, type NativeSession, type NativeTensor, type NativeValueInfo } from "./addon.js";
+import { checkModel } from "./model-check.js";
 import { runConfig, sessionConfig } from "./options.js";
 import { opsLibraryCandidates, opsLibraryPath } from "./paths.js";
 import { fromNative, pin, toNative } from "./tensors.js";
@@ -113,6 +115,11 @@ export class GdnSessionHandler implements InferenceSessionHandler {
   }
 }
 
+/** The model file's bytes for checkModel; empty when unreadable (ORT then reports the file itself). */
+async function readModel(path: string): Promise<Uint8Array> {
+  return readFile(path).catch(() => new Uint8Array());
+}
+
 export class GdnBackend implements Backend {
   /** Never fails: a load failure is reported by createInferenceSessionHandler with its full message and code. */
   async init(): Promise<void> {}
@@ -127,6 +134,7 @@ export class GdnBackend implements Backend {
     try {
       const { addon } = loadAddon();
       if (typeof uriOrBuffer !== "string") pin(uriOrBuffer.buffer); // ORT reads the bytes on a worker thread
+      checkModel(typeof uriOrBuffer === "string" ? await readModel(uriOrBuffer) : uriOrBuffer, typeof uriOrBuffer !== "string");
       const opsLibrary = opsLibraryPath();
       if (opsLibrary === null) opsProblem = `was not found at ${opsLibraryCandidates().join(" or ")}`;
       let pending: Promise<NativeSession>;
@@ -151,6 +159,9 @@ export class GdnBackend implements Backend {
         );
       }
       const where = typeof uriOrBuffer === "string" ? ` (${uriOrBuffer})` : "";
+      if (e instanceof GdnFuseError && (e.code === "E_MODEL" || e.code === "E_EXTERNAL_DATA")) {
+        throw new GdnFuseError(e.code, `cannot create session${where}: ${e.message}`);
+      }
       throw runtimeError(e, site, `cannot create session${where}: `);
     }
   }
