@@ -1,7 +1,7 @@
 // Per-JS-environment data of the addon (one per main thread / worker_thread).
 #pragma once
 
-#include <napi.h>
+#include "napi_include.h"
 
 #include "runtime.h"
 

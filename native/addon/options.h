@@ -1,7 +1,7 @@
 // Session and run options from the normalized plain objects that src/runtime/options.ts builds.
 #pragma once
 
-#include <napi.h>
+#include "napi_include.h"
 
 #include "ort.h"
 

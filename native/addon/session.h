@@ -6,7 +6,7 @@
 // The ORT session lives in a shared SessionState: a run in flight keeps it alive even if dispose() is called.
 #pragma once
 
-#include <napi.h>
+#include "napi_include.h"
 
 #include <memory>
 #include <string>

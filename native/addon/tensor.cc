@@ -57,6 +57,31 @@ std::string DimsString(const std::vector<int64_t>& dims) {
   return s + "]";
 }
 
+
+struct TypedArrayMemory {
+  void* data = nullptr;
+  size_t length = 0;  // bytes
+};
+
+// Where a typed array's bytes are. Reads napi_get_typedarray_info's data pointer directly, which also works for a
+// SharedArrayBuffer-backed array (Napi::TypedArray::ArrayBuffer() fails on those with "Invalid argument").
+// A detached buffer (transferred away) is refused: its memory belongs to someone else now.
+TypedArrayMemory MemoryOf(Napi::Env env, const std::string& what, Napi::TypedArray ta) {
+  napi_typedarray_type kind;
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  size_t offset = 0;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, ta, &kind, &length, &data, &buffer, &offset), TypedArrayMemory());
+  bool is_plain = false;  // an ArrayBuffer, not a SharedArrayBuffer
+  NAPI_THROW_IF_FAILED(env, napi_is_arraybuffer(env, buffer, &is_plain), TypedArrayMemory());
+  bool detached = false;
+  if (is_plain) NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, buffer, &detached), TypedArrayMemory());
+  if (detached) {
+    throw Napi::TypeError::New(env, what + ": its ArrayBuffer is detached (transferred away); pass a tensor over live memory");
+  }
+  return {data, ta.ByteLength()};
+}
 }  // namespace
 
 ONNXTensorElementDataType ElementTypeFromName(Napi::Env env, const std::string& name) {
@@ -112,14 +137,14 @@ Ort::Value ValueFromJs(Napi::Env env, const std::string& what, Napi::Object desc
 
   if (!data.IsTypedArray()) throw Napi::TypeError::New(env, what + ": tensor data must be a TypedArray");
   Napi::TypedArray ta = data.As<Napi::TypedArray>();
+  TypedArrayMemory mem = MemoryOf(env, what, ta);
   const size_t bytes = count * ElementSize(type);
-  if (ta.ByteLength() != bytes) {
-    throw Napi::RangeError::New(env, what + ": data holds " + std::to_string(ta.ByteLength()) + " bytes but a " +
+  if (mem.length != bytes) {
+    throw Napi::RangeError::New(env, what + ": data holds " + std::to_string(mem.length) + " bytes but a " +
                                          type_v.As<Napi::String>().Utf8Value() + " tensor of dims " + DimsString(dims) +
                                          " needs " + std::to_string(bytes));
   }
-  void* ptr = bytes == 0 ? static_cast<void*>(g_empty)
-                         : static_cast<void*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  void* ptr = bytes == 0 ? static_cast<void*>(g_empty) : mem.data;
   keep_alive.emplace_back(Napi::Persistent(ta.As<Napi::Object>()));
   // Leaked on purpose (no release from static destructors at exit); one per process.
   static const Ort::MemoryInfo* cpu = new Ort::MemoryInfo(Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault));

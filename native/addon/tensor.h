@@ -3,7 +3,7 @@
 // prepared by src/runtime (the onnxruntime-common Tensor is unwrapped on the JS side).
 #pragma once
 
-#include <napi.h>
+#include "napi_include.h"
 
 #include <string>
 #include <vector>

@@ -36,16 +36,33 @@ void PromiseWorker::Execute() {
   }
 }
 
+// OnOK and OnError run on the JS thread, also while a worker_thread's environment is being torn down (Node
+// completes in-flight work before freeing the environment, but JS can no longer run: every napi call that would
+// run JS fails). Nothing may escape them: node-addon-api would rethrow into JS, fail again, and abort the process.
+// When the environment is going away the result is dropped; the work itself has finished, so nothing is in use.
 void PromiseWorker::OnOK() {
-  Napi::Env env = Env();
+  try {
+    Settle(Env());
+  } catch (...) {
+    DropResult();
+  }
+}
+
+void PromiseWorker::OnError(const Napi::Error&) {
+  // Execute() never calls SetError, so this only runs if node-addon-api reports a failure of its own.
+  failed_ = true;
+  if (message_.empty()) message_ = "the native run failed";
+  OnOK();
+}
+
+void PromiseWorker::Settle(Napi::Env env) {
   Napi::HandleScope scope(env);
   if (!failed_) {
     try {
       deferred_.Resolve(Result(env));
       return;
     } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-      return;
+      message_ = e.Message();  // during teardown the Reject below fails too, and OnOK drops the result
     } catch (const Ort::Exception& e) {
       message_ = e.what();
       ort_code_ = OrtErrorCodeName(e.GetOrtErrorCode());
@@ -58,6 +75,11 @@ void PromiseWorker::OnOK() {
   deferred_.Reject(err.Value());
 }
 
-void PromiseWorker::OnError(const Napi::Error& e) { deferred_.Reject(e.Value()); }
+void PromiseWorker::DropResult() {
+  // A live environment with a pending exception from a failed settle: clear it so it cannot surface elsewhere.
+  napi_value ignored;
+  bool pending = false;
+  if (napi_is_exception_pending(Env(), &pending) == napi_ok && pending) napi_get_and_clear_last_exception(Env(), &ignored);
+}
 
 }  // namespace gdn

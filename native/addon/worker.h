@@ -3,7 +3,7 @@
 // Error carries ORT's message and, for ORT failures, `ortErrorCode` (e.g. "ORT_INVALID_ARGUMENT").
 #pragma once
 
-#include <napi.h>
+#include "napi_include.h"
 
 #include <string>
 
@@ -26,6 +26,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   void Execute() final;
   void OnOK() final;
   void OnError(const Napi::Error& e) final;
+  void Settle(Napi::Env env);
+  void DropResult();
 
   Napi::Promise::Deferred deferred_;
   bool failed_ = false;

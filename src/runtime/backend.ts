@@ -3,17 +3,28 @@
  * Mirrors onnxruntime-node's own handler contract (names, metadata, run(feeds, fetches, options), dispose,
  * start/endProfiling).
  */
+import { readFile } from "node:fs/promises";
 import type { Backend, InferenceSession, InferenceSessionHandler, OnnxValue, SessionHandler } from "onnxruntime-node";
 import { GdnFuseError } from "../errors.js";
 import { loadAddon, type NativeSession, type NativeTensor, type NativeValueInfo } from "./addon.js";
+import { checkModel } from "./model-check.js";
 import { runConfig, sessionConfig } from "./options.js";
 import { opsLibraryCandidates, opsLibraryPath } from "./paths.js";
-import { fromNative, toNative } from "./tensors.js";
+import { fromNative, pin, toNative } from "./tensors.js";
+
+// An ORT source location ("/onnxruntime_src/.../custom_ops.cc:1333 ") and the C++ signature that follows it
+// ("void onnxruntime::InferOutputTypes(...) "): noise to a JS user.
+const ORT_SOURCE_LOCATION = /\S*\.(?:cc|cpp|h):\d+\s+(?:[\w:<>,&*\s]*?\w+\((?:[^()]|\([^()]*\))*\)\s*(?:const\s*)?)?/g;
+
+/** ORT's message as one line: without source locations, lines joined. */
+export function oneLineMessage(message: string): string {
+  return message.replace(ORT_SOURCE_LOCATION, "").replace(/\s*\n\s*/g, " ").trim();
+}
 
 /** Turns a native failure into a GdnFuseError whose stack points at the JS caller (`site`). */
 function runtimeError(e: unknown, site: { stack?: string }, prefix = ""): GdnFuseError {
   if (e instanceof GdnFuseError) return e;
-  const message = e instanceof Error ? e.message : String(e);
+  const message = oneLineMessage(e instanceof Error ? e.message : String(e));
   const err = new GdnFuseError("E_RUNTIME", prefix + message, { cause: e });
   const ortErrorCode = (e as { ortErrorCode?: string } | null)?.ortErrorCode;
   if (ortErrorCode) Object.assign(err, { ortErrorCode });
@@ -104,6 +115,11 @@ export class GdnSessionHandler implements InferenceSessionHandler {
   }
 }
 
+/** The model file's bytes for checkModel; empty when unreadable (ORT then reports the file itself). */
+async function readModel(path: string): Promise<Uint8Array> {
+  return readFile(path).catch(() => new Uint8Array());
+}
+
 export class GdnBackend implements Backend {
   /** Never fails: a load failure is reported by createInferenceSessionHandler with its full message and code. */
   async init(): Promise<void> {}
@@ -117,6 +133,8 @@ export class GdnBackend implements Backend {
     let opsProblem: string | null = null;
     try {
       const { addon } = loadAddon();
+      if (typeof uriOrBuffer !== "string") pin(uriOrBuffer.buffer); // ORT reads the bytes on a worker thread
+      checkModel(typeof uriOrBuffer === "string" ? await readModel(uriOrBuffer) : uriOrBuffer, typeof uriOrBuffer !== "string");
       const opsLibrary = opsLibraryPath();
       if (opsLibrary === null) opsProblem = `was not found at ${opsLibraryCandidates().join(" or ")}`;
       let pending: Promise<NativeSession>;
@@ -141,6 +159,9 @@ export class GdnBackend implements Backend {
         );
       }
       const where = typeof uriOrBuffer === "string" ? ` (${uriOrBuffer})` : "";
+      if (e instanceof GdnFuseError && (e.code === "E_MODEL" || e.code === "E_EXTERNAL_DATA")) {
+        throw new GdnFuseError(e.code, `cannot create session${where}: ${e.message}`);
+      }
       throw runtimeError(e, site, `cannot create session${where}: `);
     }
   }

@@ -5,7 +5,10 @@
  * library, with the gdn op library registered.
  *
  * External data: a model given by path finds its external data files next to it (ORT resolves them relative
- * to the model path). A model given as bytes has no directory, so a model with external data must be given by path.
+ * to the model path). A model given as bytes has no directory: with external data it is refused (E_EXTERNAL_DATA).
+ *
+ * The ArrayBuffers of inputs, preallocated outputs and model bytes are marked untransferable (permanently) so
+ * that no transfer can free them under a run in flight; see README "Running fused models in Node".
  *
  * bfloat16 inputs/outputs travel as 'uint16' Tensors holding the raw bf16 bits (onnxruntime-common has no
  * bfloat16 Tensor type).

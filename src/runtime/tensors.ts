@@ -3,6 +3,7 @@
  * in (the addon binds OrtValues over the Tensor's own buffer). bfloat16, which onnxruntime-common has no type
  * for, travels as a 'uint16' Tensor holding the raw bf16 bits, in both directions.
  */
+import { markAsUntransferable } from "node:worker_threads";
 import { Tensor } from "onnxruntime-node";
 import { GdnFuseError } from "../errors.js";
 import type { NativeTensor } from "./addon.js";
@@ -50,7 +51,19 @@ export function toNative(name: string, what: string, value: unknown, modelType?:
   if (modelType !== undefined && SUPPORTED_TYPES.includes(modelType) && type !== modelType) {
     throw new GdnFuseError("E_RUNTIME", `${what} has type '${value.type}', but the model declares '${modelType}'${modelType === "bfloat16" ? " (pass bfloat16 as a 'uint16' Tensor of the bits)" : ""}`);
   }
-  return { name, type, dims: value.dims, data: value.data as NativeTensor["data"] };
+  const data = value.data as NativeTensor["data"];
+  if (ArrayBuffer.isView(data)) pin(data.buffer);
+  return { name, type, dims: value.dims, data };
+}
+
+/**
+ * The addon reads and writes a tensor's memory in place on a worker thread. Transferring its ArrayBuffer
+ * (postMessage, structuredClone) during the run would hand that memory to a new owner that may free it under
+ * the run. Marked untransferable, a transfer copies the buffer instead and this one stays attached. The mark is
+ * permanent (Node has no way to remove it); a SharedArrayBuffer cannot be detached and needs none.
+ */
+export function pin(buffer: ArrayBufferLike): void {
+  if (buffer instanceof ArrayBuffer) markAsUntransferable(buffer);
 }
 
 /** Wraps an ORT-allocated output (fresh ArrayBuffer owned by JS) into a Tensor without copying. */

@@ -14,6 +14,7 @@ export const RUNTIME_JS_DIR = join(ROOT, "build", "test-runtime-js");
 export function transpileRuntime(): { dir: string; runtimeUrl: string; helpersUrl: string } {
   const files = [
     "src/errors.ts",
+    "src/ops.ts", // the op contract, for runtime/model-check.ts
     "src/ir/onnx.ts", // tensor-io.ts uses the library's fp16/bf16 converters (src/ir/tensor.ts)
     "src/ir/tensor.ts",
     "src/numeric.ts", // tensor-io.ts compares through the shared relativeL2

@@ -1,0 +1,108 @@
+/**
+ * Checks a model before ONNX Runtime sees it: every gdn-domain node against the op contract (src/ops.ts:
+ * op names, attribute names, types and values, input and output counts; the gdn opset), and, for a model given
+ * as bytes, that it uses no external data (bytes have no folder, and ORT would resolve the files against the
+ * process's working directory). ORT's custom-op API cannot list a node's attribute names, so an unknown or
+ * misspelt attribute would otherwise be ignored silently.
+ */
+import { GdnFuseError } from "../errors.js";
+import { onnx } from "../ir/onnx.js";
+import { ATTR_TYPE_CODE, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, type AttrContract } from "../ops.js";
+
+const ATTR_TYPE_NAME: Record<number, string> = {
+  1: "a float", 2: "an int", 3: "a string", 4: "a tensor", 5: "a graph", 6: "floats", 7: "ints", 8: "strings",
+  9: "tensors", 10: "graphs", 11: "a sparse tensor", 12: "sparse tensors", 13: "a type proto", 14: "type protos",
+};
+const KIND_NAME = { float: "a float", int: "an int", string: "a string" } as const;
+
+/** Throws GdnFuseError (E_MODEL, E_EXTERNAL_DATA) for a model ORT must not be given. Undecodable bytes pass (ORT says why). */
+export function checkModel(bytes: Uint8Array, givenAsBytes: boolean): void {
+  let model: onnx.ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch {
+    return;
+  }
+  const graphs = allGraphs(model);
+  if (graphs.some((g) => g.node?.some((n) => (n.domain ?? "") === GDN_DOMAIN))) checkGdnOpset(model);
+  for (const g of graphs) for (const node of g.node ?? []) if ((node.domain ?? "") === GDN_DOMAIN) checkGdnNode(node);
+  if (givenAsBytes) checkNoExternalData(graphs);
+}
+
+function allGraphs(model: onnx.IModelProto): onnx.IGraphProto[] {
+  const out: onnx.IGraphProto[] = [];
+  const visit = (g: onnx.IGraphProto | null | undefined) => {
+    if (!g) return;
+    out.push(g);
+    for (const n of g.node ?? []) for (const a of n.attribute ?? []) [a.g, ...(a.graphs ?? [])].forEach(visit);
+  };
+  visit(model.graph);
+  for (const f of model.functions ?? []) out.push({ node: f.node ?? [] });
+  return out;
+}
+
+function checkGdnOpset(model: onnx.IModelProto): void {
+  const version = Number(model.opsetImport?.find((o) => (o.domain ?? "") === GDN_DOMAIN)?.version ?? GDN_OPSET);
+  if (version !== GDN_OPSET) {
+    throw new GdnFuseError("E_MODEL", `the model imports gdn opset ${version}; this runtime implements gdn opset ${GDN_OPSET}`);
+  }
+}
+
+function checkGdnNode(node: onnx.INodeProto): void {
+  const op = node.opType ?? "";
+  const where = `gdn node '${node.name ?? ""}' (${op})`;
+  const contract = (GDN_CONTRACT as Record<string, (typeof GDN_CONTRACT)[keyof typeof GDN_CONTRACT]>)[op];
+  if (!Object.hasOwn(GDN_CONTRACT, op) || contract === undefined) {
+    throw new GdnFuseError("E_MODEL", `${where}: unknown op; gdn opset ${GDN_OPSET} has ${Object.keys(GDN_CONTRACT).join(", ")}`);
+  }
+  const inputs = node.input?.length ?? 0;
+  if (inputs > contract.inputs.length) {
+    throw new GdnFuseError("E_MODEL", `${where}: has ${inputs} inputs, the op takes at most ${contract.inputs.length}`);
+  }
+  const outputs = node.output?.length ?? 0;
+  if (outputs > contract.outputs.length) {
+    throw new GdnFuseError("E_MODEL", `${where}: has ${outputs} outputs, the op has at most ${contract.outputs.length}`);
+  }
+  const known = Object.keys(contract.attributes);
+  for (const attr of node.attribute ?? []) {
+    const name = attr.name ?? "";
+    const spec = Object.hasOwn(contract.attributes, name) ? contract.attributes[name] : undefined;
+    if (spec === undefined) {
+      const list = known.length ? `known: ${known.join(", ")}` : "the op has no attributes";
+      throw new GdnFuseError("E_MODEL", `${where}: unknown attribute '${name}' (${list})`);
+    }
+    checkAttribute(where, name, attr, spec);
+  }
+}
+
+function checkAttribute(where: string, name: string, attr: onnx.IAttributeProto, spec: AttrContract): void {
+  const type = Number(attr.type ?? 0);
+  if (type !== ATTR_TYPE_CODE[spec.kind]) {
+    const got = ATTR_TYPE_NAME[type] ?? `attribute type ${type}`;
+    throw new GdnFuseError("E_MODEL", `${where}: attribute '${name}' must be ${KIND_NAME[spec.kind]}, got ${got}`);
+  }
+  const value =
+    spec.kind === "float" ? Number(attr.f ?? 0)
+    : spec.kind === "int" ? Number(attr.i ?? 0)
+    : new TextDecoder().decode(attr.s ?? new Uint8Array());
+  const problem = spec.check(value);
+  if (problem !== null) throw new GdnFuseError("E_MODEL", `${where}: attribute '${name}' ${problem}`);
+}
+
+function checkNoExternalData(graphs: onnx.IGraphProto[]): void {
+  for (const g of graphs) {
+    const tensors: [string, onnx.ITensorProto][] = (g.initializer ?? []).map((t) => [`initializer '${t.name ?? ""}'`, t]);
+    for (const n of g.node ?? []) {
+      for (const a of n.attribute ?? []) if (a.t) tensors.push([`tensor of node '${n.name ?? ""}'`, a.t]);
+    }
+    for (const [what, t] of tensors) {
+      if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+      const location = t.externalData?.find((e) => e.key === "location")?.value ?? "?";
+      throw new GdnFuseError(
+        "E_EXTERNAL_DATA",
+        `the model has external data (${what} in ${location}), which a model given as bytes cannot locate; ` +
+          `give the model by path (its external data files are found next to it)`,
+      );
+    }
+  }
+}

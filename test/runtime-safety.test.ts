@@ -1,0 +1,230 @@
+/**
+ * The gdn backend cannot be crashed from JavaScript: buffers transferred (detached) before or during a run,
+ * SharedArrayBuffer-backed tensors, and worker_threads terminated with runs in flight.
+ * Each case that could kill its process runs in a child process; the test asserts how the child ended.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import onnxProto from "onnx-proto";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadRuntime } from "../src/runtime/index.js";
+import { transpileRuntime } from "./helpers/runtime-js.js";
+
+const { onnx } = onnxProto;
+const ready = loadRuntime().opsLibraryPath !== null;
+
+/** A one-node gdn.ChunkGatedDeltaRule model over float32 [B,T,H,K|V] inputs, with an initial state. */
+export function chunkModel(B: number, T: number, H: number, K: number, V: number): Uint8Array {
+  const vi = (name: string, dims: number[]) => ({
+    name,
+    type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+  });
+  return onnx.ModelProto.encode({
+    irVersion: 8,
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: "gdn", version: 1 },
+    ],
+    graph: {
+      name: "chunk",
+      node: [
+        {
+          opType: "ChunkGatedDeltaRule",
+          domain: "gdn",
+          input: ["query", "key", "value", "g", "beta", "initial_state"],
+          output: ["output", "final_state"],
+        },
+      ],
+      input: [
+        vi("query", [B, T, H, K]),
+        vi("key", [B, T, H, K]),
+        vi("value", [B, T, H, V]),
+        vi("g", [B, T, H]),
+        vi("beta", [B, T, H]),
+        vi("initial_state", [B, H, K, V]),
+      ],
+      output: [vi("output", [B, T, H, V]), vi("final_state", [B, H, K, V])],
+    },
+  }).finish();
+}
+
+// Shared by the child scripts: the model's feeds (deterministic, bounded values) and a max-abs-difference.
+const COMMON = `
+import * as ort from "onnxruntime-node";
+const [B, T, H, K, V] = [2, 256, 4, 64, 64];
+export const dims = { query: [B, T, H, K], key: [B, T, H, K], value: [B, T, H, V], g: [B, T, H], beta: [B, T, H], initial_state: [B, H, K, V] };
+export const size = (d) => d.reduce((a, b) => a * b, 1);
+export function feeds(makeArray = (n) => new Float32Array(n)) {
+  const out = {};
+  let seed = 1;
+  for (const [name, d] of Object.entries(dims)) {
+    const a = makeArray(size(d));
+    for (let i = 0; i < a.length; i++) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      const r = seed / 2 ** 32;
+      a[i] = name === "g" ? -0.5 * r : name === "beta" ? r : name === "query" || name === "key" ? (r - 0.5) * 0.2 : r - 0.5;
+    }
+    out[name] = new ort.Tensor("float32", a, d);
+  }
+  return out;
+}
+export const outputDims = [B, T, H, V];
+export function maxDiff(a, b) {
+  let m = a.length === b.length ? 0 : Infinity;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+export function session() {
+  return ort.InferenceSession.create(process.env.GDN_MODEL, { executionProviders: ["gdn"], intraOpNumThreads: 1 });
+}
+export { ort };
+`;
+
+/** mode: how a buffer the run uses is moved away while the run is in flight. */
+const TRANSFER = `
+import { MessageChannel } from "node:worker_threads";
+const { feeds, maxDiff, outputDims, session, size, ort } = await import(process.env.GDN_COMMON);
+await import(process.env.GDN_RUNTIME);
+const [what, how] = process.argv.slice(2);
+const s = await session();
+const want = (await s.run(feeds())).output.data;
+const f = feeds();
+const out = new ort.Tensor("float32", new Float32Array(size(outputDims)), outputDims);
+const pending = s.run(f, what === "output" ? { output: out } : undefined);
+const victim = what === "output" ? out.data.buffer : f.value.data.buffer;
+let moved;
+if (how === "structuredClone") moved = structuredClone(victim, { transfer: [victim] });
+else {
+  const { port1, port2 } = new MessageChannel();
+  port1.postMessage(victim, [victim]);
+  moved = await new Promise((r) => port2.once("message", r));
+  port1.close();
+}
+// free the moved memory and reuse it with large values: a run still reading or writing it shows garbage or crashes
+new Float32Array(moved).fill(3.9e29);
+moved = undefined;
+for (let i = 0; i < 4; i++) { globalThis.gc(); new Float32Array(victim.byteLength / 4 || 1 << 20).fill(3.9e29); }
+const res = await pending;
+const got = what === "output" ? out.data : res.output.data;
+console.log(JSON.stringify({ diff: maxDiff(got, want), stillAttached: victim.byteLength > 0, sameTensor: what !== "output" || res.output === out }));
+`;
+
+/** A detached buffer handed to run(), or a SharedArrayBuffer-backed tensor: a clear error or correct values. */
+const BUFFERS = `
+const { feeds, maxDiff, outputDims, session, size, ort } = await import(process.env.GDN_COMMON);
+await import(process.env.GDN_RUNTIME);
+const s = await session();
+const want = (await s.run(feeds())).output.data;
+const result = {};
+const f = feeds();
+structuredClone(f.beta.data.buffer, { transfer: [f.beta.data.buffer] });
+result.detachedInput = await s.run(f).then(() => "ran", (e) => e.code + ": " + e.message);
+const out = new ort.Tensor("float32", new Float32Array(size(outputDims)), outputDims);
+structuredClone(out.data.buffer, { transfer: [out.data.buffer] });
+result.detachedOutput = await s.run(feeds(), { output: out }).then(() => "ran", (e) => e.code + ": " + e.message);
+const shared = feeds((n) => new Float32Array(new SharedArrayBuffer(n * 4)));
+const sharedOut = new ort.Tensor("float32", new Float32Array(new SharedArrayBuffer(size(outputDims) * 4)), outputDims);
+const r = await s.run(shared, { output: sharedOut }).then((r) => r, (e) => e.code + ": " + e.message);
+result.shared = typeof r === "string" ? r : { diff: maxDiff(sharedOut.data, want), same: r.output === sharedOut };
+console.log(JSON.stringify(result));
+`;
+
+/** Workers with several runs in flight terminated at seeded random points; then the parent runs the model. */
+const TERMINATE = `
+import { Worker, isMainThread, parentPort } from "node:worker_threads";
+const { feeds, maxDiff, session } = await import(process.env.GDN_COMMON);
+await import(process.env.GDN_RUNTIME);
+if (!isMainThread) {
+  const s = await session();
+  const f = feeds();
+  parentPort.postMessage("ready");
+  for (;;) await Promise.all(Array.from({ length: 4 }, () => s.run(f)));
+} else {
+  let seed = 7;
+  const rounds = Number(process.argv[2]);
+  for (let i = 0; i < rounds; i++) {
+    const w = new Worker(new URL(import.meta.url), { env: process.env });
+    await new Promise((r, j) => { w.once("message", r); w.once("error", j); });
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    await new Promise((r) => setTimeout(r, (seed / 2 ** 32) * 40));
+    await w.terminate();
+  }
+  const s = await session();
+  const a = (await s.run(feeds())).output.data, b = (await s.run(feeds())).output.data;
+  console.log(JSON.stringify({ rounds, diff: maxDiff(a, b), length: a.length }));
+}
+`;
+
+interface ChildEnd {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+let env: NodeJS.ProcessEnv;
+let dir: string;
+beforeAll(() => {
+  const runtime = transpileRuntime();
+  dir = runtime.dir;
+  const tmp = mkdtempSync(join(tmpdir(), "gdn-safety-"));
+  writeFileSync(join(tmp, "model.onnx"), chunkModel(2, 256, 4, 64, 64));
+  writeFileSync(join(dir, "safety-common.mjs"), COMMON);
+  writeFileSync(join(dir, "safety-transfer.mjs"), TRANSFER);
+  writeFileSync(join(dir, "safety-buffers.mjs"), BUFFERS);
+  writeFileSync(join(dir, "safety-terminate.mjs"), TERMINATE);
+  env = {
+    ...process.env,
+    GDN_MODEL: join(tmp, "model.onnx"),
+    GDN_COMMON: new URL(`file://${join(dir, "safety-common.mjs")}`).href,
+    GDN_RUNTIME: runtime.runtimeUrl,
+  };
+});
+
+/** Runs a child script (asynchronously: vitest's worker must keep answering its RPC meanwhile). */
+function child(script: string, args: string[], timeoutMs = 60_000): Promise<ChildEnd> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ["--expose-gc", join(dir, script), ...args], { env, timeout: timeoutMs });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    p.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+function parsed(end: ChildEnd): Record<string, unknown> {
+  const how = end.signal ? `killed by ${end.signal}` : `exit code ${end.code}`;
+  expect({ code: end.code, signal: end.signal }, `child ${how}; stderr:\n${end.stderr.slice(-1500)}`).toEqual({ code: 0, signal: null });
+  return JSON.parse(end.stdout.trim().split("\n").pop()!) as Record<string, unknown>;
+}
+
+describe.skipIf(!ready)("gdn backend: buffers moved away from a run", () => {
+  it.each([
+    ["input", "structuredClone"],
+    ["input", "postMessage"],
+    ["output", "structuredClone"],
+    ["output", "postMessage"],
+  ])("an %s buffer transferred by %s during the run: no crash, the right values, still attached", async (what, how) => {
+    const r = parsed(await child("safety-transfer.mjs", [what, how]));
+    expect(r).toEqual({ diff: 0, stillAttached: true, sameTensor: true });
+  });
+
+  it("a detached buffer is refused, a SharedArrayBuffer-backed tensor works", async () => {
+    const r = parsed(await child("safety-buffers.mjs", []));
+    expect(r).toEqual({
+      detachedInput: "E_RUNTIME: input 'beta': its ArrayBuffer is detached (transferred away); pass a tensor over live memory",
+      detachedOutput: "E_RUNTIME: output 'output': its ArrayBuffer is detached (transferred away); pass a tensor over live memory",
+      shared: { diff: 0, same: true },
+    });
+  });
+});
+
+describe.skipIf(!ready)("gdn backend: worker_threads teardown", () => {
+  it("20 workers terminated with runs in flight: the process survives and runs the model", async () => {
+    const r = parsed(await child("safety-terminate.mjs", ["20"], 100_000));
+    expect(r).toEqual({ rounds: 20, diff: 0, length: 2 * 256 * 4 * 64 });
+  });
+});
