@@ -1,83 +1,106 @@
 #!/usr/bin/env node
-// Builds the native side of gdn-fuse: the op library (libgdn_ops.so) and the N-API addon (gdn_addon.node).
-// Runs during `npm install`. Steps:
-//   1. check that a C++17 compiler exists (clear message if not);
-//   2. make sure the ONNX Runtime C/C++ headers are present (fetched from the npm registry, cached);
-//   3. run node-gyp (the build tool npm itself uses for addons; no extra download, works offline with nodedir).
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync, renameSync } from "node:fs";
-import { homedir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+// gdn-fuse's install script, and the contributors' native build (`npm run build:native`).
+//
+// As a user's install script: when the package ships prebuilt binaries for this host
+// (prebuilds/<platform>-<arch>[-<libc>]/) and they load, there is nothing to do. Otherwise it builds from
+// source with node-gyp (npm's own when the package has none of its own). A user's install never fails
+// because of the native part: fusion needs none of it; the script prints one line saying what did not
+// work and how to build later, and `--verify` / `gdn-fuse/runtime` say the same when used.
+//
+// In a git checkout (a contributor), with --source, or with GDN_FUSE_BUILD_FROM_SOURCE=1 it always builds
+// from source and a failure fails the command. GDN_FUSE_SKIP_NATIVE=1 skips everything.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { buildDir, hasAllBinaries, hostTag, nativeBinaries, prebuildDir, root } from "./binaries.mjs";
+import { ensureOrtHeaders } from "./ort-headers.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-// The ORT 1.30 runtime shipped in onnxruntime-node speaks C API version <= 29; these headers declare API 29.
-const HEADERS_PKG = "com.github.asus4.onnxruntime@0.4.9";
-const HEADERS_IN_TARBALL = "package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64/onnxruntime.framework/Headers";
-export const headersDir = join(root, "native", ".deps", "ort-headers");
+const headersDir = join(root, "native", ".deps", "ort-headers");
+const REBUILD_HINT = "install a C++17 compiler, make and python3, then run: npm rebuild gdn-fuse";
 
-function fail(message) {
-  console.error(`gdn-fuse native build: ${message}`);
-  process.exit(1);
-}
+class BuildError extends Error {}
 
 function checkCompiler() {
   const cxx = process.env.CXX || "c++";
   const r = spawnSync(cxx, ["--version"], { encoding: "utf8" });
-  if (r.error || r.status !== 0) {
-    fail(
-      `no C++ compiler found (tried "${cxx}"). Install one, e.g. "apt-get install g++ make python3" on Debian/Ubuntu ` +
-        `or the Xcode command line tools on macOS, or point CXX at a C++17 compiler, then run "npm rebuild gdn-fuse".`,
-    );
-  }
+  if (r.error || r.status !== 0) throw new BuildError(`no C++ compiler found (tried "${cxx}")`);
 }
 
-function ensureHeaders() {
-  if (existsSync(join(headersDir, "onnxruntime_c_api.h"))) return;
-  const cache = process.env.GDN_FUSE_CACHE || join(homedir(), ".cache", "gdn-fuse");
-  mkdirSync(cache, { recursive: true });
-  const tarball = join(cache, "com.github.asus4.onnxruntime-0.4.9.tgz");
-  if (!existsSync(tarball)) {
-    console.error(`gdn-fuse: fetching ONNX Runtime headers (${HEADERS_PKG}, ~150 MB, cached in ${cache})`);
-    const r = spawnSync("npm", ["pack", HEADERS_PKG, "--pack-destination", cache, "--silent"], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    if (r.status !== 0 || !existsSync(tarball)) fail(`could not fetch ${HEADERS_PKG} from the npm registry`);
-  }
-  const staging = `${headersDir}.tmp-${process.pid}`;
-  rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
-  const strip = HEADERS_IN_TARBALL.split("/").length;
+/** node-gyp: the package's own (contributors), the one npm names to lifecycle scripts, else the one inside npm. */
+function findNodeGyp() {
+  const candidates = [];
   try {
-    execFileSync("tar", ["-xzf", tarball, "-C", staging, `--strip-components=${strip}`, "--wildcards", `${HEADERS_IN_TARBALL}/*.h`]);
-  } catch (e) {
-    rmSync(staging, { recursive: true, force: true });
-    fail(`could not extract the ONNX Runtime headers from ${tarball}: ${e.message}`);
+    candidates.push(createRequire(join(root, "package.json")).resolve("node-gyp/bin/node-gyp.js"));
+  } catch {
+    // not installed beside us: users never have it (it is a devDependency)
   }
-  if (!readdirSync(staging).includes("onnxruntime_c_api.h")) fail(`${tarball} holds no onnxruntime_c_api.h`);
-  rmSync(headersDir, { recursive: true, force: true });
-  mkdirSync(dirname(headersDir), { recursive: true });
-  renameSync(staging, headersDir);
+  if (process.env.npm_config_node_gyp) candidates.push(process.env.npm_config_node_gyp);
+  if (process.env.npm_execpath) candidates.push(join(dirname(process.env.npm_execpath), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  const prefix = dirname(dirname(process.execPath));
+  candidates.push(join(prefix, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  candidates.push(join(dirname(process.execPath), "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  return candidates.find((p) => existsSync(p)) ?? null;
 }
 
 function runNodeGyp() {
-  const gyp = join(root, "node_modules", "node-gyp", "bin", "node-gyp.js");
-  if (!existsSync(gyp)) fail("node-gyp is missing; run `npm install` in the project first");
-  const jobs = process.env.JOBS || "max";
-  const args = [gyp, "rebuild", `--jobs=${jobs}`];
+  const gyp = findNodeGyp();
+  if (gyp === null) throw new BuildError("node-gyp not found (neither in this package nor inside npm)");
+  const args = [gyp, "rebuild", `--jobs=${process.env.JOBS || "max"}`];
   // Build against the running Node's own headers when they are installed beside it, so node-gyp
   // never tries to download them (there may be no network); npm passes npm_config_nodedir otherwise.
   const prefix = dirname(dirname(process.execPath));
   if (!process.env.npm_config_nodedir && existsSync(join(prefix, "include", "node", "node.h"))) args.push(`--nodedir=${prefix}`);
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
-  if (r.status !== 0) fail("node-gyp failed (see the compiler output above)");
+  if (r.status !== 0) throw new BuildError("node-gyp failed (see the compiler output above)");
 }
 
-if (process.env.GDN_FUSE_SKIP_NATIVE === "1") {
-  console.error("gdn-fuse: GDN_FUSE_SKIP_NATIVE=1, native build skipped");
-} else {
+async function buildFromSource() {
   checkCompiler();
-  ensureHeaders();
+  let line;
+  try {
+    line = await ensureOrtHeaders(headersDir);
+  } catch (e) {
+    throw new BuildError(`could not get the ONNX Runtime headers: ${e.message}`);
+  }
+  if (line) console.error(line);
   runNodeGyp();
 }
+
+/** True when this host's prebuilt addon is there and loads (a too-old glibc, say, makes it unusable). */
+function prebuildLoads() {
+  if (!hasAllBinaries(prebuildDir)) return false;
+  const addon = nativeBinaries().find((b) => b.name === "addon");
+  try {
+    createRequire(import.meta.url)(join(prebuildDir, addon.file));
+    return true;
+  } catch (e) {
+    console.error(`gdn-fuse: the prebuilt binaries for ${hostTag()} do not load here (${e.message.split("\n")[0]}); building from source`);
+    return false;
+  }
+}
+
+async function main() {
+  if (process.env.GDN_FUSE_SKIP_NATIVE === "1") {
+    console.error("gdn-fuse: GDN_FUSE_SKIP_NATIVE=1, native build skipped");
+    return;
+  }
+  const strict =
+    process.argv.includes("--source") || process.env.GDN_FUSE_BUILD_FROM_SOURCE === "1" || existsSync(join(root, ".git"));
+  if (!strict && !hasAllBinaries(buildDir) && prebuildLoads()) return; // the prebuild serves this host
+  try {
+    await buildFromSource();
+  } catch (e) {
+    if (!(e instanceof BuildError)) throw e;
+    if (strict) {
+      console.error(`gdn-fuse native build: ${e.message}`);
+      process.exit(1);
+    }
+    console.error(
+      `gdn-fuse: no native runtime for ${hostTag()} (no prebuilt binary fits and the source build failed: ${e.message}); ` +
+        `fusion works without it, --verify and gdn-fuse/runtime need it: ${REBUILD_HINT}`,
+    );
+  }
+}
+
+await main();

@@ -1,12 +1,12 @@
 /**
- * Loads gdn_addon.node and, through it, ONNX Runtime. One clear error if either fails, listing the fixes
- * that apply to this host.
+ * Loads gdn_addon.node (a local build, else the prebuild for this host) and, through it, ONNX Runtime.
+ * One one-line error if either fails, naming the host and the command that builds the addon.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { env } from "onnxruntime-node";
 import { GdnFuseError } from "../errors.js";
-import { addonCandidates, ortLibraryPath } from "./paths.js";
+import { addonCandidates, hostTag, ortLibraryPath, rebuildCommand } from "./paths.js";
 
 const require = createRequire(import.meta.url);
 
@@ -57,21 +57,33 @@ export interface RuntimeInfo {
 
 let loaded: { addon: NativeAddon; info: RuntimeInfo } | undefined;
 
-function hostFixes(): string {
-  const host = `${process.platform}-${process.arch}, Node ${process.version}`;
-  const compiler =
-    process.platform === "darwin"
-      ? "xcode-select --install"
-      : process.platform === "win32"
-        ? "install Visual Studio Build Tools (C++ workload) and Python 3"
-        : "apt-get install g++ make python3 (Debian/Ubuntu), dnf install gcc-c++ make python3 (Fedora), apk add g++ make python3 (Alpine)";
-  return (
-    `Fixes for this host (${host}):\n` +
-    `  1. build the native part: npm rebuild gdn-fuse (or, inside the gdn-fuse checkout, node native/scripts/build.mjs)\n` +
-    `  2. it needs a C++17 compiler, make and python3: ${compiler}\n` +
-    `  3. if you installed with --ignore-scripts or GDN_FUSE_SKIP_NATIVE=1, the build never ran: run step 1\n` +
-    `  4. after switching Node versions or architectures, rebuild (step 1)\n` +
-    `  5. to use another ONNX Runtime library (>= 1.24) set GDN_FUSE_ORT_LIBRARY=/path/to/libonnxruntime`
+/** What to do when no native binary is usable here: one clause, one command. */
+function buildHint(): string {
+  return `to build it for this host, install a C++17 compiler, make and python3, then run: ${rebuildCommand()}`;
+}
+
+const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
+
+/** Requires the first candidate addon that loads; a stale or foreign build falls through to the next. */
+function requireAddon(): { addon: NativeAddon; addonPath: string } {
+  const existing = addonCandidates().filter((p) => existsSync(p));
+  if (existing.length === 0) {
+    throw new GdnFuseError(
+      "E_RUNTIME",
+      `gdn-fuse: no native runtime for ${hostTag()} (the package has no prebuilt binary for it and nothing is built); ${buildHint()}`,
+    );
+  }
+  const failures: string[] = [];
+  for (const addonPath of existing) {
+    try {
+      return { addon: require(addonPath) as NativeAddon, addonPath };
+    } catch (e) {
+      failures.push(`${addonPath}: ${firstLine(e)}`);
+    }
+  }
+  throw new GdnFuseError(
+    "E_RUNTIME",
+    `gdn-fuse: cannot load the native runtime addon on ${hostTag()} (${failures.join("; ")}); ${buildHint()}`,
   );
 }
 
@@ -80,30 +92,17 @@ const LOG_LEVELS: Record<string, number> = { verbose: 0, info: 1, warning: 2, er
 /** Loads the addon and ONNX Runtime once per JS realm (thread). Throws GdnFuseError E_RUNTIME. */
 export function loadAddon(): { addon: NativeAddon; info: RuntimeInfo } {
   if (loaded) return loaded;
-  const candidates = addonCandidates();
-  const addonPath = candidates.find((p) => existsSync(p));
-  if (addonPath === undefined) {
-    throw new GdnFuseError(
-      "E_RUNTIME",
-      `gdn-fuse: the native runtime addon is not built (looked for ${candidates.join(", ")}).\n${hostFixes()}`,
-    );
-  }
-  let addon: NativeAddon;
-  try {
-    addon = require(addonPath) as NativeAddon;
-  } catch (e) {
-    throw new GdnFuseError(
-      "E_RUNTIME",
-      `gdn-fuse: cannot load the native runtime addon ${addonPath}: ${(e as Error).message}\n${hostFixes()}`,
-      { cause: e },
-    );
-  }
+  const { addon, addonPath } = requireAddon();
   const ortPath = ortLibraryPath();
   let ort: ReturnType<NativeAddon["init"]>;
   try {
     ort = addon.init(ortPath, LOG_LEVELS[env.logLevel ?? "warning"] ?? 2);
   } catch (e) {
-    throw new GdnFuseError("E_RUNTIME", `gdn-fuse: ${(e as Error).message}\n${hostFixes()}`, { cause: e });
+    throw new GdnFuseError(
+      "E_RUNTIME",
+      `gdn-fuse: ${firstLine(e)} (GDN_FUSE_ORT_LIBRARY=/path/to/libonnxruntime selects another ONNX Runtime >= 1.24)`,
+      { cause: e },
+    );
   }
   loaded = {
     addon,

@@ -1,12 +1,14 @@
 /**
  * Where the runtime finds its three native pieces:
- *   - the addon (gdn_addon.node), built by `npm install` into <package>/build/Release;
- *   - ONNX Runtime itself: the libonnxruntime that onnxruntime-node ships (override: GDN_FUSE_ORT_LIBRARY);
- *   - the gdn op library (libgdn_ops), built next to the addon (override: GDN_FUSE_OPS_LIBRARY).
+ *   - the addon (gdn_addon.node) and the gdn op library (gdn_ops.so; override: GDN_FUSE_OPS_LIBRARY): a local
+ *     source build in <package>/build/Release when there is one (contributors, `npm rebuild`), else the
+ *     prebuilt binaries shipped in <package>/prebuilds/<platform>-<arch>[-<libc>]/. The list of binaries is
+ *     data: native/binaries.json, shared with the build and prebuild scripts;
+ *   - ONNX Runtime itself: the libonnxruntime that onnxruntime-node ships (override: GDN_FUSE_ORT_LIBRARY).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { GdnFuseError } from "../errors.js";
 
@@ -30,19 +32,76 @@ export function packageRoot(): string {
   }
 }
 
-/** Paths probed for the addon, most specific first. */
-export function addonCandidates(): string[] {
-  const root = packageRoot();
-  return [join(root, "build", "Release", "gdn_addon.node"), join(root, "build", "Debug", "gdn_addon.node")];
+/** One entry of native/binaries.json, with {so} replaced by this platform's shared-library extension. */
+export interface NativeBinary {
+  name: string;
+  file: string;
+  optional?: boolean;
 }
 
-/** Paths probed for the op library (node-gyp's output location depends on its generator and product settings). */
+export function nativeBinaries(): NativeBinary[] {
+  const so = process.platform === "darwin" ? "dylib" : process.platform === "win32" ? "dll" : "so";
+  const { binaries } = JSON.parse(readFileSync(join(packageRoot(), "native", "binaries.json"), "utf8")) as {
+    binaries: NativeBinary[];
+  };
+  return binaries.map((b) => ({ ...b, file: b.file.replace("{so}", so) }));
+}
+
+function binaryFile(name: string): string {
+  const binary = nativeBinaries().find((b) => b.name === name);
+  if (!binary) throw new GdnFuseError("E_RUNTIME", `native/binaries.json lists no binary named ${name}`);
+  return binary.file;
+}
+
+let libcCache: string | undefined;
+/** "glibc" or "musl" on Linux (a prebuild for one does not load on the other), "" elsewhere. */
+export function libc(): string {
+  if (process.platform !== "linux") return "";
+  if (libcCache === undefined) {
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+    libcCache = report?.header?.glibcVersionRuntime ? "glibc" : "musl";
+  }
+  return libcCache;
+}
+
+/** This host's prebuild folder name, e.g. linux-x64-glibc (native/scripts/binaries.mjs computes the same). */
+export function hostTag(): string {
+  return [process.platform, process.arch, libc()].filter(Boolean).join("-");
+}
+
+/** The folder of the prebuilt binaries for this host (it may not exist). */
+export function prebuildDir(): string {
+  return join(packageRoot(), "prebuilds", hostTag());
+}
+
+/**
+ * The one command that builds the native runtime for this copy of gdn-fuse: a contributor's checkout,
+ * a global install, or a project's dependency.
+ */
+export function rebuildCommand(): string {
+  const root = packageRoot();
+  if (existsSync(join(root, ".git"))) return "npm run build:native";
+  const global = basename(dirname(root)) === "node_modules" && basename(dirname(dirname(root))) === "lib";
+  return global ? "npm rebuild -g gdn-fuse" : "npm rebuild gdn-fuse";
+}
+
+/** Paths probed for the addon, in order: the local build, then the prebuild. */
+export function addonCandidates(): string[] {
+  const root = packageRoot();
+  const file = binaryFile("addon");
+  return [join(root, "build", "Release", file), join(root, "build", "Debug", file), join(prebuildDir(), file)];
+}
+
+/**
+ * Paths probed for the op library: node-gyp's output locations (they depend on its generator and
+ * product settings), then the prebuild.
+ */
 export function opsLibraryCandidates(): string[] {
   const root = packageRoot();
-  const ext = process.platform === "darwin" ? "dylib" : process.platform === "win32" ? "dll" : "so";
-  const names = [`libgdn_ops.${ext}`, `gdn_ops.${ext}`];
+  const file = binaryFile("ops");
+  const names = [file, `lib${file}`];
   const dirs = ["Release", "Release/lib.target", "Release/obj.target", "Debug", "Debug/lib.target"];
-  return dirs.flatMap((d) => names.map((n) => join(root, "build", d, n)));
+  return [...dirs.flatMap((d) => names.map((n) => join(root, "build", d, n))), join(prebuildDir(), file)];
 }
 
 /** The onnxruntime-node package directory, as Node resolves it from here. */
