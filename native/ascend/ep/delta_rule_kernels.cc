@@ -57,13 +57,22 @@ class DeltaRuleKernel : public OrtKernelImpl {
     ort_version_supported = ORT_API_VERSION;
     Compute = ComputeImpl;
     Release = ReleaseImpl;
-    Ort::ConstKernelInfo ki(info);
     const OrtEp* ep = nullptr;
     Ort::ThrowOnError(Ort::GetEpApi().KernelInfo_GetEp(info, &ep));
     ep_ = static_cast<const Ep*>(ep);
-    attrs_.scale = ki.GetAttribute<float>(gdn::delta_rule::kAttrScale);
-    attrs_.l2norm = ki.GetAttribute<int64_t>(gdn::delta_rule::kAttrUseQkL2norm) != 0;
-    attrs_.kv_layout = ki.GetAttribute<std::string>(gdn::delta_rule::kAttrStateLayout) != "vk";
+    // Absent attributes take the contract's defaults (docs/ops.md).
+    const OrtApi& api = Ort::GetApi();
+    int64_t l2norm = gdn::delta_rule::kDefaultUseQkL2norm;
+    if (OrtStatus* st = api.KernelInfoGetAttribute_float(info, gdn::delta_rule::kAttrScale, &attrs_.scale)) api.ReleaseStatus(st);
+    if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, gdn::delta_rule::kAttrUseQkL2norm, &l2norm)) api.ReleaseStatus(st);
+    attrs_.l2norm = l2norm != 0;
+    char layout[8] = {0};
+    size_t size = sizeof layout;
+    if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, gdn::delta_rule::kAttrStateLayout, layout, &size)) {
+      api.ReleaseStatus(st);
+    } else {
+      attrs_.kv_layout = std::string(layout) != "vk";
+    }
   }
 
  private:
