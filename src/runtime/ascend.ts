@@ -69,6 +69,12 @@ function ascendOptions(options: InferenceSession.SessionOptions): AscendOptions 
   return {};
 }
 
+/** The EP's own message without ORT's wrapping ("<source>:<line> ... Error creating execution provider: ... EP_FAIL : "). */
+function epMessage(message: string): string {
+  const i = message.lastIndexOf("EP_FAIL : ");
+  return (i >= 0 ? message.slice(i + "EP_FAIL : ".length) : message).trim();
+}
+
 let nextStatsId = 1;
 const statsIds = new WeakMap<object, number>();
 
@@ -95,7 +101,7 @@ export class AscendBackend implements Backend {
     try {
       native = await addon.createSession(uriOrBuffer, { ...sessionConfig(options ?? {}, opsLibraryPath()), ascend });
     } catch (e) {
-      throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${(e as Error).message}`, { cause: e });
+      throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${epMessage((e as Error).message)}`, { cause: e });
     }
     const handler = new GdnSessionHandler(native);
     statsIds.set(handler, statsId);

@@ -237,11 +237,12 @@ OrtStatus* AddKernel(OrtKernelRegistry* registry, const char* op, OrtKernelCreat
 
 }  // namespace
 
-OrtStatus* CreateDeltaRuleKernelRegistry(OrtKernelRegistry** out) {
+OrtStatus* CreateKernelRegistry(OrtKernelRegistry** out) {
   const OrtEpApi& api = Ort::GetEpApi();
   if (OrtStatus* st = api.CreateKernelRegistry(out)) return st;
   OrtStatus* st = AddKernel(*out, gdn::op::kChunkGatedDeltaRule, CreateKernel<true>);
   if (!st) st = AddKernel(*out, gdn::op::kRecurrentGatedDeltaRule, CreateKernel<false>);
+  if (!st) st = AddMemcpyKernels(*out);
   return st;
 }
 

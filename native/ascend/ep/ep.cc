@@ -124,7 +124,7 @@ OrtStatus* ORT_API_CALL GetCapabilityImpl(OrtEp* self, const OrtGraph* graph, Or
     PlacementStats stats;
     for (const Ort::ConstNode& node : Ort::ConstGraph(graph).GetNodes()) {
       const std::string key = OpKey(node);
-      std::string reason;
+      std::string reason = "no Ascend kernel for this op yet";
       if (IsDeltaRule(node)) {
         reason = DeviceDeclineReason(node);
         const OrtKernelDef* def = nullptr;
@@ -135,8 +135,8 @@ OrtStatus* ORT_API_CALL GetCapabilityImpl(OrtEp* self, const OrtGraph* graph, Or
           ++stats.on_device[key];
           continue;
         }
-        stats.fallback_reasons.push_back(key + " node '" + node.GetName() + "': " + reason);
       }
+      stats.fallback_reasons.push_back(key + " node '" + node.GetName() + "': " + reason);
       ++stats.on_cpu[key];
     }
     std::lock_guard<std::mutex> lock(g_stats_mutex);
@@ -232,7 +232,7 @@ struct Factory : OrtEpFactory {
       auto* f = static_cast<Factory*>(self);
       std::lock_guard<std::mutex> lock(f->mutex);
       if (f->registry == nullptr) {
-        if (OrtStatus* st = CreateDeltaRuleKernelRegistry(&f->registry)) return st;
+        if (OrtStatus* st = CreateKernelRegistry(&f->registry)) return st;
       }
       *out = ep.release();
       return nullptr;

@@ -44,8 +44,10 @@ struct Ep : OrtEp {
   ~Ep();
 };
 
-// Kernel registry with ChunkGatedDeltaRule and RecurrentGatedDeltaRule (delta_rule_kernels.cc).
-OrtStatus* CreateDeltaRuleKernelRegistry(OrtKernelRegistry** out);
+// Kernel registry with ChunkGatedDeltaRule and RecurrentGatedDeltaRule (delta_rule_kernels.cc) and the
+// Memcpy kernels ORT needs between CPU nodes and ours (memcpy_kernels.cc).
+OrtStatus* CreateKernelRegistry(OrtKernelRegistry** out);
+OrtStatus* AddMemcpyKernels(OrtKernelRegistry* registry);
 
 // Why the device path cannot run a gdn node (empty: it can), from its static types and shapes.
 std::string DeviceDeclineReason(const Ort::ConstNode& node);

@@ -201,7 +201,8 @@ int CheckTensor(const char* op, const char* name, const aclTensor* t, std::vecto
   if (t->format != ACL_FORMAT_ND) return Fail(kAclnnErrParamInvalid, "%s: %s must have format ND", op, name);
   const Region r = ViewRegion(*t);
   if (r.end > r.begin && !IsDevice(r.begin, static_cast<size_t>(r.end - r.begin))) {
-    return Fail(kAclnnErrParamInvalid, "%s: %s data is %s", op, name, WhyNotDevice(r.begin, r.end - r.begin).c_str());
+    return Fail(kAclnnErrParamInvalid, "%s: %s data is %s (%p, %td bytes)", op, name,
+                WhyNotDevice(r.begin, r.end - r.begin).c_str(), static_cast<const void*>(r.begin), r.end - r.begin);
   }
   regions->push_back(r);
   return kAclnnSuccess;
