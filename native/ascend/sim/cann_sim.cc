@@ -16,10 +16,12 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sys/mman.h>
 #include <string>
 #include <vector>
 
@@ -65,8 +67,43 @@ struct Stream {
 };
 
 std::recursive_mutex g_mutex;
+
+// Device memory: its own reserved address range, never shared with host allocations. Blocks are whole pages,
+// handed out once (a freed address is never reused, so a stale pointer is always recognised) and made
+// inaccessible when freed, so host code touching freed device memory faults as it would on a device.
+class Arena {
+ public:
+  Arena() {
+    void* base = mmap(nullptr, kReserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    base_ = next_ = base == MAP_FAILED ? nullptr : static_cast<char*>(base);
+  }
+  char* Allocate(size_t bytes) {
+    const size_t span = (bytes + kPage - 1) / kPage * kPage;
+    if (base_ == nullptr || next_ + span > base_ + kReserve) return nullptr;
+    char* p = next_;
+    if (mprotect(p, span, PROT_READ | PROT_WRITE) != 0) return nullptr;
+    next_ += span;
+    return p;
+  }
+  void Release(char* p, size_t bytes) {
+    const size_t span = (bytes + kPage - 1) / kPage * kPage;
+    madvise(p, span, MADV_DONTNEED);
+    mprotect(p, span, PROT_NONE);
+  }
+
+ private:
+  static constexpr size_t kPage = 4096;
+  static constexpr size_t kReserve = size_t{1} << 36;  // 64 GiB of address space, committed page by page
+  char* base_ = nullptr;
+  char* next_ = nullptr;
+};
+
+Arena& DeviceArena() {
+  static Arena arena;
+  return arena;
+}
 std::map<const char*, size_t> g_arena;      // live device allocations: base -> size
-std::set<const char*> g_freed;              // bases freed once (for messages)
+std::map<const char*, size_t> g_freed;      // blocks freed (addresses are never reused), for messages
 std::set<Stream*> g_streams;
 std::set<const aclTensor*> g_tensors;
 std::set<const aclIntArray*> g_int_arrays;
@@ -120,7 +157,8 @@ bool IsDevice(const void* p, size_t n) { return FindAllocation(static_cast<const
 std::string WhyNotDevice(const void* p, size_t n) {
   const char* c = static_cast<const char*>(p);
   if (p == nullptr) return "a null pointer";
-  if (g_freed.count(c)) return "a freed device pointer";
+  auto freed = g_freed.upper_bound(c);
+  if (freed != g_freed.begin() && c < std::prev(freed)->first + std::prev(freed)->second) return "a freed device pointer";
   auto it = g_arena.upper_bound(c);
   if (it != g_arena.begin()) {
     --it;
@@ -278,11 +316,10 @@ SIM_EXPORT aclError aclrtMalloc(void** ptr, size_t size, aclrtMemMallocPolicy) {
   if (ptr == nullptr || size == 0) return Fail(kAclErrorRtParamInvalid, "aclrtMalloc: null pointer or size 0");
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   const size_t rounded = (size + 31) / 32 * 32;  // the device allocates in 32-byte units
-  char* p = static_cast<char*>(std::aligned_alloc(64, (rounded + 63) / 64 * 64));
-  if (p == nullptr) return Fail(kAclErrorRtMemoryAllocation, "aclrtMalloc: out of memory (%zu bytes)", size);
+  char* p = DeviceArena().Allocate(rounded);
+  if (p == nullptr) return Fail(kAclErrorRtMemoryAllocation, "aclrtMalloc: out of device memory (%zu bytes)", size);
   std::memset(p, 0xA5, rounded);  // device memory is not zeroed
   g_arena[p] = rounded;
-  g_freed.erase(p);
   ++g_counters.mallocs;
   g_counters.live_bytes += rounded;
   *ptr = p;
@@ -295,8 +332,8 @@ SIM_EXPORT aclError aclrtFree(void* ptr) {
   if (it == g_arena.end()) return Fail(kAclErrorRtParamInvalid, "aclrtFree: %s", WhyNotDevice(ptr, 1).c_str());
   g_counters.live_bytes -= it->second;
   ++g_counters.frees;
-  g_freed.insert(it->first);
-  std::free(const_cast<char*>(it->first));
+  g_freed[it->first] = it->second;
+  DeviceArena().Release(const_cast<char*>(it->first), it->second);
   g_arena.erase(it);
   return kAclSuccess;
 }
