@@ -142,10 +142,11 @@ class DeltaRuleKernel : public OrtKernelImpl {
     const int64_t B = q.dims[0], T = q.dims[1], K = q.dims[3], Hv = v.dims[2], V = v.dims[3];
     const float scale = attrs_.scale != 0.f ? attrs_.scale : 1.f / std::sqrt(static_cast<float>(K));
     View out = AsView(ctx.GetOutput(kOutput, v.dims));
-    View final_out;
+    View final_out;  // stays empty when final_state is not an output of the node
     if (ctx.GetOutputCount() > kFinalState) {
       const Dims sd = attrs_.kv_layout ? Dims{B, Hv, K, V} : Dims{B, Hv, V, K};
-      final_out = AsView(ctx.GetOutput(kFinalState, sd));
+      Ort::UnownedValue fs = ctx.GetOutput(kFinalState, sd);
+      if (fs != nullptr) final_out = AsView(fs);
     }
     if (B * T == 0) throw DeviceError("B*T = 0 is not supported by the aclnn gated-delta ops");
 
