@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { ascendStats, type AscendTestFault } from "../src/runtime/index.js";
 import { CORE_PASSES, fixtureCases, fuseCase, MODELS, runtimeLoadError } from "./helpers/cases.js";
@@ -47,8 +48,8 @@ async function fusedFile(name: string): Promise<string> {
   return file;
 }
 
-async function ascendSession(file: string, testFault?: AscendTestFault): Promise<ort.InferenceSession> {
-  const ep = { name: "ascend", deviceId: 0, ...(testFault ? { testFault } : {}) };
+async function ascendSession(file: string, testFault?: AscendTestFault, strict = false): Promise<ort.InferenceSession> {
+  const ep = { name: "ascend", deviceId: 0, strict, ...(testFault ? { testFault } : {}) };
   return ort.InferenceSession.create(file, { executionProviders: [ep as unknown as string], intraOpNumThreads: 2 });
 }
 
@@ -286,6 +287,19 @@ describe.skipIf(skip !== undefined)("ascend delta-rule kernels against a float64
     } finally {
       await session.release();
     }
+  });
+
+  it("strict placement turns a node left on the CPU into a session-creation error naming it and why", async () => {
+    const file = modelFile({ ...BASE, op: "ChunkGatedDeltaRule", T: 6, K: 160 });
+    await expect(ascendSession(file, undefined, true)).rejects.toThrow(
+      new GdnFuseError(
+        "E_RUNTIME",
+        "cannot create an ascend session: strict placement: gdn.ChunkGatedDeltaRule node 'core': head sizes K=160, V=24 " +
+          "exceed aclnnChunkGatedDeltaRule's limit of 128 (it would run on the CPU)",
+      ),
+    );
+    const fits = await ascendSession(modelFile(BASE), undefined, true); // nothing left on the CPU: created
+    await fits.release();
   });
 
   it.skipIf(REAL)("the simulator rejects a host pointer handed to the aclnn op (test fault host_pointer)", async () => {

@@ -51,15 +51,15 @@ void AppendAscendEp(Napi::Env env, Ort::SessionOptions& so, Napi::Object ascend)
   const std::string library = Str(ascend, "library");
   if (library.empty()) throw Napi::TypeError::New(env, "ascend.library must be an absolute path");
   RegisterOnce(env, library);
-  for (const char* key : {"cann", "simLibrary", "deviceId", "statsId", "testFault"}) {
-    std::string value = ascend.Get(key).IsUndefined() ? std::string() : ascend.Get(key).ToString().Utf8Value();
-    if (value.empty()) continue;
-    std::string name = key;
-    if (name == "simLibrary") name = "sim_library";
-    if (name == "deviceId") name = "device_id";
-    if (name == "statsId") name = "stats_id";
-    if (name == "testFault") name = "test_fault";
-    so.AddConfigEntry(("gdn_ascend." + name).c_str(), value.c_str());
+  // JS option -> session config entry read by the EP (native/ascend/ep/ep.cc).
+  const std::pair<const char*, const char*> keys[] = {{"cann", "cann"},         {"simLibrary", "sim_library"},
+                                                       {"deviceId", "device_id"}, {"statsId", "stats_id"},
+                                                       {"strict", "strict"},     {"testFault", "test_fault"}};
+  for (const auto& [js, entry] : keys) {
+    Napi::Value v = ascend.Get(js);
+    if (v.IsUndefined() || v.IsNull()) continue;
+    const std::string value = v.IsBoolean() ? (v.As<Napi::Boolean>().Value() ? "1" : "0") : v.ToString().Utf8Value();
+    so.AddConfigEntry((std::string("gdn_ascend.") + entry).c_str(), value.c_str());
   }
   const OrtEpDevice* device = FindAscendDevice(env);
   ThrowOrt(env, Ort::GetApi().SessionOptionsAppendExecutionProvider_V2(so, RuntimeEnv(), &device, 1, nullptr, nullptr, 0),

@@ -8,7 +8,7 @@
 
 namespace gdn {
 
-// cfg.ascend = { library, cann: "sim" | "real", simLibrary?, deviceId?, statsId, testFault? }: registers the EP
+// cfg.ascend = { library, cann: "sim" | "real", simLibrary?, deviceId?, statsId, strict?, testFault? }: registers the EP
 // library once per process and appends its device to `so` (gdn_ascend.* config entries carry the options).
 void AppendAscendEp(Napi::Env env, Ort::SessionOptions& so, Napi::Object ascend);
 

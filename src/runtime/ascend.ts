@@ -59,6 +59,8 @@ export function ascendEpLibraryPath(): string {
 
 interface AscendOptions {
   deviceId?: number;
+  /** fail session creation when a gdn node would run on the CPU (the error names the node and why) */
+  strict?: boolean;
   testFault?: AscendTestFault;
 }
 
@@ -95,6 +97,7 @@ export class AscendBackend implements Backend {
       simLibrary: simulated ? findLibrary("gdn_cann_sim") : undefined,
       deviceId: opts.deviceId ?? 0,
       statsId,
+      strict: opts.strict === true,
       testFault: opts.testFault,
     };
     let native: NativeSession;

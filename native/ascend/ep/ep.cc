@@ -1,6 +1,6 @@
 // Entry points, factory, EP, allocator and data transfer of the gdn Ascend plugin EP library.
 // ORT loads it with RegisterExecutionProviderLibrary; native/addon/ep.cc appends it to a session with the
-// session config entries gdn_ascend.* (cann = sim|real, sim_library, stats_id, test_fault).
+// session config entries gdn_ascend.* (cann = sim|real, sim_library, device_id, stats_id, strict, test_fault).
 #include "ascend/ep/ep.h"
 
 #include <cstring>
@@ -122,6 +122,7 @@ OrtStatus* ORT_API_CALL GetCapabilityImpl(OrtEp* self, const OrtGraph* graph, Or
   try {
     auto* ep = static_cast<Ep*>(self);
     PlacementStats stats;
+    std::string strict_failure;  // the first gdn node left on the CPU, when strict placement is asked for
     for (const Ort::ConstNode& node : Ort::ConstGraph(graph).GetNodes()) {
       const std::string key = OpKey(node);
       std::string reason = "no Ascend kernel for this op yet";
@@ -138,7 +139,10 @@ OrtStatus* ORT_API_CALL GetCapabilityImpl(OrtEp* self, const OrtGraph* graph, Or
       }
       stats.fallback_reasons.push_back(key + " node '" + node.GetName() + "': " + reason);
       ++stats.on_cpu[key];
+      if (ep->strict && strict_failure.empty() && node.GetDomain() == gdn::kDomain) strict_failure = stats.fallback_reasons.back();
     }
+    // ORT only logs a GetCapability error; the session fails in OnSessionInitializationEnd instead.
+    ep->strict_failure = strict_failure;
     std::lock_guard<std::mutex> lock(g_stats_mutex);
     g_stats[ep->stats_id] = std::move(stats);  // the last call describes the final graph
     return nullptr;
@@ -218,6 +222,10 @@ struct Factory : OrtEpFactory {
       ep->ort_version_supported = ORT_API_VERSION;
       ep->GetName = [](const OrtEp*) noexcept { return kEpName; };
       ep->GetCapability = GetCapabilityImpl;
+      ep->OnSessionInitializationEnd = [](OrtEp* e) noexcept -> OrtStatus* {
+        const std::string& failure = static_cast<Ep*>(e)->strict_failure;
+        return failure.empty() ? nullptr : Error("strict placement: " + failure + " (it would run on the CPU)");
+      };
       ep->GetKernelRegistry = [](OrtEp* e, const OrtKernelRegistry** r) noexcept -> OrtStatus* {
         *r = *static_cast<Ep*>(e)->registry;
         return nullptr;
@@ -227,6 +235,7 @@ struct Factory : OrtEpFactory {
       if (const int rc = table->aclrtCreateStream(&ep->stream)) return Error("aclrtCreateStream failed with CANN error " + std::to_string(rc));
       const std::string fault = ConfigEntry(so, "gdn_ascend.test_fault");
       ep->fault = fault == "skip_sync" ? Fault::kSkipSync : fault == "host_pointer" ? Fault::kHostPointer : Fault::kNone;
+      ep->strict = ConfigEntry(so, "gdn_ascend.strict") == "1";
       const std::string id = ConfigEntry(so, "gdn_ascend.stats_id");
       ep->stats_id = id.empty() ? 0 : std::stoi(id);
       auto* f = static_cast<Factory*>(self);

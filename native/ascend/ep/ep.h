@@ -40,6 +40,8 @@ struct Ep : OrtEp {
   const cann::Table* cann = nullptr;
   aclrtStream stream = nullptr;
   Fault fault = Fault::kNone;
+  bool strict = false;  // a gdn node left on the CPU fails session creation
+  std::string strict_failure;  // that node and why (set by GetCapability)
   int stats_id = 0;
   ~Ep();
 };
