@@ -33,6 +33,7 @@
       "target_name": "gdn_addon",
       "sources": [
         "native/addon/addon.cc",
+        "native/addon/ep.cc",
         "native/addon/options.cc",
         "native/addon/runtime.cc",
         "native/addon/session.cc",
@@ -43,6 +44,34 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden"],
+      "libraries": ["-ldl"]
+    },
+    {
+      "target_name": "gdn_cann_sim",
+      "type": "shared_library",
+      "product_name": "gdn_cann_sim",
+      "sources": ["native/ascend/sim/cann_sim.cc"],
+      "include_dirs": ["native"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden"],
+      "ldflags": ["-Wl,-z,defs", "-pthread"]
+    },
+    {
+      "target_name": "gdn_ascend_ep",
+      "type": "shared_library",
+      "product_name": "gdn_ascend_ep",
+      "sources": [
+        "native/ascend/device/cann_device.cc",
+        "native/ascend/ep/capability.cc",
+        "native/ascend/ep/delta_rule_kernels.cc",
+        "native/ascend/ep/device_ops.cc",
+        "native/ascend/ep/ep.cc",
+        "native/ascend/ep/memcpy_kernels.cc"
+      ],
+      "include_dirs": ["<(ort_headers)", "native"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
+      "ldflags": ["-Wl,-z,defs", "-pthread"],
       "libraries": ["-ldl"]
     }
   ]

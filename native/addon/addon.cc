@@ -4,6 +4,7 @@
 //   Session (class; instances come from createSession only)
 #include "addon.h"
 
+#include "ep.h"
 #include "session.h"
 
 namespace gdn {
@@ -31,6 +32,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", ctor);
   exports.Set("init", Napi::Function::New<Init>(env, "init"));
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
+  exports.Set("ascendStats", Napi::Function::New<AscendStats>(env, "ascendStats"));
   return exports;
 }
 

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "ep.h"
+
 namespace gdn {
 namespace {
 
@@ -83,6 +85,7 @@ Ort::SessionOptions SessionOptionsFromJs(Napi::Env env, Napi::Object cfg) {
       throw err;
     }
   }
+  if (Has(cfg, "ascend")) AppendAscendEp(env, so, cfg.Get("ascend").As<Napi::Object>());
   return so;
 }
 

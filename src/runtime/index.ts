@@ -17,6 +17,7 @@ import { registerBackend } from "onnxruntime-node";
 import { GdnBackend, GdnSessionHandler } from "./backend.js";
 import { loadAddon, type RuntimeInfo } from "./addon.js";
 import { opsLibraryPath } from "./paths.js";
+import { AscendBackend } from "./ascend.js";
 
 export { GdnBackend, GdnSessionHandler };
 export type { RuntimeInfo };
@@ -34,6 +35,12 @@ export const gdnBackend: GdnBackend = (holder[KEY] ??= new GdnBackend());
 
 // Priority -1: used only when asked for by name, never as a silent fallback for plain sessions.
 registerBackend(BACKEND_NAME, gdnBackend, -1);
+
+// The Ascend NPU backend (src/runtime/ascend.ts), also only when asked for by name.
+const ASCEND_KEY = Symbol.for("gdn-fuse.runtime.ascend-backend");
+const ascendHolder = globalThis as { [ASCEND_KEY]?: AscendBackend };
+registerBackend("ascend", (ascendHolder[ASCEND_KEY] ??= new AscendBackend()), -1);
+export { ascendStats, ascendEpLibraryPath, type AscendStats, type AscendTestFault } from "./ascend.js";
 
 /**
  * Loads the addon and ONNX Runtime now (otherwise the first session does) and reports what was found.

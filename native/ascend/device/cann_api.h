@@ -1,0 +1,118 @@
+// The slice of the CANN C API that gdn-fuse uses, declared here so that nothing needs CANN's headers to
+// build. Values and signatures follow the public CANN documentation (acl/acl_base.h, acl/acl_rt.h,
+// aclnn/acl_meta.h and the aclnn op pages of hicann/ops-transformer and ops-nn). Both the device layer
+// (which resolves these symbols with dlsym) and the simulator (which exports them) include this file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+extern "C" {
+
+typedef int aclError;       // ACL_SUCCESS or an ACL_ERROR_* code
+typedef int32_t aclnnStatus;  // 0 or an ACLNN_ERR_* code
+typedef void* aclrtStream;
+struct aclTensor;
+struct aclIntArray;
+struct aclOpExecutor;
+
+// aclDataType (acl/acl_base.h)
+enum aclDataType {
+  ACL_DT_UNDEFINED = -1,
+  ACL_FLOAT = 0,
+  ACL_FLOAT16 = 1,
+  ACL_INT8 = 2,
+  ACL_INT32 = 3,
+  ACL_UINT8 = 4,
+  ACL_INT16 = 6,
+  ACL_UINT16 = 7,
+  ACL_UINT32 = 8,
+  ACL_INT64 = 9,
+  ACL_UINT64 = 10,
+  ACL_DOUBLE = 11,
+  ACL_BOOL = 12,
+  ACL_BF16 = 27,
+};
+
+// aclFormat (acl/acl_base.h); the ops used here take ND only.
+enum aclFormat { ACL_FORMAT_UNDEFINED = -1, ACL_FORMAT_NCHW = 0, ACL_FORMAT_NHWC = 1, ACL_FORMAT_ND = 2 };
+
+// aclrtMemcpyKind (acl/acl_rt.h)
+enum aclrtMemcpyKind {
+  ACL_MEMCPY_HOST_TO_HOST = 0,
+  ACL_MEMCPY_HOST_TO_DEVICE = 1,
+  ACL_MEMCPY_DEVICE_TO_HOST = 2,
+  ACL_MEMCPY_DEVICE_TO_DEVICE = 3,
+};
+
+// aclrtMemMallocPolicy (acl/acl_rt.h)
+enum aclrtMemMallocPolicy { ACL_MEM_MALLOC_HUGE_FIRST = 0, ACL_MEM_MALLOC_HUGE_ONLY = 1, ACL_MEM_MALLOC_NORMAL_ONLY = 2 };
+
+}  // extern "C"
+
+namespace cann {
+
+constexpr aclError kAclSuccess = 0;
+constexpr aclError kAclErrorInvalidParam = 100000;     // ACL_ERROR_INVALID_PARAM
+constexpr aclError kAclErrorRepeatInitialize = 100002; // ACL_ERROR_REPEAT_INITIALIZE: aclInit called twice (harmless)
+constexpr aclError kAclErrorRtParamInvalid = 107000;   // ACL_ERROR_RT_PARAM_INVALID
+constexpr aclError kAclErrorRtMemoryAllocation = 207001;  // ACL_ERROR_RT_MEMORY_ALLOCATION
+constexpr aclError kAclErrorRtAicoreException = 507015;   // ACL_ERROR_RT_AICORE_EXCEPTION (fault while a task ran)
+
+constexpr aclnnStatus kAclnnSuccess = 0;
+constexpr aclnnStatus kAclnnErrParamNullptr = 161001;   // ACLNN_ERR_PARAM_NULLPTR
+constexpr aclnnStatus kAclnnErrParamInvalid = 161002;   // ACLNN_ERR_PARAM_INVALID
+constexpr aclnnStatus kAclnnErrInnerTiling = 561002;    // ACLNN_ERR_INNER_TILING_ERROR (shape mismatch, chunk op)
+
+}  // namespace cann
+
+// Function pointer types of every CANN function the device layer resolves. X(name, return, params...)
+// lists them once; the device table (cann_device.h) and the simulator's exports are generated from it.
+#define GDN_CANN_RUNTIME_FUNCTIONS(X)                                                                        \
+  X(aclInit, aclError, (const char* configPath))                                                            \
+  X(aclrtSetDevice, aclError, (int32_t deviceId))                                                           \
+  X(aclrtMalloc, aclError, (void** devPtr, size_t size, aclrtMemMallocPolicy policy))                       \
+  X(aclrtFree, aclError, (void* devPtr))                                                                    \
+  X(aclrtMemset, aclError, (void* devPtr, size_t maxCount, int32_t value, size_t count))                    \
+  X(aclrtMemcpy, aclError, (void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind)) \
+  X(aclrtMemcpyAsync, aclError,                                                                             \
+    (void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind, aclrtStream stream))   \
+  X(aclrtCreateStream, aclError, (aclrtStream * stream))                                                    \
+  X(aclrtDestroyStream, aclError, (aclrtStream stream))                                                     \
+  X(aclrtSynchronizeStream, aclError, (aclrtStream stream))                                                 \
+  X(aclGetRecentErrMsg, const char*, ())
+
+#define GDN_CANN_NNOPBASE_FUNCTIONS(X)                                                                      \
+  X(aclCreateTensor, aclTensor*,                                                                            \
+    (const int64_t* viewDims, uint64_t viewDimsNum, aclDataType dataType, const int64_t* stride,           \
+     int64_t offset, aclFormat format, const int64_t* storageDims, uint64_t storageDimsNum, void* tensorData)) \
+  X(aclDestroyTensor, aclnnStatus, (const aclTensor* tensor))                                               \
+  X(aclCreateIntArray, aclIntArray*, (const int64_t* value, uint64_t size))                                 \
+  X(aclDestroyIntArray, aclnnStatus, (const aclIntArray* array))
+
+#define GDN_CANN_OPAPI_FUNCTIONS(X)                                                                         \
+  X(aclnnCastGetWorkspaceSize, aclnnStatus,                                                                 \
+    (const aclTensor* self, aclDataType dtype, aclTensor* out, uint64_t* workspaceSize, aclOpExecutor** executor)) \
+  X(aclnnCast, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream)) \
+  X(aclnnPermuteGetWorkspaceSize, aclnnStatus,                                                              \
+    (const aclTensor* self, const aclIntArray* dims, aclTensor* out, uint64_t* workspaceSize,              \
+     aclOpExecutor** executor))                                                                             \
+  X(aclnnPermute, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream)) \
+  X(aclnnRmsNormGetWorkspaceSize, aclnnStatus,                                                              \
+    (const aclTensor* x, const aclTensor* gamma, double epsilon, const aclTensor* yOut, const aclTensor* rstdOut, \
+     uint64_t* workspaceSize, aclOpExecutor** executor))                                                    \
+  X(aclnnRmsNorm, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream)) \
+  X(aclnnChunkGatedDeltaRuleGetWorkspaceSize, aclnnStatus,                                                  \
+    (const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,           \
+     const aclTensor* initialState, const aclTensor* actualSeqLengths, const aclTensor* gOptional,         \
+     float scaleValue, const aclTensor* out, const aclTensor* finalState, uint64_t* workspaceSize,         \
+     aclOpExecutor** executor))                                                                             \
+  X(aclnnChunkGatedDeltaRule, aclnnStatus,                                                                  \
+    (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream))                 \
+  X(aclnnRecurrentGatedDeltaRuleGetWorkspaceSize, aclnnStatus,                                              \
+    (const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,           \
+     aclTensor* stateRef, const aclTensor* actualSeqLengths, const aclTensor* ssmStateIndices,             \
+     const aclTensor* g, const aclTensor* gk, const aclTensor* numAcceptedTokens, float scaleValue,        \
+     aclTensor* out, uint64_t* workspaceSize, aclOpExecutor** executor))                                    \
+  X(aclnnRecurrentGatedDeltaRule, aclnnStatus,                                                              \
+    (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream))

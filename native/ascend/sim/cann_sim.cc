@@ -1,0 +1,821 @@
+// gdn-fuse CANN simulator: a CPU implementation of the slice of CANN that native/ascend uses, exporting
+// the same C symbols as libascendcl / libnnopbase / libopapi. It behaves like a device, not a shortcut:
+//  - device memory is a separate, tracked arena: an op handed a host pointer, a freed or foreign pointer, or
+//    a view reaching outside its allocation fails with ACLNN_ERR_PARAM_INVALID, copies check their kind;
+//  - work launched on a stream (ops, aclrtMemcpyAsync) only happens at aclrtSynchronizeStream, so a missing
+//    synchronisation shows up as stale data;
+//  - the ops check their documented arguments (dtypes, formats, shapes, limits) and return the documented
+//    codes; the gated-delta ops compute like the device: bf16 in and out, float32 accumulation.
+// Only loaded when GDN_FUSE_ASCEND=sim asks for it (native/ascend/device).
+#include "ascend/sim/cann_sim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sys/mman.h>
+#include <string>
+#include <vector>
+
+#include "ascend/device/cann_api.h"
+#include "common/float_convert.h"
+
+#define SIM_EXPORT extern "C" __attribute__((visibility("default")))
+
+using namespace cann;
+
+// ---------------------------------------------------------------------------------------------------------
+// State: the arena, streams, live tensors and the last error message.
+
+struct aclTensor {
+  std::vector<int64_t> dims, strides;
+  int64_t offset = 0;  // in elements
+  aclDataType dtype = ACL_DT_UNDEFINED;
+  aclFormat format = ACL_FORMAT_ND;
+  std::vector<int64_t> storage_dims;
+  char* data = nullptr;
+};
+
+struct aclIntArray {
+  std::vector<int64_t> values;
+};
+
+struct Region {  // bytes an op touches: [begin, end)
+  const char* begin;
+  const char* end;
+};
+
+struct aclOpExecutor {
+  const char* op = "";
+  uint64_t workspace = 0;
+  std::vector<Region> regions;
+  std::function<std::string()> run;  // returns an error message, empty on success
+};
+
+namespace {
+
+struct Stream {
+  std::deque<std::function<std::string()>> work;
+};
+
+std::recursive_mutex g_mutex;
+
+// Device memory: its own reserved address range, never shared with host allocations. Blocks are whole pages,
+// handed out once (a freed address is never reused, so a stale pointer is always recognised) and made
+// inaccessible when freed, so host code touching freed device memory faults as it would on a device.
+class Arena {
+ public:
+  Arena() {
+    void* base = mmap(nullptr, kReserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    base_ = next_ = base == MAP_FAILED ? nullptr : static_cast<char*>(base);
+  }
+  char* Allocate(size_t bytes) {
+    const size_t span = (bytes + kPage - 1) / kPage * kPage;
+    if (base_ == nullptr || next_ + span > base_ + kReserve) return nullptr;
+    char* p = next_;
+    if (mprotect(p, span, PROT_READ | PROT_WRITE) != 0) return nullptr;
+    next_ += span;
+    return p;
+  }
+  void Release(char* p, size_t bytes) {
+    const size_t span = (bytes + kPage - 1) / kPage * kPage;
+    madvise(p, span, MADV_DONTNEED);
+    mprotect(p, span, PROT_NONE);
+  }
+
+ private:
+  static constexpr size_t kPage = 4096;
+  static constexpr size_t kReserve = size_t{1} << 36;  // 64 GiB of address space, committed page by page
+  char* base_ = nullptr;
+  char* next_ = nullptr;
+};
+
+Arena& DeviceArena() {
+  static Arena arena;
+  return arena;
+}
+std::map<const char*, size_t> g_arena;      // live device allocations: base -> size
+std::map<const char*, size_t> g_freed;      // blocks freed (addresses are never reused), for messages
+std::set<Stream*> g_streams;
+std::set<const aclTensor*> g_tensors;
+std::set<const aclIntArray*> g_int_arrays;
+std::set<aclOpExecutor*> g_executors;
+GdnSimCounters g_counters{};
+thread_local std::string t_error;
+
+int Fail(int code, const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  t_error = "EZ9999: [gdn-fuse CANN simulator] " + std::string(buf) + " (error " + std::to_string(code) + ")";
+  return code;
+}
+
+size_t ElementSize(aclDataType t) {
+  switch (t) {
+    case ACL_FLOAT: case ACL_INT32: case ACL_UINT32: return 4;
+    case ACL_FLOAT16: case ACL_BF16: case ACL_INT16: case ACL_UINT16: return 2;
+    case ACL_INT64: case ACL_UINT64: case ACL_DOUBLE: return 8;
+    case ACL_INT8: case ACL_UINT8: case ACL_BOOL: return 1;
+    default: return 0;
+  }
+}
+
+const char* DtypeName(aclDataType t) {
+  switch (t) {
+    case ACL_FLOAT: return "FLOAT";
+    case ACL_FLOAT16: return "FLOAT16";
+    case ACL_BF16: return "BFLOAT16";
+    case ACL_INT32: return "INT32";
+    case ACL_INT64: return "INT64";
+    default: return "other";
+  }
+}
+
+// The live allocation holding [p, p+n), or the end iterator.
+std::map<const char*, size_t>::const_iterator FindAllocation(const char* p, size_t n) {
+  auto it = g_arena.upper_bound(p);
+  if (it == g_arena.begin()) return g_arena.end();
+  --it;
+  if (p >= it->first && p + n <= it->first + it->second) return it;
+  return g_arena.end();
+}
+
+bool IsDevice(const void* p, size_t n) { return FindAllocation(static_cast<const char*>(p), n) != g_arena.end(); }
+
+// Why `p` (n bytes) is not device memory, for messages.
+std::string WhyNotDevice(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  if (p == nullptr) return "a null pointer";
+  auto freed = g_freed.upper_bound(c);
+  if (freed != g_freed.begin() && c < std::prev(freed)->first + std::prev(freed)->second) return "a freed device pointer";
+  auto it = g_arena.upper_bound(c);
+  if (it != g_arena.begin()) {
+    --it;
+    if (c >= it->first && c < it->first + it->second) return "a view reaching past the end of its device allocation";
+  }
+  (void)n;
+  return "a host or foreign pointer (not from aclrtMalloc)";
+}
+
+int64_t Numel(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+std::string DimsStr(const std::vector<int64_t>& dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
+  return s + ")";
+}
+
+// The bytes a tensor view addresses (its lowest to its highest element).
+Region ViewRegion(const aclTensor& t) {
+  const size_t es = ElementSize(t.dtype);
+  int64_t lo = t.offset, hi = t.offset;
+  for (size_t i = 0; i < t.dims.size(); ++i) {
+    if (t.dims[i] == 0) return {t.data, t.data};
+    const int64_t span = (t.dims[i] - 1) * t.strides[i];
+    (span < 0 ? lo : hi) += span;
+  }
+  return {t.data + lo * static_cast<int64_t>(es), t.data + (hi + 1) * static_cast<int64_t>(es)};
+}
+
+// Byte offset of element `linear` (row-major over the view's dims) from t.data.
+int64_t ElementOffset(const aclTensor& t, int64_t linear) {
+  int64_t off = t.offset;
+  for (size_t i = t.dims.size(); i-- > 0;) {
+    off += (linear % t.dims[i]) * t.strides[i];
+    linear /= t.dims[i];
+  }
+  return off * static_cast<int64_t>(ElementSize(t.dtype));
+}
+
+float LoadAt(const aclTensor& t, int64_t byte_offset) {
+  const char* p = t.data + byte_offset;
+  uint16_t h;
+  switch (t.dtype) {
+    case ACL_FLOAT: { float f; std::memcpy(&f, p, 4); return f; }
+    case ACL_FLOAT16: std::memcpy(&h, p, 2); return gdn::half_to_float(h);
+    case ACL_BF16: std::memcpy(&h, p, 2); return gdn::bf16_to_float(h);
+    case ACL_INT32: { int32_t i; std::memcpy(&i, p, 4); return static_cast<float>(i); }
+    default: return 0.f;
+  }
+}
+
+void StoreAt(const aclTensor& t, int64_t byte_offset, float v) {
+  char* p = t.data + byte_offset;
+  uint16_t h;
+  switch (t.dtype) {
+    case ACL_FLOAT: std::memcpy(p, &v, 4); break;
+    case ACL_FLOAT16: h = gdn::float_to_half(v); std::memcpy(p, &h, 2); break;
+    case ACL_BF16: h = gdn::float_to_bf16(v); std::memcpy(p, &h, 2); break;
+    case ACL_INT32: { int32_t i = static_cast<int32_t>(v); std::memcpy(p, &i, 4); break; }
+    default: break;
+  }
+}
+
+int32_t LoadInt32(const aclTensor& t, int64_t i) {
+  int32_t v;
+  std::memcpy(&v, t.data + ElementOffset(t, i), 4);
+  return v;
+}
+
+// Checks common to every op input/output: a live aclTensor, ND, its view inside one device allocation.
+int CheckTensor(const char* op, const char* name, const aclTensor* t, std::vector<Region>* regions) {
+  if (t == nullptr) return Fail(kAclnnErrParamNullptr, "%s: %s is a null pointer", op, name);
+  if (!g_tensors.count(t)) return Fail(kAclnnErrParamInvalid, "%s: %s is not a live aclTensor", op, name);
+  if (t->format != ACL_FORMAT_ND) return Fail(kAclnnErrParamInvalid, "%s: %s must have format ND", op, name);
+  const Region r = ViewRegion(*t);
+  if (r.end > r.begin && !IsDevice(r.begin, static_cast<size_t>(r.end - r.begin))) {
+    return Fail(kAclnnErrParamInvalid, "%s: %s data is %s (%p, %td bytes)", op, name,
+                WhyNotDevice(r.begin, r.end - r.begin).c_str(), static_cast<const void*>(r.begin), r.end - r.begin);
+  }
+  regions->push_back(r);
+  return kAclnnSuccess;
+}
+
+int CheckDtype(const char* op, const char* name, const aclTensor* t, std::initializer_list<aclDataType> allowed) {
+  for (aclDataType a : allowed) if (t->dtype == a) return kAclnnSuccess;
+  return Fail(kAclnnErrParamInvalid, "%s: %s has dtype %s, which is not supported", op, name, DtypeName(t->dtype));
+}
+
+int CheckShape(const char* op, const char* name, const aclTensor* t, const std::vector<int64_t>& want, int code) {
+  if (t->dims == want) return kAclnnSuccess;
+  return Fail(code, "%s: %s has shape %s, expected %s", op, name, DimsStr(t->dims).c_str(), DimsStr(want).c_str());
+}
+
+#define SIM_TRY(expr) do { const int rc_ = (expr); if (rc_ != 0) return rc_; } while (0)
+
+aclnnStatus NewExecutor(const char* op, uint64_t workspace, std::vector<Region> regions,
+                        std::function<std::string()> run, uint64_t* workspace_size, aclOpExecutor** executor) {
+  if (workspace_size == nullptr || executor == nullptr) return Fail(kAclnnErrParamNullptr, "%s: workspaceSize or executor is null", op);
+  auto* e = new aclOpExecutor{op, workspace, std::move(regions), std::move(run)};
+  g_executors.insert(e);
+  *workspace_size = workspace;
+  *executor = e;
+  return kAclnnSuccess;
+}
+
+// Phase two of every op: check the executor, workspace and stream, and queue the work on the stream.
+aclnnStatus Launch(const char* op, void* workspace, uint64_t size, aclOpExecutor* e, aclrtStream stream) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (e == nullptr || !g_executors.count(e)) return Fail(kAclnnErrParamInvalid, "%s: executor is not live (used twice?)", op);
+  g_executors.erase(e);
+  std::unique_ptr<aclOpExecutor> owned(e);
+  if (std::strcmp(e->op, op) != 0) return Fail(kAclnnErrParamInvalid, "%s: executor belongs to %s", op, e->op);
+  if (size < e->workspace) return Fail(kAclnnErrParamInvalid, "%s: workspace of %llu bytes, %llu needed", op, (unsigned long long)size, (unsigned long long)e->workspace);
+  if (e->workspace > 0 && !IsDevice(workspace, e->workspace)) {
+    return Fail(kAclnnErrParamInvalid, "%s: workspace is %s", op, WhyNotDevice(workspace, e->workspace).c_str());
+  }
+  auto* s = static_cast<Stream*>(stream);
+  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "%s: stream is not a live aclrtStream", op);
+  std::vector<Region> regions = std::move(e->regions);
+  std::function<std::string()> run = std::move(e->run);
+  const std::string name = op;
+  s->work.push_back([regions, run, name]() -> std::string {
+    for (const Region& r : regions) {  // memory freed between launch and execution
+      if (r.end > r.begin && !IsDevice(r.begin, r.end - r.begin)) return name + ": device memory was freed before the task ran";
+    }
+    ++g_counters.launches;
+    return run();
+  });
+  return kAclnnSuccess;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Runtime (libascendcl)
+
+SIM_EXPORT aclError aclInit(const char*) {
+  static bool initialised = false;
+  if (initialised) return kAclErrorRepeatInitialize;
+  initialised = true;
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtSetDevice(int32_t device) {
+  return device == 0 ? kAclSuccess : Fail(kAclErrorRtParamInvalid, "aclrtSetDevice: the simulator has device 0 only, got %d", device);
+}
+
+SIM_EXPORT const char* aclGetRecentErrMsg() { return t_error.empty() ? nullptr : t_error.c_str(); }
+
+SIM_EXPORT aclError aclrtMalloc(void** ptr, size_t size, aclrtMemMallocPolicy) {
+  if (ptr == nullptr || size == 0) return Fail(kAclErrorRtParamInvalid, "aclrtMalloc: null pointer or size 0");
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const size_t rounded = (size + 31) / 32 * 32;  // the device allocates in 32-byte units
+  char* p = DeviceArena().Allocate(rounded);
+  if (p == nullptr) return Fail(kAclErrorRtMemoryAllocation, "aclrtMalloc: out of device memory (%zu bytes)", size);
+  std::memset(p, 0xA5, rounded);  // device memory is not zeroed
+  g_arena[p] = rounded;
+  ++g_counters.mallocs;
+  g_counters.live_bytes += rounded;
+  *ptr = p;
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtFree(void* ptr) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto it = g_arena.find(static_cast<char*>(ptr));
+  if (it == g_arena.end()) return Fail(kAclErrorRtParamInvalid, "aclrtFree: %s", WhyNotDevice(ptr, 1).c_str());
+  g_counters.live_bytes -= it->second;
+  ++g_counters.frees;
+  g_freed[it->first] = it->second;
+  DeviceArena().Release(const_cast<char*>(it->first), it->second);
+  g_arena.erase(it);
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtMemset(void* dst, size_t max, int32_t value, size_t count) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (count > max) return Fail(kAclErrorRtParamInvalid, "aclrtMemset: count %zu > maxCount %zu", count, max);
+  if (!IsDevice(dst, count)) return Fail(kAclErrorRtParamInvalid, "aclrtMemset: destination is %s", WhyNotDevice(dst, count).c_str());
+  std::memset(dst, value, count);
+  return kAclSuccess;
+}
+
+namespace {
+
+// Checks a copy's pointers against its kind; counts it.
+aclError CheckCopy(const char* fn, void* dst, size_t max, const void* src, size_t count, aclrtMemcpyKind kind) {
+  if (count > max) return Fail(kAclErrorRtParamInvalid, "%s: count %zu > destMax %zu", fn, count, max);
+  const bool dst_dev = kind == ACL_MEMCPY_HOST_TO_DEVICE || kind == ACL_MEMCPY_DEVICE_TO_DEVICE;
+  const bool src_dev = kind == ACL_MEMCPY_DEVICE_TO_HOST || kind == ACL_MEMCPY_DEVICE_TO_DEVICE;
+  if (kind < ACL_MEMCPY_HOST_TO_HOST || kind > ACL_MEMCPY_DEVICE_TO_DEVICE) return Fail(kAclErrorRtParamInvalid, "%s: bad kind %d", fn, kind);
+  if (dst_dev != IsDevice(dst, count)) {
+    return Fail(kAclErrorRtParamInvalid, "%s: kind %d but destination is %s", fn, kind,
+                dst_dev ? WhyNotDevice(dst, count).c_str() : "device memory");
+  }
+  if (src_dev != IsDevice(src, count)) {
+    return Fail(kAclErrorRtParamInvalid, "%s: kind %d but source is %s", fn, kind,
+                src_dev ? WhyNotDevice(src, count).c_str() : "device memory");
+  }
+  if (kind == ACL_MEMCPY_HOST_TO_DEVICE) { ++g_counters.copies_h2d; g_counters.bytes_h2d += count; }
+  if (kind == ACL_MEMCPY_DEVICE_TO_HOST) { ++g_counters.copies_d2h; g_counters.bytes_d2h += count; }
+  if (kind == ACL_MEMCPY_DEVICE_TO_DEVICE) ++g_counters.copies_d2d;
+  return kAclSuccess;
+}
+
+}  // namespace
+
+SIM_EXPORT aclError aclrtMemcpy(void* dst, size_t max, const void* src, size_t count, aclrtMemcpyKind kind) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  SIM_TRY(CheckCopy("aclrtMemcpy", dst, max, src, count, kind));
+  std::memcpy(dst, src, count);  // synchronous: does not wait for work queued on any stream
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtMemcpyAsync(void* dst, size_t max, const void* src, size_t count, aclrtMemcpyKind kind,
+                                     aclrtStream stream) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* s = static_cast<Stream*>(stream);
+  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtMemcpyAsync: stream is not a live aclrtStream");
+  SIM_TRY(CheckCopy("aclrtMemcpyAsync", dst, max, src, count, kind));
+  s->work.push_back([=]() -> std::string {
+    const bool dst_dev = kind == ACL_MEMCPY_HOST_TO_DEVICE || kind == ACL_MEMCPY_DEVICE_TO_DEVICE;
+    const bool src_dev = kind == ACL_MEMCPY_DEVICE_TO_HOST || kind == ACL_MEMCPY_DEVICE_TO_DEVICE;
+    if ((dst_dev && !IsDevice(dst, count)) || (src_dev && !IsDevice(src, count))) {
+      return "aclrtMemcpyAsync: device memory was freed before the copy ran";
+    }
+    std::memcpy(dst, src, count);
+    return "";
+  });
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtCreateStream(aclrtStream* stream) {
+  if (stream == nullptr) return Fail(kAclErrorRtParamInvalid, "aclrtCreateStream: null pointer");
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* s = new Stream();
+  g_streams.insert(s);
+  *stream = s;
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtDestroyStream(aclrtStream stream) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* s = static_cast<Stream*>(stream);
+  if (!g_streams.erase(s)) return Fail(kAclErrorRtParamInvalid, "aclrtDestroyStream: not a live stream");
+  delete s;  // work never synchronised is dropped
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtSynchronizeStream(aclrtStream stream) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* s = static_cast<Stream*>(stream);
+  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtSynchronizeStream: not a live stream");
+  ++g_counters.syncs;
+  std::string first_error;
+  while (!s->work.empty()) {
+    auto task = std::move(s->work.front());
+    s->work.pop_front();
+    std::string err = task();
+    if (!err.empty() && first_error.empty()) first_error = err;
+  }
+  if (!first_error.empty()) return Fail(kAclErrorRtAicoreException, "%s", first_error.c_str());
+  return kAclSuccess;
+}
+
+SIM_EXPORT void gdnSimGetCounters(GdnSimCounters* out) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  *out = g_counters;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tensors (libnnopbase)
+
+SIM_EXPORT aclTensor* aclCreateTensor(const int64_t* view_dims, uint64_t n, aclDataType dtype, const int64_t* stride,
+                                      int64_t offset, aclFormat format, const int64_t* storage_dims,
+                                      uint64_t storage_n, void* data) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if ((n > 0 && view_dims == nullptr) || (storage_n > 0 && storage_dims == nullptr)) {
+    Fail(kAclnnErrParamNullptr, "aclCreateTensor: null dims");
+    return nullptr;
+  }
+  if (ElementSize(dtype) == 0 || offset < 0 || n > 8) {
+    Fail(kAclnnErrParamInvalid, "aclCreateTensor: bad dtype %d, offset %lld or rank %llu", dtype, (long long)offset, (unsigned long long)n);
+    return nullptr;
+  }
+  auto* t = new aclTensor();
+  t->dims.assign(view_dims, view_dims + n);
+  t->storage_dims.assign(storage_dims, storage_dims + storage_n);
+  t->dtype = dtype;
+  t->format = format;
+  t->offset = offset;
+  t->data = static_cast<char*>(data);
+  if (stride != nullptr) {
+    t->strides.assign(stride, stride + n);
+  } else {  // contiguous
+    t->strides.assign(n, 1);
+    for (size_t i = n; i-- > 1;) t->strides[i - 1] = t->strides[i] * t->dims[i];
+  }
+  for (int64_t d : t->dims) {
+    if (d < 0) {
+      delete t;
+      Fail(kAclnnErrParamInvalid, "aclCreateTensor: negative dimension");
+      return nullptr;
+    }
+  }
+  g_tensors.insert(t);
+  return t;
+}
+
+SIM_EXPORT aclnnStatus aclDestroyTensor(const aclTensor* t) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (t == nullptr) return kAclnnSuccess;
+  if (!g_tensors.erase(t)) return Fail(kAclnnErrParamInvalid, "aclDestroyTensor: not a live aclTensor");
+  delete t;
+  return kAclnnSuccess;
+}
+
+SIM_EXPORT aclIntArray* aclCreateIntArray(const int64_t* value, uint64_t size) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (value == nullptr && size > 0) return nullptr;
+  auto* a = new aclIntArray{std::vector<int64_t>(value, value + size)};
+  g_int_arrays.insert(a);
+  return a;
+}
+
+SIM_EXPORT aclnnStatus aclDestroyIntArray(const aclIntArray* a) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (a == nullptr) return kAclnnSuccess;
+  if (!g_int_arrays.erase(a)) return Fail(kAclnnErrParamInvalid, "aclDestroyIntArray: not a live aclIntArray");
+  delete a;
+  return kAclnnSuccess;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Element-wise primitives (ops-math / ops-nn aclnn ops)
+
+SIM_EXPORT aclnnStatus aclnnCastGetWorkspaceSize(const aclTensor* self, aclDataType dtype, aclTensor* out,
+                                                 uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnCast";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "self", self, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(CheckDtype(op, "self", self, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32}));
+  if (out->dtype != dtype) return Fail(kAclnnErrParamInvalid, "%s: out has dtype %s, dtype argument is %s", op, DtypeName(out->dtype), DtypeName(dtype));
+  SIM_TRY(CheckDtype(op, "out", out, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32}));
+  SIM_TRY(CheckShape(op, "out", out, self->dims, kAclnnErrParamInvalid));
+  const aclTensor in = *self, o = *out;
+  return NewExecutor(op, 0, regions, [in, o]() {
+    const int64_t n = Numel(in.dims);
+    for (int64_t i = 0; i < n; ++i) StoreAt(o, ElementOffset(o, i), LoadAt(in, ElementOffset(in, i)));
+    return std::string();
+  }, ws, ex);
+}
+
+SIM_EXPORT aclnnStatus aclnnCast(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) { return Launch("aclnnCast", w, size, e, s); }
+
+SIM_EXPORT aclnnStatus aclnnPermuteGetWorkspaceSize(const aclTensor* self, const aclIntArray* dims, aclTensor* out,
+                                                    uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnPermute";
+  std::vector<Region> regions;
+  if (dims == nullptr) return Fail(kAclnnErrParamNullptr, "%s: dims is a null pointer", op);
+  SIM_TRY(CheckTensor(op, "self", self, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  if (out->dtype != self->dtype) return Fail(kAclnnErrParamInvalid, "%s: out dtype differs from self", op);
+  const size_t rank = self->dims.size();
+  std::vector<int64_t> perm = dims->values, want(rank);
+  std::vector<bool> seen(rank, false);
+  if (perm.size() != rank) return Fail(kAclnnErrParamInvalid, "%s: dims has %zu entries for rank %zu", op, perm.size(), rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t d = perm[i] < 0 ? perm[i] + static_cast<int64_t>(rank) : perm[i];
+    if (d < 0 || d >= static_cast<int64_t>(rank) || seen[d]) return Fail(kAclnnErrParamInvalid, "%s: dims is not a permutation", op);
+    seen[d] = true;
+    perm[i] = d;
+    want[i] = self->dims[d];
+  }
+  SIM_TRY(CheckShape(op, "out", out, want, kAclnnErrParamInvalid));
+  aclTensor permuted = *self;  // self seen through the permutation: same elements, out's order
+  for (size_t i = 0; i < rank; ++i) {
+    permuted.dims[i] = self->dims[perm[i]];
+    permuted.strides[i] = self->strides[perm[i]];
+  }
+  const aclTensor o = *out;
+  return NewExecutor(op, 0, regions, [permuted, o]() {
+    const int64_t n = Numel(o.dims);
+    for (int64_t i = 0; i < n; ++i) StoreAt(o, ElementOffset(o, i), LoadAt(permuted, ElementOffset(permuted, i)));
+    return std::string();
+  }, ws, ex);
+}
+
+SIM_EXPORT aclnnStatus aclnnPermute(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) { return Launch("aclnnPermute", w, size, e, s); }
+
+// y = x * rsqrt(mean(x^2 over gamma's dims) + eps) * gamma; rstd = that rsqrt (float32).
+SIM_EXPORT aclnnStatus aclnnRmsNormGetWorkspaceSize(const aclTensor* x, const aclTensor* gamma, double eps,
+                                                    const aclTensor* y, const aclTensor* rstd, uint64_t* ws,
+                                                    aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnRmsNorm";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "x", x, &regions));
+  SIM_TRY(CheckTensor(op, "gamma", gamma, &regions));
+  SIM_TRY(CheckTensor(op, "yOut", y, &regions));
+  SIM_TRY(CheckTensor(op, "rstdOut", rstd, &regions));
+  SIM_TRY(CheckDtype(op, "x", x, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16}));
+  SIM_TRY(CheckDtype(op, "gamma", gamma, {x->dtype, ACL_FLOAT}));
+  SIM_TRY(CheckDtype(op, "yOut", y, {x->dtype}));
+  SIM_TRY(CheckDtype(op, "rstdOut", rstd, {ACL_FLOAT}));
+  const size_t g_rank = gamma->dims.size(), rank = x->dims.size();
+  if (g_rank == 0 || g_rank > rank || !std::equal(gamma->dims.begin(), gamma->dims.end(), x->dims.end() - g_rank)) {
+    return Fail(kAclnnErrParamInvalid, "%s: gamma shape %s is not a suffix of x shape %s", op, DimsStr(gamma->dims).c_str(), DimsStr(x->dims).c_str());
+  }
+  SIM_TRY(CheckShape(op, "yOut", y, x->dims, kAclnnErrParamInvalid));
+  std::vector<int64_t> rstd_dims = x->dims;
+  for (size_t i = rank - g_rank; i < rank; ++i) rstd_dims[i] = 1;
+  SIM_TRY(CheckShape(op, "rstdOut", rstd, rstd_dims, kAclnnErrParamInvalid));
+  const aclTensor xs = *x, gs = *gamma, ys = *y, rs = *rstd;
+  return NewExecutor(op, 0, regions, [xs, gs, ys, rs, eps]() {
+    const int64_t d = Numel(gs.dims), rows = Numel(xs.dims) / std::max<int64_t>(d, 1);
+    for (int64_t r = 0; r < rows; ++r) {
+      float sum = 0.f;
+      for (int64_t i = 0; i < d; ++i) { const float v = LoadAt(xs, ElementOffset(xs, r * d + i)); sum += v * v; }
+      const float inv = 1.f / std::sqrt(sum / static_cast<float>(d) + static_cast<float>(eps));
+      for (int64_t i = 0; i < d; ++i) {
+        const float v = LoadAt(xs, ElementOffset(xs, r * d + i)) * inv * LoadAt(gs, ElementOffset(gs, i));
+        StoreAt(ys, ElementOffset(ys, r * d + i), v);
+      }
+      StoreAt(rs, ElementOffset(rs, r), inv);
+    }
+    return std::string();
+  }, ws, ex);
+}
+
+SIM_EXPORT aclnnStatus aclnnRmsNorm(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) { return Launch("aclnnRmsNorm", w, size, e, s); }
+
+// ---------------------------------------------------------------------------------------------------------
+// Gated delta rule (ops-transformer attention/chunk_gated_delta_rule, attention/recurrent_gated_delta_rule)
+
+namespace {
+
+struct GdrTensors {
+  aclTensor q, k, v, beta, g, state_in, state_out, seqlens, out;
+  bool has_g = false;
+  aclTensor ssm, accepted;  // recurrent only
+};
+
+// Element (a, b, c) of a rank-3 view (rank-2: c ignored) as float.
+inline float At3(const aclTensor& t, int64_t a, int64_t b, int64_t c = 0) {
+  const int64_t off = t.offset + a * t.strides[0] + b * t.strides[1] + (t.dims.size() > 2 ? c * t.strides[2] : 0);
+  return LoadAt(t, off * static_cast<int64_t>(ElementSize(t.dtype)));
+}
+inline int64_t Off4(const aclTensor& t, int64_t a, int64_t b, int64_t c, int64_t d) {
+  return (t.offset + a * t.strides[0] + b * t.strides[1] + c * t.strides[2] + d * t.strides[3]) *
+         static_cast<int64_t>(ElementSize(t.dtype));
+}
+
+// One sequence of one value head: S (Dv x Dk, float32) runs over tokens [t0, t0+len); after token i the
+// state is handed to `keep(i, S)`. S_t = a S + b (v - a S k) k^T, o_t = S_t (scale q_t), a = exp(g_t).
+template <typename Keep>
+void RunHead(const GdrTensors& x, int64_t h, int64_t hk, int64_t t0, int64_t len, float scale, std::vector<float>& S,
+             Keep keep) {
+  const int64_t Dk = x.q.dims[2], Dv = x.v.dims[2];
+  std::vector<float> q(Dk), k(Dk), sk(Dv);
+  for (int64_t i = 0; i < len; ++i) {
+    const int64_t t = t0 + i;
+    for (int64_t j = 0; j < Dk; ++j) { q[j] = At3(x.q, t, hk, j); k[j] = At3(x.k, t, hk, j); }
+    const float a = x.has_g ? std::exp(At3(x.g, t, h)) : 1.f;
+    const float b = At3(x.beta, t, h);
+    for (int64_t r = 0; r < Dv; ++r) {
+      float acc = 0.f;
+      for (int64_t j = 0; j < Dk; ++j) acc += S[r * Dk + j] * k[j];
+      sk[r] = a * acc;
+    }
+    for (int64_t r = 0; r < Dv; ++r) {
+      const float u = b * (At3(x.v, t, h, r) - sk[r]);
+      float o = 0.f;
+      for (int64_t j = 0; j < Dk; ++j) {
+        S[r * Dk + j] = a * S[r * Dk + j] + u * k[j];
+        o += S[r * Dk + j] * q[j];
+      }
+      StoreAt(x.out, (x.out.offset + t * x.out.strides[0] + h * x.out.strides[1] + r * x.out.strides[2]) * 2, o * scale);
+    }
+    keep(i, S);
+  }
+}
+
+void LoadState(const aclTensor& st, int64_t slot, int64_t h, std::vector<float>& S) {
+  const int64_t Dv = st.dims[2], Dk = st.dims[3];
+  for (int64_t r = 0; r < Dv; ++r)
+    for (int64_t j = 0; j < Dk; ++j) S[r * Dk + j] = LoadAt(st, Off4(st, slot, h, r, j));
+}
+
+void StoreState(const aclTensor& st, int64_t slot, int64_t h, const std::vector<float>& S) {
+  const int64_t Dv = st.dims[2], Dk = st.dims[3];
+  for (int64_t r = 0; r < Dv; ++r)
+    for (int64_t j = 0; j < Dk; ++j) StoreAt(st, Off4(st, slot, h, r, j), S[r * Dk + j]);
+}
+
+// Sequence lengths from device memory (read when the task runs); checks that they sum to T.
+std::string SeqStarts(const aclTensor& seqlens, int64_t T, int64_t max_len, const char* op, std::vector<int64_t>* starts) {
+  int64_t total = 0;
+  for (int64_t b = 0; b < seqlens.dims[0]; ++b) {
+    const int32_t len = LoadInt32(seqlens, b);
+    if (len < 0 || (max_len > 0 && len > max_len)) {
+      return std::string(op) + ": actualSeqLengths[" + std::to_string(b) + "] = " + std::to_string(len) +
+             (max_len > 0 ? " is outside [0, " + std::to_string(max_len) + "]" : " is negative");
+    }
+    starts->push_back(total);
+    total += len;
+  }
+  starts->push_back(total);
+  if (total != T) return std::string(op) + ": actualSeqLengths sum to " + std::to_string(total) + ", T is " + std::to_string(T);
+  return "";
+}
+
+}  // namespace
+
+SIM_EXPORT aclnnStatus aclnnChunkGatedDeltaRuleGetWorkspaceSize(
+    const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,
+    const aclTensor* initial_state, const aclTensor* seqlens, const aclTensor* g, float scale, const aclTensor* out,
+    const aclTensor* final_state, uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnChunkGatedDeltaRule";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "query", query, &regions));
+  SIM_TRY(CheckTensor(op, "key", key, &regions));
+  SIM_TRY(CheckTensor(op, "value", value, &regions));
+  SIM_TRY(CheckTensor(op, "beta", beta, &regions));
+  SIM_TRY(CheckTensor(op, "initialState", initial_state, &regions));
+  SIM_TRY(CheckTensor(op, "actualSeqLengths", seqlens, &regions));
+  if (g != nullptr) SIM_TRY(CheckTensor(op, "gOptional", g, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(CheckTensor(op, "finalState", final_state, &regions));
+  for (auto [name, t] : {std::pair{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"out", out}}) {
+    SIM_TRY(CheckDtype(op, name, t, {ACL_BF16}));
+  }
+  SIM_TRY(CheckDtype(op, "initialState", initial_state, {ACL_BF16, ACL_FLOAT}));  // FLOAT32: Ascend 950 only
+  SIM_TRY(CheckDtype(op, "finalState", final_state, {initial_state->dtype}));
+  SIM_TRY(CheckDtype(op, "actualSeqLengths", seqlens, {ACL_INT32}));
+  if (g != nullptr) SIM_TRY(CheckDtype(op, "gOptional", g, {ACL_FLOAT}));
+  if (query->dims.size() != 3 || value->dims.size() != 3 || initial_state->dims.size() != 4 || seqlens->dims.size() != 1) {
+    return Fail(kAclnnErrInnerTiling, "%s: query/key/value must be rank 3, initialState rank 4, actualSeqLengths rank 1", op);
+  }
+  const int64_t T = query->dims[0], Nk = query->dims[1], Dk = query->dims[2], Nv = value->dims[1], Dv = value->dims[2];
+  const int64_t B = seqlens->dims[0];
+  SIM_TRY(CheckShape(op, "key", key, {T, Nk, Dk}, kAclnnErrInnerTiling));
+  SIM_TRY(CheckShape(op, "value", value, {T, Nv, Dv}, kAclnnErrInnerTiling));
+  SIM_TRY(CheckShape(op, "beta", beta, {T, Nv}, kAclnnErrInnerTiling));
+  if (g != nullptr) SIM_TRY(CheckShape(op, "gOptional", g, {T, Nv}, kAclnnErrInnerTiling));
+  SIM_TRY(CheckShape(op, "initialState", initial_state, {B, Nv, Dv, Dk}, kAclnnErrInnerTiling));
+  SIM_TRY(CheckShape(op, "out", out, {T, Nv, Dv}, kAclnnErrInnerTiling));
+  SIM_TRY(CheckShape(op, "finalState", final_state, {B, Nv, Dv, Dk}, kAclnnErrInnerTiling));
+  if (!(Nv > 0 && Nv <= 64 && Nk > 0 && Nk <= 64 && Nv % Nk == 0 && Dv > 0 && Dv <= 128 && Dk > 0 && Dk <= 128 && B > 0 && T > 0)) {
+    return Fail(kAclnnErrInnerTiling, "%s: Nk=%lld Nv=%lld Dk=%lld Dv=%lld B=%lld T=%lld outside 0<Nk,Nv<=64, Nv%%Nk==0, 0<Dk,Dv<=128, B,T>0",
+                op, (long long)Nk, (long long)Nv, (long long)Dk, (long long)Dv, (long long)B, (long long)T);
+  }
+  GdrTensors x{*query, *key, *value, *beta, g ? *g : aclTensor{}, *initial_state, *final_state, *seqlens, *out, g != nullptr, {}, {}};
+  const uint64_t workspace = static_cast<uint64_t>(B * Nv * Dv * Dk * 4 + 16 * 1024);  // an fp32 state per head, plus tiling data
+  return NewExecutor(op, workspace, regions, [x, scale, op]() {
+    std::vector<int64_t> starts;
+    std::string err = SeqStarts(x.seqlens, x.q.dims[0], 0, op, &starts);
+    if (!err.empty()) return err;
+    const int64_t B = x.seqlens.dims[0], Nv = x.v.dims[1], Nk = x.q.dims[1], Dv = x.v.dims[2], Dk = x.q.dims[2];
+    std::vector<float> S(Dv * Dk);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < Nv; ++h) {
+        LoadState(x.state_in, b, h, S);
+        RunHead(x, h, h / (Nv / Nk), starts[b], starts[b + 1] - starts[b], scale, S, [](int64_t, const std::vector<float>&) {});
+        StoreState(x.state_out, b, h, S);
+      }
+    }
+    return std::string();
+  }, ws, ex);
+}
+
+SIM_EXPORT aclnnStatus aclnnChunkGatedDeltaRule(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnChunkGatedDeltaRule", w, size, e, s);
+}
+
+// Sequence b reads its state from slot ssmStateIndices[start_b + numAcceptedTokens[b] - 1] and writes the state
+// after each of its tokens i to slot ssmStateIndices[start_b + i] (stateRef is updated in place).
+SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(
+    const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta, aclTensor* state,
+    const aclTensor* seqlens, const aclTensor* ssm, const aclTensor* g, const aclTensor* gk, const aclTensor* accepted,
+    float scale, aclTensor* out, uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnRecurrentGatedDeltaRule";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "query", query, &regions));
+  SIM_TRY(CheckTensor(op, "key", key, &regions));
+  SIM_TRY(CheckTensor(op, "value", value, &regions));
+  SIM_TRY(CheckTensor(op, "beta", beta, &regions));
+  SIM_TRY(CheckTensor(op, "stateRef", state, &regions));
+  SIM_TRY(CheckTensor(op, "actualSeqLengths", seqlens, &regions));
+  SIM_TRY(CheckTensor(op, "ssmStateIndices", ssm, &regions));
+  SIM_TRY(CheckTensor(op, "numAcceptedTokens", accepted, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  if (g != nullptr) SIM_TRY(CheckTensor(op, "g", g, &regions));
+  if (gk != nullptr) return Fail(kAclnnErrParamInvalid, "%s: gk is reserved and must be nullptr", op);
+  for (auto [name, t] : {std::pair{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"out", out},
+                         {"stateRef", (const aclTensor*)state}}) {
+    SIM_TRY(CheckDtype(op, name, t, {ACL_BF16}));
+  }
+  for (auto [name, t] : {std::pair{"actualSeqLengths", seqlens}, {"ssmStateIndices", ssm}, {"numAcceptedTokens", accepted}}) {
+    SIM_TRY(CheckDtype(op, name, t, {ACL_INT32}));
+  }
+  if (g != nullptr) SIM_TRY(CheckDtype(op, "g", g, {ACL_FLOAT}));
+  if (query->dims.size() != 3 || value->dims.size() != 3 || state->dims.size() != 4 || seqlens->dims.size() != 1) {
+    return Fail(kAclnnErrParamInvalid, "%s: query/key/value must be rank 3, stateRef rank 4, actualSeqLengths rank 1", op);
+  }
+  const int64_t T = query->dims[0], Nk = query->dims[1], Dk = query->dims[2], Nv = value->dims[1], Dv = value->dims[2];
+  const int64_t B = seqlens->dims[0], blocks = state->dims[0];
+  SIM_TRY(CheckShape(op, "key", key, {T, Nk, Dk}, kAclnnErrParamInvalid));
+  SIM_TRY(CheckShape(op, "value", value, {T, Nv, Dv}, kAclnnErrParamInvalid));
+  SIM_TRY(CheckShape(op, "beta", beta, {T, Nv}, kAclnnErrParamInvalid));
+  if (g != nullptr) SIM_TRY(CheckShape(op, "g", g, {T, Nv}, kAclnnErrParamInvalid));
+  SIM_TRY(CheckShape(op, "stateRef", state, {blocks, Nv, Dv, Dk}, kAclnnErrParamInvalid));
+  SIM_TRY(CheckShape(op, "ssmStateIndices", ssm, {T}, kAclnnErrParamInvalid));
+  SIM_TRY(CheckShape(op, "numAcceptedTokens", accepted, {B}, kAclnnErrParamInvalid));
+  SIM_TRY(CheckShape(op, "out", out, {T, Nv, Dv}, kAclnnErrParamInvalid));
+  if (!(Nk > 0 && Nk <= 256 && Nv > 0 && Nv <= 256 && Nv % Nk == 0 && Dk > 0 && Dk <= 256 && Dv > 0 && Dv <= 256 && T > 0 && blocks > 0)) {
+    return Fail(kAclnnErrParamInvalid, "%s: Nk=%lld Nv=%lld Dk=%lld Dv=%lld outside 0<Nk,Nv,Dk,Dv<=256, Nv%%Nk==0", op,
+                (long long)Nk, (long long)Nv, (long long)Dk, (long long)Dv);
+  }
+  GdrTensors x{*query, *key, *value, *beta, g ? *g : aclTensor{}, *state, *state, *seqlens, *out, g != nullptr, *ssm, *accepted};
+  return NewExecutor(op, 0, regions, [x, scale, op]() {
+    std::vector<int64_t> starts;
+    std::string err = SeqStarts(x.seqlens, x.q.dims[0], 8, op, &starts);
+    if (!err.empty()) return err;
+    const int64_t B = x.seqlens.dims[0], Nv = x.v.dims[1], Nk = x.q.dims[1], Dv = x.v.dims[2], Dk = x.q.dims[2];
+    const int64_t blocks = x.state_in.dims[0];
+    std::vector<float> S(Dv * Dk);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = starts[b + 1] - starts[b];
+      if (len == 0) continue;
+      const int32_t acc = LoadInt32(x.accepted, b);
+      if (acc < 1 || acc > len) return std::string(op) + ": numAcceptedTokens[" + std::to_string(b) + "] outside [1, seq length]";
+      for (int64_t i = 0; i < len; ++i) {
+        const int32_t slot = LoadInt32(x.ssm, starts[b] + i);
+        if (slot < 0 || slot >= blocks) return std::string(op) + ": ssmStateIndices entry " + std::to_string(slot) + " outside the state pool";
+      }
+      const int64_t read_slot = LoadInt32(x.ssm, starts[b] + acc - 1);
+      for (int64_t h = 0; h < Nv; ++h) {
+        LoadState(x.state_in, read_slot, h, S);
+        RunHead(x, h, h / (Nv / Nk), starts[b], len, scale, S, [&](int64_t i, const std::vector<float>& s) {
+          StoreState(x.state_out, LoadInt32(x.ssm, starts[b] + i), h, s);
+        });
+      }
+    }
+    return std::string();
+  }, ws, ex);
+}
+
+SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRule(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnRecurrentGatedDeltaRule", w, size, e, s);
+}

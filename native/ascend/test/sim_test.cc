@@ -1,0 +1,246 @@
+// Checks the CANN simulator's documented behaviour through the device layer (native/ascend/device):
+// tracked device memory, copy kinds, queued streams, the aclnn argument checks and their error codes.
+//   g++ -std=c++17 -I native native/ascend/test/sim_test.cc native/ascend/device/cann_device.cc -ldl -o sim_test
+//   ./sim_test build/Release/gdn_cann_sim.so
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ascend/device/cann_device.h"
+
+namespace {
+
+int g_failures = 0, g_checks = 0;
+const cann::Table* T = nullptr;
+
+void Check(bool ok, const char* what) {
+  ++g_checks;
+  if (!ok) {
+    ++g_failures;
+    std::printf("FAIL: %s\n", what);
+  }
+}
+
+// The code is `want` and CANN's recent error message contains `text`.
+void Expect(int rc, int want, const char* text, const char* what) {
+  const char* msg = T->aclGetRecentErrMsg();
+  const bool ok = rc == want && (want == 0 || (msg != nullptr && std::strstr(msg, text) != nullptr));
+  if (!ok) std::printf("  got %d (%s)\n", rc, msg ? msg : "no message");
+  Check(ok, what);
+}
+
+void* DeviceAlloc(size_t bytes) {
+  void* p = nullptr;
+  T->aclrtMalloc(&p, bytes, ACL_MEM_MALLOC_HUGE_FIRST);
+  return p;
+}
+
+aclTensor* Tensor(void* data, std::vector<int64_t> dims, aclDataType dtype) {
+  return T->aclCreateTensor(dims.data(), dims.size(), dtype, nullptr, 0, ACL_FORMAT_ND, dims.data(), dims.size(), data);
+}
+
+int Cast(aclTensor* in, aclTensor* out, aclDataType dtype, aclrtStream stream) {
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  if (int rc = T->aclnnCastGetWorkspaceSize(in, dtype, out, &ws, &ex)) return rc;
+  return T->aclnnCast(nullptr, ws, ex, stream);
+}
+
+void DeviceLayer(const char* sim) {
+  std::string error;
+  cann::LoadRequest bad{cann::Source::kSimulator, "/nonexistent/libgdn_cann_sim.so"};
+  Check(cann::Load(bad, &error) == nullptr && error.find("GDN_FUSE_ASCEND=sim but the CANN simulator /nonexistent/libgdn_cann_sim.so cannot be loaded") == 0,
+        "a missing simulator library is reported with its path");
+  T = cann::Load({cann::Source::kSimulator, sim}, &error);
+  Check(T != nullptr && T->simulated, "the simulator loads through the device layer");
+  if (T == nullptr) return;
+  Check(cann::Load({cann::Source::kReal, ""}, &error) == nullptr && error.find("cannot be mixed") != std::string::npos,
+        "real CANN cannot be mixed with the simulator in one process");
+}
+
+void Memory() {
+  void* d = DeviceAlloc(64);
+  Expect(T->aclrtFree(d), 0, "", "aclrtFree of a live pointer");
+  Expect(T->aclrtFree(d), cann::kAclErrorRtParamInvalid, "a freed device pointer", "aclrtFree twice is an error");
+  int host = 0;
+  Expect(T->aclrtFree(&host), cann::kAclErrorRtParamInvalid, "a host or foreign pointer", "aclrtFree of a host pointer");
+}
+
+void Copies() {
+  float host[4] = {1, 2, 3, 4}, back[4] = {0, 0, 0, 0};
+  void* d = DeviceAlloc(sizeof host);
+  Expect(T->aclrtMemcpy(host, 16, d, 16, ACL_MEMCPY_HOST_TO_DEVICE), cann::kAclErrorRtParamInvalid, "destination is a host",
+         "H2D into host memory is refused");
+  Expect(T->aclrtMemcpy(d, 8, host, 16, ACL_MEMCPY_HOST_TO_DEVICE), cann::kAclErrorRtParamInvalid, "count 16 > destMax 8",
+         "a copy larger than destMax is refused");
+  aclrtStream s = nullptr;
+  T->aclrtCreateStream(&s);
+  Expect(T->aclrtMemcpyAsync(d, 16, host, 16, ACL_MEMCPY_HOST_TO_DEVICE, s), 0, "", "aclrtMemcpyAsync queues");
+  T->aclrtMemcpy(back, 16, d, 16, ACL_MEMCPY_DEVICE_TO_HOST);
+  Check(back[0] != 1.f, "before synchronisation the device holds stale data");
+  Expect(T->aclrtSynchronizeStream(s), 0, "", "aclrtSynchronizeStream runs the queue");
+  T->aclrtMemcpy(back, 16, d, 16, ACL_MEMCPY_DEVICE_TO_HOST);
+  Check(back[0] == 1.f && back[3] == 4.f, "after synchronisation the copy has happened");
+  T->aclrtFree(d);
+  T->aclrtDestroyStream(s);
+}
+
+void OpPointers() {
+  aclrtStream s = nullptr;
+  T->aclrtCreateStream(&s);
+  void* d = DeviceAlloc(16 * 4);
+  void* o = DeviceAlloc(16 * 2);
+  std::vector<float> host(16);
+  aclTensor* in_host = Tensor(host.data(), {16}, ACL_FLOAT);
+  aclTensor* out = Tensor(o, {16}, ACL_BF16);
+  Expect(Cast(in_host, out, ACL_BF16, s), cann::kAclnnErrParamInvalid, "self data is a host or foreign pointer",
+         "an op handed a host pointer fails with ACLNN_ERR_PARAM_INVALID");
+  aclTensor* too_big = Tensor(d, {17}, ACL_FLOAT);
+  aclTensor* out17 = Tensor(o, {17}, ACL_BF16);
+  Expect(Cast(too_big, out17, ACL_BF16, s), cann::kAclnnErrParamInvalid, "a view reaching past the end of its device allocation",
+         "a view out of its allocation fails");
+  aclTensor* in = Tensor(d, {16}, ACL_FLOAT);
+  Expect(Cast(in, out, ACL_FLOAT16, s), cann::kAclnnErrParamInvalid, "out has dtype BFLOAT16, dtype argument is FLOAT16",
+         "Cast checks out's dtype against its argument");
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  T->aclnnCastGetWorkspaceSize(in, ACL_BF16, out, &ws, &ex);
+  Expect(T->aclnnCast(nullptr, ws, ex, s), 0, "", "Cast launches");
+  Expect(T->aclnnCast(nullptr, ws, ex, s), cann::kAclnnErrParamInvalid, "executor is not live", "an executor runs once");
+  T->aclrtFree(d);  // freed before the queued Cast ran
+  Expect(T->aclrtSynchronizeStream(s), cann::kAclErrorRtAicoreException, "device memory was freed before the task ran",
+         "work on memory freed before synchronisation fails at the synchronisation");
+  void* d2 = DeviceAlloc(16 * 4);
+  T->aclrtFree(d2);
+  aclTensor* freed = Tensor(d2, {16}, ACL_FLOAT);
+  Expect(Cast(freed, out, ACL_BF16, s), cann::kAclnnErrParamInvalid, "self data is a freed device pointer",
+         "an op handed a freed pointer fails");
+  for (aclTensor* t : {in_host, out, too_big, out17, in, freed}) T->aclDestroyTensor(t);
+  T->aclrtFree(o);
+  T->aclrtDestroyStream(s);
+}
+
+struct GdrArgs {
+  int64_t B = 1, L = 4, Nk = 2, Nv = 4, Dk = 8, Dv = 8;
+  aclDataType qdtype = ACL_BF16;
+};
+
+// Calls aclnnChunkGatedDeltaRuleGetWorkspaceSize with device tensors of the given sizes; seqlens = L each.
+int ChunkWorkspace(const GdrArgs& a, bool null_query, aclrtStream s, int32_t seqlen_override = -1) {
+  const int64_t T_ = a.B * a.L;
+  std::vector<void*> mem;
+  auto dev = [&](std::vector<int64_t> dims, aclDataType dt) {
+    size_t n = dt == ACL_FLOAT || dt == ACL_INT32 ? 4 : 2;
+    for (int64_t d : dims) n *= static_cast<size_t>(d);
+    mem.push_back(DeviceAlloc(n));
+    T->aclrtMemset(mem.back(), n, 0, n);
+    return Tensor(mem.back(), dims, dt);
+  };
+  aclTensor* q = null_query ? nullptr : dev({T_, a.Nk, a.Dk}, a.qdtype);
+  aclTensor* k = dev({T_, a.Nk, a.Dk}, ACL_BF16);
+  aclTensor* v = dev({T_, a.Nv, a.Dv}, ACL_BF16);
+  aclTensor* beta = dev({T_, a.Nv}, ACL_BF16);
+  aclTensor* state = dev({a.B, a.Nv, a.Dv, a.Dk}, ACL_BF16);
+  aclTensor* seqlens = dev({a.B}, ACL_INT32);
+  std::vector<int32_t> lens(a.B, seqlen_override >= 0 ? seqlen_override : static_cast<int32_t>(a.L));
+  T->aclrtMemcpy(mem.back(), lens.size() * 4, lens.data(), lens.size() * 4, ACL_MEMCPY_HOST_TO_DEVICE);
+  aclTensor* g = dev({T_, a.Nv}, ACL_FLOAT);
+  aclTensor* out = dev({T_, a.Nv, a.Dv}, ACL_BF16);
+  aclTensor* fin = dev({a.B, a.Nv, a.Dv, a.Dk}, ACL_BF16);
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  int rc = T->aclnnChunkGatedDeltaRuleGetWorkspaceSize(q, k, v, beta, state, seqlens, g, 0.5f, out, fin, &ws, &ex);
+  if (rc == 0) {
+    void* w = DeviceAlloc(ws);
+    rc = T->aclnnChunkGatedDeltaRule(w, ws, ex, s);
+    if (rc == 0) rc = T->aclrtSynchronizeStream(s);
+    T->aclrtFree(w);
+  }
+  for (aclTensor* t : {q, k, v, beta, state, seqlens, g, out, fin}) T->aclDestroyTensor(t);
+  for (void* p : mem) T->aclrtFree(p);
+  return rc;
+}
+
+void GatedDeltaChecks() {
+  aclrtStream s = nullptr;
+  T->aclrtCreateStream(&s);
+  GdrArgs a;
+  Expect(ChunkWorkspace(a, false, s), 0, "", "a valid chunk call runs");
+  Expect(ChunkWorkspace(a, true, s), cann::kAclnnErrParamNullptr, "query is a null pointer", "a null query is ACLNN_ERR_PARAM_NULLPTR");
+  GdrArgs f32 = a;
+  f32.qdtype = ACL_FLOAT;
+  Expect(ChunkWorkspace(f32, false, s), cann::kAclnnErrParamInvalid, "query has dtype FLOAT, which is not supported",
+         "a float32 query is ACLNN_ERR_PARAM_INVALID");
+  GdrArgs wide = a;
+  wide.Dk = 129;
+  Expect(ChunkWorkspace(wide, false, s), cann::kAclnnErrInnerTiling, "Dk=129", "Dk > 128 is ACLNN_ERR_INNER_TILING_ERROR");
+  GdrArgs heads = a;
+  heads.Nv = 6;
+  heads.Nk = 4;
+  Expect(ChunkWorkspace(heads, false, s), cann::kAclnnErrInnerTiling, "Nv%Nk==0", "Nv not a multiple of Nk is refused");
+  Expect(ChunkWorkspace(a, false, s, 3), cann::kAclErrorRtAicoreException, "actualSeqLengths sum to 3, T is 4",
+         "sequence lengths that do not sum to T fail when the task runs");
+  T->aclrtDestroyStream(s);
+}
+
+
+// aclnnRecurrentGatedDeltaRule with one sequence of L tokens, stateRef with one slot per sequence.
+int RecurrentRun(int64_t L, bool with_gk, aclrtStream s) {
+  const int64_t B = 1, Nk = 2, Nv = 2, D = 8;
+  std::vector<void*> mem;
+  auto dev = [&](std::vector<int64_t> dims, aclDataType dt) {
+    size_t n = dt == ACL_FLOAT || dt == ACL_INT32 ? 4 : 2;
+    for (int64_t d : dims) n *= static_cast<size_t>(d);
+    mem.push_back(DeviceAlloc(n));
+    T->aclrtMemset(mem.back(), n, 0, n);
+    return Tensor(mem.back(), dims, dt);
+  };
+  aclTensor *q = dev({B * L, Nk, D}, ACL_BF16), *k = dev({B * L, Nk, D}, ACL_BF16), *v = dev({B * L, Nv, D}, ACL_BF16);
+  aclTensor *beta = dev({B * L, Nv}, ACL_BF16), *state = dev({B, Nv, D, D}, ACL_BF16), *g = dev({B * L, Nv}, ACL_FLOAT);
+  aclTensor* gk = with_gk ? dev({B * L, Nv, D}, ACL_FLOAT) : nullptr;
+  aclTensor* ssm = dev({B * L}, ACL_INT32);  // zeros: every token uses slot 0
+  aclTensor* accepted = dev({B}, ACL_INT32);
+  const int32_t one = 1;
+  T->aclrtMemcpy(mem.back(), 4, &one, 4, ACL_MEMCPY_HOST_TO_DEVICE);
+  aclTensor* seqlens = dev({B}, ACL_INT32);
+  const int32_t len = static_cast<int32_t>(L);
+  T->aclrtMemcpy(mem.back(), 4, &len, 4, ACL_MEMCPY_HOST_TO_DEVICE);
+  aclTensor* out = dev({B * L, Nv, D}, ACL_BF16);
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  int rc = T->aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(q, k, v, beta, state, seqlens, ssm, g, gk, accepted, 0.5f, out, &ws, &ex);
+  if (rc == 0) rc = T->aclnnRecurrentGatedDeltaRule(nullptr, ws, ex, s);
+  if (rc == 0) rc = T->aclrtSynchronizeStream(s);
+  for (aclTensor* t : {q, k, v, beta, state, g, gk, ssm, accepted, seqlens, out}) T->aclDestroyTensor(t);
+  for (void* p : mem) T->aclrtFree(p);
+  return rc;
+}
+
+void RecurrentChecks() {
+  aclrtStream s = nullptr;
+  T->aclrtCreateStream(&s);
+  Expect(RecurrentRun(8, false, s), 0, "", "8 tokens per sequence run");
+  Expect(RecurrentRun(9, false, s), cann::kAclErrorRtAicoreException, "actualSeqLengths[0] = 9 is outside [0, 8]",
+         "more than 8 tokens per sequence fail");
+  Expect(RecurrentRun(2, true, s), cann::kAclnnErrParamInvalid, "gk is reserved and must be nullptr", "gk must be null");
+  T->aclrtDestroyStream(s);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::printf("usage: sim_test path/to/gdn_cann_sim.so\n");
+    return 2;
+  }
+  DeviceLayer(argv[1]);
+  if (T == nullptr) return 1;
+  Memory();
+  Copies();
+  OpPointers();
+  GatedDeltaChecks();
+  RecurrentChecks();
+  std::printf("%d of %d checks passed\n", g_checks - g_failures, g_checks);
+  return g_failures == 0 ? 0 : 1;
+}

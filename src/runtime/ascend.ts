@@ -1,0 +1,123 @@
+/**
+ * The `ascend` onnxruntime backend: sessions whose gdn delta-rule ops run on an Ascend NPU through CANN's aclnn
+ * operators, in the gdn Ascend plugin execution provider library (build/Release/libgdn_ascend_ep.so) that the
+ * addon registers with onnxruntime-node's own ONNX Runtime. Nodes the device path does not take run on the CPU
+ * (the gdn op library and ORT's CPU kernels).
+ *
+ *   await ort.InferenceSession.create(model, { executionProviders: [{ name: "ascend", deviceId: 0 }] })
+ *
+ * GDN_FUSE_ASCEND=sim selects the gdn-fuse CANN simulator (libgdn_cann_sim.so) instead of real CANN; without it,
+ * CANN is looked up through ASCEND_HOME_PATH / ASCEND_TOOLKIT_HOME and the loader path (docs/ascend.md).
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Backend, InferenceSession, InferenceSessionHandler } from "onnxruntime-node";
+import { GdnFuseError } from "../errors.js";
+import { loadAddon, type NativeSession } from "./addon.js";
+import { GdnSessionHandler } from "./backend.js";
+import { sessionConfig } from "./options.js";
+import { opsLibraryPath, packageRoot } from "./paths.js";
+
+/** What ran where and what moved, for a session on the `ascend` backend. */
+export interface AscendStats {
+  /** claimed by the Ascend EP, by op type ("gdn.ChunkGatedDeltaRule", "MatMul") */
+  nodesOnDevice: Record<string, number>;
+  /** left to the CPU, by op type */
+  nodesOnCpu: Record<string, number>;
+  /** one line per gdn node left on the CPU: the node and why */
+  fallbackReasons: string[];
+  /** host<->device copies through the EP's data transfer; process-wide totals in this slice */
+  copiesH2D: number;
+  copiesD2H: number;
+  bytesH2D: number;
+  bytesD2H: number;
+}
+
+/** Test-only faults of the EP (never for production use): `skip_sync` drops the kernels' stream synchronisation,
+ * `host_pointer` hands the aclnn op a host buffer as its query. */
+export type AscendTestFault = "skip_sync" | "host_pointer";
+
+function libraryCandidates(name: string): string[] {
+  const root = packageRoot();
+  const dirs = ["Release", "Release/lib.target", "Debug", "Debug/lib.target"];
+  return dirs.flatMap((d) => [join(root, "build", d, `lib${name}.so`), join(root, "build", d, `${name}.so`)]);
+}
+
+function findLibrary(name: string): string {
+  const candidates = libraryCandidates(name);
+  const found = candidates.find((p) => existsSync(p));
+  if (found === undefined) {
+    throw new GdnFuseError("E_RUNTIME", `the ${name} library is not built (looked for ${candidates.join(", ")}); run npm rebuild`);
+  }
+  return found;
+}
+
+/** The EP library's path (absolute: ORT resolves a relative one against its own folder). */
+export function ascendEpLibraryPath(): string {
+  return findLibrary("gdn_ascend_ep");
+}
+
+interface AscendOptions {
+  deviceId?: number;
+  /** fail session creation when a gdn node would run on the CPU (the error names the node and why) */
+  strict?: boolean;
+  testFault?: AscendTestFault;
+}
+
+function ascendOptions(options: InferenceSession.SessionOptions): AscendOptions {
+  for (const ep of options.executionProviders ?? []) {
+    if (typeof ep === "object" && ep.name === "ascend") return ep as AscendOptions;
+  }
+  return {};
+}
+
+/** The EP's own message without ORT's wrapping ("<source>:<line> ... Error creating execution provider: ... EP_FAIL : "). */
+function epMessage(message: string): string {
+  const i = message.lastIndexOf("EP_FAIL : ");
+  return (i >= 0 ? message.slice(i + "EP_FAIL : ".length) : message).trim();
+}
+
+let nextStatsId = 1;
+const statsIds = new WeakMap<object, number>();
+
+export class AscendBackend implements Backend {
+  async init(): Promise<void> {}
+
+  async createInferenceSessionHandler(
+    uriOrBuffer: string | Uint8Array,
+    options?: InferenceSession.SessionOptions,
+  ): Promise<InferenceSessionHandler> {
+    const { addon } = loadAddon();
+    const opts = ascendOptions(options ?? {});
+    const statsId = nextStatsId++;
+    const simulated = process.env.GDN_FUSE_ASCEND === "sim";
+    const ascend = {
+      library: ascendEpLibraryPath(),
+      cann: simulated ? "sim" : "real",
+      simLibrary: simulated ? findLibrary("gdn_cann_sim") : undefined,
+      deviceId: opts.deviceId ?? 0,
+      statsId,
+      strict: opts.strict === true,
+      testFault: opts.testFault,
+    };
+    let native: NativeSession;
+    try {
+      native = await addon.createSession(uriOrBuffer, { ...sessionConfig(options ?? {}, opsLibraryPath()), ascend });
+    } catch (e) {
+      throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${epMessage((e as Error).message)}`, { cause: e });
+    }
+    const handler = new GdnSessionHandler(native);
+    statsIds.set(handler, statsId);
+    return handler;
+  }
+}
+
+/** What ran where and what moved for a session created on the `ascend` backend. */
+export function ascendStats(session: InferenceSession): AscendStats {
+  const handler = (session as unknown as { handler?: object }).handler;
+  const id = handler === undefined ? undefined : statsIds.get(handler);
+  if (id === undefined) throw new GdnFuseError("E_USAGE", "ascendStats: the session was not created on the ascend backend");
+  const { addon } = loadAddon();
+  const json = (addon as unknown as { ascendStats(library: string, id: number): string }).ascendStats(ascendEpLibraryPath(), id);
+  return JSON.parse(json) as AscendStats;
+}

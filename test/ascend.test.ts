@@ -1,0 +1,327 @@
+/**
+ * The `ascend` backend over the gdn-fuse CANN simulator (GDN_FUSE_ASCEND=sim): the fused core fixtures run
+ * their delta-rule ops in the Ascend plugin EP (aclnn gated-delta ops, bf16 on the device) and match their
+ * test data within bf16 tolerances; placement, fallback and the failure modes are reported as documented.
+ * `npm run test:ascend` runs the same file against real CANN (docs/ascend.md).
+ */
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GdnFuseError } from "../src/errors.js";
+import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { ascendStats, type AscendTestFault } from "../src/runtime/index.js";
+import { CORE_PASSES, fixtureCases, fuseCase, MODELS, runtimeLoadError } from "./helpers/cases.js";
+import { readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
+
+const REAL = process.env.GDN_FUSE_ASCEND_REAL === "1"; // npm run test:ascend: real CANN, no simulator
+const skip = runtimeLoadError();
+const savedEnv = process.env.GDN_FUSE_ASCEND;
+beforeAll(() => {
+  if (REAL) delete process.env.GDN_FUSE_ASCEND;
+  else process.env.GDN_FUSE_ASCEND = "sim";
+});
+afterAll(() => {
+  if (savedEnv === undefined) delete process.env.GDN_FUSE_ASCEND;
+  else process.env.GDN_FUSE_ASCEND = savedEnv;
+});
+
+// bf16 on the device (inputs, outputs and the state are rounded to 8 mantissa bits; accumulation in float32).
+const BF16_TOLERANCE = 1e-2;
+const CORES = fixtureCases().filter((c) => c.startsWith("chunk_") || c.startsWith("recurrent_"));
+
+function dataSet(name: string, prefix: "input" | "output"): TensorFile[] {
+  const dir = join(MODELS, name, "test_data_set_0");
+  const files = readdirSync(dir).filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"));
+  files.sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)));
+  return files.map((f) => readTensorProto(join(dir, f)));
+}
+
+/** bfloat16 travels as uint16 bits. */
+const toTensor = (t: TensorFile) => new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
+
+async function fusedFile(name: string): Promise<string> {
+  const { model } = await fuseCase(name, { passes: CORE_PASSES });
+  const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-")), "model.onnx");
+  writeFileSync(file, encodeMessage(onnx.ModelProto, model.proto as onnx.ModelProto));
+  return file;
+}
+
+async function ascendSession(file: string, testFault?: AscendTestFault, strict = false): Promise<ort.InferenceSession> {
+  const ep = { name: "ascend", deviceId: 0, strict, ...(testFault ? { testFault } : {}) };
+  return ort.InferenceSession.create(file, { executionProviders: [ep as unknown as string], intraOpNumThreads: 2 });
+}
+
+/** Runs the case on the session; relative L2 error of each output against the case's test data. */
+async function errors(session: ort.InferenceSession, name: string): Promise<number[]> {
+  const feeds: Record<string, ort.Tensor> = {};
+  const inputs = dataSet(name, "input");
+  session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+  const out = await session.run(feeds);
+  return dataSet(name, "output").map((want, i) => {
+    const got = out[session.outputNames[i]!]!;
+    return relativeL2(want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got, want);
+  });
+}
+
+describe.skipIf(skip !== undefined)("ascend backend on the CANN simulator", () => {
+  it.each(CORES)("%s: the delta-rule op runs on the device and matches the test data", async (name) => {
+    const session = await ascendSession(await fusedFile(name));
+    try {
+      const before = ascendStats(session);
+      const errs = await errors(session, name);
+      for (const e of errs) expect(e).toBeLessThan(BF16_TOLERANCE);
+      const stats = ascendStats(session);
+      const op = name.startsWith("chunk_") ? "gdn.ChunkGatedDeltaRule" : "gdn.RecurrentGatedDeltaRule";
+      expect(stats.nodesOnDevice).toEqual({ [op]: 1 });
+      expect(stats.fallbackReasons.filter((r) => r.startsWith("gdn."))).toEqual([]);
+      expect(stats.copiesH2D).toBeGreaterThan(before.copiesH2D);
+      expect(stats.copiesD2H).toBeGreaterThan(before.copiesD2H);
+    } finally {
+      await session.release();
+    }
+  });
+
+  // Whole fused layers: the core on the device, the layer's other ops on the CPU (each with its reason).
+  it.each([
+    ["layer_qwen3next_prefill_t96", "gdn.ChunkGatedDeltaRule"],
+    ["layer_qwen35_decode_b2", "gdn.RecurrentGatedDeltaRule"],
+  ])("%s: the core runs on the device, the rest on the CPU, and the layer matches its test data", async (name, core) => {
+    const { model } = await fuseCase(name);
+    const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-")), "model.onnx");
+    writeFileSync(file, encodeMessage(onnx.ModelProto, model.proto as onnx.ModelProto));
+    const session = await ascendSession(file);
+    try {
+      for (const e of await errors(session, name)) expect(e).toBeLessThan(BF16_TOLERANCE);
+      const stats = ascendStats(session);
+      expect(stats.nodesOnDevice).toEqual({ [core]: 1 });
+      expect(stats.nodesOnCpu).toMatchObject({ "gdn.CausalConv1d": 1, "gdn.GatedDeltaGating": 1, "gdn.GatedRMSNorm": 1 });
+      const onCpu = Object.values(stats.nodesOnCpu).reduce((a, b) => a + b, 0);
+      expect(stats.fallbackReasons).toHaveLength(onCpu);
+      expect(stats.fallbackReasons).toContain("gdn.GatedDeltaGating node '" + gatingName(model.proto) + "': no Ascend kernel for this op yet");
+    } finally {
+      await session.release();
+    }
+  });
+});
+
+function gatingName(model: onnx.IModelProto): string {
+  return model.graph!.node!.find((n) => n.opType === "GatedDeltaGating")!.name!;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// One-node models against a float64 reference: layouts, L2 norm, GQA, recurrent slicing, fallback, faults.
+
+interface Case {
+  op: "ChunkGatedDeltaRule" | "RecurrentGatedDeltaRule";
+  B: number;
+  T: number;
+  Hk: number;
+  Hv: number;
+  K: number;
+  V: number;
+  l2norm: 0 | 1;
+  layout: "kv" | "vk";
+  /** false: the final_state output is omitted (empty name) */
+  finalState?: boolean;
+}
+
+function deltaRuleModel(c: Case): Uint8Array {
+  const F = onnx.TensorProto.DataType.FLOAT;
+  const state = c.layout === "kv" ? [c.B, c.Hv, c.K, c.V] : [c.B, c.Hv, c.V, c.K];
+  const vi = (name: string, dims: number[]) => ({
+    name,
+    type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+  });
+  return encodeMessage(onnx.ModelProto, {
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: 1 }],
+    graph: {
+      name: "delta_rule",
+      node: [
+        {
+          name: "core",
+          opType: c.op,
+          domain: "gdn",
+          input: ["query", "key", "value", "g", "beta", "initial_state"],
+          output: ["output", c.finalState === false ? "" : "final_state"], // "": an omitted optional output
+          attribute: [
+            { name: "use_qk_l2norm", type: onnx.AttributeProto.AttributeType.INT, i: c.l2norm },
+            { name: "state_layout", type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(c.layout) },
+          ],
+        },
+      ],
+      input: [
+        vi("query", [c.B, c.T, c.Hk, c.K]),
+        vi("key", [c.B, c.T, c.Hk, c.K]),
+        vi("value", [c.B, c.T, c.Hv, c.V]),
+        vi("g", [c.B, c.T, c.Hv]),
+        vi("beta", [c.B, c.T, c.Hv]),
+        vi("initial_state", state),
+      ],
+      output: [vi("output", [c.B, c.T, c.Hv, c.V]), ...(c.finalState === false ? [] : [vi("final_state", state)])],
+    },
+  } as onnx.IModelProto);
+}
+
+/** Deterministic pseudo-random floats in [lo, hi). */
+function rand(n: number, seed: number, lo: number, hi: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return lo + ((s >>> 8) / 2 ** 24) * (hi - lo);
+  });
+}
+
+function inputs(c: Case): Record<string, Float32Array> {
+  const { B, T, Hk, Hv, K, V } = c;
+  const qkRange = c.l2norm ? 1 : 1 / Math.sqrt(K); // without the op's L2 norm, keep |k| <= 1 as the device requires
+  return {
+    query: rand(B * T * Hk * K, 1, -qkRange, qkRange),
+    key: rand(B * T * Hk * K, 2, -qkRange, qkRange),
+    value: rand(B * T * Hv * V, 3, -1, 1),
+    g: rand(B * T * Hv, 4, -1, 0),
+    beta: rand(B * T * Hv, 5, 0.05, 0.95),
+    initial_state: rand(B * Hv * K * V, 6, -0.5, 0.5),
+  };
+}
+
+/** docs/ops.md's recurrence in float64; state in the case's layout. */
+function reference(c: Case, x: Record<string, Float32Array>): { output: Float64Array; final_state: Float64Array } {
+  const { B, T, Hk, Hv, K, V } = c;
+  const output = new Float64Array(B * T * Hv * V);
+  const final_state = new Float64Array(B * Hv * K * V);
+  const sIdx = (b: number, h: number, i: number, j: number) => // i over K, j over V
+    c.layout === "kv" ? ((b * Hv + h) * K + i) * V + j : ((b * Hv + h) * V + j) * K + i;
+  const norm = (v: number[]) => {
+    if (!c.l2norm) return v;
+    const r = 1 / Math.sqrt(v.reduce((a, e) => a + e * e, 0) + 1e-6);
+    return v.map((e) => e * r);
+  };
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hv; h++) {
+      const hk = Math.floor(h / (Hv / Hk));
+      const S = Array.from({ length: K }, (_, i) => Array.from({ length: V }, (_, j) => x.initial_state![sIdx(b, h, i, j)]!));
+      for (let t = 0; t < T; t++) {
+        const row = (name: string, H: number, D: number, hh: number) =>
+          Array.from(x[name]!.subarray(((b * T + t) * H + hh) * D, ((b * T + t) * H + hh + 1) * D));
+        const q = norm(row("query", Hk, K, hk)).map((e) => e / Math.sqrt(K));
+        const k = norm(row("key", Hk, K, hk));
+        const v = row("value", Hv, V, h);
+        const a = Math.exp(x.g![(b * T + t) * Hv + h]!);
+        const beta = x.beta![(b * T + t) * Hv + h]!;
+        for (let j = 0; j < V; j++) {
+          let sk = 0;
+          for (let i = 0; i < K; i++) sk += a * S[i]![j]! * k[i]!;
+          const u = beta * (v[j]! - sk);
+          let o = 0;
+          for (let i = 0; i < K; i++) {
+            S[i]![j] = a * S[i]![j]! + k[i]! * u;
+            o += S[i]![j]! * q[i]!;
+          }
+          output[((b * T + t) * Hv + h) * V + j] = o;
+        }
+      }
+      for (let i = 0; i < K; i++) for (let j = 0; j < V; j++) final_state[sIdx(b, h, i, j)] = S[i]![j]!;
+    }
+  }
+  return { output, final_state };
+}
+
+function modelFile(c: Case): string {
+  const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-op-")), "model.onnx");
+  writeFileSync(file, deltaRuleModel(c));
+  return file;
+}
+
+async function runCase(session: ort.InferenceSession, c: Case): Promise<{ output: number; final_state: number }> {
+  const x = inputs(c);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const name of session.inputNames) {
+    const dims = (session.inputMetadata.find((m) => m.name === name) as unknown as { shape: number[] }).shape;
+    feeds[name] = new ort.Tensor("float32", x[name]!, dims);
+  }
+  const out = await session.run(feeds);
+  const want = reference(c, x);
+  return {
+    output: relativeL2(out.output!, want.output),
+    final_state: out.final_state === undefined ? 0 : relativeL2(out.final_state, want.final_state),
+  };
+}
+
+const BASE: Case = { op: "RecurrentGatedDeltaRule", B: 2, T: 19, Hk: 2, Hv: 4, K: 16, V: 24, l2norm: 1, layout: "kv" };
+
+describe.skipIf(skip !== undefined)("ascend delta-rule kernels against a float64 reference", () => {
+  it.each([
+    ["recurrent, T=19 in slices of 8, kv, L2 norm, GQA", BASE],
+    ["recurrent, vk, no L2 norm", { ...BASE, T: 5, layout: "vk", l2norm: 0 } as Case],
+    ["chunk, T=19, kv, L2 norm, GQA", { ...BASE, op: "ChunkGatedDeltaRule" } as Case],
+    ["chunk, vk, no L2 norm, Hk=Hv", { ...BASE, op: "ChunkGatedDeltaRule", Hk: 4, layout: "vk", l2norm: 0 } as Case],
+    ["chunk with final_state omitted", { ...BASE, op: "ChunkGatedDeltaRule", finalState: false } as Case],
+  ])("%s", async (_, c) => {
+    const session = await ascendSession(modelFile(c));
+    try {
+      const err = await runCase(session, c);
+      expect(err.output).toBeLessThan(BF16_TOLERANCE);
+      expect(err.final_state).toBeLessThan(BF16_TOLERANCE);
+      expect(ascendStats(session).nodesOnDevice).toEqual({ [`gdn.${c.op}`]: 1 });
+    } finally {
+      await session.release();
+    }
+  });
+
+  it("a head size beyond aclnnChunkGatedDeltaRule's limit stays on the CPU, with the reason, and computes the CPU result", async () => {
+    const c: Case = { ...BASE, op: "ChunkGatedDeltaRule", T: 6, K: 160 };
+    const session = await ascendSession(modelFile(c));
+    try {
+      const stats = ascendStats(session);
+      expect(stats.nodesOnDevice).toEqual({});
+      expect(stats.nodesOnCpu).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
+      expect(stats.fallbackReasons).toEqual([
+        "gdn.ChunkGatedDeltaRule node 'core': head sizes K=160, V=24 exceed aclnnChunkGatedDeltaRule's limit of 128",
+      ]);
+      const err = await runCase(session, c);
+      expect(err.output).toBeLessThan(1e-5); // float32 CPU kernel, not bf16
+      expect(err.final_state).toBeLessThan(1e-5);
+    } finally {
+      await session.release();
+    }
+  });
+
+  it("strict placement turns a node left on the CPU into a session-creation error naming it and why", async () => {
+    const file = modelFile({ ...BASE, op: "ChunkGatedDeltaRule", T: 6, K: 160 });
+    await expect(ascendSession(file, undefined, true)).rejects.toThrow(
+      new GdnFuseError(
+        "E_RUNTIME",
+        "cannot create an ascend session: strict placement: gdn.ChunkGatedDeltaRule node 'core': head sizes K=160, V=24 " +
+          "exceed aclnnChunkGatedDeltaRule's limit of 128 (it would run on the CPU)",
+      ),
+    );
+    const fits = await ascendSession(modelFile(BASE), undefined, true); // nothing left on the CPU: created
+    await fits.release();
+  });
+
+  it.skipIf(REAL)("the simulator rejects a host pointer handed to the aclnn op (test fault host_pointer)", async () => {
+    const session = await ascendSession(modelFile(BASE), "host_pointer");
+    try {
+      await expect(runCase(session, BASE)).rejects.toThrow(
+        /RecurrentGatedDeltaRule on Ascend: aclnnRecurrentGatedDeltaRuleGetWorkspaceSize failed with CANN error 161002: .*query data is a host or foreign pointer \(not from aclrtMalloc\)/,
+      );
+    } finally {
+      await session.release();
+    }
+  });
+
+  it("a removed stream synchronisation (test fault skip_sync) gives wrong results", async () => {
+    const c: Case = { ...BASE, op: "ChunkGatedDeltaRule" };
+    const session = await ascendSession(modelFile(c), "skip_sync");
+    try {
+      const err = await runCase(session, c);
+      expect(err.output).toBeGreaterThan(0.5);
+      expect(err.final_state).toBeGreaterThan(0.5);
+    } finally {
+      await session.release();
+    }
+  });
+});
