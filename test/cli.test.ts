@@ -415,6 +415,26 @@ describe("fuse-model --verify errors", () => {
     expect(r.stderr).not.toContain("internal error");
   });
 
+  test("an invalid model exits 1 with the validator's line and writes nothing (--verify never reaches ORT)", async () => {
+    const model = onnx.ModelProto.create({
+      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
+      graph: {
+        name: "g",
+        input: [{ name: "x", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
+        output: [{ name: "y", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
+        initializer: [{ name: "w", dims: [2], dataType: 1, rawData: new Uint8Array(4) }],
+        node: [{ name: "add0", opType: "Add", input: ["x", "w"], output: ["y"] }],
+      },
+    });
+    const input = out("invalid", "model.onnx");
+    fs.mkdirSync(path.dirname(input), { recursive: true });
+    fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
+    const r = await cli(input, "-o", out("invalid", "x.onnx"), "--verify");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`fuse-model: error: ${input}: initializer "w": raw_data has 4 bytes, dims [2] of float need 8\n`);
+    expect(fs.existsSync(out("invalid", "x.onnx"))).toBe(false);
+  });
+
   test("a --verify input file that is not a TensorProto exits 1 naming it", async () => {
     const data = out("verify-garbage");
     fs.cpSync(path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), data, { recursive: true });

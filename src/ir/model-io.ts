@@ -1,8 +1,9 @@
 /**
- * Loading and saving ONNX models. Loading decodes the protobuf (unknown fields kept, see onnx.ts), checks
- * that it is an ONNX model whose node inputs all resolve, and validates external data references without
- * reading weight bytes. Saving is atomic (temp file + rename) and carries external data files to the
- * output folder byte-identical (reflink/copy or hard link), optionally inlining small tensors.
+ * Loading and saving ONNX models. Loading reads only regular files (file-safety.ts), decodes the protobuf
+ * (unknown fields kept, see onnx.ts), validates it to the level of ONNX's checker (validate.ts), and checks
+ * external data references without reading weight bytes. Saving refuses paths that would replace an input,
+ * another output or a non-regular file, is atomic (temp file + rename), and carries external data files to
+ * the output folder byte-identical (reflink/copy or hard link), optionally inlining small tensors.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";

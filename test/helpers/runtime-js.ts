@@ -18,6 +18,7 @@ export function transpileRuntime(): { dir: string; runtimeUrl: string; helpersUr
     "src/ir/onnx.ts", // tensor-io.ts uses the library's fp16/bf16 converters (src/ir/tensor.ts)
     "src/ir/tensor.ts",
     "src/numeric.ts", // tensor-io.ts compares through the shared relativeL2
+    "src/ir/file-safety.ts", // imported by tensor.ts (external data files must be regular files)
     ...readdirSync(join(ROOT, "src/runtime"))
       .filter((f) => f.endsWith(".ts"))
       .map((f) => `src/runtime/${f}`),
