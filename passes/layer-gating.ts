@@ -129,6 +129,7 @@ function aLogOf(coef: Value, H: number, at: Node): Float64Array {
   if (neg && neg.opType === "Neg" && neg.domain === "" && exp?.opType === "Exp" && exp.domain === "") {
     const c = constantOf(exp.inputs[0]);
     check(c && c.data.length === H, "A_log", `A_log is not a constant of ${H} elements`, neg);
+    check(c.dims.slice(0, -1).every((d) => d === 1), "A_log", `A_log has shape [${c.dims}], not [${H}]`, neg);
     return Float64Array.from(c.data);
   }
   const c = constantOf(coef);

@@ -44,6 +44,8 @@ function normalised(out: Value, role: string, core: Node): Value {
     if (!x) continue;
     const m = matchL2norm(x);
     if (!m || m.out !== out) continue;
+    const foreign = m.nodes.find((n) => n.domain !== "");
+    check(!foreign, "anchor", `the ${role} L2 norm uses ${foreign?.domain}.${foreign?.opType}, not the standard op`, foreign);
     check(close(m.eps, L2NORM_EPS, 1e-3), "eps", `the ${role} L2 norm adds eps ${m.eps}; the op's in-kernel norm uses ${L2NORM_EPS}`, m.node);
     return x;
   }

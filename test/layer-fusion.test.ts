@@ -340,6 +340,16 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("folds into the core", () =>
     expect(cores(model)[0]!.attrInt("use_qk_l2norm")).toBe(0); // left as it was
   }, 60_000);
 
+  it("rejects an outer L2 norm with a Sqrt of another domain, with reason", async () => {
+    const { model, layer } = await fuse(PREFILL, (g) => {
+      l2normOutside()(g);
+      only(g, (n) => n.opType === "Sqrt" && n.output().name === "l2_1_sqrt").proto.domain = "com.example";
+    });
+    expect(appliedOps(layer, "layer-qk-l2norm")).toEqual([]);
+    expect(skippedOf(layer, "layer-qk-l2norm")).toEqual([expect.objectContaining({ stage: "anchor", reason: "the key L2 norm uses com.example.Sqrt, not the standard op" })]);
+    expect(cores(model)[0]!.attrInt("use_qk_l2norm")).toBe(0);
+  }, 60_000);
+
   it.each([
     ["Tile", repeatAsTile],
     ["Gather", repeatAsGather(interleaved)],

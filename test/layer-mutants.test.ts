@@ -71,10 +71,10 @@ function insert(m: Mutator, v: Value, opType: string, opts: Parameters<Mutator["
 }
 
 /** Replaces the folded -exp(A_log) constant of the g Mul by Neg(Exp(A_log)), the Exp in `domain`. */
-function negExpALog(m: Mutator, domain: string): void {
+function negExpALog(m: Mutator, domain: string, dims?: number[]): void {
   const mul = node(m, "node_mul");
   const folded = tensorToFloat64(mul.inputs[0]!.initializer!);
-  const aLog = m.graph.addInitializer(arrayToTensor("A_log", [folded.length], 1, Array.from(folded, (c) => Math.log(-c))));
+  const aLog = m.graph.addInitializer(arrayToTensor("A_log", dims ?? [folded.length], 1, Array.from(folded, (c) => Math.log(-c))));
   const exp = m.graph.addNode({ opType: "Exp", domain, inputs: [aLog], outputs: ["A_log_exp"], name: "mutant_exp" });
   const neg = m.graph.addNode({ opType: "Neg", inputs: [exp.output()], outputs: ["A_log_neg"], name: "mutant_neg" });
   setInput(mul, 0, neg.output());
@@ -145,6 +145,12 @@ const MUTANTS: Mutant[] = [
     model: DECODE,
     mutate: (m) => negExpALog(m, "com.example"),
     refused: { ...GATING, stage: "A_log", reason: "the softplus multiplier is not a constant -exp(A_log)" },
+  },
+  {
+    name: "Neg(Exp(A_log)) with A_log of shape [4,1]",
+    model: DECODE,
+    mutate: (m) => negExpALog(m, "", [4, 1]),
+    refused: { ...GATING, stage: "A_log", reason: "A_log has shape [4,1], not [4]" },
   },
   {
     name: "-exp(A_log) of shape [4,1] (broadcasts over time, not over heads)",
