@@ -79,6 +79,11 @@ const MUTANTS: Mutant[] = [
     mutate: (m) => { const v = m.coreValue("value"); const n = m.findNode((x) => x.opType === "Gather" && x.inputs[0] === v && constantOf(x.inputs[1])?.data[0] === 2, "Gather of token 2"); m.setInput(n, 1, [], [1], 7); return n; } },
   { name: "chunk 1 reads chunk 0 (chunk)", fixture: "chunk_t100_h4_k32_v48", stage: "loop", reason: "both gather index 0 of", namedInReason: true,
     mutate: (m) => { const n = m.findNode((x) => x.opType === "Gather" && x.attrInt("axis", 0) === 2 && x.inputs[0]?.producer?.opType === "Mul" && constantOf(x.inputs[1])?.data[0] === 1, "Gather of chunk 1"); m.setInput(n, 1, [], [0], 7); return n; } },
+  // a second scaled input: q cannot be told apart, refused at "roles" naming both scale nodes
+  { name: "Mul by 1 on value (semantically identical, still unexplained)", fixture: "chunk_t100_h4_k32_v48", mutate: on("value", "Mul", [[1]]), stage: "roles",
+    reason: "expected exactly one rank-4 input scaled by a constant (the query), found 2: ", namedInReason: true },
+  { name: "Mul on the decayed state before the final update", fixture: "chunk_t100_h4_k32_v48", stage: "region", reason: notPart("key, value, g, beta and state"), exact: true,
+    mutate: (m) => { const upd = m.graph.outputs.find((o) => o.name === "final_state")!.producer!; const decayed = upd.inputs.find((v) => v?.producer?.opType === "Mul")!; return m.insertOn(decayed, "Mul", { operands: [[1.0001]] }); } },
   // changed constants
   { name: "query scale", fixture: "chunk_t100_h4_k32_v48", stage: "scale", reason: "query scale is 0.2",
     mutate: (m) => { m.setScalar((v) => Math.abs(v - 1 / Math.sqrt(32)) < 1e-7, 0.2); return m.findNode((n) => n.opType === "Mul" && n.inputs.some((v) => v?.initializer && Math.abs((constantOf(v)?.data[0] ?? 0) - 0.2) < 1e-6), "scale"); } },

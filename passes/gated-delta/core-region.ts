@@ -250,7 +250,8 @@ function isConstantOnly(n: Node): boolean {
 function assignRoles(rank4: Node[], region: ReadonlySet<Node>): { query: Node; key: Node; value: Node } {
   // Look a few ops downstream, not past ops that mix this input with others.
   const STOP = new Set(["Transpose", "MatMul", "Sub", "ReduceSum", "ScatterElements", "ScatterND"]);
-  const near = (e: Node, pred: (n: Node) => boolean) => {
+  /** The first node `pred` accepts a few ops downstream of entry e, or undefined. */
+  const near = (e: Node, pred: (n: Node) => boolean): Node | undefined => {
     let frontier = [e];
     const seen = new Set<Node>();
     for (let d = 0; d < 10 && frontier.length; d++) {
@@ -259,12 +260,12 @@ function assignRoles(rank4: Node[], region: ReadonlySet<Node>): { query: Node; k
         for (const u of n.users) {
           if (seen.has(u) || !region.has(u)) continue;
           seen.add(u);
-          if (pred(u)) return true;
+          if (pred(u)) return u;
           if (!STOP.has(u.opType)) next.push(u);
         }
       frontier = next;
     }
-    return false;
+    return undefined;
   };
   const isScale = (n: Node) => (n.opType === "Mul" || n.opType === "Div") && n.inputs.some((v) => scalarOf(v) !== undefined);
   const swapsLastTwo = (n: Node) => {
@@ -273,7 +274,8 @@ function assignRoles(rank4: Node[], region: ReadonlySet<Node>): { query: Node; k
   };
   const keyLike = (n: Node) => swapsLastTwo(n) || n.opType === "Unsqueeze";
   const queries = rank4.filter((e) => near(e, isScale));
-  check(queries.length === 1, "roles", `expected exactly one rank-4 input scaled by a constant (the query), found ${queries.length}`, rank4[0]);
+  const scales = queries.map((e) => near(e, isScale)!.name).join(", ");
+  check(queries.length === 1, "roles", `expected exactly one rank-4 input scaled by a constant (the query), found ${queries.length}${scales ? `: ${scales}` : ""}`, rank4[0]);
   const query = queries[0]!;
   const rest = rank4.filter((e) => e !== query);
   let keys = rest.filter((e) => near(e, keyLike));
