@@ -17,3 +17,9 @@ test("child-fuzz records crashes, hangs and errors per case and runs every case"
   expect(results[9]).toMatchObject({ status: "crash", detail: expect.stringMatching(/^child ended by SIGABRT/) });
   expect(results[39]).toEqual({ index: 39, status: "ok", detail: "case 39" });
 });
+
+test("a lane whose replacement child starts after the other lanes took the last cases runs nothing more", async () => {
+  // Case 9 aborts; while its lane starts a new child, the other lane runs cases 10 and 11.
+  const results = await runInChildren({ module: CASES, first: 9, count: 3, timeoutMs: 2000 });
+  expect(results.map((r) => [r.index, r.status])).toEqual([[9, "crash"], [10, "ok"], [11, "ok"]]);
+});

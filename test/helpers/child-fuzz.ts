@@ -56,7 +56,8 @@ export async function runInChildren(opts: ChildFuzzOptions): Promise<CaseResult[
     try {
       while (pending.length) {
         child ??= await Child.start(opts);
-        const index = pending.shift()!;
+        const index = pending.shift();
+        if (index === undefined) break; // the other lanes took the last cases while this child started
         const r = await child.run(index, timeoutMs);
         results.push(r);
         if (r.status === "crash" || r.status === "timeout") child = undefined; // replaced for the next case
