@@ -289,6 +289,24 @@ describe.skipIf(skip !== undefined)("ascend delta-rule kernels against a float64
     }
   });
 
+  it("a deviceId that is not a non-negative integer is a usage error", async () => {
+    const ep = { name: "ascend", deviceId: -1 } as unknown as string;
+    await expect(ort.InferenceSession.create(modelFile(BASE), { executionProviders: [ep] })).rejects.toThrow(
+      new GdnFuseError("E_USAGE", "ascend deviceId must be a non-negative integer, got -1"),
+    );
+  });
+
+  it("ascendStats refuses a session of another backend", async () => {
+    const session = await ort.InferenceSession.create(modelFile(BASE), { executionProviders: ["gdn"] });
+    try {
+      expect(() => ascendStats(session)).toThrow(
+        new GdnFuseError("E_USAGE", "ascendStats: the session was not created on the ascend backend"),
+      );
+    } finally {
+      await session.release();
+    }
+  });
+
   it("strict placement turns a node left on the CPU into a session-creation error naming it and why", async () => {
     const file = modelFile({ ...BASE, op: "ChunkGatedDeltaRule", T: 6, K: 160 });
     await expect(ascendSession(file, undefined, true)).rejects.toThrow(

@@ -77,8 +77,10 @@ function epMessage(message: string): string {
   return (i >= 0 ? message.slice(i + "EP_FAIL : ".length) : message).trim();
 }
 
-let nextStatsId = 1;
-const statsIds = new WeakMap<object, number>();
+// The EP keeps placement statistics by a per-session id, stored on the session handler. Both live on globalThis
+// so that two instances of this module in one process (src and dist) agree.
+const STATS_ID = Symbol.for("gdn-fuse.runtime.ascend-stats-id");
+const counter = globalThis as { [STATS_ID]?: number };
 
 export class AscendBackend implements Backend {
   async init(): Promise<void> {}
@@ -89,13 +91,17 @@ export class AscendBackend implements Backend {
   ): Promise<InferenceSessionHandler> {
     const { addon } = loadAddon();
     const opts = ascendOptions(options ?? {});
-    const statsId = nextStatsId++;
+    const deviceId = opts.deviceId ?? 0;
+    if (!Number.isInteger(deviceId) || deviceId < 0) {
+      throw new GdnFuseError("E_USAGE", `ascend deviceId must be a non-negative integer, got ${String(opts.deviceId)}`);
+    }
+    const statsId = (counter[STATS_ID] = (counter[STATS_ID] ?? 0) + 1);
     const simulated = process.env.GDN_FUSE_ASCEND === "sim";
     const ascend = {
       library: ascendEpLibraryPath(),
       cann: simulated ? "sim" : "real",
       simLibrary: simulated ? findLibrary("gdn_cann_sim") : undefined,
-      deviceId: opts.deviceId ?? 0,
+      deviceId,
       statsId,
       strict: opts.strict === true,
       testFault: opts.testFault,
@@ -106,16 +112,15 @@ export class AscendBackend implements Backend {
     } catch (e) {
       throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${epMessage((e as Error).message)}`, { cause: e });
     }
-    const handler = new GdnSessionHandler(native);
-    statsIds.set(handler, statsId);
-    return handler;
+    return Object.assign(new GdnSessionHandler(native), { [STATS_ID]: statsId });
   }
 }
 
 /** What ran where and what moved for a session created on the `ascend` backend. */
 export function ascendStats(session: InferenceSession): AscendStats {
-  const handler = (session as unknown as { handler?: object }).handler;
-  const id = handler === undefined ? undefined : statsIds.get(handler);
+  // onnxruntime-common's InferenceSession keeps its handler in the (TypeScript-private) field `handler`.
+  const handler = (session as unknown as { handler?: { [STATS_ID]?: number } }).handler;
+  const id = handler?.[STATS_ID];
   if (id === undefined) throw new GdnFuseError("E_USAGE", "ascendStats: the session was not created on the ascend backend");
   const { addon } = loadAddon();
   const json = (addon as unknown as { ascendStats(library: string, id: number): string }).ascendStats(ascendEpLibraryPath(), id);

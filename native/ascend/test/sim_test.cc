@@ -2,17 +2,27 @@
 // tracked device memory, copy kinds, queued streams, the aclnn argument checks and their error codes.
 //   g++ -std=c++17 -I native native/ascend/test/sim_test.cc native/ascend/device/cann_device.cc -ldl -o sim_test
 //   ./sim_test build/Release/gdn_cann_sim.so
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "ascend/device/cann_device.h"
+#include "ascend/sim/cann_sim.h"
 
 namespace {
 
 int g_failures = 0, g_checks = 0;
 const cann::Table* T = nullptr;
+void (*GetCounters)(GdnSimCounters*) = nullptr;  // the simulator's test-facing extra
+
+GdnSimCounters Counters() {
+  GdnSimCounters c{};
+  GetCounters(&c);
+  return c;
+}
 
 void Check(bool ok, const char* what) {
   ++g_checks;
@@ -76,7 +86,10 @@ void Copies() {
          "a copy larger than destMax is refused");
   aclrtStream s = nullptr;
   T->aclrtCreateStream(&s);
+  const GdnSimCounters before = Counters();
   Expect(T->aclrtMemcpyAsync(d, 16, host, 16, ACL_MEMCPY_HOST_TO_DEVICE, s), 0, "", "aclrtMemcpyAsync queues");
+  const GdnSimCounters after = Counters();
+  Check(after.copies_h2d == before.copies_h2d + 1 && after.bytes_h2d == before.bytes_h2d + 16, "the counters count the copy and its bytes");
   T->aclrtMemcpy(back, 16, d, 16, ACL_MEMCPY_DEVICE_TO_HOST);
   Check(back[0] != 1.f, "before synchronisation the device holds stale data");
   Expect(T->aclrtSynchronizeStream(s), 0, "", "aclrtSynchronizeStream runs the queue");
@@ -106,7 +119,9 @@ void OpPointers() {
   uint64_t ws = 0;
   aclOpExecutor* ex = nullptr;
   T->aclnnCastGetWorkspaceSize(in, ACL_BF16, out, &ws, &ex);
+  const uint64_t launches = Counters().launches;
   Expect(T->aclnnCast(nullptr, ws, ex, s), 0, "", "Cast launches");
+  Check(Counters().launches == launches, "a launched op has not run before synchronisation");
   Expect(T->aclnnCast(nullptr, ws, ex, s), cann::kAclnnErrParamInvalid, "executor is not live", "an executor runs once");
   T->aclrtFree(d);  // freed before the queued Cast ran
   Expect(T->aclrtSynchronizeStream(s), cann::kAclErrorRtAicoreException, "device memory was freed before the task ran",
@@ -236,6 +251,8 @@ int main(int argc, char** argv) {
   }
   DeviceLayer(argv[1]);
   if (T == nullptr) return 1;
+  GetCounters = reinterpret_cast<void (*)(GdnSimCounters*)>(dlsym(dlopen(argv[1], RTLD_NOW | RTLD_NOLOAD), "gdnSimGetCounters"));
+  if (GetCounters == nullptr) return 1;
   Memory();
   Copies();
   OpPointers();
