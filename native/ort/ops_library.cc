@@ -400,16 +400,17 @@ constexpr ONNXTensorElementDataType kF32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 constexpr ONNXTensorElementDataType kF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
 constexpr ONNXTensorElementDataType kBF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
 constexpr ONNXTensorElementDataType kI64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-// Placeholders resolved per variant: kT1 = the op's main float type, kT2 = its secondary float type.
-constexpr ONNXTensorElementDataType kT1 = static_cast<ONNXTensorElementDataType>(1001);
-constexpr ONNXTensorElementDataType kT2 = static_cast<ONNXTensorElementDataType>(1002);
+// Placeholders resolved per variant: kT1 = the op's main float type, kT2 = its secondary float type. Plain ints:
+// 1001 is no value of the ORT enum, and holding it in an enum variable is undefined behaviour (UBSan says so).
+constexpr int kT1 = 1001;
+constexpr int kT2 = 1002;
 
 struct Variant {
   ONNXTensorElementDataType t1, t2;
 };
 
 struct IoSpec {
-  ONNXTensorElementDataType type;
+  int type;  // an ONNXTensorElementDataType, or kT1 / kT2
   bool optional;
 };
 
@@ -441,8 +442,8 @@ struct GdnCustomOp : OrtCustomOp {
   Variant variant;
 };
 
-ONNXTensorElementDataType resolve(ONNXTensorElementDataType t, const Variant& v) {
-  return t == kT1 ? v.t1 : t == kT2 ? v.t2 : t;
+ONNXTensorElementDataType resolve(int t, const Variant& v) {
+  return t == kT1 ? v.t1 : t == kT2 ? v.t2 : static_cast<ONNXTensorElementDataType>(t);
 }
 
 const OpSpec& spec_of(const OrtCustomOp* op) { return *static_cast<const GdnCustomOp*>(op)->spec; }

@@ -87,6 +87,8 @@ export function rebuildCommand(): string {
 
 /** Paths probed for the addon, in order: the local build, then the prebuild. */
 export function addonCandidates(): string[] {
+  const override = process.env.GDN_FUSE_ADDON; // another build of the addon (npm run test:sanitize)
+  if (override) return [resolve(override)];
   const root = packageRoot();
   const file = binaryFile("addon");
   return [join(root, "build", "Release", file), join(root, "build", "Debug", file), join(prebuildDir(), file)];
