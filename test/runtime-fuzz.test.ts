@@ -28,7 +28,11 @@ const KNOWN_OP_LIBRARY_BUGS: { what: string; matches: (description: string, stat
 
 describe.skipIf(!ready)("runtime fuzzer", () => {
   it(`${CASES} cases over the five gdn ops: each ends in a result or a GdnFuseError`, { timeout: Math.max(240_000, CASES * 60) }, async () => {
-    const results = await runInChildren({ module: MODULE, count: CASES, workers: 2, timeoutMs: 4_000 });
+    // child-fuzz.ts can run one phantom case without an index when a lane restarts a child as the queue
+    // empties (the other lane took the last case meanwhile): not a case of this fuzzer, left out.
+    const results = (await runInChildren({ module: MODULE, count: CASES, workers: 2, timeoutMs: 4_000 })).filter((r) =>
+      Number.isInteger(r.index),
+    );
     const { counts } = summarize(results);
     const known = (r: (typeof results)[number]) => KNOWN_OP_LIBRARY_BUGS.some((k) => k.matches(describeCase(r.index), r.status));
     const failed = results.filter((r) => r.status === "crash" || r.status === "timeout");
