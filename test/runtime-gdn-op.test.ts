@@ -115,8 +115,11 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, g: Float32
 }
 
 describe("gdn backend: gdn.RecurrentGatedDeltaRule", () => {
+  // Restores the library the run started with (npm run test:sanitize points it at the sanitized build).
+  const startingLibrary = process.env.GDN_FUSE_OPS_LIBRARY;
   afterEach(() => {
-    delete process.env.GDN_FUSE_OPS_LIBRARY;
+    if (startingLibrary === undefined) delete process.env.GDN_FUSE_OPS_LIBRARY;
+    else process.env.GDN_FUSE_OPS_LIBRARY = startingLibrary;
   });
 
   // Runs in a child process: a crash inside the op library must fail this test, not take the test runner down.

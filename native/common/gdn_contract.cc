@@ -19,9 +19,47 @@ const char* dtype_name(DType t) {
 }
 
 int64_t TensorInfo::numel() const {
+  int64_t n = 0;
+  return checked_numel(shape, &n) ? n : -1;
+}
+
+bool checked_mul(int64_t a, int64_t b, int64_t* out) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) return false;
+  *out = r;
+  return true;
+}
+
+bool checked_add(int64_t a, int64_t b, int64_t* out) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r)) return false;
+  *out = r;
+  return true;
+}
+
+bool checked_numel(const std::vector<int64_t>& shape, int64_t* out) {
+  for (int64_t d : shape)
+    if (d == 0) return *out = 0, true;  // empty whatever the other dims are
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+  for (int64_t d : shape)
+    if (!checked_mul(n, d, &n)) return false;
+  *out = n;
+  return true;
+}
+
+std::string check_tensor_size(const char* op, const char* name, const std::vector<int64_t>& shape, int64_t elem_size) {
+  int64_t n = 0, bytes = 0;
+  if (!checked_numel(shape, &n) || !checked_mul(n, elem_size, &bytes))
+    return std::string(op) + ": " + name + " of shape " + shape_str(shape) + " is too large (its byte size overflows int64)";
+  return "";
+}
+
+const char* attr_type_name(AttrType t) {
+  switch (t) {
+    case AttrType::kInt: return "an int";
+    case AttrType::kFloat: return "a float";
+    default: return "a string";
+  }
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {
@@ -92,8 +130,8 @@ std::string validate_delta_rule_attrs(const char* op, bool is_chunk, const Delta
     return Err() << op << ": attribute use_qk_l2norm must be 0 or 1, got " << a.use_qk_l2norm;
   if (a.state_layout != "kv" && a.state_layout != "vk")
     return Err() << op << ": attribute state_layout must be \"kv\" or \"vk\", got \"" << a.state_layout << "\"";
-  if (is_chunk && (a.chunk_size < 1 || a.chunk_size > 1024))
-    return Err() << op << ": attribute chunk_size must be in 1..1024, got " << a.chunk_size;
+  if (is_chunk && (a.chunk_size < 1 || a.chunk_size > delta_rule::kMaxChunkSize))
+    return Err() << op << ": attribute chunk_size must be in 1.." << delta_rule::kMaxChunkSize << ", got " << a.chunk_size;
   return "";
 }
 
@@ -176,7 +214,9 @@ std::string validate_causal_conv1d_attrs(const CausalConv1dAttrs& a) {
   const char* op = op::kCausalConv1d;
   if (a.activation != "silu" && a.activation != "none")
     return Err() << op << ": attribute activation must be \"silu\" or \"none\", got \"" << a.activation << "\"";
-  if (a.state_size < 0) return Err() << op << ": attribute state_size must be >= 0, got " << a.state_size;
+  if (a.state_size < 0 || a.state_size > causal_conv1d::kMaxStateSize)
+    return Err() << op << ": attribute state_size must be in 0.." << causal_conv1d::kMaxStateSize << " (0 means W-1), got "
+                 << a.state_size;
   return "";
 }
 
@@ -263,7 +303,9 @@ std::string validate_gating(const TensorInfo* inputs, size_t n, GatingParams* ou
   GDN_TRY(check_shape(op, "b", b, a.shape, "(same as a [B,T,H])"));
   GatingParams p;
   p.H = a.shape[2];
-  p.N = a.shape[0] * a.shape[1];
+  int64_t numel = 0;
+  if (!checked_numel(a.shape, &numel)) return Err() << op << ": a of shape " << shape_str(a.shape) << " is too large";
+  p.N = numel == 0 ? 0 : numel / p.H;  // no rows at all when any dim is 0 (never a loop over empty rows)
   GDN_TRY(check_shape(op, "A_log", inputs[kALog], {p.H}, "[H]"));
   GDN_TRY(check_shape(op, "dt_bias", inputs[kDtBias], {p.H}, "[H]"));
   p.a_type = a.dtype;
@@ -274,11 +316,16 @@ std::string validate_gating(const TensorInfo* inputs, size_t n, GatingParams* ou
 }
 
 // ---------------------------------------------------------------------------------------------------
+std::string validate_rms_norm_attrs(float epsilon) {
+  if (!std::isfinite(epsilon) || epsilon < 0.f)
+    return Err() << op::kGatedRMSNorm << ": attribute epsilon must be a finite value >= 0, got " << epsilon;
+  return "";
+}
+
 std::string validate_rms_norm(float epsilon, const TensorInfo* inputs, size_t n, RMSNormParams* out) {
   using namespace rms_norm;
   const char* op = op::kGatedRMSNorm;
-  if (!std::isfinite(epsilon) || epsilon < 0.f)
-    return Err() << op << ": attribute epsilon must be a finite value >= 0, got " << epsilon;
+  GDN_TRY(validate_rms_norm_attrs(epsilon));
   if (n > kNumInputs) return Err() << op << ": expected " << kNumInputs << " inputs, got " << n;
   for (int i = 0; i < kNumInputs; ++i)
     if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
@@ -297,7 +344,9 @@ std::string validate_rms_norm(float epsilon, const TensorInfo* inputs, size_t n,
   RMSNormParams p;
   p.D = x.shape.back();
   GDN_TRY(check_shape(op, "weight", inputs[kWeight], {p.D}, "[D] (last dim of x)"));
-  p.N = p.D == 0 ? 0 : x.numel() / p.D;
+  int64_t numel = 0;
+  if (!checked_numel(x.shape, &numel)) return Err() << op << ": x of shape " << shape_str(x.shape) << " is too large";
+  p.N = p.D == 0 ? 0 : numel / p.D;
   p.epsilon = epsilon;
   p.x_type = x.dtype;
   p.gate_type = inputs[kGate].dtype;

@@ -35,6 +35,24 @@ struct TensorInfo {
 };
 std::string shape_str(const std::vector<int64_t>& shape);  // "[1,2,3]"
 
+// Overflow-checked size arithmetic for every element count and byte size derived from dims or attributes:
+// false (and *out untouched) when an operand is negative or the result does not fit in int64.
+bool checked_mul(int64_t a, int64_t b, int64_t* out);
+bool checked_add(int64_t a, int64_t b, int64_t* out);
+// Element count of a shape: 0 when any dim is 0 (whatever the others), false when the product overflows.
+bool checked_numel(const std::vector<int64_t>& shape, int64_t* out);
+// Checks that tensors of these shapes and element sizes fit in memory at all (numel * elem_size in int64);
+// "" when they do, else "<op>: <name> of shape [..] is too large (..)".
+std::string check_tensor_size(const char* op, const char* name, const std::vector<int64_t>& shape, int64_t elem_size);
+
+// Attribute types as the contract declares them (the ONNX AttributeProto types the ops use).
+enum class AttrType { kInt, kFloat, kString };
+const char* attr_type_name(AttrType t);  // "an int", "a float", "a string"
+struct AttrSpec {
+  const char* name;
+  AttrType type;
+};
+
 // ---------------------------------------------------------------------------------------------------
 // ChunkGatedDeltaRule / RecurrentGatedDeltaRule (same signature)
 namespace delta_rule {
@@ -63,6 +81,11 @@ constexpr float kDefaultScale = 0.0f;
 constexpr int64_t kDefaultUseQkL2norm = 0;
 constexpr const char* kDefaultStateLayout = "kv";
 constexpr int64_t kDefaultChunkSize = 64;
+constexpr int64_t kMaxChunkSize = 1024;
+constexpr AttrSpec kChunkAttrs[] = {{kAttrScale, AttrType::kFloat}, {kAttrUseQkL2norm, AttrType::kInt},
+                                    {kAttrStateLayout, AttrType::kString}, {kAttrChunkSize, AttrType::kInt}};
+constexpr AttrSpec kRecurrentAttrs[] = {{kAttrScale, AttrType::kFloat}, {kAttrUseQkL2norm, AttrType::kInt},
+                                        {kAttrStateLayout, AttrType::kString}};
 constexpr float kL2normEps = 1e-6f;  // x * rsqrt(sum(x^2) + eps), as transformers' l2norm
 constexpr int64_t kAscendMaxRecurrentTokens = 8;  // documented limit of aclnnRecurrentGatedDeltaRule
 }  // namespace delta_rule
@@ -119,6 +142,10 @@ constexpr const char* kAttrActivation = "activation";  // "silu" | "none"
 constexpr const char* kAttrStateSize = "state_size";   // int, 0 => W-1 (or conv_state's last dim)
 constexpr const char* kDefaultActivation = "silu";
 constexpr int64_t kDefaultStateSize = 0;
+// Upper bound of state_size (checked when the session is created): far above any conv kernel's W - 1, and
+// small enough that every size derived from it stays far from overflow.
+constexpr int64_t kMaxStateSize = int64_t{1} << 24;
+constexpr AttrSpec kAttrs[] = {{kAttrActivation, AttrType::kString}, {kAttrStateSize, AttrType::kInt}};
 }  // namespace causal_conv1d
 
 struct CausalConv1dAttrs {
@@ -183,6 +210,7 @@ enum Output : int { kY = 0, kNumOutputs = 1 };
 constexpr const char* kOutputNames[kNumOutputs] = {"y"};
 constexpr const char* kAttrEpsilon = "epsilon";
 constexpr float kDefaultEpsilon = 1e-6f;
+constexpr AttrSpec kAttrs[] = {{kAttrEpsilon, AttrType::kFloat}};
 }  // namespace rms_norm
 
 struct RMSNormParams {
@@ -198,6 +226,7 @@ struct RMSNormTensors {
   const void* weight = nullptr;
   void* y = nullptr;
 };
+std::string validate_rms_norm_attrs(float epsilon);
 std::string validate_rms_norm(float epsilon, const TensorInfo* inputs, size_t n, RMSNormParams* out);
 
 // ---------------------------------------------------------------------------------------------------

@@ -41,13 +41,15 @@ GDN_DISPATCH(conv_row, (const CausalConv1dParams& p, const CausalConv1dTensors& 
 }  // namespace
 
 void causal_conv1d(const CausalConv1dParams& p, const CausalConv1dTensors& t, const Parallel& par) {
+  static const char* const kWhat = "a CausalConv1d row (S + 2T + W floats)";
   const int64_t rows = p.B * p.C;
-  const size_t ws_size = (size_t)(p.S + 2 * p.T + p.W);
+  const int64_t ws_size = scratch_size({p.S, checked_product({2, p.T}, kWhat), p.W}, kWhat);
   // Blocks of rows so that a work item is not too small (decode: T = 1).
   const int64_t per = std::max<int64_t>(1, std::min<int64_t>(256, 16384 / std::max<int64_t>(1, p.S + p.T)));
   const int64_t items = (rows + per - 1) / per;
   auto work = [&](size_t item) {
-    float* ws = thread_scratch(ws_size);
+    Scratch scratch(ws_size, kWhat);
+    float* ws = scratch.get();
     const int64_t r0 = (int64_t)item * per, r1 = std::min(rows, r0 + per);
     for (int64_t r = r0; r < r1; ++r) conv_row(p, t, r, ws);
   };

@@ -61,6 +61,10 @@ struct ChunkLayout {
   }
 };
 
+// Floor of g in the cumulative sums: exp(-104) rounds to 0 in float32 (below half the smallest denormal), so a decay at the floor is 0
+// as for -inf, and 32 tokens at the floor sum to -3328, far from overflow.
+constexpr float kMinLogDecay = -104.f;
+
 // Prefetches into L1 the rows of token `tok + kAhead` while token `tok` is copied (the prefetches issued during
 // the previous step bring them to L2).
 constexpr int kAhead = 4;
@@ -154,7 +158,9 @@ GDN_INLINE void load_values(const DeltaRuleParams& p, const DeltaRuleTensors& t,
     const size_t vh = (size_t)(tok * p.Hv + h);
     load_row(p.dtype, t.value, vh * V, V, X + (size_t)i * ldx);
     bt[i] = load_one(p.dtype, t.beta, vh);
-    gsum += t.g[vh];
+    // exp() of decays below kMinLogDecay is 0 in float32 anyway; the floor keeps the cumulative sums finite
+    // (-inf - -inf and -3e38 + -3e38 would make NaN / -inf of the differences gc_i - gc_j).
+    gsum += std::max(t.g[vh], kMinLogDecay);
     gc[i] = gsum;
   }
   for (int i = L; i < ly.Cp + 16; ++i) gc[i] = gsum;  // padding read by whole-vector loops
@@ -405,7 +411,8 @@ void chunk_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t,
   auto work = [&](size_t item) {
     const int64_t b = (int64_t)item / groups;
     const int64_t h0 = (int64_t)item % groups * G;
-    chunk_group(p, t, b, h0, (int)std::min<int64_t>(G, p.Hv - h0), ly, thread_scratch(ly.total));
+    Scratch scratch((int64_t)ly.total, "a ChunkGatedDeltaRule head group (its states and chunk tiles)");
+    chunk_group(p, t, b, h0, (int)std::min<int64_t>(G, p.Hv - h0), ly, scratch.get());
   };
   par.for_each((size_t)(p.B * groups), work);
 }

@@ -1,7 +1,11 @@
 // gdn-fuse CPU backend: ISA detection.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
+#include <stdexcept>
+#include <string>
 
 #include "cpu/cpu_kernels.h"
 #include "cpu/cpu_util.h"
@@ -44,6 +48,61 @@ size_t l2_cache_bytes() {
     return n > 0 ? (size_t)n : (size_t)512 * 1024;
   }();
   return bytes;
+}
+
+namespace {
+
+[[noreturn]] void too_large(const char* what, const std::string& size) {
+  throw std::runtime_error("cannot allocate " + size + " of per-thread scratch for " + what);
+}
+
+std::string mib(size_t bytes) { return std::to_string((bytes + (size_t{1} << 20) - 1) >> 20) + " MiB"; }
+
+struct KeptBuffer {
+  float* p = nullptr;
+  size_t bytes = 0;
+  ~KeptBuffer() { std::free(p); }
+};
+
+}  // namespace
+
+int64_t checked_product(std::initializer_list<int64_t> factors, const char* what) {
+  int64_t n = 1;
+  for (int64_t f : factors)
+    if (!checked_mul(n, f, &n)) too_large(what, "more than 2^63 floats");
+  return n;
+}
+
+int64_t scratch_size(std::initializer_list<int64_t> terms, const char* what) {
+  int64_t n = 0;
+  for (int64_t t : terms)
+    if (!checked_add(n, t, &n)) too_large(what, "more than 2^63 floats");
+  return n;
+}
+
+Scratch::Scratch(int64_t n, const char* what) {
+  if (n < 0 || (uint64_t)n > (SIZE_MAX - 4096) / sizeof(float)) too_large(what, std::to_string(n) + " floats");
+  const size_t bytes = ((size_t)n * sizeof(float) + 63) / 64 * 64;
+  if (bytes <= kScratchKeepBytes) {
+    thread_local KeptBuffer kept;
+    if (kept.bytes < bytes) {
+      std::free(kept.p);
+      kept.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      kept.bytes = kept.p != nullptr ? bytes : 0;
+      if (kept.p == nullptr) too_large(what, std::to_string(bytes) + " bytes");
+    }
+    p_ = kept.p;
+    return;
+  }
+  const size_t page = 4096, mapped = (bytes + page - 1) / page * page;
+  void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) too_large(what, mib(bytes));
+  p_ = static_cast<float*>(p);
+  mapped_bytes_ = mapped;
+}
+
+Scratch::~Scratch() {
+  if (mapped_bytes_ != 0) munmap(p_, mapped_bytes_);
 }
 
 const char* isa_name() {

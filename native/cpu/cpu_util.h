@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <new>
 #include <vector>
 
@@ -305,22 +306,28 @@ GDN_INLINE void l2norm_scale(float* x, int n, bool normalise, float mul, float e
     for (int i = 0; i < n; ++i) x[i] *= f;
 }
 
-// Reusable per-thread scratch (grown on demand, never shrunk), 64-byte aligned.
-inline float* thread_scratch(size_t n) {
-  struct Buffer {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Buffer() { std::free(p); }
-  };
-  thread_local Buffer buf;
-  if (buf.n < n) {
-    std::free(buf.p);
-    buf.p = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
-    if (buf.p == nullptr) throw std::bad_alloc();
-    buf.n = n;
-  }
-  return buf.p;
-}
+// Per-thread scratch of n floats, 64-byte aligned, for one work item. Up to kScratchKeepBytes the buffer is the
+// thread's own and kept for its next work item (the hot paths' tiles and states: well under 1 MB at K = V = 128);
+// a larger one (K = V = 8192: a 256 MB state) is mapped for this work item alone and unmapped when the Scratch goes
+// away, so that one large call does not leave every pool thread holding its peak forever. `what` names the buffer
+// in the error thrown when it cannot be allocated.
+constexpr size_t kScratchKeepBytes = size_t{8} << 20;
+class Scratch {
+ public:
+  Scratch(int64_t n, const char* what);
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* get() const { return p_; }
+
+ private:
+  float* p_ = nullptr;
+  size_t mapped_bytes_ = 0;  // 0: the thread's kept buffer
+};
+
+// n0 + a * b + ... style element counts for scratch, overflow-checked: throws (with `what`) when it does not fit.
+int64_t scratch_size(std::initializer_list<int64_t> terms_of_products, const char* what);
+int64_t checked_product(std::initializer_list<int64_t> factors, const char* what);
 
 }  // namespace cpu
 }  // namespace gdn

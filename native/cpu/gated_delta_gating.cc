@@ -7,11 +7,13 @@ namespace gdn {
 namespace cpu {
 
 void gated_delta_gating(const GatingParams& p, const GatingTensors& t, const Parallel& par) {
+  if (p.N == 0 || p.H == 0) return;  // empty: never loop over rows of nothing
   const int64_t H = p.H;
   const int64_t per = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, H));  // rows per work item
   const int64_t items = (p.N + per - 1) / per;
   auto work = [&](size_t item) {
-    float* ws = thread_scratch((size_t)2 * H);
+    Scratch scratch(checked_product({2, H}, "GatedDeltaGating rows (2H floats)"), "GatedDeltaGating rows (2H floats)");
+    float* ws = scratch.get();
     float* x = ws;
     float* y = ws + H;
     const int64_t r0 = (int64_t)item * per, r1 = std::min(p.N, r0 + per);

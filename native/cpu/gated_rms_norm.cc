@@ -38,7 +38,8 @@ void gated_rms_norm(const RMSNormParams& p, const RMSNormTensors& t, const Paral
   const int64_t items = (p.N + per - 1) / per;
   auto work = [&](size_t item) {
     const int64_t r0 = (int64_t)item * per, r1 = std::min(p.N, r0 + per);
-    rms_rows(p, t, r0, r1, thread_scratch((size_t)3 * p.D));
+    Scratch scratch(checked_product({3, p.D}, "GatedRMSNorm rows (3D floats)"), "GatedRMSNorm rows (3D floats)");
+    rms_rows(p, t, r0, r1, scratch.get());
   };
   par.for_each((size_t)items, work);
 }

@@ -138,11 +138,13 @@ GDN_DISPATCH(recurrent_head, (const DeltaRuleParams& p, const DeltaRuleTensors& 
 }  // namespace
 
 void recurrent_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t, const Parallel& par) {
-  const size_t ws_size = (size_t)p.K * p.V + 2 * (size_t)p.K + 2 * (size_t)p.V;
+  static const char* const kWhat = "a RecurrentGatedDeltaRule head (a K x V state and 2K + 2V floats)";
+  const int64_t ws_size = scratch_size({checked_product({p.K, p.V}, kWhat), 2 * p.K, 2 * p.V}, kWhat);
   auto work = [&](size_t item) {
     const int64_t b = (int64_t)item / p.Hv;
     const int64_t h = (int64_t)item % p.Hv;
-    recurrent_head(p, t, b, h, thread_scratch(ws_size));
+    Scratch scratch(ws_size, kWhat);
+    recurrent_head(p, t, b, h, scratch.get());
   };
   par.for_each((size_t)(p.B * p.Hv), work);
 }

@@ -2,6 +2,7 @@
 // Loads through SessionOptions RegisterCustomOpsLibrary_V2 on any ORT >= 1.17 (C API >= 17, headers <= 29).
 // This file maps ORT tensors to the backend-neutral contract (common/gdn_contract.h) and calls the CPU kernels
 // (cpu/cpu_kernels.h); a CUDA / Ascend backend adds its own kernels behind the same contract.
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +24,7 @@ const OrtApi* g_ort = nullptr;
 constexpr uint32_t kMinOrtApiVersion = 17;  // ORT 1.17: CreateKernelV2/KernelComputeV2, ParallelFor, shape inference
 constexpr uint32_t kCustomOpVersion = 17;   // OrtCustomOp struct fields we fill (must be <= the runtime's API)
 constexpr int64_t kCpuMaxHeadDim = 8192;
+constexpr int64_t kCpuMaxRowLength = int64_t{1} << 28;  // GatedRMSNorm: rows are indexed with int
 constexpr unsigned kMinOrtMinorForShapeInference = 30;
 
 // ---------------------------------------------------------------------------------------------------
@@ -49,37 +51,93 @@ OrtStatus* fail(const std::string& msg) { return g_ort->CreateStatus(ORT_FAIL, m
     if (st_ != nullptr) return st_;   \
   } while (0)
 
-// Attribute readers: a missing attribute yields the contract default.
-float attr_float(const OrtKernelInfo* info, const char* name, float def) {
-  float v = def;
-  if (OrtStatus* s = g_ort->KernelInfoGetAttribute_float(info, name, &v)) {
-    g_ort->ReleaseStatus(s);
-    return def;
-  }
-  return v;
-}
-int64_t attr_int(const OrtKernelInfo* info, const char* name, int64_t def) {
-  int64_t v = def;
-  if (OrtStatus* s = g_ort->KernelInfoGetAttribute_int64(info, name, &v)) {
-    g_ort->ReleaseStatus(s);
-    return def;
-  }
-  return v;
-}
-std::string attr_string(const OrtKernelInfo* info, const char* name, const char* def) {
+// ---------------------------------------------------------------------------------------------------
+// Attributes. The C API reads an attribute as one given type and fails alike when it is absent and when it has
+// another type; asking for every type tells the two apart, so that an attribute of the wrong type is an error
+// instead of silently "absent, use the default". (No C API lists a node's attributes, so an unknown attribute
+// name cannot be detected here.)
+
+std::string node_name(const OrtKernelInfo* info) {
   size_t size = 0;
-  if (OrtStatus* s = g_ort->KernelInfoGetAttribute_string(info, name, nullptr, &size)) {
+  if (OrtStatus* s = g_ort->KernelInfo_GetNodeName(info, nullptr, &size)) {
     g_ort->ReleaseStatus(s);
-    return def;
+    return "";
   }
   std::string out(size, '\0');
-  if (OrtStatus* s = g_ort->KernelInfoGetAttribute_string(info, name, &out[0], &size)) {
+  if (OrtStatus* s = g_ort->KernelInfo_GetNodeName(info, &out[0], &size)) {
     g_ort->ReleaseStatus(s);
-    return def;
+    return "";
   }
   while (!out.empty() && out.back() == '\0') out.pop_back();
   return out;
 }
+
+// "Op: message" (the contract's form) -> "Op node 'name': message".
+std::string at_node(const std::string& node, const char* op, const std::string& msg) {
+  const std::string prefix = std::string(op) + ": ";
+  const std::string rest = msg.compare(0, prefix.size(), prefix) == 0 ? msg.substr(prefix.size()) : msg;
+  return std::string(op) + " node '" + node + "': " + rest;
+}
+
+bool ok(OrtStatus* s) {
+  if (s == nullptr) return true;
+  g_ort->ReleaseStatus(s);
+  return false;
+}
+
+// The type the node's attribute `name` has, or nullptr when it is absent.
+const char* attr_present_type(const OrtKernelInfo* info, const char* name) {
+  int64_t i = 0;
+  float f = 0.f;
+  size_t n = 0;
+  if (ok(g_ort->KernelInfoGetAttribute_int64(info, name, &i))) return attr_type_name(AttrType::kInt);
+  if (ok(g_ort->KernelInfoGetAttribute_float(info, name, &f))) return attr_type_name(AttrType::kFloat);
+  if (ok(g_ort->KernelInfoGetAttribute_string(info, name, nullptr, &n))) return attr_type_name(AttrType::kString);
+  n = 0;
+  if (ok(g_ort->KernelInfoGetAttributeArray_int64(info, name, nullptr, &n))) return "a list of ints";
+  n = 0;
+  if (ok(g_ort->KernelInfoGetAttributeArray_float(info, name, nullptr, &n))) return "a list of floats";
+  return nullptr;
+}
+
+// Reads attributes of one node; the first problem is kept in `error` (later reads are then skipped).
+struct AttrReader {
+  const OrtKernelInfo* info;
+  const char* op;
+  std::string node;
+  std::string error;
+
+  // Absent: false (the caller keeps its default). Present with another type: false and `error` set.
+  bool wrong_type(const char* name, AttrType want) {
+    if (!error.empty()) return true;
+    const char* got = attr_present_type(info, name);
+    if (got != nullptr)
+      error = at_node(node, op, std::string("attribute ") + name + " must be " + attr_type_name(want) + ", got " + got);
+    return got != nullptr;
+  }
+  void read(const char* name, float* v) {
+    if (error.empty() && !ok(g_ort->KernelInfoGetAttribute_float(info, name, v))) wrong_type(name, AttrType::kFloat);
+  }
+  void read(const char* name, int64_t* v) {
+    if (error.empty() && !ok(g_ort->KernelInfoGetAttribute_int64(info, name, v))) wrong_type(name, AttrType::kInt);
+  }
+  void read(const char* name, std::string* v) {
+    if (!error.empty()) return;
+    size_t size = 0;
+    if (!ok(g_ort->KernelInfoGetAttribute_string(info, name, nullptr, &size))) {
+      wrong_type(name, AttrType::kString);
+      return;
+    }
+    std::string out(size, '\0');
+    if (!ok(g_ort->KernelInfoGetAttribute_string(info, name, &out[0], &size))) return;
+    while (!out.empty() && out.back() == '\0') out.pop_back();
+    *v = out;
+  }
+  // The contract's value check, reported at this node.
+  void check(const std::string& contract_error) {
+    if (error.empty() && !contract_error.empty()) error = at_node(node, op, contract_error);
+  }
+};
 
 OrtStatus* tensor_info(const OrtValue* v, TensorInfo* ti) {
   OrtTensorTypeAndShapeInfo* info = nullptr;
@@ -123,22 +181,43 @@ OrtStatus* read_inputs(OrtKernelContext* ctx, const char* op_name, Inputs* in) {
   return nullptr;
 }
 
+// ORT's own message for a refused output, reduced to one line: "{2,5}" from "... has shape {2,5} but ...", or
+// the text after ORT's "file:line function [ONNXRuntimeError] : code : NAME : " prefix.
+std::string given_shape(const std::string& ort_msg) {
+  const size_t at = ort_msg.find("has shape {");
+  if (at != std::string::npos) {
+    const size_t open = at + 10, close = ort_msg.find('}', open);
+    if (close != std::string::npos) return "[" + ort_msg.substr(open + 1, close - open - 1) + "]";
+  }
+  return "";
+}
+
 // Allocates output `index` with `shape`; *data = nullptr when the node does not produce that output.
-// Checks that the element type ORT assigned to the output is the one the kernel writes.
-OrtStatus* get_output(OrtKernelContext* ctx, const char* op_name, const char* out_name, size_t index,
-                      const std::vector<int64_t>& shape, DType dtype, void** data) {
+// Checks that the size fits (overflow-safe) and that the element type ORT assigned to the output is the one the
+// kernel writes; a preallocated output of another shape is reported in one line.
+OrtStatus* get_output(OrtKernelContext* ctx, const char* op_name, const std::string& node, const char* out_name,
+                      size_t index, const std::vector<int64_t>& shape, DType dtype, void** data) {
   *data = nullptr;
   size_t n = 0;
   GDN_ORT_TRY(g_ort->KernelContext_GetOutputCount(ctx, &n));
   if (index >= n) return nullptr;
+  const std::string too_large = check_tensor_size(op_name, out_name, shape, 4);
+  if (!too_large.empty()) return invalid(at_node(node, op_name, too_large));
   OrtValue* v = nullptr;
-  GDN_ORT_TRY(g_ort->KernelContext_GetOutput(ctx, index, shape.data(), shape.size(), &v));
+  if (OrtStatus* s = g_ort->KernelContext_GetOutput(ctx, index, shape.data(), shape.size(), &v)) {
+    const std::string ort_msg = g_ort->GetErrorMessage(s);
+    g_ort->ReleaseStatus(s);
+    const std::string given = given_shape(ort_msg);
+    const std::string what = given.empty() ? "cannot be allocated with shape " + shape_str(shape)
+                                           : "was given with shape " + given + ", expected " + shape_str(shape);
+    return invalid(at_node(node, op_name, std::string("output ") + out_name + " " + what));
+  }
   if (v == nullptr) return nullptr;
   TensorInfo ti;
   GDN_ORT_TRY(tensor_info(v, &ti));
   if (ti.dtype != dtype)
-    return invalid(std::string(op_name) + ": output " + out_name + " must have element type " + dtype_name(dtype) +
-                   " but the graph declares " + dtype_name(ti.dtype));
+    return invalid(at_node(node, op_name, std::string("output ") + out_name + " must have element type " +
+                                              dtype_name(dtype) + " but the graph declares " + dtype_name(ti.dtype)));
   GDN_ORT_TRY(g_ort->GetTensorMutableData(v, data));
   return nullptr;
 }
@@ -162,24 +241,21 @@ struct DeltaRuleKernel {
 };
 
 template <bool kChunk>
-OrtStatus* delta_rule_create(const OrtKernelInfo* info, void** out) {
-  auto* k = new DeltaRuleKernel();
-  k->chunk = kChunk;
-  k->attrs.scale = attr_float(info, delta_rule::kAttrScale, delta_rule::kDefaultScale);
-  k->attrs.use_qk_l2norm = attr_int(info, delta_rule::kAttrUseQkL2norm, delta_rule::kDefaultUseQkL2norm);
-  k->attrs.state_layout = attr_string(info, delta_rule::kAttrStateLayout, delta_rule::kDefaultStateLayout);
-  k->attrs.chunk_size = attr_int(info, delta_rule::kAttrChunkSize, delta_rule::kDefaultChunkSize);
-  const char* name = kChunk ? op::kChunkGatedDeltaRule : op::kRecurrentGatedDeltaRule;
-  const std::string err = validate_delta_rule_attrs(name, kChunk, k->attrs);
-  if (!err.empty()) {
-    delete k;
-    return invalid(err);
-  }
-  *out = k;
+OrtStatus* delta_rule_create(const OrtKernelInfo* info, AttrReader& r, void** out) {
+  DeltaRuleKernel k;
+  k.chunk = kChunk;
+  r.read(delta_rule::kAttrScale, &k.attrs.scale);
+  r.read(delta_rule::kAttrUseQkL2norm, &k.attrs.use_qk_l2norm);
+  r.read(delta_rule::kAttrStateLayout, &k.attrs.state_layout);
+  if (kChunk) r.read(delta_rule::kAttrChunkSize, &k.attrs.chunk_size);
+  r.check(validate_delta_rule_attrs(r.op, kChunk, k.attrs));
+  if (!r.error.empty()) return invalid(r.error);
+  (void)info;
+  *out = new DeltaRuleKernel(k);
   return nullptr;
 }
 
-OrtStatus* delta_rule_compute(void* kernel, OrtKernelContext* ctx) {
+OrtStatus* delta_rule_compute(void* kernel, const std::string& node, OrtKernelContext* ctx) {
   const auto* k = static_cast<const DeltaRuleKernel*>(kernel);
   const char* name = k->chunk ? op::kChunkGatedDeltaRule : op::kRecurrentGatedDeltaRule;
   Inputs in;
@@ -198,11 +274,13 @@ OrtStatus* delta_rule_compute(void* kernel, OrtKernelContext* ctx) {
   t.g = static_cast<const float*>(in.data[delta_rule::kG]);
   t.beta = in.data[delta_rule::kBeta];
   t.initial_state = p.has_initial_state ? static_cast<const float*>(in.data[delta_rule::kInitialState]) : nullptr;
-  GDN_ORT_TRY(get_output(ctx, name, "output", delta_rule::kOutput, p.output_shape(), p.dtype, &t.output));
+  GDN_ORT_TRY(get_output(ctx, name, node, "output", delta_rule::kOutput, p.output_shape(), p.dtype, &t.output));
   void* fs = nullptr;
-  GDN_ORT_TRY(get_output(ctx, name, "final_state", delta_rule::kFinalState, p.state_shape(), DType::kFloat32, &fs));
+  GDN_ORT_TRY(get_output(ctx, name, node, "final_state", delta_rule::kFinalState, p.state_shape(), DType::kFloat32, &fs));
   t.final_state = static_cast<float*>(fs);
   if (t.output == nullptr) return nullptr;  // nothing requested (cannot happen for a valid node)
+  // No token and no state to write: nothing to do (B may be huge when T = 0; never loop over it).
+  if (p.T == 0 && t.final_state == nullptr) return nullptr;
   if (k->chunk) cpu::chunk_gated_delta_rule(p, t, ort_parallel(ctx));
   else cpu::recurrent_gated_delta_rule(p, t, ort_parallel(ctx));
   return nullptr;
@@ -212,20 +290,17 @@ struct ConvKernel {
   CausalConv1dAttrs attrs;
 };
 
-OrtStatus* conv_create(const OrtKernelInfo* info, void** out) {
-  auto* k = new ConvKernel();
-  k->attrs.activation = attr_string(info, causal_conv1d::kAttrActivation, causal_conv1d::kDefaultActivation);
-  k->attrs.state_size = attr_int(info, causal_conv1d::kAttrStateSize, causal_conv1d::kDefaultStateSize);
-  const std::string err = validate_causal_conv1d_attrs(k->attrs);
-  if (!err.empty()) {
-    delete k;
-    return invalid(err);
-  }
-  *out = k;
+OrtStatus* conv_create(const OrtKernelInfo*, AttrReader& r, void** out) {
+  ConvKernel k;
+  r.read(causal_conv1d::kAttrActivation, &k.attrs.activation);
+  r.read(causal_conv1d::kAttrStateSize, &k.attrs.state_size);
+  r.check(validate_causal_conv1d_attrs(k.attrs));
+  if (!r.error.empty()) return invalid(r.error);
+  *out = new ConvKernel(k);
   return nullptr;
 }
 
-OrtStatus* conv_compute(void* kernel, OrtKernelContext* ctx) {
+OrtStatus* conv_compute(void* kernel, const std::string& node, OrtKernelContext* ctx) {
   const auto* k = static_cast<const ConvKernel*>(kernel);
   const char* name = op::kCausalConv1d;
   Inputs in;
@@ -238,20 +313,23 @@ OrtStatus* conv_compute(void* kernel, OrtKernelContext* ctx) {
   t.weight = in.data[causal_conv1d::kWeight];
   t.bias = p.has_bias ? in.data[causal_conv1d::kBias] : nullptr;
   t.conv_state = p.has_state ? in.data[causal_conv1d::kConvState] : nullptr;
-  GDN_ORT_TRY(get_output(ctx, name, "y", causal_conv1d::kY, p.y_shape(), p.x_type, &t.y));
-  GDN_ORT_TRY(get_output(ctx, name, "conv_state_out", causal_conv1d::kConvStateOut, p.state_shape(), p.x_type,
+  GDN_ORT_TRY(get_output(ctx, name, node, "y", causal_conv1d::kY, p.y_shape(), p.x_type, &t.y));
+  GDN_ORT_TRY(get_output(ctx, name, node, "conv_state_out", causal_conv1d::kConvStateOut, p.state_shape(), p.x_type,
                          &t.conv_state_out));
   if (t.y == nullptr) return nullptr;
+  // Nothing to write (B or C may be huge when T = 0): never loop over empty rows.
+  if ((p.T == 0 || p.B == 0 || p.C == 0) && (t.conv_state_out == nullptr || p.S == 0 || p.B == 0 || p.C == 0))
+    return nullptr;
   cpu::causal_conv1d(p, t, ort_parallel(ctx));
   return nullptr;
 }
 
-OrtStatus* gating_create(const OrtKernelInfo*, void** out) {
+OrtStatus* gating_create(const OrtKernelInfo*, AttrReader&, void** out) {
   *out = nullptr;
   return nullptr;
 }
 
-OrtStatus* gating_compute(void*, OrtKernelContext* ctx) {
+OrtStatus* gating_compute(void*, const std::string& node, OrtKernelContext* ctx) {
   const char* name = op::kGatedDeltaGating;
   Inputs in;
   GDN_ORT_TRY(read_inputs(ctx, name, &in));
@@ -264,24 +342,28 @@ OrtStatus* gating_compute(void*, OrtKernelContext* ctx) {
   t.A_log = static_cast<const float*>(in.data[gating::kALog]);
   t.dt_bias = static_cast<const float*>(in.data[gating::kDtBias]);
   void* g = nullptr;
-  GDN_ORT_TRY(get_output(ctx, name, "g", gating::kG, p.shape, DType::kFloat32, &g));
+  GDN_ORT_TRY(get_output(ctx, name, node, "g", gating::kG, p.shape, DType::kFloat32, &g));
   t.g = static_cast<float*>(g);
-  GDN_ORT_TRY(get_output(ctx, name, "beta", gating::kBeta, p.shape, p.b_type, &t.beta));
+  GDN_ORT_TRY(get_output(ctx, name, node, "beta", gating::kBeta, p.shape, p.b_type, &t.beta));
+  if (p.N == 0 || p.H == 0) return nullptr;  // empty (a dim may still be huge): nothing to compute
   cpu::gated_delta_gating(p, t, ort_parallel(ctx));
   return nullptr;
 }
 
 struct RMSNormKernel {
-  float epsilon;
+  float epsilon = rms_norm::kDefaultEpsilon;
 };
 
-OrtStatus* rms_create(const OrtKernelInfo* info, void** out) {
-  auto* k = new RMSNormKernel{attr_float(info, rms_norm::kAttrEpsilon, rms_norm::kDefaultEpsilon)};
-  *out = k;
+OrtStatus* rms_create(const OrtKernelInfo*, AttrReader& r, void** out) {
+  RMSNormKernel k;
+  r.read(rms_norm::kAttrEpsilon, &k.epsilon);
+  r.check(validate_rms_norm_attrs(k.epsilon));
+  if (!r.error.empty()) return invalid(r.error);
+  *out = new RMSNormKernel(k);
   return nullptr;
 }
 
-OrtStatus* rms_compute(void* kernel, OrtKernelContext* ctx) {
+OrtStatus* rms_compute(void* kernel, const std::string& node, OrtKernelContext* ctx) {
   const auto* k = static_cast<const RMSNormKernel*>(kernel);
   const char* name = op::kGatedRMSNorm;
   Inputs in;
@@ -289,11 +371,14 @@ OrtStatus* rms_compute(void* kernel, OrtKernelContext* ctx) {
   RMSNormParams p;
   const std::string err = validate_rms_norm(k->epsilon, in.info.data(), in.info.size(), &p);
   if (!err.empty()) return invalid(err);
+  if (p.D > kCpuMaxRowLength)
+    return invalid(std::string(name) + ": the last dimension of x is " + std::to_string(p.D) +
+                   ", above the CPU backend limit of " + std::to_string(kCpuMaxRowLength));
   RMSNormTensors t;
   t.x = in.data[rms_norm::kX];
   t.gate = in.data[rms_norm::kGate];
   t.weight = in.data[rms_norm::kWeight];
-  GDN_ORT_TRY(get_output(ctx, name, "y", rms_norm::kY, p.shape, p.x_type, &t.y));
+  GDN_ORT_TRY(get_output(ctx, name, node, "y", rms_norm::kY, p.shape, p.x_type, &t.y));
   if (t.y == nullptr) return nullptr;
   cpu::gated_rms_norm(p, t, ort_parallel(ctx));
   return nullptr;
@@ -326,25 +411,26 @@ struct Variant {
 struct IoSpec {
   ONNXTensorElementDataType type;
   bool optional;
-  int like_input;       // outputs: type/shape taken from this input in shape inference (-1: none)
-  int fallback_input;   // outputs: when like_input is absent, rank/leading dims from this input (-1: none)
-  int fallback_rank;    //          ... padded with unknown dims to this rank
 };
+
+struct ShapeInfer;
 
 struct OpSpec {
   const char* name;
   std::vector<IoSpec> inputs;
   std::vector<IoSpec> outputs;
-  OrtStatus* (*create)(const OrtKernelInfo*, void**);
-  OrtStatus* (*compute)(void*, OrtKernelContext*);
+  OrtStatus* (*create)(const OrtKernelInfo*, AttrReader&, void**);
+  OrtStatus* (*compute)(void*, const std::string& node, OrtKernelContext*);
   void (*destroy)(void*);
   std::vector<Variant> variants;
+  void (*infer)(ShapeInfer&);  // output shapes from input shapes (see below)
 };
 
 // A created kernel: the op spec plus the op-specific state (attributes).
 struct KernelBox {
   const OpSpec* spec;
   void* impl;
+  std::string node;  // the node's name, for messages
   ~KernelBox() {
     if (spec->destroy && impl) spec->destroy(impl);
   }
@@ -361,24 +447,26 @@ ONNXTensorElementDataType resolve(ONNXTensorElementDataType t, const Variant& v)
 
 const OpSpec& spec_of(const OrtCustomOp* op) { return *static_cast<const GdnCustomOp*>(op)->spec; }
 
-// Output type + shape inference (beyond ORT's default type guess): outputs follow the input named in the spec.
-// Input infos belong to ORT (never released or modified here); outputs get fresh infos.
+// Output type + shape inference (beyond ORT's default type guess). Input infos belong to ORT (never released or
+// modified here); outputs get fresh infos. ORT reports an input of unknown rank as rank 0, and no input of these
+// ops may be a scalar: an input whose rank is not the one the contract requires gives no information, and an
+// output is only set when its rank is known (a rank-0 output would let ORT fold Shape(output) to []).
 struct ShapeOf {
   bool ok = false;
   ONNXTensorElementDataType type = kAny;
   std::vector<int64_t> dims;
   std::vector<std::string> syms;
+  void push(const ShapeOf& from, size_t d) {  // appends dim d of `from` (unknown when out of range)
+    dims.push_back(d < from.dims.size() ? from.dims[d] : -1);
+    syms.push_back(d < from.syms.size() ? from.syms[d] : "");
+  }
 };
 
 ShapeOf input_shape(OrtShapeInferContext* ctx, size_t n_in, int idx) {
   ShapeOf r;
   if (idx < 0 || (size_t)idx >= n_in) return r;
   OrtTensorTypeAndShapeInfo* info = nullptr;
-  if (OrtStatus* st = g_ort->ShapeInferContext_GetInputTypeShape(ctx, (size_t)idx, &info)) {
-    g_ort->ReleaseStatus(st);
-    return r;
-  }
-  if (info == nullptr) return r;
+  if (!ok(g_ort->ShapeInferContext_GetInputTypeShape(ctx, (size_t)idx, &info)) || info == nullptr) return r;
   size_t rank = 0;
   OrtStatus* st = g_ort->GetTensorElementType(info, &r.type);
   if (st == nullptr) st = g_ort->GetDimensionsCount(info, &rank);
@@ -388,10 +476,7 @@ ShapeOf input_shape(OrtShapeInferContext* ctx, size_t n_in, int idx) {
   }
   std::vector<const char*> sym(rank, nullptr);
   if (st == nullptr) st = g_ort->GetSymbolicDimensions(info, sym.data(), rank);
-  if (st != nullptr) {
-    g_ort->ReleaseStatus(st);
-    return r;
-  }
+  if (!ok(st)) return r;
   for (const char* c : sym) r.syms.emplace_back(c ? c : "");
   r.ok = true;
   return r;
@@ -399,50 +484,106 @@ ShapeOf input_shape(OrtShapeInferContext* ctx, size_t n_in, int idx) {
 
 void set_output(OrtShapeInferContext* ctx, size_t index, const ShapeOf& s) {
   OrtTensorTypeAndShapeInfo* info = nullptr;
-  if (OrtStatus* st = g_ort->CreateTensorTypeAndShapeInfo(&info)) {
-    g_ort->ReleaseStatus(st);
-    return;
-  }
+  if (!ok(g_ort->CreateTensorTypeAndShapeInfo(&info))) return;
   std::vector<const char*> sym;
   for (const auto& x : s.syms) sym.push_back(x.c_str());
   OrtStatus* st = g_ort->SetTensorElementType(info, s.type);
   if (st == nullptr) st = g_ort->SetDimensions(info, s.dims.data(), s.dims.size());
   if (st == nullptr && sym.size() == s.dims.size()) st = g_ort->SetSymbolicDimensions(info, sym.data(), sym.size());
   if (st == nullptr) st = g_ort->ShapeInferContext_SetOutputTypeShape(ctx, index, info);
-  if (st != nullptr) g_ort->ReleaseStatus(st);  // best effort: ORT's own type guess stays
+  ok(st);  // best effort: ORT's own type guess stays
   g_ort->ReleaseTensorTypeAndShapeInfo(info);
 }
 
+struct ShapeInfer {
+  OrtShapeInferContext* ctx;
+  size_t n_in;
+  // Input `idx` when present with rank `rank` (0: any rank >= 1).
+  ShapeOf in(int idx, size_t rank) {
+    ShapeOf s = input_shape(ctx, n_in, idx);
+    if (s.ok && (s.dims.empty() || (rank != 0 && s.dims.size() != rank))) s.ok = false;
+    return s;
+  }
+  // Output `o`: shape s, element type `type` (kAny: the type of the input s came from).
+  void out(size_t o, ShapeOf s, ONNXTensorElementDataType type) {
+    if (type != kAny) s.type = type;
+    if (s.type != kAny) set_output(ctx, o, s);
+  }
+  std::string attr_string(const char* name, const char* def) {
+    const OrtOpAttr* attr = nullptr;
+    if (!ok(g_ort->ShapeInferContext_GetAttribute(ctx, name, &attr)) || attr == nullptr) return def;
+    char buf[64] = {};
+    size_t len = 0;
+    if (!ok(g_ort->ReadOpAttr(attr, ORT_OP_ATTR_STRING, buf, sizeof(buf) - 1, &len))) return def;
+    return std::string(buf, std::min(len, sizeof(buf) - 1));
+  }
+  int64_t attr_int(const char* name, int64_t def) {
+    const OrtOpAttr* attr = nullptr;
+    int64_t v = def;
+    size_t len = 0;
+    if (!ok(g_ort->ShapeInferContext_GetAttribute(ctx, name, &attr)) || attr == nullptr) return def;
+    return ok(g_ort->ReadOpAttr(attr, ORT_OP_ATTR_INT, &v, sizeof(v), &len)) ? v : def;
+  }
+};
+
+// output [B,T,Hv,V] like value; final_state like initial_state, else [B,Hv,K,V] ("kv") / [B,Hv,V,K] ("vk").
+void infer_delta_rule(ShapeInfer& si) {
+  using namespace delta_rule;
+  const ShapeOf v = si.in(kValue, 4);
+  if (v.ok) si.out(kOutput, v, kAny);
+  const ShapeOf s0 = si.in(kInitialState, 4);
+  if (s0.ok) return si.out(kFinalState, s0, kF32);
+  const ShapeOf q = si.in(kQuery, 4);
+  if (!q.ok || !v.ok) return;
+  const bool vk = si.attr_string(kAttrStateLayout, kDefaultStateLayout) == "vk";
+  ShapeOf st;
+  st.push(q, 0);
+  st.push(v, 2);
+  st.push(vk ? v : q, 3);
+  st.push(vk ? q : v, 3);
+  si.out(kFinalState, st, kF32);
+}
+
+// y like x; conv_state_out like conv_state, else [B,C,S] with S = state_size, or W-1 from weight's last dim.
+void infer_causal_conv1d(ShapeInfer& si) {
+  using namespace causal_conv1d;
+  const ShapeOf x = si.in(kX, 3);
+  if (x.ok) si.out(kY, x, kAny);
+  const ShapeOf st = si.in(kConvState, 3);
+  if (st.ok) return si.out(kConvStateOut, st, kAny);
+  if (!x.ok) return;
+  ShapeOf out;
+  out.type = x.type;
+  out.push(x, 0);
+  out.push(x, 1);
+  int64_t S = si.attr_int(kAttrStateSize, kDefaultStateSize);
+  if (S == 0) {
+    const ShapeOf w = si.in(kWeight, 0);
+    S = w.ok && w.dims.back() > 0 ? w.dims.back() - 1 : -1;
+  }
+  out.dims.push_back(S >= 0 && S <= kMaxStateSize ? S : -1);
+  out.syms.push_back("");
+  si.out(kConvStateOut, out, kAny);
+}
+
+void infer_gating(ShapeInfer& si) {
+  const ShapeOf a = si.in(gating::kA, 3), b = si.in(gating::kB, 3);
+  if (a.ok) si.out(gating::kG, a, kF32);
+  if (b.ok) si.out(gating::kBeta, b, kAny);
+}
+
+void infer_rms_norm(ShapeInfer& si) {
+  const ShapeOf x = si.in(rms_norm::kX, 0);
+  if (x.ok) si.out(rms_norm::kY, x, kAny);
+}
+
 OrtStatus* infer_shapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
-  const OpSpec& s = spec_of(op);
   size_t n_in = 0;
-  if (OrtStatus* st = g_ort->ShapeInferContext_GetInputCount(ctx, &n_in)) {
-    g_ort->ReleaseStatus(st);
-    return nullptr;
-  }
-  for (size_t o = 0; o < s.outputs.size(); ++o) {
-    const IoSpec& io = s.outputs[o];
-    ShapeOf sh = input_shape(ctx, n_in, io.like_input);
-    if (!sh.ok && io.fallback_input >= 0) {
-      // e.g. final_state without initial_state: rank known, leading [B, H|C] from the fallback input
-      ShapeOf src = input_shape(ctx, n_in, io.fallback_input);
-      if (src.ok) {
-        sh.ok = true;
-        sh.type = src.type;
-        sh.dims.assign((size_t)io.fallback_rank, -1);
-        sh.syms.assign((size_t)io.fallback_rank, "");
-        const size_t lead[2] = {0, (size_t)(io.fallback_input == delta_rule::kValue ? 2 : 1)};
-        for (size_t d = 0; d < 2; ++d)
-          if (lead[d] < src.dims.size()) sh.dims[d] = src.dims[lead[d]], sh.syms[d] = src.syms[lead[d]];
-      }
-    }
-    if (!sh.ok) continue;
-    // ORT builds one schema per op name from the first variant, so this function must not rely on the
-    // variant: fixed-type outputs use their type, kT1 / kT2 outputs the type of the input they follow.
-    if (io.type != kT1 && io.type != kT2 && io.type != kAny) sh.type = io.type;
-    if (sh.type == kAny) continue;
-    set_output(ctx, o, sh);
-  }
+  if (!ok(g_ort->ShapeInferContext_GetInputCount(ctx, &n_in))) return nullptr;
+  ShapeInfer si{ctx, n_in};
+  // ORT builds one schema per op name from the first variant, so this must not rely on the variant: outputs of
+  // a fixed type use it, the others the type of the input they follow.
+  spec_of(op).infer(si);
   return nullptr;
 }
 
@@ -481,14 +622,19 @@ GdnCustomOp make_op(const OpSpec* spec, Variant variant) {
   op.CreateKernelV2 = [](const OrtCustomOp* o, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatus* {
     const OpSpec& s = spec_of(o);
     void* impl = nullptr;
-    GDN_ORT_TRY(s.create(info, &impl));
-    *kernel = new KernelBox{&s, impl};
+    AttrReader reader{info, s.name, node_name(info), ""};
+    try {
+      GDN_ORT_TRY(s.create(info, reader, &impl));
+      *kernel = new KernelBox{&s, impl, reader.node};
+    } catch (const std::exception& e) {
+      return fail(at_node(reader.node, s.name, e.what()));
+    }
     return nullptr;
   };
   op.KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatus* {
     auto* box = static_cast<KernelBox*>(k);
     try {
-      return box->spec->compute(box->impl, ctx);
+      return box->spec->compute(box->impl, box->node, ctx);
     } catch (const std::exception& e) {
       return fail(std::string(box->spec->name) + ": " + e.what());
     } catch (...) {
@@ -514,33 +660,25 @@ const OpSpec* all_specs(size_t* n) {
     return v;
   }();
   // Delta rule inputs: query, key, value, g, beta, initial_state, cu_seqlens, ssm_state_indices[, num_accepted_tokens]
-  static const std::vector<IoSpec> dr_in_chunk = {
-      {kT1, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kF32, false, -1, -1, 0},
-      {kT1, false, -1, -1, 0}, {kF32, true, -1, -1, 0},  {kI64, true, -1, -1, 0},  {kAny, true, -1, -1, 0}};
+  static const std::vector<IoSpec> dr_in_chunk = {{kT1, false}, {kT1, false}, {kT1, false}, {kF32, false},
+                                                  {kT1, false}, {kF32, true},  {kI64, true},  {kAny, true}};
   static std::vector<IoSpec> dr_in_rec = [] {
     auto v = dr_in_chunk;
-    v.push_back({kAny, true, -1, -1, 0});
+    v.push_back({kAny, true});
     return v;
   }();
-  static const std::vector<IoSpec> dr_out = {{kT1, false, delta_rule::kValue, -1, 0},
-                                             {kF32, true, delta_rule::kInitialState, delta_rule::kValue, 4}};
+  static const std::vector<IoSpec> dr_out = {{kT1, false}, {kF32, true}};
   static const OpSpec specs[] = {
       {op::kChunkGatedDeltaRule, dr_in_chunk, dr_out, &delta_rule_create<true>, &delta_rule_compute,
-       &destroy_kernel<DeltaRuleKernel>, same},
+       &destroy_kernel<DeltaRuleKernel>, same, &infer_delta_rule},
       {op::kRecurrentGatedDeltaRule, dr_in_rec, dr_out, &delta_rule_create<false>, &delta_rule_compute,
-       &destroy_kernel<DeltaRuleKernel>, same},
-      {op::kCausalConv1d,
-       {{kT1, false, -1, -1, 0}, {kT2, false, -1, -1, 0}, {kT2, true, -1, -1, 0}, {kT1, true, -1, -1, 0}},
-       {{kT1, false, causal_conv1d::kX, -1, 0}, {kT1, true, causal_conv1d::kConvState, causal_conv1d::kX, 3}},
-       &conv_create, &conv_compute, &destroy_kernel<ConvKernel>, with_f32_weight},
-      {op::kGatedDeltaGating,
-       {{kT2, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kF32, false, -1, -1, 0}, {kF32, false, -1, -1, 0}},
-       {{kF32, false, gating::kA, -1, 0}, {kT1, false, gating::kB, -1, 0}},
-       &gating_create, &gating_compute, nullptr, all_pairs},
-      {op::kGatedRMSNorm,
-       {{kT1, false, -1, -1, 0}, {kT1, false, -1, -1, 0}, {kT2, false, -1, -1, 0}},
-       {{kT1, false, rms_norm::kX, -1, 0}},
-       &rms_create, &rms_compute, &destroy_kernel<RMSNormKernel>, with_f32_weight},
+       &destroy_kernel<DeltaRuleKernel>, same, &infer_delta_rule},
+      {op::kCausalConv1d, {{kT1, false}, {kT2, false}, {kT2, true}, {kT1, true}}, {{kT1, false}, {kT1, true}},
+       &conv_create, &conv_compute, &destroy_kernel<ConvKernel>, with_f32_weight, &infer_causal_conv1d},
+      {op::kGatedDeltaGating, {{kT2, false}, {kT1, false}, {kF32, false}, {kF32, false}}, {{kF32, false}, {kT1, false}},
+       &gating_create, &gating_compute, nullptr, all_pairs, &infer_gating},
+      {op::kGatedRMSNorm, {{kT1, false}, {kT1, false}, {kT2, false}}, {{kT1, false}},
+       &rms_create, &rms_compute, &destroy_kernel<RMSNormKernel>, with_f32_weight, &infer_rms_norm},
   };
   *n = sizeof(specs) / sizeof(specs[0]);
   return specs;

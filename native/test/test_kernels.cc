@@ -16,6 +16,7 @@
 #include "common/float_convert.h"
 #include "common/gdn_contract.h"
 #include "cpu/cpu_kernels.h"
+#include "cpu/cpu_util.h"
 #include "thread_runner.h"
 
 using namespace gdn;
@@ -395,6 +396,38 @@ void run_validation() {
   CausalConv1dParams cp;
   TensorInfo cin[4] = {{true, DType::kFloat32, {1, 4, 3}}, {true, DType::kFloat32, {4, 1, 4}}, {}, {true, DType::kFloat32, {1, 4, 2}}};
   expect_error("validate: conv_state too short", validate_causal_conv1d(ca, cin, 4, &cp), "fewer than W-1 = 3");
+  ca.state_size = int64_t{1} << 62;  // wrapped the scratch size to 64 bytes before it was bounded
+  expect_error("validate: state_size bound", validate_causal_conv1d_attrs(ca), "state_size must be in 0..16777216");
+  GatingParams gp;
+  TensorInfo gin[4] = {{true, DType::kFloat32, {int64_t{1} << 40, 1, 0}}, {true, DType::kFloat32, {int64_t{1} << 40, 1, 0}},
+                       {true, DType::kFloat32, {0}}, {true, DType::kFloat32, {0}}};
+  const bool gating_empty = validate_gating(gin, 4, &gp).empty() && gp.N == 0;
+  std::printf("%s validate: gating [2^40,1,0] has no rows (N = %lld)\n", gating_empty ? "PASS" : "FAIL", (long long)gp.N);
+  (gating_empty ? g_pass : g_fail)++;
+}
+
+// ---- overflow-checked size arithmetic ----
+void run_checked_arithmetic() {
+  int64_t n = -7;
+  const int64_t big = int64_t{1} << 62;
+  const bool ok = !checked_mul(big, 2, &n) && n == -7 && checked_mul(big, 1, &n) && n == big && !checked_add(INT64_MAX, 1, &n) &&
+                  !checked_mul(-1, 1, &n) && checked_numel({big, big, 0}, &n) && n == 0 && !checked_numel({big, 4}, &n) &&
+                  checked_numel({}, &n) && n == 1 && !check_tensor_size("Op", "y", {big}, 4).empty() &&
+                  check_tensor_size("Op", "y", {big / 4}, 4).empty();
+  std::printf("%s checked_mul / checked_add / checked_numel / check_tensor_size\n", ok ? "PASS" : "FAIL");
+  (ok ? g_pass : g_fail)++;
+  // Scratch that cannot exist says what was asked for and why (it said std::bad_alloc).
+  for (int64_t floats : {INT64_MAX, int64_t{1} << 60}) {
+    std::string what = "(none)";
+    try {
+      cpu::Scratch s(floats, "a test buffer");
+    } catch (const std::exception& e) {
+      what = e.what();
+    }
+    const bool named = what.rfind("cannot allocate ", 0) == 0 && what.find(" of per-thread scratch for a test buffer") != std::string::npos;
+    std::printf("%s scratch of %lld floats: %s\n", named ? "PASS" : "FAIL", (long long)floats, what.c_str());
+    (named ? g_pass : g_fail)++;
+  }
 }
 
 
@@ -512,6 +545,7 @@ int main(int argc, char** argv) {
     run_rms(dt, DType::kFloat32, {5, 48}, 1e-5f);
   }
   run_validation();
+  run_checked_arithmetic();
   run_parallel_errors();
   std::printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail == 0 ? 0 : 1;

@@ -32,6 +32,8 @@ export function packageRoot(): string {
 
 /** Paths probed for the addon, most specific first. */
 export function addonCandidates(): string[] {
+  const override = process.env.GDN_FUSE_ADDON; // another build of the addon (npm run test:sanitize)
+  if (override) return [resolve(override)];
   const root = packageRoot();
   return [join(root, "build", "Release", "gdn_addon.node"), join(root, "build", "Debug", "gdn_addon.node")];
 }
