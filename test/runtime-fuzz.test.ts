@@ -14,26 +14,16 @@ const CASES = Number(process.env.GDN_FUZZ_CASES ?? 2000);
 const MODULE = fileURLToPath(new URL("./helpers/runtime-fuzz-cases.ts", import.meta.url));
 const ready = loadRuntime().opsLibraryPath !== null;
 
-/**
- * Op-library bugs found by this fuzzer, owned by the op-library work (branch ops-hardening), tolerated here only
- * in this exact form until that branch lands; then this list must be emptied.
- *  - GatedDeltaGating with H = 0 and a huge B*T loops over B*T/8192 empty work items: a hang, not a result.
- */
-const KNOWN_OP_LIBRARY_BUGS: { what: string; matches: (description: string, status: string) => boolean }[] = [
-  {
-    what: "GatedDeltaGating hangs on H = 0 with a huge B*T",
-    matches: (d, status) => status === "timeout" && /^GatedDeltaGating\(a:float32\[\d+,\d+,0\]/.test(d) && /\d{10}/.test(d),
-  },
-];
 
 describe.skipIf(!ready)("runtime fuzzer", () => {
   it(`${CASES} cases over the five gdn ops: each ends in a result or a GdnFuseError`, { timeout: Math.max(240_000, CASES * 60) }, async () => {
-    const results = await runInChildren({ module: MODULE, count: CASES, workers: 2, timeoutMs: 4_000 });
+    // child-fuzz.ts can run one phantom case without an index when a lane restarts a child as the queue
+    // empties (the other lane took the last case meanwhile): not a case of this fuzzer, left out.
+    const results = (await runInChildren({ module: MODULE, count: CASES, workers: 2, timeoutMs: 4_000 })).filter((r) =>
+      Number.isInteger(r.index),
+    );
     const { counts } = summarize(results);
-    const known = (r: (typeof results)[number]) => KNOWN_OP_LIBRARY_BUGS.some((k) => k.matches(describeCase(r.index), r.status));
-    const failed = results.filter((r) => r.status === "crash" || r.status === "timeout");
-    const bad = failed.filter((r) => !known(r));
-    if (failed.length > bad.length) console.log(`runtime fuzzer: ${failed.length - bad.length} cases hit known op-library bugs:\n` + failed.filter(known).map((r) => `#${r.index} ${describeCase(r.index)}: ${r.status}`).join("\n"));
+    const bad = results.filter((r) => r.status === "crash" || r.status === "timeout");
     const notGdn = results.filter((r) => r.status === "error" && !/^GdnFuseError \[E_[A-Z_]+\]: /.test(r.detail));
     const show = (rs: typeof results) => rs.slice(0, 8).map((r) => `#${r.index} ${describeCase(r.index)}: ${r.status} ${r.detail.slice(0, 300)}`).join("\n");
     console.log(`runtime fuzzer: ${JSON.stringify(counts)}`);
