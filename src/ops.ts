@@ -17,7 +17,7 @@ export const ATTR_TYPE_CODE: Record<AttrKind, number> = { float: 1, int: 2, stri
 export interface AttrContract {
   kind: AttrKind;
   default: number | string;
-  /** Why a value is out of the contract's range, or null when it is fine. */
+  /** Why a value is out of the contract's range ("must be in 1..1024"), or null when it is fine. */
   check(value: number | string): string | null;
 }
 
@@ -32,15 +32,15 @@ export interface OpContract {
 const oneOf =
   (...allowed: (number | string)[]) =>
   (v: number | string): string | null =>
-    allowed.includes(v) ? null : `must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}, got ${JSON.stringify(v)}`;
+    allowed.includes(v) ? null : `must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}`;
 const finite = (v: number | string): string | null =>
-  typeof v === "number" && Number.isFinite(v) ? null : `must be finite, got ${v}`;
+  typeof v === "number" && Number.isFinite(v) ? null : `must be finite`;
 const intIn =
-  (min: number, max: number) =>
+  (min: number, max: number, note = "") =>
   (v: number | string): string | null =>
-    typeof v === "number" && v >= min && v <= max ? null : `must be in ${min}..${max}, got ${v}`;
+    typeof v === "number" && v >= min && v <= max ? null : `must be in ${min}..${max}${note}`;
 const finiteNonNegative = (v: number | string): string | null =>
-  typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : `must be finite and >= 0, got ${v}`;
+  typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : `must be a finite value >= 0`;
 
 const DELTA_RULE_INPUTS = ["query", "key", "value", "g", "beta", "initial_state", "cu_seqlens", "ssm_state_indices", "num_accepted_tokens"];
 const DELTA_RULE_ATTRS = {
@@ -72,7 +72,7 @@ export const GDN_CONTRACT: Readonly<Record<keyof typeof GdnOp, OpContract>> = {
     outputs: ["y", "conv_state_out"],
     attributes: {
       activation: { kind: "string", default: "silu", check: oneOf("silu", "none") },
-      state_size: { kind: "int", default: 0, check: intIn(0, 2 ** 31 - 1) },
+      state_size: { kind: "int", default: 0, check: intIn(0, 16777216, " (0 means W-1)") },
     },
   },
   GatedDeltaGating: { inputs: ["a", "b", "A_log", "dt_bias"], required: 4, outputs: ["g", "beta"], attributes: {} },

@@ -72,15 +72,15 @@ describe.skipIf(!ready)("gdn backend: gdn nodes are checked against the op contr
   const dir = mkdtempSync(join(tmpdir(), "gdn-contract-"));
   const cases: [string, Uint8Array, string][] = [
     ["an unknown attribute", gdnModel("GatedRMSNorm", [{ name: "eps", type: A.FLOAT, f: 1e-5 }]),
-      "gdn node 'n0' (GatedRMSNorm): unknown attribute 'eps' (known: epsilon)"],
+      "GatedRMSNorm node 'n0': unknown attribute 'eps' (known: epsilon)"],
     ["an int attribute given as a float", gdnModel("ChunkGatedDeltaRule", [{ name: "chunk_size", type: A.FLOAT, f: 64 }]),
-      "gdn node 'n0' (ChunkGatedDeltaRule): attribute 'chunk_size' must be an int, got a float"],
+      "ChunkGatedDeltaRule node 'n0': attribute chunk_size must be an int, got a float"],
     ["a string attribute given as an int", gdnModel("ChunkGatedDeltaRule", [{ name: "state_layout", type: A.INT, i: 1 }]),
-      "gdn node 'n0' (ChunkGatedDeltaRule): attribute 'state_layout' must be a string, got an int"],
+      "ChunkGatedDeltaRule node 'n0': attribute state_layout must be a string, got an int"],
     ["a value out of range", gdnModel("ChunkGatedDeltaRule", [{ name: "chunk_size", type: A.INT, i: 4096 }]),
-      "gdn node 'n0' (ChunkGatedDeltaRule): attribute 'chunk_size' must be in 1..1024, got 4096"],
+      "ChunkGatedDeltaRule node 'n0': attribute chunk_size must be in 1..1024, got 4096"],
     ["a string value not allowed", gdnModel("ChunkGatedDeltaRule", [{ name: "state_layout", type: A.STRING, s: new TextEncoder().encode("KV") }]),
-      `gdn node 'n0' (ChunkGatedDeltaRule): attribute 'state_layout' must be "kv" or "vk", got "KV"`],
+      `ChunkGatedDeltaRule node 'n0': attribute state_layout must be "kv" or "vk", got "KV"`],
     ["another gdn opset", gdnModel("GatedRMSNorm", [], 2),
       "the model imports gdn opset 2; this runtime implements gdn opset 1"],
   ];

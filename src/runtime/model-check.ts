@@ -6,7 +6,7 @@
  * misspelt attribute would otherwise be ignored silently.
  */
 import { GdnFuseError } from "../errors.js";
-import { onnx } from "../ir/onnx.js";
+import { int64ToBigInt, onnx } from "../ir/onnx.js";
 import { ATTR_TYPE_CODE, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, type AttrContract } from "../ops.js";
 
 const ATTR_TYPE_NAME: Record<number, string> = {
@@ -50,7 +50,7 @@ function checkGdnOpset(model: onnx.IModelProto): void {
 
 function checkGdnNode(node: onnx.INodeProto): void {
   const op = node.opType ?? "";
-  const where = `gdn node '${node.name ?? ""}' (${op})`;
+  const where = `${op} node '${node.name ?? ""}'`;
   const contract = (GDN_CONTRACT as Record<string, (typeof GDN_CONTRACT)[keyof typeof GDN_CONTRACT]>)[op];
   if (!Object.hasOwn(GDN_CONTRACT, op) || contract === undefined) {
     throw new GdnFuseError("E_MODEL", `${where}: unknown op; gdn opset ${GDN_OPSET} has ${Object.keys(GDN_CONTRACT).join(", ")}`);
@@ -79,14 +79,16 @@ function checkAttribute(where: string, name: string, attr: onnx.IAttributeProto,
   const type = Number(attr.type ?? 0);
   if (type !== ATTR_TYPE_CODE[spec.kind]) {
     const got = ATTR_TYPE_NAME[type] ?? `attribute type ${type}`;
-    throw new GdnFuseError("E_MODEL", `${where}: attribute '${name}' must be ${KIND_NAME[spec.kind]}, got ${got}`);
+    throw new GdnFuseError("E_MODEL", `${where}: attribute ${name} must be ${KIND_NAME[spec.kind]}, got ${got}`);
   }
   const value =
     spec.kind === "float" ? Number(attr.f ?? 0)
-    : spec.kind === "int" ? Number(attr.i ?? 0)
+    : spec.kind === "int" ? Number(int64ToBigInt(attr.i))
     : new TextDecoder().decode(attr.s ?? new Uint8Array());
   const problem = spec.check(value);
-  if (problem !== null) throw new GdnFuseError("E_MODEL", `${where}: attribute '${name}' ${problem}`);
+  // the exact int64 (a Number rounds 2^63-1), a string quoted
+  const shown = spec.kind === "int" ? String(int64ToBigInt(attr.i)) : typeof value === "string" ? JSON.stringify(value) : String(value);
+  if (problem !== null) throw new GdnFuseError("E_MODEL", `${where}: attribute ${name} ${problem}, got ${shown}`);
 }
 
 function checkNoExternalData(graphs: onnx.IGraphProto[]): void {
