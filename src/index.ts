@@ -40,6 +40,7 @@ export { constantOf, scalarOf, isConstantValue, type ConstTensor } from "./ir/co
 export { MatchFailure, fail, check } from "./pattern/match.js";
 export { verifyModels, formatVerify, type VerifyResult, type VerifyOutput } from "./verify/index.js";
 export { GDN_DOMAIN, GDN_OPSET, GdnOp } from "./ops.js";
+export { oneNodeModel, deltaRuleModel, type OneNodeSpec, type TensorSpec } from "./ops-model.js";
 export { gatedDeltaReference } from "./reference/gated-delta.js";
 
 export interface FuseFileOptions extends FuseOptions, SaveOptions {

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
+import { oneNodeModel } from "../src/ops-model.js";
 import "../src/runtime/index.js";
 import { oneLineMessage } from "../src/runtime/backend.js";
 import { loadRuntime } from "../src/runtime/index.js";
@@ -52,20 +53,10 @@ describe("gdn backend: one-line errors", () => {
 type Attr = { name: string; type: number; f?: number; i?: number; s?: Uint8Array };
 const A = onnx.AttributeProto.AttributeType;
 /** A one-node gdn.GatedRMSNorm or gdn.ChunkGatedDeltaRule model with the given attributes. */
-function gdnModel(op: "GatedRMSNorm" | "ChunkGatedDeltaRule", attribute: Attr[], gdnVersion = 1): Uint8Array {
-  const vi = (name: string) => ({ name, type: { tensorType: { elemType: 1 } } });
+function gdnModel(op: "GatedRMSNorm" | "ChunkGatedDeltaRule", attributes: Attr[], gdnOpset = 1): Uint8Array {
   const inputs = op === "GatedRMSNorm" ? ["x", "gate", "weight"] : ["query", "key", "value", "g", "beta"];
   const outputs = op === "GatedRMSNorm" ? ["y"] : ["output"];
-  return onnx.ModelProto.encode({
-    irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: gdnVersion }],
-    graph: {
-      name: "m",
-      node: [{ name: "n0", opType: op, domain: "gdn", input: inputs, output: outputs, attribute }],
-      input: inputs.map(vi),
-      output: outputs.map(vi),
-    },
-  }).finish();
+  return oneNodeModel({ opType: op, inputs: inputs.map((name) => ({ name })), outputs: outputs.map((name) => ({ name })), attributes, gdnOpset });
 }
 
 describe.skipIf(!ready)("gdn backend: gdn nodes are checked against the op contract before the session is made", () => {

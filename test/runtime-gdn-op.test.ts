@@ -7,16 +7,14 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import onnxProto from "onnx-proto";
 import { afterEach, describe, expect, it } from "vitest";
 import "../src/runtime/index.js";
+import { deltaRuleModel } from "../src/ops-model.js";
 import { loadRuntime } from "../src/runtime/index.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
 import { relativeL2 } from "./helpers/tensor-io.js";
 import { ROOT } from "./helpers/cases.js";
 
-const { onnx } = onnxProto;
-const F = onnx.TensorProto.DataType.FLOAT;
 const GDN = { executionProviders: ["gdn"] };
 
 const opsLibrary = loadRuntime().opsLibraryPath;
@@ -42,37 +40,7 @@ process.stdout.write(JSON.stringify(out));
 `;
 
 function recurrentModel(): Uint8Array {
-  const vi = (name: string, dims: number[]) => ({
-    name,
-    type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
-  });
-  return onnx.ModelProto.encode({
-    irVersion: 8,
-    opsetImport: [
-      { domain: "", version: 17 },
-      { domain: "gdn", version: 1 },
-    ],
-    graph: {
-      name: "recurrent",
-      node: [
-        {
-          opType: "RecurrentGatedDeltaRule",
-          domain: "gdn",
-          input: ["query", "key", "value", "g", "beta", "initial_state"],
-          output: ["output", "final_state"],
-        },
-      ],
-      input: [
-        vi("query", [B, T, H, K]),
-        vi("key", [B, T, H, K]),
-        vi("value", [B, T, H, V]),
-        vi("g", [B, T, H]),
-        vi("beta", [B, T, H]),
-        vi("initial_state", [B, H, K, V]),
-      ],
-      output: [vi("output", [B, T, H, V]), vi("final_state", [B, H, K, V])],
-    },
-  }).finish();
+  return deltaRuleModel("RecurrentGatedDeltaRule", { B, T, Hk: H, Hv: H, K, V });
 }
 
 /** Deterministic pseudo-random floats in [lo, hi). */

@@ -7,47 +7,16 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import onnxProto from "onnx-proto";
 import { beforeAll, describe, expect, it } from "vitest";
+import { deltaRuleModel } from "../src/ops-model.js";
 import { loadRuntime } from "../src/runtime/index.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
 
-const { onnx } = onnxProto;
 const ready = loadRuntime().opsLibraryPath !== null;
 
 /** A one-node gdn.ChunkGatedDeltaRule model over float32 [B,T,H,K|V] inputs, with an initial state. */
 export function chunkModel(B: number, T: number, H: number, K: number, V: number): Uint8Array {
-  const vi = (name: string, dims: number[]) => ({
-    name,
-    type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
-  });
-  return onnx.ModelProto.encode({
-    irVersion: 8,
-    opsetImport: [
-      { domain: "", version: 17 },
-      { domain: "gdn", version: 1 },
-    ],
-    graph: {
-      name: "chunk",
-      node: [
-        {
-          opType: "ChunkGatedDeltaRule",
-          domain: "gdn",
-          input: ["query", "key", "value", "g", "beta", "initial_state"],
-          output: ["output", "final_state"],
-        },
-      ],
-      input: [
-        vi("query", [B, T, H, K]),
-        vi("key", [B, T, H, K]),
-        vi("value", [B, T, H, V]),
-        vi("g", [B, T, H]),
-        vi("beta", [B, T, H]),
-        vi("initial_state", [B, H, K, V]),
-      ],
-      output: [vi("output", [B, T, H, V]), vi("final_state", [B, H, K, V])],
-    },
-  }).finish();
+  return deltaRuleModel("ChunkGatedDeltaRule", { B, T, Hk: H, Hv: H, K, V });
 }
 
 // Shared by the child scripts: the model's feeds (deterministic, bounded values) and a max-abs-difference.
