@@ -1,5 +1,5 @@
 /**
- * Plain-JS copy of src/runtime (+ src/errors.ts and test/helpers/tensor-io.ts) for worker threads and child
+ * Plain-JS copy of src/ (+ test/helpers/tensor-io.ts) for worker threads and child
  * processes, which cannot load TypeScript. typescript.transpileModule (no type check) into
  * build/test-runtime-js/, same layout, so the copy finds the same addon and op library.
  */
@@ -12,16 +12,11 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const RUNTIME_JS_DIR = join(ROOT, "build", "test-runtime-js");
 
 export function transpileRuntime(): { dir: string; runtimeUrl: string; helpersUrl: string } {
+  // All of src/ (what src/runtime imports follows its imports: no list to keep in step), plus tensor-io.
   const files = [
-    "src/errors.ts",
-    "src/ops.ts", // the op contract, for runtime/model-check.ts
-    "src/ir/onnx.ts", // tensor-io.ts uses the library's fp16/bf16 converters (src/ir/tensor.ts)
-    "src/ir/tensor.ts",
-    "src/numeric.ts", // tensor-io.ts compares through the shared relativeL2
-    "src/ir/file-safety.ts", // imported by tensor.ts (external data files must be regular files)
-    ...readdirSync(join(ROOT, "src/runtime"))
-      .filter((f) => f.endsWith(".ts"))
-      .map((f) => `src/runtime/${f}`),
+    ...readdirSync(join(ROOT, "src"), { recursive: true, encoding: "utf8" })
+      .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"))
+      .map((f) => `src/${f}`),
     "test/helpers/tensor-io.ts",
   ];
   for (const f of files) {
