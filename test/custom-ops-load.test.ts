@@ -72,7 +72,8 @@ async function fusedWithoutInitialState(finalStateDims?: number[]): Promise<Uint
 /** A one-node RecurrentGatedDeltaRule without initial_state; batch is symbolic, the state layout `layout`. */
 function recurrentWithoutInitialState(layout: "kv" | "vk"): Uint8Array {
   const [T, Hk, Hv, K, V] = [3, 2, 4, 8, 6];
-  const attr = { name: "state_layout", type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(layout) };
+  const STRING = onnx.AttributeProto.AttributeType.STRING;
+  const attr = { name: "state_layout", type: STRING, s: new TextEncoder().encode(layout) };
   return oneNodeModel({
     opType: "RecurrentGatedDeltaRule",
     inputs: [
