@@ -19,14 +19,34 @@ bool Present(const std::vector<Ort::ConstValueInfo>& inputs, size_t i) {
   return i < inputs.size() && inputs[i] != nullptr && !inputs[i].GetName().empty();
 }
 
+constexpr int kOpsetServing = 2;
+
+// The gdn opset the node's graph imports (1 when it cannot be told).
+int GdnOpset(const Ort::ConstNode& node) {
+  const OrtGraph* graph = nullptr;
+  if (OrtStatus* st = Ort::GetApi().Node_GetGraph(node, &graph)) {
+    Ort::GetApi().ReleaseStatus(st);
+    return gdn::kOpsetVersion;
+  }
+  if (graph == nullptr) return gdn::kOpsetVersion;
+  for (const Ort::OperatorSet& set : Ort::ConstGraph(graph).GetOperatorSets()) {
+    if (set.domain == gdn::kDomain) return static_cast<int>(set.version);
+  }
+  return gdn::kOpsetVersion;
+}
+
 }  // namespace
 
 std::string DeviceDeclineReason(const Ort::ConstNode& node) {
   using namespace gdn::delta_rule;
   const bool chunk = node.GetOperatorType() == gdn::op::kChunkGatedDeltaRule;
   const std::vector<Ort::ConstValueInfo> inputs = node.GetInputs();
+  // The serving inputs have their meaning from gdn opset 2 on (opset 1 reserved them).
+  const int opset = GdnOpset(node);
   for (size_t i : {size_t(kCuSeqlens), size_t(kSsmStateIndices), size_t(kNumAcceptedTokens)}) {
-    if (Present(inputs, i)) return std::string("input ") + kInputNames[i] + " is not supported on Ascend yet";
+    if (Present(inputs, i) && opset < kOpsetServing) {
+      return std::string("input ") + kInputNames[i] + " is reserved in gdn opset " + std::to_string(opset);
+    }
   }
   const auto q = StaticShape(inputs[kQuery]);
   const auto v = Present(inputs, kValue) ? StaticShape(inputs[kValue]) : std::nullopt;

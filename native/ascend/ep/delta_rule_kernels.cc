@@ -3,16 +3,23 @@
 //   state float32 kv [B,H,K,V]  -> vk (B,H,V,K) bf16 (aclnnPermute, aclnnCast), and back for final_state;
 //   actualSeqLengths = T per sequence (int32); recurrent: slices of <= 8 tokens, the state updated in place
 //   (one pool slot per sequence: ssmStateIndices = b for each of its tokens, numAcceptedTokens = 1).
+// Serving inputs (gdn opset 2, docs/ascend.md "Serving inputs"): cu_seqlens -> actualSeqLengths of the sequences
+// of length > 0; the float32 state pool -> a bf16 vk pool on the device; ssm_state_indices / num_accepted_tokens
+// -> the recurrent op's ssmStateIndices / numAcceptedTokens over that pool, or per-sequence gathers and scatters
+// around the chunk op; only the slots written go back to the float32 final_state.
+#include <algorithm>
 #include <cmath>
 
 #include "ascend/ep/device_ops.h"
 #include "ascend/ep/ep.h"
+#include "ascend/ep/serving_plan.h"
 #include "common/gdn_contract.h"
 
 namespace gdn_ascend {
 namespace {
 
 constexpr int64_t kMaxRecurrentTokens = gdn::delta_rule::kAscendMaxRecurrentTokens;
+constexpr int kOpsetServing = 2;  // gdn opset 2: the delta-rule inputs 6-8 are the serving inputs
 
 aclDataType ToAcl(ONNXTensorElementDataType t) {
   switch (t) {
@@ -43,6 +50,38 @@ View Packed(View v) {
   Dims dims{v.dims[0] * v.dims[1]};
   dims.insert(dims.end(), v.dims.begin() + 2, v.dims.end());
   return View::Contiguous(v.data, v.dtype, dims);
+}
+
+// Rows [row0, row0 + rows) of a contiguous view (its first axis).
+View Rows(const View& full, int64_t row0, int64_t rows) {
+  View r = full;
+  r.dims[0] = rows;
+  r.offset += row0 * full.strides[0];
+  return r;
+}
+
+// An index input (int32 or int64, on the CPU: the kernel declares it OrtMemTypeCPUInput), widened to int64.
+IndexInput ReadIndexInput(Ort::KernelContext& ctx, size_t i) {
+  IndexInput in;
+  if (ctx.GetInputCount() <= i) return in;
+  Ort::ConstValue v = ctx.GetInput(i);
+  if (v == nullptr) return in;
+  auto info = v.GetTensorTypeAndShapeInfo();
+  in.present = true;
+  in.shape = info.GetShape();
+  const size_t n = info.GetElementCount();
+  const ONNXTensorElementDataType t = info.GetElementType();
+  if (t == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32) {
+    const int32_t* p = v.GetTensorData<int32_t>();
+    in.values.assign(p, p + n);
+  } else if (t == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64) {
+    const int64_t* p = v.GetTensorData<int64_t>();
+    in.values.assign(p, p + n);
+  } else {
+    throw std::invalid_argument(std::string(gdn::delta_rule::kInputNames[i]) +
+                                " must be int32 or int64, got element type " + std::to_string(t));
+  }
+  return in;
 }
 
 struct Attrs {
@@ -139,6 +178,9 @@ class DeltaRuleKernel : public OrtKernelImpl {
     View q = AsView(ctx.GetInput(kQuery)), key = AsView(ctx.GetInput(kKey)), v = AsView(ctx.GetInput(kValue));
     View g = AsView(ctx.GetInput(kG)), beta = AsView(ctx.GetInput(kBeta));
     Ort::ConstValue state = ctx.GetInputCount() > kInitialState ? ctx.GetInput(kInitialState) : Ort::ConstValue{nullptr};
+    const IndexInput cu = ReadIndexInput(ctx, kCuSeqlens), idx = ReadIndexInput(ctx, kSsmStateIndices);
+    const IndexInput acc = chunk_ ? IndexInput{} : ReadIndexInput(ctx, kNumAcceptedTokens);
+    if (cu.present || idx.present || acc.present) return RunServing(ctx, q, key, v, g, beta, state, {cu, idx, acc});
     const int64_t B = q.dims[0], T = q.dims[1], K = q.dims[3], Hv = v.dims[2], V = v.dims[3];
     const float scale = attrs_.scale != 0.f ? attrs_.scale : 1.f / std::sqrt(static_cast<float>(K));
     View out = AsView(ctx.GetOutput(kOutput, v.dims));
@@ -204,6 +246,189 @@ class DeltaRuleKernel : public OrtKernelImpl {
     dev.Cast(View::Contiguous(out_b.data, ACL_BF16, {B, len, Hv, V}), TimeSlice(out, t0, len));
   }
 
+  // ---------------------------------------------------------------------------------------- serving inputs
+
+  struct ServingInputs {
+    IndexInput cu_seqlens, indices, accepted;
+  };
+  // q, k, v, beta as packed (B*T, H, D) bf16 and g as (B*T, Hv) float32: the whole call's tokens.
+  struct PackedTokens {
+    View q, k, v, beta, g;
+  };
+  // An end state to copy back: a bf16 (1,Hv,V,K) view and the final_state slot it goes to.
+  struct Written {
+    View state;
+    int64_t slot;
+  };
+
+  void RunServing(Ort::KernelContext& ctx, View q, View key, const View& v, const View& g, const View& beta,
+                  const Ort::ConstValue& state, const ServingInputs& in) const {
+    using namespace gdn::delta_rule;
+    const int64_t B = q.dims[0], T = q.dims[1], K = q.dims[3], Hv = v.dims[2], V = v.dims[3];
+    View state_in;
+    ServingSizes sizes{B, T, -1};
+    if (state != nullptr) {
+      state_in = AsView(state);
+      sizes.state_rows = state_in.dims.empty() ? 0 : state_in.dims[0];
+    }
+    const ServingPlan plan = BuildServingPlan(chunk_, sizes, in.cu_seqlens, in.indices, in.accepted);
+    const Dims state_dims = attrs_.kv_layout ? Dims{plan.slots, Hv, K, V} : Dims{plan.slots, Hv, V, K};
+    if (state != nullptr && state_in.dims != state_dims) {
+      throw std::invalid_argument("initial_state has shape " + DimsText(state_in.dims) + ", expected " +
+                                  DimsText(state_dims));
+    }
+    const float scale = attrs_.scale != 0.f ? attrs_.scale : 1.f / std::sqrt(static_cast<float>(K));
+    const View out = Packed(AsView(ctx.GetOutput(kOutput, v.dims)));
+    View final_out;  // stays empty when final_state is not an output of the node
+    if (ctx.GetOutputCount() > kFinalState) {
+      Ort::UnownedValue fs = ctx.GetOutput(kFinalState, state_dims);
+      if (fs != nullptr) final_out = AsView(fs);
+    }
+    DeviceCall dev(*ep_->cann, ep_->stream);
+    std::vector<Written> written;
+    View pool;  // bf16 (S,Hv,V,K): the recurrent op updates it in place
+    if (!plan.sequences.empty()) {
+      q = PrepareQK(dev, q);
+      key = PrepareQK(dev, key);
+      const PackedTokens x{Convert(dev, Packed(q), ACL_BF16), Convert(dev, Packed(key), ACL_BF16),
+                           Convert(dev, Packed(v), ACL_BF16), Convert(dev, Packed(beta), ACL_BF16), Packed(g)};
+      pool = PrepareState(dev, state, plan.slots, Hv, K, V);
+      if (chunk_) {
+        ServeChunk(dev, plan, x, pool, scale, out, &written);
+      } else {
+        ServeRecurrent(dev, plan, x, pool, scale, out, &written);
+      }
+    }
+    if (final_out.data != nullptr) WriteSlots(dev, state != nullptr ? &state_in : nullptr, written, final_out);
+    if (ep_->fault != Fault::kSkipSync) dev.Synchronize();
+  }
+
+  static std::string DimsText(const Dims& d) {
+    std::string s = "[";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? "," : "") + std::to_string(d[i]);
+    return s + "]";
+  }
+
+  static void UploadInt32(DeviceCall& dev, const View& dst, const std::vector<int32_t>& host) {
+    dev.Upload(dst.data, host.data(), host.size() * sizeof(int32_t));
+  }
+
+  // One aclnnChunkGatedDeltaRule call over the packed tokens: actualSeqLengths are the sequences of length > 0
+  // (their tokens are all the tokens, in order); their start states are gathered from the pool.
+  void ServeChunk(DeviceCall& dev, const ServingPlan& plan, const PackedTokens& x, const View& pool, float scale,
+                  const View& out, std::vector<Written>* written) const {
+    const int64_t n = static_cast<int64_t>(plan.sequences.size());
+    View init = dev.NewTensor(ACL_BF16, {n, pool.dims[1], pool.dims[2], pool.dims[3]});
+    std::vector<int32_t> lengths;
+    for (int64_t i = 0; i < n; ++i) {
+      const ServingSequence& s = plan.sequences[i];
+      dev.Cast(Rows(pool, s.read_slot, 1), Rows(init, i, 1));
+      lengths.push_back(static_cast<int32_t>(s.length));
+    }
+    View seqlens = dev.NewTensor(ACL_INT32, {n});
+    UploadInt32(dev, seqlens, lengths);
+    View out_b = dev.NewTensor(ACL_BF16, out.dims);
+    View final_b = dev.NewTensor(ACL_BF16, init.dims);
+    dev.ChunkGatedDeltaRule(x.q, x.k, x.v, x.beta, init, seqlens, x.g, scale, out_b, final_b);
+    dev.Cast(out_b, out);
+    for (int64_t i = 0; i < n; ++i) written->push_back({Rows(final_b, i, 1), plan.sequences[i].write_slots[0]});
+  }
+
+  // A part of a sequence that one recurrent call runs: tokens [t0, t0 + length) of it.
+  struct Piece {
+    const ServingSequence* seq;
+    int64_t t0, length;
+  };
+
+  // aclnnRecurrentGatedDeltaRule over the pool in place, in calls of at most 8 tokens per sequence.
+  void ServeRecurrent(DeviceCall& dev, const ServingPlan& plan, const PackedTokens& x, const View& pool, float scale,
+                      const View& out, std::vector<Written>* written) const {
+    for (int64_t t0 = 0; t0 < plan.max_length; t0 += kMaxRecurrentTokens) {
+      std::vector<Piece> pieces;
+      for (const ServingSequence& s : plan.sequences) {
+        if (s.length > t0) pieces.push_back({&s, t0, std::min(kMaxRecurrentTokens, s.length - t0)});
+      }
+      RecurrentCall(dev, pieces, plan.max_length <= kMaxRecurrentTokens, x, pool, scale, out);
+    }
+    for (const ServingSequence& s : plan.sequences) {
+      for (int64_t slot : s.write_slots) written->push_back({Rows(pool, slot, 1), slot});
+    }
+  }
+
+  // The slot a piece starts from and its token slots; numAcceptedTokens picks the start among the token slots,
+  // so a start elsewhere is first copied into the slot its first token overwrites anyway.
+  static int32_t PieceSlots(DeviceCall& dev, const Piece& p, const View& pool, std::vector<int32_t>* ssm) {
+    const ServingSequence& s = *p.seq;
+    const bool per_token = static_cast<int64_t>(s.write_slots.size()) == s.length;  // 2-D indices
+    std::vector<int64_t> slots;
+    for (int64_t i = 0; i < p.length; ++i) slots.push_back(per_token ? s.write_slots[p.t0 + i] : s.write_slots[0]);
+    const int64_t start = p.t0 == 0 ? s.read_slot : per_token ? s.write_slots[p.t0 - 1] : s.write_slots[0];
+    ssm->insert(ssm->end(), slots.begin(), slots.end());
+    const auto at = std::find(slots.begin(), slots.end(), start);
+    if (at != slots.end()) return static_cast<int32_t>(at - slots.begin() + 1);
+    dev.Cast(Rows(pool, start, 1), Rows(pool, slots[0], 1));
+    return 1;
+  }
+
+  void RecurrentCall(DeviceCall& dev, const std::vector<Piece>& pieces, bool all_tokens, const PackedTokens& x,
+                     const View& pool, float scale, const View& out) const {
+    std::vector<int32_t> lengths, accepted, ssm;
+    int64_t rows = 0;
+    for (const Piece& p : pieces) {
+      lengths.push_back(static_cast<int32_t>(p.length));
+      accepted.push_back(PieceSlots(dev, p, pool, &ssm));
+      rows += p.length;
+    }
+    // One call over all the tokens needs no gathering; slices of longer sequences gather their tokens.
+    const PackedTokens xs = all_tokens ? x : Gather(dev, pieces, x, rows);
+    const int64_t n = static_cast<int64_t>(pieces.size());
+    View seqlens = dev.NewTensor(ACL_INT32, {n}), acc = dev.NewTensor(ACL_INT32, {n});
+    View ssm_d = dev.NewTensor(ACL_INT32, {rows});
+    UploadInt32(dev, seqlens, lengths);
+    UploadInt32(dev, acc, accepted);
+    UploadInt32(dev, ssm_d, ssm);
+    View out_b = dev.NewTensor(ACL_BF16, {rows, out.dims[1], out.dims[2]});
+    dev.RecurrentGatedDeltaRule(xs.q, xs.k, xs.v, xs.beta, pool, seqlens, ssm_d, xs.g, acc, scale, out_b);
+    if (all_tokens) return dev.Cast(out_b, out);
+    int64_t row = 0;
+    for (const Piece& p : pieces) {
+      dev.Cast(Rows(out_b, row, p.length), Rows(out, p.seq->token0 + p.t0, p.length));
+      row += p.length;
+    }
+  }
+
+  static PackedTokens Gather(DeviceCall& dev, const std::vector<Piece>& pieces, const PackedTokens& x, int64_t rows) {
+    auto gather = [&](const View& full) {
+      Dims dims = full.dims;
+      dims[0] = rows;
+      View buf = dev.NewTensor(full.dtype, dims);
+      int64_t row = 0;
+      for (const Piece& p : pieces) {
+        dev.Cast(Rows(full, p.seq->token0 + p.t0, p.length), Rows(buf, row, p.length));
+        row += p.length;
+      }
+      return buf;
+    };
+    return {gather(x.q), gather(x.k), gather(x.v), gather(x.beta), gather(x.g)};
+  }
+
+  // final_state: the float32 states as given (zeros without initial_state), then the slots written by the call.
+  void WriteSlots(DeviceCall& dev, const View* state_in, const std::vector<Written>& written, const View& out) const {
+    if (state_in == nullptr) {
+      dev.Zero(out);
+    } else if (state_in->data != out.data) {
+      dev.Cast(*state_in, out);
+    }
+    for (const Written& w : written) {
+      const View dst = Rows(out, w.slot, 1);
+      if (!attrs_.kv_layout) {
+        dev.Cast(w.state, dst);
+        continue;
+      }
+      dev.Permute(Convert(dev, w.state, ACL_FLOAT), {0, 1, 3, 2}, dst);
+    }
+  }
+
   bool chunk_;
   const Ep* ep_ = nullptr;
   Attrs attrs_;
@@ -227,8 +452,16 @@ OrtStatus* AddKernel(OrtKernelRegistry* registry, const char* op, OrtKernelCreat
   OrtKernelDef* def = nullptr;
   OrtStatus* st = api.KernelDefBuilder_SetOperatorType(b, op);
   if (!st) st = api.KernelDefBuilder_SetDomain(b, gdn::kDomain);
-  if (!st) st = api.KernelDefBuilder_SetSinceVersion(b, gdn::kOpsetVersion, gdn::kOpsetVersion);
+  // gdn opsets 1 and 2. ORT gives a custom op's nodes the schema's since-version (1) in every opset, so the kernel
+  // covers 1..2 from version 1; GetCapability refuses the serving inputs in opset-1 models.
+  if (!st) st = api.KernelDefBuilder_SetSinceVersion(b, gdn::kOpsetVersion, kOpsetServing);
   if (!st) st = api.KernelDefBuilder_SetExecutionProvider(b, kEpName);
+  // The index inputs are read on the host (small): ORT hands them over in CPU memory, no device round trip.
+  const size_t last_index = std::string(op) == gdn::op::kChunkGatedDeltaRule ? gdn::delta_rule::kSsmStateIndices
+                                                                               : gdn::delta_rule::kNumAcceptedTokens;
+  for (size_t i = gdn::delta_rule::kCuSeqlens; i <= last_index && !st; ++i) {
+    st = api.KernelDefBuilder_SetInputMemType(b, i, OrtMemTypeCPUInput);
+  }
   if (!st) st = api.KernelDefBuilder_Build(b, &def);
   api.ReleaseKernelDefBuilder(b);
   if (!st) st = api.KernelRegistry_AddKernel(registry, def, create, nullptr);

@@ -11,6 +11,7 @@
 
 #include "ascend/device/cann_device.h"
 #include "ascend/sim/cann_sim.h"
+#include "common/float_convert.h"
 
 namespace {
 
@@ -242,6 +243,74 @@ void RecurrentChecks() {
   T->aclrtDestroyStream(s);
 }
 
+// Serving arguments of aclnnRecurrentGatedDeltaRule: one sequence of 2 tokens over a pool of 4 slots holding
+// 1, 2, 3, 4 (Nk = Nv = Dk = Dv = 1, beta = 0: the state passes through unchanged, o = scale * S). The token
+// slots are {2, 3}; `accepted` picks the start slot; *out gets both outputs, *pool the pool afterwards.
+int ServingRun(int32_t accepted, std::vector<int32_t> slots, aclDataType index_dtype, aclrtStream s,
+               std::vector<float>* out, std::vector<float>* pool) {
+  std::vector<void*> mem;
+  auto upload = [&](std::vector<int64_t> dims, aclDataType dt, const void* host, size_t bytes) {
+    mem.push_back(DeviceAlloc(bytes));
+    T->aclrtMemcpy(mem.back(), bytes, host, bytes, ACL_MEMCPY_HOST_TO_DEVICE);
+    return Tensor(mem.back(), dims, dt);
+  };
+  auto bf16 = [&](std::vector<int64_t> dims, std::vector<float> values) {
+    std::vector<uint16_t> h;
+    for (float v : values) h.push_back(gdn::float_to_bf16(v));
+    return upload(dims, ACL_BF16, h.data(), h.size() * 2);
+  };
+  const std::vector<int64_t> tok3{2, 1, 1}, tok2{2, 1};
+  aclTensor *q = bf16(tok3, {1, 1}), *k = bf16(tok3, {1, 1}), *v = bf16(tok3, {0, 0}), *beta = bf16(tok2, {0, 0});
+  aclTensor* state = bf16({4, 1, 1, 1}, {1, 2, 3, 4});
+  const float g_host[2] = {0, 0};
+  aclTensor* g = upload(tok2, ACL_FLOAT, g_host, sizeof g_host);
+  const int32_t len = 2;
+  aclTensor* seqlens = upload({1}, ACL_INT32, &len, 4);
+  const std::vector<int64_t> wide(slots.begin(), slots.end());
+  aclTensor* ssm = index_dtype == ACL_INT64 ? upload({2}, ACL_INT64, wide.data(), 16)
+                                            : upload({2}, ACL_INT32, slots.data(), 8);
+  aclTensor* acc = upload({1}, ACL_INT32, &accepted, 4);
+  aclTensor* o = bf16(tok3, {0, 0});
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  int rc = T->aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(q, k, v, beta, state, seqlens, ssm, g, nullptr, acc, 0.5f,
+                                                           o, &ws, &ex);
+  if (rc == 0) rc = T->aclnnRecurrentGatedDeltaRule(nullptr, ws, ex, s);
+  if (rc == 0) rc = T->aclrtSynchronizeStream(s);
+  auto download = [&](void* d, size_t n, std::vector<float>* host) {
+    std::vector<uint16_t> h(n);
+    T->aclrtMemcpy(h.data(), n * 2, d, n * 2, ACL_MEMCPY_DEVICE_TO_HOST);
+    host->clear();
+    for (uint16_t x : h) host->push_back(gdn::bf16_to_float(x));
+  };
+  if (rc == 0) {
+    download(mem[4], 4, pool);
+    download(mem.back(), 2, out);
+  }
+  for (aclTensor* t : {q, k, v, beta, state, g, seqlens, ssm, acc, o}) T->aclDestroyTensor(t);
+  for (void* p : mem) T->aclrtFree(p);
+  return rc;
+}
+
+void ServingChecks() {
+  aclrtStream s = nullptr;
+  T->aclrtCreateStream(&s);
+  std::vector<float> out, pool;
+  Expect(ServingRun(1, {2, 3}, ACL_INT32, s, &out, &pool), 0, "", "a serving call runs");
+  Check(out == std::vector<float>{1.5f, 1.5f} && pool == std::vector<float>{1, 2, 3, 3},
+        "numAcceptedTokens = 1 starts from the first token's slot; each token writes its own slot");
+  Expect(ServingRun(2, {2, 3}, ACL_INT32, s, &out, &pool), 0, "", "a serving call with 2 accepted tokens runs");
+  Check(out == std::vector<float>{2.f, 2.f} && pool == std::vector<float>{1, 2, 4, 4},
+        "numAcceptedTokens = 2 starts from the second token's slot");
+  Expect(ServingRun(3, {2, 3}, ACL_INT32, s, &out, &pool), cann::kAclErrorRtAicoreException,
+         "numAcceptedTokens[0] outside [1, seq length]", "numAcceptedTokens beyond the sequence's tokens fails");
+  Expect(ServingRun(1, {2, 4}, ACL_INT32, s, &out, &pool), cann::kAclErrorRtAicoreException,
+         "ssmStateIndices entry 4 outside the state pool", "a slot outside the pool fails");
+  Expect(ServingRun(1, {2, 3}, ACL_INT64, s, &out, &pool), cann::kAclnnErrParamInvalid,
+         "ssmStateIndices has dtype INT64, which is not supported", "int64 ssmStateIndices are refused");
+  T->aclrtDestroyStream(s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -258,6 +327,7 @@ int main(int argc, char** argv) {
   OpPointers();
   GatedDeltaChecks();
   RecurrentChecks();
+  ServingChecks();
   std::printf("%d of %d checks passed\n", g_checks - g_failures, g_checks);
   return g_failures == 0 ? 0 : 1;
 }
