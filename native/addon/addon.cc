@@ -33,6 +33,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New<Init>(env, "init"));
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
   exports.Set("ascendStats", Napi::Function::New<AscendStats>(env, "ascendStats"));
+  exports.Set("ascendSimCounters", Napi::Function::New<AscendSimCounters>(env, "ascendSimCounters"));
   return exports;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ascend/sim/cann_sim.h"
 #include "runtime.h"
 
 namespace gdn {
@@ -80,6 +81,27 @@ Napi::Value AscendStats(const Napi::CallbackInfo& info) {
   std::vector<char> buffer(fn(id, nullptr, 0));
   fn(id, buffer.data(), buffer.size());
   return Napi::String::New(env, buffer.data());
+}
+
+Napi::Value AscendSimCounters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "ascendSimCounters(simLibrary)");
+  const std::string library = info[0].As<Napi::String>().Utf8Value();
+  void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_NOLOAD);  // the copy the EP loaded
+  if (handle == nullptr) throw Napi::Error::New(env, "the CANN simulator is not loaded");
+  auto fn = reinterpret_cast<void (*)(GdnSimCounters*)>(dlsym(handle, "gdnSimGetCounters"));
+  dlclose(handle);
+  if (fn == nullptr) throw Napi::Error::New(env, "the CANN simulator has no gdnSimGetCounters");
+  GdnSimCounters c{};
+  fn(&c);
+  Napi::Object out = Napi::Object::New(env);
+  const std::pair<const char*, uint64_t> fields[] = {
+      {"mallocs", c.mallocs},       {"frees", c.frees},           {"liveBytes", c.live_bytes},
+      {"copiesH2D", c.copies_h2d},  {"copiesD2H", c.copies_d2h},  {"copiesD2D", c.copies_d2d},
+      {"bytesH2D", c.bytes_h2d},    {"bytesD2H", c.bytes_d2h},    {"launches", c.launches},
+      {"streamSyncs", c.syncs},     {"eventSyncs", c.event_syncs}, {"streamWaits", c.stream_waits}};
+  for (const auto& [name, value] : fields) out.Set(name, Napi::Number::New(env, static_cast<double>(value)));
+  return out;
 }
 
 }  // namespace gdn

@@ -15,4 +15,7 @@ void AppendAscendEp(Napi::Env env, Ort::SessionOptions& so, Napi::Object ascend)
 // ascendStats(library, statsId) -> JSON string (GdnAscendStatsJson of the loaded EP library).
 Napi::Value AscendStats(const Napi::CallbackInfo& info);
 
+// ascendSimCounters(simLibrary) -> the CANN simulator's process-wide counters (gdnSimGetCounters) as an object.
+Napi::Value AscendSimCounters(const Napi::CallbackInfo& info);
+
 }  // namespace gdn

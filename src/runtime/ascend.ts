@@ -26,16 +26,18 @@ export interface AscendStats {
   nodesOnCpu: Record<string, number>;
   /** one line per gdn node left on the CPU: the node and why */
   fallbackReasons: string[];
-  /** host<->device copies through the EP's data transfer; process-wide totals in this slice */
+  /** host<->device copies of this session (graph inputs and outputs, and the copies ORT inserts between CPU
+   * nodes and device nodes), since it was created */
   copiesH2D: number;
   copiesD2H: number;
   bytesH2D: number;
   bytesD2H: number;
 }
 
-/** Test-only faults of the EP (never for production use): `skip_sync` drops the kernels' stream synchronisation,
- * `host_pointer` hands the aclnn op a host buffer as its query. */
-export type AscendTestFault = "skip_sync" | "host_pointer";
+/** Test-only faults of the EP (never for production use): `skip_sync` drops every host synchronisation with the
+ * device (end of run, D2H copies, CPU nodes waiting for device nodes), `host_pointer` hands the aclnn op a host
+ * buffer as its query, `decline_all` makes the EP claim no node (everything runs on the CPU). */
+export type AscendTestFault = "skip_sync" | "host_pointer" | "decline_all";
 
 function libraryCandidates(name: string): string[] {
   const root = packageRoot();
@@ -113,6 +115,38 @@ export class AscendBackend implements Backend {
       throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${epMessage((e as Error).message)}`, { cause: e });
     }
     return Object.assign(new GdnSessionHandler(native), { [STATS_ID]: statsId });
+  }
+}
+
+/** Process-wide counters of the gdn-fuse CANN simulator (gdnSimGetCounters): device work, not time. */
+export interface AscendSimCounters {
+  mallocs: number;
+  frees: number;
+  liveBytes: number;
+  copiesH2D: number;
+  copiesD2H: number;
+  copiesD2D: number;
+  bytesH2D: number;
+  bytesD2H: number;
+  /** aclnn ops run */
+  launches: number;
+  /** aclrtSynchronizeStream calls (the host waits for a whole stream) */
+  streamSyncs: number;
+  /** aclrtSynchronizeEvent calls (the host waits for part of a stream) */
+  eventSyncs: number;
+  /** aclrtStreamWaitEvent calls (one stream waits for another on the device) */
+  streamWaits: number;
+}
+
+/** The simulator's counters, for tests and `npm run bench:ascend`; E_USAGE unless GDN_FUSE_ASCEND=sim and an
+ * ascend session was created (which loads the simulator). */
+export function ascendSimCounters(): AscendSimCounters {
+  const { addon } = loadAddon();
+  const native = addon as unknown as { ascendSimCounters(library: string): AscendSimCounters };
+  try {
+    return native.ascendSimCounters(findLibrary("gdn_cann_sim"));
+  } catch (e) {
+    throw new GdnFuseError("E_USAGE", `ascendSimCounters: ${(e as Error).message}`, { cause: e });
   }
 }
 
