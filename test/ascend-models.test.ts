@@ -64,8 +64,36 @@ function errors(out: Outputs, outputNames: readonly string[], name: string): num
   });
 }
 
+/**
+ * ORT's CPU EP has no bfloat16 MatMul/Einsum (layer-halfprec.test.ts does the same): in bf16 layers those read
+ * Cast(float32) inputs and Cast their output back (float32 accumulation, one rounding, as a bf16 GEMM does).
+ */
+function widenStockBf16(graph: onnx.IGraphProto): void {
+  const bf16 = new Set<string>();
+  for (const v of [...graph.valueInfo!, ...graph.input!]) if (v.type?.tensorType?.elemType === BF16) bf16.add(v.name!);
+  for (const t of graph.initializer!) if (t.dataType === BF16) bf16.add(t.name!);
+  const cast = (input: string, output: string, to: number): onnx.INodeProto => ({
+    opType: "Cast",
+    input: [input],
+    output: [output],
+    attribute: [{ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: to }],
+  });
+  graph.node = graph.node!.flatMap((n) => {
+    if (n.domain || !["MatMul", "Einsum"].includes(n.opType!) || !n.input!.some((i) => bf16.has(i))) return [n];
+    const ins = n.input!.map((i) => `${n.name}_${i}_f32`);
+    const y = n.output![0]!;
+    return [
+      ...n.input!.map((i, k) => cast(i, ins[k]!, 1)),
+      { ...n, input: ins, output: [`${y}_f32`] },
+      cast(`${y}_f32`, y, BF16),
+    ];
+  });
+}
+const BF16 = onnx.TensorProto.DataType.BFLOAT16;
+
 async function fusedFile(name: string): Promise<{ file: string; ops: Record<string, number> }> {
   const { model } = await fuseCase(name, { probe: false });
+  if (name.endsWith("_bf16")) widenStockBf16(model.proto.graph!);
   const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-model-")), "model.onnx");
   writeFileSync(file, encodeMessage(onnx.ModelProto, model.proto as onnx.ModelProto));
   return { file, ops: histogram(model.proto) };
