@@ -44,6 +44,7 @@ export {
   ascendStats,
   ascendSimCounters,
   ascendEpLibraryPath,
+  AscendDeviceLoop,
   type AscendStats,
   type AscendSimCounters,
   type AscendTestFault,
