@@ -388,6 +388,30 @@ describe.skipIf(skip !== undefined)("ascend delta-rule kernels against a float64
   });
 });
 
+// A fused layer: the CPU nodes after the core (the gated norm) read its output through MemcpyToHost; they wait
+// for it with an event (ORT's notification), and the run synchronises the stream once.
+it.skipIf(REAL || skip !== undefined)("in a fused layer, CPU nodes wait for the device with an event; skip_sync breaks it", async () => {
+  const { model } = await fuseCase("layer_qwen3next_prefill_t96", { probe: false });
+  const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-")), "model.onnx");
+  writeFileSync(file, encodeMessage(onnx.ModelProto, model.proto as onnx.ModelProto));
+  const session = await ascendSession(file);
+  try {
+    await errors(session, "layer_qwen3next_prefill_t96");
+    const before = ascendSimCounters();
+    for (const e of await errors(session, "layer_qwen3next_prefill_t96")) expect(e).toBeLessThan(BF16_TOLERANCE);
+    const after = ascendSimCounters();
+    expect([after.eventSyncs - before.eventSyncs, after.streamSyncs - before.streamSyncs]).toEqual([1, 1]);
+  } finally {
+    await session.release();
+  }
+  const broken = await ascendSession(file, "skip_sync");
+  try {
+    for (const e of await errors(broken, "layer_qwen3next_prefill_t96")) expect(e).toBeGreaterThan(0.5);
+  } finally {
+    await broken.release();
+  }
+});
+
 function copies(s: AscendStats): Pick<AscendStats, "copiesH2D" | "copiesD2H" | "bytesH2D" | "bytesD2H"> {
   return { copiesH2D: s.copiesH2D, copiesD2H: s.copiesD2H, bytesH2D: s.bytesH2D, bytesD2H: s.bytesD2H };
 }
