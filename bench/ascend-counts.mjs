@@ -32,7 +32,8 @@ for (let i = 0; i < argv.length; i++) {
 }
 const unknown = names.filter((n) => !CASES[n]);
 if (unknown.length > 0 || !["kv", "vk"].includes(layout)) {
-  console.error(`bench:ascend: unknown case ${unknown.join(", ")} or layout ${layout}; cases: ${Object.keys(CASES).join(", ")}`);
+  const cases = Object.keys(CASES).join(", ");
+  console.error(`bench:ascend: unknown case ${unknown.join(", ")} or layout ${layout}; cases: ${cases}`);
   process.exit(2);
 }
 const dist = (p) => join(ROOT, "dist", "src", p);
@@ -61,7 +62,8 @@ function feeds(session) {
   for (const m of session.inputMetadata) {
     const n = m.shape.reduce((a, b) => a * b, 1);
     const g = m.name === "g";
-    out[m.name] = new ort.Tensor("float32", Float32Array.from({ length: n }, (_, i) => (g ? -0.1 : ((i % 13) - 6) / 60)), m.shape);
+    const data = Float32Array.from({ length: n }, (_, i) => (g ? -0.1 : ((i % 13) - 6) / 60));
+    out[m.name] = new ort.Tensor("float32", data, m.shape);
   }
   return out;
 }
@@ -74,14 +76,16 @@ console.log(`| case | op | kernels launched | host syncs (stream + event) | H2D 
 console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
 for (const name of names) {
   const c = CASES[name];
-  const session = await ort.InferenceSession.create(model(c), { executionProviders: [{ name: "ascend", deviceId: 0 }] });
+  const options = { executionProviders: [{ name: "ascend", deviceId: 0 }] };
+  const session = await ort.InferenceSession.create(model(c), options);
   const x = feeds(session);
   await session.run(x); // warm-up
   const [stats0, sim0] = [ascendStats(session), ascendSimCounters()];
   await session.run(x);
   const [stats1, sim1] = [ascendStats(session), ascendSimCounters()];
   const s = diff(sim1, sim0);
-  const copies = Object.fromEntries(["copiesH2D", "copiesD2H", "bytesH2D", "bytesD2H"].map((k) => [k, stats1[k] - stats0[k]]));
+  const fields = ["copiesH2D", "copiesD2H", "bytesH2D", "bytesD2H"];
+  const copies = Object.fromEntries(fields.map((k) => [k, stats1[k] - stats0[k]]));
   const op = Object.keys(stats1.nodesOnDevice).join(", ") || "(none on the device)";
   console.log(`| ${name} (B=${c.B}, T=${c.T}) | ${op} | ${s.launches} | ${s.streamSyncs} + ${s.eventSyncs} | ` +
     `${copies.copiesH2D} (${mib(copies.bytesH2D)}) | ${copies.copiesD2H} (${mib(copies.bytesD2H)}) | ${s.mallocs} |`);

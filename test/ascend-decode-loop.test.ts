@@ -58,7 +58,8 @@ async function hostLoop(session: ort.InferenceSession) {
   let conv = x.conv_state!, state = x.recurrent_state!;
   const outputs: ort.Tensor[] = [];
   for (let k = 0; k < STEPS; k++) {
-    const out = await session.run({ hidden_states: hidden(x.hidden_states!, k), conv_state: conv, recurrent_state: state });
+    const feeds = { hidden_states: hidden(x.hidden_states!, k), conv_state: conv, recurrent_state: state };
+    const out = await session.run(feeds);
     outputs.push(out.output!);
     conv = out.new_conv_state!;
     state = out.new_recurrent_state!;
@@ -93,7 +94,8 @@ describe.skipIf(runtimeLoadError() !== undefined)("ascend decode loop with the s
       const [h, hb, d, db] = copies(ascendStats(viaHost));
       // Against the same loop through the host: no state copy out, and none in counted for the session (ORT copies
       // an input bound on the host to the device when it is bound, without a stream: not attributed to a session).
-      expect(copies(ascendStats(bound))).toEqual([h - STEPS, hb - STEPS * STATE_BYTES, d - STEPS, db - STEPS * STATE_BYTES]);
+      const fewer = STEPS * STATE_BYTES;
+      expect(copies(ascendStats(bound))).toEqual([h - STEPS, hb - fewer, d - STEPS, db - fewer]);
       if (sim0 && sim1 && sim2) {
         // The device saw the state come in once: 3 state copies fewer than through the host.
         expect(sim1.bytesH2D - sim0.bytesH2D - (sim2.bytesH2D - sim1.bytesH2D)).toBe(3 * STATE_BYTES);

@@ -18,8 +18,9 @@ const SIM = ["build/Release/gdn_cann_sim.so", "build/Release/lib.target/libgdn_c
 describe.skipIf(SIM === undefined)("CANN simulator streams and events", () => {
   it("orders work by events as a device does", async () => {
     const exe = join(mkdtempSync(join(tmpdir(), "gdn-sim-stream-test-")), "sim_stream_test");
-    const sources = ["native/ascend/test/sim_stream_test.cc", "native/ascend/device/cann_device.cc"].map((s) => join(ROOT, s));
-    await run(process.env.CXX ?? "g++", ["-std=c++17", "-O1", "-Wall", "-I", join(ROOT, "native"), ...sources, "-ldl", "-o", exe]);
+    const sources = ["native/ascend/test/sim_stream_test.cc", "native/ascend/device/cann_device.cc"];
+    const args = ["-std=c++17", "-O1", "-Wall", "-I", join(ROOT, "native"), ...sources.map((s) => join(ROOT, s))];
+    await run(process.env.CXX ?? "g++", [...args, "-ldl", "-o", exe]);
     const { stdout } = await run(exe, [SIM!]);
     expect(stdout.trim().split("\n").at(-1)).toBe("13 of 13 checks passed");
   });

@@ -332,7 +332,8 @@ describe.skipIf(skip !== undefined)("ascend delta-rule kernels against a float64
   });
 
   it("a removed stream synchronisation (test fault skip_sync) gives wrong results", async () => {
-    const c: Case = { ...BASE, op: "ChunkGatedDeltaRule" };
+    // A shape no other test runs: the stale output buffer ORT's CPU arena hands out cannot hold this result.
+    const c: Case = { ...BASE, op: "ChunkGatedDeltaRule", T: 11 };
     const session = await ascendSession(modelFile(c), "skip_sync");
     try {
       const err = await runCase(session, c);
@@ -390,7 +391,8 @@ describe.skipIf(skip !== undefined)("ascend delta-rule kernels against a float64
 
 // A fused layer: the CPU nodes after the core (the gated norm) read its output through MemcpyToHost; they wait
 // for it with an event (ORT's notification), and the run synchronises the stream once.
-it.skipIf(REAL || skip !== undefined)("in a fused layer, CPU nodes wait for the device with an event; skip_sync breaks it", async () => {
+const LAYER_WAIT = "in a fused layer, CPU nodes wait for the device with an event; skip_sync breaks it";
+it.skipIf(REAL || skip !== undefined)(LAYER_WAIT, async () => {
   const { model } = await fuseCase("layer_qwen3next_prefill_t96", { probe: false });
   const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-")), "model.onnx");
   writeFileSync(file, encodeMessage(onnx.ModelProto, model.proto as onnx.ModelProto));
@@ -406,7 +408,10 @@ it.skipIf(REAL || skip !== undefined)("in a fused layer, CPU nodes wait for the 
   }
   const broken = await ascendSession(file, "skip_sync");
   try {
-    for (const e of await errors(broken, "layer_qwen3next_prefill_t96")) expect(e).toBeGreaterThan(0.5);
+    // The layer output: the CPU nodes computed it from the core's output before the device wrote it. (Outputs
+    // copied from the device are left as ORT's CPU arena hands them out, which may hold an earlier run's values.)
+    const [layerOutput] = await errors(broken, "layer_qwen3next_prefill_t96");
+    expect(layerOutput).toBeGreaterThan(0.5);
   } finally {
     await broken.release();
   }

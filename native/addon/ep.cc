@@ -162,7 +162,9 @@ class BoundRunWorker : public PromiseWorker {
   void Work() override {
     Ort::IoBinding binding(state_->session);
     for (size_t i = 0; i < inputs.size(); ++i) binding.BindInput(input_names[i].c_str(), inputs[i]);
-    for (size_t i = 0; i < device_inputs.size(); ++i) binding.BindInput(device_input_names[i].c_str(), *device_inputs[i]);
+    for (size_t i = 0; i < device_inputs.size(); ++i) {
+      binding.BindInput(device_input_names[i].c_str(), *device_inputs[i]);
+    }
     Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
     for (const std::string& name : host_outputs) binding.BindOutput(name.c_str(), cpu);
     for (const std::string& name : device_outputs) binding.BindOutput(name.c_str(), device_memory);

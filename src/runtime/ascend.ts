@@ -199,10 +199,11 @@ export class AscendDeviceLoop {
 
   constructor(session: InferenceSession, feedBack: Record<string, string>) {
     const native = (session as unknown as { handler?: { [NATIVE]?: NativeSession } }).handler?.[NATIVE];
-    if (native === undefined) throw new GdnFuseError("E_USAGE", "AscendDeviceLoop: the session was not created on the ascend backend");
+    const usage = (message: string) => new GdnFuseError("E_USAGE", `AscendDeviceLoop: ${message}`);
+    if (native === undefined) throw usage("the session was not created on the ascend backend");
     for (const [output, input] of Object.entries(feedBack)) {
-      if (!session.outputNames.includes(output)) throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: the model has no output '${output}'`);
-      if (!session.inputNames.includes(input)) throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: the model has no input '${input}'`);
+      if (!session.outputNames.includes(output)) throw usage(`the model has no output '${output}'`);
+      if (!session.inputNames.includes(input)) throw usage(`the model has no input '${input}'`);
     }
     this.#native = native;
     this.#feedBack = new Map(Object.entries(feedBack));
@@ -216,7 +217,8 @@ export class AscendDeviceLoop {
         throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: the first step needs input '${input}'`);
       }
       if (this.#steps > 0 && feeds[input] !== undefined) {
-        throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: input '${input}' is fed back on the device after the first step; do not pass it`);
+        const message = `input '${input}' is fed back on the device after the first step; do not pass it`;
+        throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: ${message}`);
       }
     }
     const inputs = Object.entries(feeds).map(([name, t]) => toNative(name, `input '${name}'`, t));
@@ -227,7 +229,8 @@ export class AscendDeviceLoop {
     try {
       result = await addon.ascendRunBound(this.#native, inputs, deviceInputs, hostOutputs, [...this.#feedBack.keys()]);
     } catch (e) {
-      throw new GdnFuseError("E_RUNTIME", `ascend device loop step ${this.#steps}: ${(e as Error).message}`, { cause: e });
+      const message = `ascend device loop step ${this.#steps}: ${(e as Error).message}`;
+      throw new GdnFuseError("E_RUNTIME", message, { cause: e });
     }
     for (const v of this.#device.values()) addon.ascendDeviceRelease(v.handle);
     this.#device = new Map([...this.#feedBack].map(([output, input]) => [input, result.device[output]!]));
@@ -239,7 +242,9 @@ export class AscendDeviceLoop {
   read(output: string): Tensor {
     const input = this.#feedBack.get(output);
     const value = input === undefined ? undefined : this.#device.get(input);
-    if (value === undefined) throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: no device value of output '${output}' yet`);
+    if (value === undefined) {
+      throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: no device value of output '${output}' yet`);
+    }
     return fromNative((loadAddon().addon as unknown as BoundAddon).ascendDeviceRead(value.handle, output));
   }
 

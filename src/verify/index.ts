@@ -70,7 +70,11 @@ export interface VerifyOptions {
   ep?: VerifyEp;
 }
 
-export async function verifyModels(originalPath: string, fusedPath: string, options: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyModels(
+  originalPath: string,
+  fusedPath: string,
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
   const ep = options.ep ?? "gdn";
   const original = await loadModel(originalPath);
   const graphInputs = (original.proto.graph?.input ?? []).filter((i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name));
@@ -89,9 +93,11 @@ export async function verifyModels(originalPath: string, fusedPath: string, opti
 
   const runtime = await import("../runtime/index.js"); // registers the "gdn" and "ascend" backends
   let ascendStats: AscendStats | undefined;
-  const got = await userFacing("E_RUNTIME", (why) => `running the fused model on the ${ep} runtime failed: ${why}`, async () => {
+  const failed = (why: string) => `running the fused model on the ${ep} runtime failed: ${why}`;
+  const got = await userFacing("E_RUNTIME", failed, async () => {
     const provider = ep === "ascend" ? ({ name: "ascend", deviceId: 0 } as unknown as string) : "gdn";
-    const fused = await ort.InferenceSession.create(fusedPath, { executionProviders: [provider], intraOpNumThreads: 2 });
+    const options = { executionProviders: [provider], intraOpNumThreads: 2 };
+    const fused = await ort.InferenceSession.create(fusedPath, options);
     try {
       const out = await fused.run(feeds);
       if (ep === "ascend") ascendStats = runtime.ascendStats(fused);
@@ -107,7 +113,8 @@ export async function verifyModels(originalPath: string, fusedPath: string, opti
     if (!gotT) throw new GdnFuseError("E_VERIFY", `the fused model has no output "${name}"`);
     return compareOutput(name, gotT, want[name] as ort.Tensor, minTolerance);
   });
-  const result: VerifyResult = { ok: outputs.every((o) => o.ok), outputs, source: options.dataDir ?? "random", runtime: ep };
+  const source = options.dataDir ?? "random";
+  const result: VerifyResult = { ok: outputs.every((o) => o.ok), outputs, source, runtime: ep };
   return ascendStats ? { ...result, ascendStats } : result;
 }
 

@@ -18,7 +18,8 @@ OrtStatus* Error(const std::string& message) { return Ort::GetApi().CreateStatus
 
 OrtStatus* CannError(const cann::Table& t, const char* what, int code) {
   const char* msg = t.aclGetRecentErrMsg ? t.aclGetRecentErrMsg() : nullptr;
-  return Error(std::string(what) + " failed with CANN error " + std::to_string(code) + (msg ? ": " + std::string(msg) : ""));
+  const std::string detail = msg ? ": " + std::string(msg) : "";
+  return Error(std::string(what) + " failed with CANN error " + std::to_string(code) + detail);
 }
 
 // One aclrtEvent: Activate records it on the producing stream; a consumer stream waits for it on the device,
