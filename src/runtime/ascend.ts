@@ -194,6 +194,7 @@ export class AscendDeviceLoop {
   readonly #native: NativeSession;
   readonly #feedBack: ReadonlyMap<string, string>; // output -> input
   readonly #outputs: readonly string[];
+  readonly #inputTypes: ReadonlyMap<string, string | undefined>; // the model's, for bfloat16 fed as uint16 bits
   #device = new Map<string, DeviceHandle>(); // input name -> the value the next step reads
   #steps = 0;
 
@@ -208,6 +209,8 @@ export class AscendDeviceLoop {
     this.#native = native;
     this.#feedBack = new Map(Object.entries(feedBack));
     this.#outputs = session.outputNames;
+    const metadata = session.inputMetadata as readonly { name: string; isTensor: boolean; type?: string }[];
+    this.#inputTypes = new Map(metadata.map((m) => [m.name, m.isTensor ? m.type : undefined]));
   }
 
   /** Runs one step; returns the outputs not fed back. */
@@ -221,7 +224,9 @@ export class AscendDeviceLoop {
         throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: ${message}`);
       }
     }
-    const inputs = Object.entries(feeds).map(([name, t]) => toNative(name, `input '${name}'`, t));
+    const inputs = Object.entries(feeds).map(([name, t]) =>
+      toNative(name, `input '${name}'`, t, this.#inputTypes.get(name)),
+    );
     const deviceInputs = Object.fromEntries([...this.#device].map(([input, v]) => [input, v.handle]));
     const hostOutputs = this.#outputs.filter((o) => !this.#feedBack.has(o));
     const addon = loadAddon().addon as unknown as BoundAddon;
