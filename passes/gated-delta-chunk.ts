@@ -6,12 +6,8 @@
  * (masked_fill with -inf above the diagonal), the strictly lower K K^T mask, the C-1 steps of the
  * unrolled triangular solve (ScatterND chain), and finally a probe run.
  */
-import type { Node } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { constantOf, isConstantValue, scalarOf } from "../src/ir/constant.js";
-import { check, fail, walkBack } from "../src/pattern/match.js";
-import { forEachCandidate } from "../src/pipeline/candidates.js";
-import type { Pass } from "../src/pipeline/pass.js";
+import { attr, constantOf, isConstantValue, type Node, scalarOf } from "../src/ir/index.js";
+import { check, fail, forEachCandidate, type Pass, walkBack } from "../src/pattern/index.js";
 import { GdnOp } from "../src/ops.js";
 import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";

@@ -10,13 +10,29 @@
  * Checks: depthwise weight [C,1,W], stride/dilation 1, the causal left padding W-1, the output
  * slice, and the SiLU activation.
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { constantOf } from "../src/ir/constant.js";
-import { check } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, dimsOf, forEachCandidate, typeName, fusedOp, nodesOf, resolveIndex, showDims, siluInput, sliceOf, soleConsumer, staticDim } from "./layer-common.js";
+import {
+  attr,
+  constantOf,
+  dimsOf,
+  fusedOp,
+  type Node,
+  nodesOf,
+  showDims,
+  staticDim,
+  type Value,
+} from "../src/ir/index.js";
+import {
+  addGdnNode,
+  check,
+  checkFloatType,
+  forEachCandidate,
+  type Pass,
+  resolveIndex,
+  siluInput,
+  sliceOf,
+  soleConsumer,
+} from "../src/pattern/index.js";
+import { FLOAT, GdnOp, typeName } from "../src/ops.js";
 
 const NAME = "layer-causal-conv1d";
 

@@ -10,13 +10,30 @@
  * read as constants of shape [H]; H must equal the core's value heads. A half-precision `a` widened by
  * a Cast (HF: `a.float() + dt_bias`) is taken before the Cast: the op widens a to float32 itself.
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { arrayToTensor } from "../src/ir/tensor.js";
-import { constantOf, type ConstTensor } from "../src/ir/constant.js";
-import { check, fail } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, coreNodes, dimsOf, typeName, forEachCandidate, fusedOp, sameDims, showDims, staticDim, uniformScalar, widenedFrom } from "./layer-common.js";
+import {
+  arrayToTensor,
+  constantOf,
+  type ConstTensor,
+  dimsOf,
+  fusedOp,
+  type Node,
+  sameDims,
+  showDims,
+  staticDim,
+  uniformScalar,
+  type Value,
+} from "../src/ir/index.js";
+import {
+  addGdnNode,
+  check,
+  checkFloatType,
+  coreNodes,
+  fail,
+  forEachCandidate,
+  type Pass,
+  widenedFrom,
+} from "../src/pattern/index.js";
+import { FLOAT, GdnOp, typeName } from "../src/ops.js";
 
 const NAME = "layer-gating";
 const SOFTPLUS_THRESHOLD = 20;

@@ -9,11 +9,20 @@
  * Checks: both q and k are repeated, by the same factor n, with n * Hk = Hv (the value heads), and the
  * head order is interleaved (h -> h / n), not tiled (h -> h % Hk).
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { constantOf } from "../src/ir/constant.js";
-import { check, fail } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { coreNodes, dimsOf, forEachCandidate, fusedOp, intsOf, reshapeDims, sameDims, setInput, showDims, staticDim } from "./layer-common.js";
+import {
+  constantOf,
+  dimsOf,
+  fusedOp,
+  intsOf,
+  type Node,
+  reshapeDims,
+  sameDims,
+  setInput,
+  showDims,
+  staticDim,
+  type Value,
+} from "../src/ir/index.js";
+import { check, coreNodes, fail, forEachCandidate, type Pass } from "../src/pattern/index.js";
 
 const NAME = "layer-gqa-repeat";
 

@@ -30,17 +30,38 @@
  * at both; the rewrite copies the batch in its Reshape targets (0) and declares it by its symbol, so
  * no batch size is baked into the fused layer.
  */
-import type { Graph, Node, Value } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { constantOf } from "../src/ir/constant.js";
-import { arrayToTensor, tensorToArray } from "../src/ir/tensor.js";
-import { MatchFailure, check, fail } from "../src/pattern/match.js";
-import type { Pass, PassContext } from "../src/pipeline/pass.js";
+import {
+  addTagged,
+  arrayToTensor,
+  attr,
+  constantOf,
+  declareType,
+  defaultOpset,
+  type Dim,
+  dimsOf,
+  fusedOp,
+  type Graph,
+  type Node,
+  sameDim,
+  sameDims,
+  setInput,
+  showDims,
+  staticDim,
+  tensorToArray,
+  type Value,
+} from "../src/ir/index.js";
+import {
+  check,
+  coreNodes,
+  fail,
+  forEachCandidate,
+  MatchFailure,
+  type Pass,
+  type PassContext,
+  structuralKey,
+} from "../src/pattern/index.js";
 import { GdnOp } from "../src/ops.js";
-import { addTagged, coreNodes, declareType, dimsOf, forEachCandidate, fusedOp, sameDim, sameDims, setInput, showDims, staticDim, type Dim } from "./layer-common.js";
 import { RampEvaluator, isLayoutNode, layoutSources, rampsFor, type Ramp } from "./layer-layout-eval.js";
-import { structuralKey } from "../src/pattern/structural-key.js";
-import { defaultOpset } from "./targets/lowering.js";
 
 const NAME = "layer-layout";
 

@@ -7,12 +7,9 @@
  * Checks: the core has use_qk_l2norm = 0, both q and k are normalised, over the last axis, with the
  * contract's eps (1e-6, docs/ops.md).
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { check, close } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { L2NORM_EPS, matchL2norm } from "./gated-delta/core-region.js";
-import { coreNodes, forEachCandidate, fusedOp, setInput } from "./layer-common.js";
+import { attr, fusedOp, type Node, setInput, type Value } from "../src/ir/index.js";
+import { check, close, coreNodes, forEachCandidate, matchL2norm, type Pass } from "../src/pattern/index.js";
+import { L2NORM_EPS } from "../src/ops.js";
 
 const NAME = "layer-qk-l2norm";
 

@@ -8,8 +8,8 @@
  *   gdn.GatedRMSNorm      -> RMSNormalization-23, Sigmoid, Mul, Mul
  * onnxruntime 1.30 loads opset 27 only with ALLOW_RELEASED_ONNX_OPSET_ONLY=0 (docs/targets.md).
  */
-import { attr, type Node } from "../../src/ir/graph.js";
-import type { Pass } from "../../src/pipeline/pass.js";
+import { attr, type Node } from "../../src/ir/index.js";
+import type { Pass } from "../../src/pattern/index.js";
 import { GdnOp } from "../../src/ops.js";
 import { checkGatingTypes, decayScale, detach, lowerAll, lowerConv, lowerCore } from "./lowering.js";
 

@@ -8,8 +8,8 @@
  *   gdn.GatedRMSNorm      -> com.microsoft.GatedRMSNorm(x, weight, gate)
  * Runs only for target "ort"; reads nothing but ctx.target's gdn nodes.
  */
-import { attr, type Node } from "../../src/ir/graph.js";
-import type { Pass } from "../../src/pipeline/pass.js";
+import { attr, type Node } from "../../src/ir/index.js";
+import type { Pass } from "../../src/pattern/index.js";
 import { GdnOp } from "../../src/ops.js";
 import { MS_DOMAIN, checkGatingTypes, decayScale, detach, lowerAll, lowerConv, lowerCore } from "./lowering.js";
 

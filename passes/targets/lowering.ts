@@ -4,16 +4,22 @@
  * express and fails at stage "target" with a reason otherwise; the gdn node then stays (and the
  * report lists it as skipped).
  */
-import type { Graph, Node, Value } from "../../src/ir/graph.js";
-import { attr } from "../../src/ir/graph.js";
-import { constantOf } from "../../src/ir/constant.js";
-import { int64ToNumber, type onnx } from "../../src/ir/onnx.js";
-import { arrayToTensor } from "../../src/ir/tensor.js";
-import { check } from "../../src/pattern/match.js";
-import type { PassContext } from "../../src/pipeline/pass.js";
-import { L2NORM_EPS } from "../gated-delta/core-region.js";
-import { GDN_DOMAIN, GdnOp } from "../../src/ops.js";
-import { addTagged, dimsOf, forEachCandidate, showDims, staticDim } from "../layer-common.js";
+import {
+  addTagged,
+  arrayToTensor,
+  attr,
+  constantOf,
+  dimsOf,
+  type Graph,
+  defaultOpset,
+  type onnx,
+  type Node,
+  showDims,
+  staticDim,
+  type Value,
+} from "../../src/ir/index.js";
+import { check, forEachCandidate, type PassContext } from "../../src/pattern/index.js";
+import { GDN_DOMAIN, GdnOp, L2NORM_EPS } from "../../src/ops.js";
 
 export const MS_DOMAIN = "com.microsoft";
 const INT64_MAX = 9223372036854775807n;
@@ -51,12 +57,6 @@ export class Emitter {
   sliceTail(x: Value, start: number): Value {
     return this.one("Slice", [x, this.ints([start]), this.ints([INT64_MAX]), this.ints([2])]);
   }
-}
-
-/** The default-domain opset the model imports. */
-export function defaultOpset(model: onnx.IModelProto): number {
-  const o = model.opsetImport?.find((x) => (x.domain ?? "") === "");
-  return o ? int64ToNumber(o.version) : 0;
 }
 
 export interface Lowerings {

@@ -12,7 +12,8 @@ import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
 import { fileKind, ioReason, PathGuard } from "../ir/file-safety.js";
 import { addModelInputs, atomicWrite, loadModel, planSave, saveModel, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
-import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
+// The package entry, which registers the built-in passes.
+import { fuseModel, TARGETS, type FuseOptions, type FuseReport } from "../index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
 export interface CliIo {
@@ -45,7 +46,6 @@ Exit codes: 0 done, 1 bad input or a failed check (including --verify), 2 usage 
 output path that is an input, another output, or not a regular file).
 `;
 
-const TARGETS = ["gdn", "ort", "onnx"] as const;
 const EXTERNAL = ["copy", "link", "inline"] as const;
 
 export interface ReportFile extends FuseReport {
