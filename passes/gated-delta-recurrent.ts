@@ -10,7 +10,7 @@
  */
 import type { Node } from "../src/ir/index.js";
 import { check, forEachCandidate, type Pass } from "../src/pattern/index.js";
-import { GdnOp } from "../src/ops.js";
+import { GdnOp, TARGETS } from "../src/ops.js";
 import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
 
@@ -21,7 +21,7 @@ export const gatedDeltaRecurrent: Pass = {
   name: NAME,
   description: "recurrent gated delta rule (decode) -> gdn.RecurrentGatedDeltaRule",
   anchors: ["Exp"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     const anchors = ctx.graph.nodes.filter((n) => n.opType === "Exp" && n.domain === "" && gEntryOf(n));
     await forEachCandidate(ctx, NAME, anchors, async (exp) => {

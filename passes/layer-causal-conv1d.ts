@@ -32,7 +32,7 @@ import {
   sliceOf,
   soleConsumer,
 } from "../src/pattern/index.js";
-import { FLOAT, GdnOp, typeName } from "../src/ops.js";
+import { ConvAttr, FLOAT, GdnOp, TARGETS, typeName } from "../src/ops.js";
 
 const NAME = "layer-causal-conv1d";
 
@@ -40,7 +40,7 @@ export const layerCausalConv1d: Pass = {
   name: NAME,
   description: "depthwise causal Conv1d + SiLU (prefill and decode state update) -> gdn.CausalConv1d",
   anchors: ["Conv"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     const anchors = nodesOf(ctx.graph, "Conv").filter((c) => constantOf(c.inputs[1])?.dims.length === 3);
     await forEachCandidate(ctx, NAME, anchors, (conv) => {
@@ -54,7 +54,7 @@ export const layerCausalConv1d: Pass = {
         name: "CausalConv1d",
         inputs,
         outputs: m.stateOut ? [m.y, m.stateOut] : [m.y],
-        attributes: [attr.string("activation", "silu"), attr.int("state_size", m.S)],
+        attributes: [attr.string(ConvAttr.activation, "silu"), attr.int(ConvAttr.stateSize, m.S)],
       });
       return { op: fusedOp(node), node: node.name, replacedNodes: m.count, details: { C: m.C, W: m.W, S: m.S, decode: !!m.state } };
     });

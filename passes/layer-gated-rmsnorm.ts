@@ -38,7 +38,7 @@ import {
   soleConsumer,
   widenedFrom,
 } from "../src/pattern/index.js";
-import { FLOAT, FLOAT_TYPES, GdnOp, typeName } from "../src/ops.js";
+import { FLOAT, FLOAT_TYPES, GdnOp, RmsNormAttr, TARGETS, typeName } from "../src/ops.js";
 
 const NAME = "layer-gated-rmsnorm";
 
@@ -46,7 +46,7 @@ export const layerGatedRmsnorm: Pass = {
   name: NAME,
   description: "weight * x * rsqrt(mean(x^2) + eps) * silu(gate) -> gdn.GatedRMSNorm",
   anchors: ["ReduceMean"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     await forEachCandidate(ctx, NAME, nodesOf(ctx.graph, "ReduceMean"), (mean) => {
       const m = matchNorm(mean);
@@ -56,7 +56,7 @@ export const layerGatedRmsnorm: Pass = {
         name: "GatedRMSNorm",
         inputs: [m.x, m.gate, m.weight],
         outputs: [m.y],
-        attributes: [attr.float("epsilon", m.eps)],
+        attributes: [attr.float(RmsNormAttr.epsilon, m.eps)],
       });
       return { op: fusedOp(node), node: node.name, replacedNodes: m.count, details: { D: m.D, epsilon: m.eps } };
     });

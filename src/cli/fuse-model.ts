@@ -30,7 +30,7 @@ Fuses the unrolled Gated DeltaNet subgraphs of a torch.onnx export into single o
 Options:
   -o, --output FILE        where to write the fused model (its external data goes beside it)
   --passes LIST|none       comma-separated pass names to run, in order; "none" writes the model back unchanged
-  --target gdn|ort|onnx    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
+  --target ${TARGETS.join("|")}    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
   --report FILE.json       write a JSON report (fused counts, node counts, per-pass details, verification)
   --dry-run                run the passes and write only the report (no model)
   --no-probe               skip the probe run that confirms each match before rewriting (faster)

@@ -33,7 +33,8 @@ export function addTagged(g: Graph, pass: string, spec: NewNode): Node {
  */
 export function declareType(g: Graph, v: Value, elemType: number, shape: readonly Dim[]): void {
   v.type = { elemType, shape: [...shape] };
-  const dim = shape.map((d) => (typeof d === "number" ? { dimValue: d } : typeof d === "string" ? { dimParam: d } : {}));
+  const protoDim = (d: Dim) => (typeof d === "number" ? { dimValue: d } : typeof d === "string" ? { dimParam: d } : {});
+  const dim = shape.map(protoDim);
   const type = { tensorType: { elemType, shape: { dim } } };
   if (v.valueInfo) {
     v.valueInfo.type = type;

@@ -100,13 +100,16 @@ export interface L2normMatch {
  */
 export function matchL2norm(x: Value): L2normMatch | undefined {
   for (const sq of x.consumers) {
-    const isSquare = (sq.opType === "Mul" && sq.inputs[0] === x && sq.inputs[1] === x) || (sq.opType === "Pow" && sq.inputs[0] === x && scalarOf(sq.inputs[1]) === 2);
+    const isSquare =
+      (sq.opType === "Mul" && sq.inputs[0] === x && sq.inputs[1] === x) ||
+      (sq.opType === "Pow" && sq.inputs[0] === x && scalarOf(sq.inputs[1]) === 2);
     if (!isSquare) continue;
     const sum = [...sq.output().consumers][0];
     if (!sum || sum.opType !== "ReduceSum" || sq.output().consumers.size !== 1) continue;
     const axes = sum.inputs[1] ? constantOf(sum.inputs[1])?.data : sum.attrInts("axes");
     const rank = x.rank ?? 4;
-    if (!axes || axes.length !== 1 || !(axes[0] === -1 || axes[0] === rank - 1) || sum.attrInt("keepdims", 1) !== 1) continue;
+    const lastAxis = axes?.length === 1 && (axes[0] === -1 || axes[0] === rank - 1);
+    if (!lastAxis || sum.attrInt("keepdims", 1) !== 1) continue;
     const add = [...sum.output().consumers][0];
     if (!add || add.opType !== "Add") continue;
     const epsV = add.inputs[0] === sum.output() ? add.inputs[1] : add.inputs[0];

@@ -44,7 +44,7 @@ export interface Pass {
   /** Op types of the nodes the pass starts matching from (documentation and quick filtering). */
   anchors: string[];
   /** Targets the pass can emit for; others skip it. */
-  targets: Target[];
+  targets: readonly Target[];
   run(ctx: PassContext): Promise<void>;
 }
 
