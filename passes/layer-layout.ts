@@ -147,12 +147,16 @@ function matchLayer(core: Node): LayerMatch {
   const [, , Hv, V] = vs as [number | string, number, number, number];
   check(Hv % Hk === 0, "shape", `value heads ${Hv} are not a multiple of key heads ${Hk}`, core);
   const gating = g?.producer;
-  check(gating && gating.opType === GdnOp.GatedDeltaGating && gating.outputs[GatingOut.g] === g && gating.outputs[GatingOut.beta] === beta, "gating", "g and beta do not come from one gdn.GatedDeltaGating", gating ?? core);
+  const gatingOk = gating?.opType === GdnOp.GatedDeltaGating;
+  const gatesCore = gatingOk && gating.outputs[GatingOut.g] === g && gating.outputs[GatingOut.beta] === beta;
+  check(gating && gatesCore, "gating", "g and beta do not come from one gdn.GatedDeltaGating", gating ?? core);
   // q, k, v: one CausalConv1d's output through layout nodes
   const qkvSources = [q!, k!, v!].flatMap((x) => layoutSources(x).sources);
   const y = qkvSources[0]!;
   const causalConv = y.producer;
-  check(causalConv && causalConv.opType === GdnOp.CausalConv1d && causalConv.outputs[ConvOut.y] === y && qkvSources.every((s) => s === y), "conv", "query, key and value are not all rearrangements of one gdn.CausalConv1d output", causalConv ?? core);
+  const convOk = causalConv?.opType === GdnOp.CausalConv1d && causalConv.outputs[ConvOut.y] === y;
+  const qkvReason = "query, key and value are not all rearrangements of one gdn.CausalConv1d output";
+  check(causalConv && convOk && qkvSources.every((s) => s === y), "conv", qkvReason, causalConv ?? core);
   const x = causalConv.inputs[ConvIn.x]!;
   const xs = dimsOf(x);
   const C = xs?.length === 3 ? staticDim(x, 1) : undefined;
@@ -161,7 +165,8 @@ function matchLayer(core: Node): LayerMatch {
   const o = core.outputs[DeltaRuleOut.output]!;
   const toNorm = forward(o);
   const norm = toNorm.user;
-  check(norm && norm.opType === GdnOp.GatedRMSNorm && norm.inputs[RmsNormIn.x] === toNorm.end, "norm", "the core output does not go (through layout nodes only) to a gdn.GatedRMSNorm", norm ?? core);
+  const normReason = "the core output does not go (through layout nodes only) to a gdn.GatedRMSNorm";
+  check(norm?.opType === GdnOp.GatedRMSNorm && norm.inputs[RmsNormIn.x] === toNorm.end, "norm", normReason, norm ?? core);
   const yn = norm.output();
   const toOut = forward(yn);
   const outMatMul = toOut.user;
@@ -235,7 +240,8 @@ type Traced = Pick<LayerMatch, "chanSrc" | "qChan" | "kChan" | "vChan" | "aCols"
 /** Traces every element of the layer's layout chains at batch size B (index ramps, layer-layout-eval.ts). */
 function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value, v: Value, y: Value): Traced {
   const { core, causalConv, gating, norm, outMatMul, proj, T, Hk, Hv, K, V, C } = m;
-  const x = causalConv.inputs[ConvIn.x]!, a = gating.inputs[GatingIn.a]!, b = gating.inputs[GatingIn.b]!, gate = norm.inputs[RmsNormIn.gate]!;
+  const x = causalConv.inputs[ConvIn.x]!, gate = norm.inputs[RmsNormIn.gate]!;
+  const a = gating.inputs[GatingIn.a]!, b = gating.inputs[GatingIn.b]!;
   const o = core.outputs[DeltaRuleOut.output]!, yn = norm.output(), wOut = outMatMul.inputs[1]!;
   // ---- trace every element --------------------------------------------------------------------
   const P = rampsFor(proj.map((p) => ({ value: p.out, shape: [B, T, p.N] })));

@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import * as pkg from "../src/index.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 type Sources = Map<string, string>; // repo-relative path ("src/ir/graph.ts") -> source text
@@ -108,6 +109,21 @@ function numberedGdnAccess(tree: Sources): string[] {
   return out;
 }
 
+/** Value names (not types) the modules of passes/ import from the kit and the op contract, sorted. */
+function kitNamesUsed(tree: Sources): string[] {
+  const names = new Set<string>();
+  for (const [file, source] of tree) {
+    if (!under(file, "passes")) continue;
+    for (const m of source.matchAll(/import\s+(type\s+)?\{([^}]*)\}\s+from\s+"([^"]+)"/g)) {
+      const to = path.posix.normalize(path.posix.join(path.posix.dirname(file), m[3]!)).replace(/\.js$/, ".ts");
+      if (m[1] || !["src/ir/index.ts", "src/pattern/index.ts", "src/ops.ts"].includes(to)) continue;
+      for (const item of m[2]!.split(",").map((x) => x.trim()))
+        if (item && !item.startsWith("type ")) names.add(item);
+    }
+  }
+  return [...names].sort();
+}
+
 describe("architecture", () => {
   const tree = readTree(["src", "passes"]);
 
@@ -120,6 +136,13 @@ describe("architecture", () => {
 
   it("import arrows run one way: cli -> entry -> pipeline -> passes -> pattern/ir", () => {
     expect(arrowViolations(tree)).toEqual([]);
+  });
+
+  it("the package exports the whole kit: a pass written outside gdn-fuse can use what the built-in ones use", () => {
+    const used = kitNamesUsed(tree);
+    expect(used).toContain("forEachCandidate");
+    expect(used).toContain("DeltaRuleIn");
+    expect(used.filter((name) => !(name in pkg))).toEqual([]);
   });
 
   it("no pass indexes a gdn op's inputs or outputs by a bare number", () => {

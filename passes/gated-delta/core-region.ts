@@ -19,7 +19,7 @@
  */
 import { constantOf, type Dim, fromTensor, isConstantValue, type Node, scalarOf, type Value } from "../../src/ir/index.js";
 import { check, close, fail, isPerm, matchL2norm, permOf } from "../../src/pattern/index.js";
-import { FLOAT_TYPES, L2NORM_EPS } from "../../src/ops.js";
+import { FLOAT, FLOAT_TYPES, L2NORM_EPS } from "../../src/ops.js";
 import { explainRegion, type Source } from "./explain.js";
 
 const MAX_REGION = 200_000;
@@ -128,7 +128,7 @@ export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreReg
   check(FLOAT_TYPES.has(vType), "types", `value has element type ${vType}; float32, float16 or bfloat16 expected`, value.transpose);
   for (const e of [query, key, beta])
     check(e.boundary.type?.elemType === vType, "types", `${e.boundary.name} has element type ${e.boundary.type?.elemType}, value has ${vType}`, e.transpose);
-  check(g.boundary.type?.elemType === 1, "types", `g must be float32, it is element type ${g.boundary.type?.elemType}`, g.transpose);
+  check(g.boundary.type?.elemType === FLOAT, "types", `g must be float32, it is element type ${g.boundary.type?.elemType}`, g.transpose);
   if ((output.type?.elemType ?? 1) !== vType) {
     const cast = [...output.consumers][0];
     check(output.consumers.size === 1 && cast?.opType === "Cast" && cast.attrInt("to") === vType, "outputs",
