@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import * as pkg from "../src/index.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -143,6 +143,24 @@ describe("architecture", () => {
     expect(used).toContain("forEachCandidate");
     expect(used).toContain("DeltaRuleIn");
     expect(used.filter((name) => !(name in pkg))).toEqual([]);
+  });
+
+  it("the package entry registers passes/index.ts as the default list, in its order", () => {
+    expect(pkg.DEFAULT_PASSES).toEqual(pkg.BUILTIN_PASSES.map((p) => p.name));
+    expect(pkg.DEFAULT_PASSES.slice(0, 3)).toEqual(["gated-delta-chunk", "gated-delta-recurrent", "layer-qk-l2norm"]);
+    expect(pkg.DEFAULT_PASSES.at(-1)).toBe("lower-to-onnx");
+  });
+
+  it("the pipeline alone knows no passes: fuseModel without a pass list names the package entry", async () => {
+    vi.resetModules(); // a fresh registry, as in a program that imports src/pipeline but not the package
+    const pipeline = await import("../src/pipeline/index.js");
+    const model = { graph: { node: [{ opType: "Identity", input: ["x"], output: ["y"] }] } };
+    expect(pipeline.DEFAULT_PASSES).toEqual([]);
+    await expect(pipeline.fuseModel(model)).rejects.toMatchObject({
+      code: "E_USAGE",
+      message: "no default passes are registered (import the package entry, gdn-fuse)",
+    });
+    expect((await pipeline.fuseModel(model, { passes: "none" })).nodesAfter).toBe(1);
   });
 
   it("no pass indexes a gdn op's inputs or outputs by a bare number", () => {
