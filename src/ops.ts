@@ -54,6 +54,8 @@ export const DEFAULT_CHUNK_SIZE = 64;
 export const MAX_CHUNK_SIZE = 1024;
 /** State layouts: "kv" keeps the state as [B,Hv,K,V], "vk" as [B,Hv,V,K]. */
 export const DEFAULT_STATE_LAYOUT = "kv";
+/** CausalConv1d's activation when the attribute is left out. */
+export const DEFAULT_CONV_ACTIVATION = "silu";
 /** Upper bound of CausalConv1d's state_size (0 means W-1). */
 export const MAX_STATE_SIZE = 2 ** 24;
 /** eps of the in-kernel q/k L2 norm (use_qk_l2norm): x * rsqrt(sum(x^2) + eps), as transformers' l2norm. */
@@ -138,7 +140,7 @@ export const GDN_CONTRACT: Readonly<Record<keyof typeof GdnOp, OpContract>> = {
     required: 2,
     outputs: ["y", "conv_state_out"],
     attributes: {
-      [ConvAttr.activation]: { kind: "string", default: "silu", check: oneOf("silu", "none") },
+      [ConvAttr.activation]: { kind: "string", default: DEFAULT_CONV_ACTIVATION, check: oneOf("silu", "none") },
       [ConvAttr.stateSize]: { kind: "int", default: 0, check: intIn(0, MAX_STATE_SIZE, " (0 means W-1)") },
     },
   },

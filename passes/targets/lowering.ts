@@ -23,6 +23,7 @@ import {
   ConvAttr,
   ConvIn,
   ConvOut,
+  DEFAULT_CONV_ACTIVATION,
   DEFAULT_STATE_LAYOUT,
   DeltaRuleAttr,
   DeltaRuleIn,
@@ -176,7 +177,7 @@ export function lowerConv(e: Emitter, n: Node, domain: string): void {
   const state = n.inputs[ConvIn.convState];
   const S = state ? staticDim(state, 2) : (n.attrInt(ConvAttr.stateSize, 0) || W - 1);
   check(S !== undefined, "target", `the conv state ${showDims(dimsOf(state))} has no static length (dim 2)`, n);
-  const activation = n.attrString(ConvAttr.activation) ?? "none";
+  const activation = n.attrString(ConvAttr.activation) ?? DEFAULT_CONV_ACTIVATION;
   const { ins, outs } = detach(e, n);
   const [x, weight, bias] = [ins[ConvIn.x]!, ins[ConvIn.weight]!, ins[ConvIn.bias]];
   const [y, stateOut] = [outs[ConvOut.y]!, outs[ConvOut.convStateOut]];
