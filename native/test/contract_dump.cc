@@ -136,9 +136,11 @@ int main() {
               num(static_cast<double>(cc::kMaxStateSize)).c_str(), str(dr::kDefaultStateLayout).c_str());
   const std::string dr_outputs = names(dr::kOutputNames, dr::kNumOutputs);
   const std::vector<std::string> ops = {
-      op_json(op::kChunkGatedDeltaRule, names(dr::kInputNames, dr::kNumChunkInputs), dr::kNumRequiredInputs, dr_outputs,
+      op_json(op::kChunkGatedDeltaRule, names(dr::kInputNames, dr::kNumChunkInputs), dr::kNumRequiredInputs,
+              dr_outputs,
               attributes(op::kChunkGatedDeltaRule, dr::kChunkAttrs, count(dr::kChunkAttrs), dr_defaults)),
-      op_json(op::kRecurrentGatedDeltaRule, names(dr::kInputNames, dr::kNumInputs), dr::kNumRequiredInputs, dr_outputs,
+      op_json(op::kRecurrentGatedDeltaRule, names(dr::kInputNames, dr::kNumInputs), dr::kNumRequiredInputs,
+              dr_outputs,
               attributes(op::kRecurrentGatedDeltaRule, dr::kRecurrentAttrs, count(dr::kRecurrentAttrs), dr_defaults)),
       op_json(op::kCausalConv1d, names(cc::kInputNames, cc::kNumInputs), cc::kNumRequiredInputs,
               names(cc::kOutputNames, cc::kNumOutputs),
