@@ -4,8 +4,7 @@
  * PyTorch's outputs.
  */
 import { describe, expect, it } from "vitest";
-import { opCounts, runAgainstCase } from "./helpers/cases.js";
-import { mutateAndFuse } from "./helpers/mutate.js";
+import { mutateAndFuse, opCounts, runAgainstCase } from "./helpers/index.js";
 
 const CASES: [string, string, number][] = [
   ["chunk_t100_h4_k32_v48", "gdn.ChunkGatedDeltaRule", 1],

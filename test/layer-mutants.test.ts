@@ -15,11 +15,10 @@ import { describe, expect, it } from "vitest";
 import type { Node, Value } from "../src/ir/graph.js";
 import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor, float16ToFloat32, float32ToFloat16, tensorToFloat64 } from "../src/ir/tensor.js";
-import { TOLERANCE, compareValues, seededRandom } from "../src/numeric.js";
+import { compareValues, seededRandom, toleranceOf } from "../src/numeric.js";
 import { declareType, setInput, type Dim } from "../passes/layer-common.js";
 import type { FuseReport } from "../src/pipeline/index.js";
-import { loadCase, runtimeLoadError } from "./helpers/cases.js";
-import { Mutator, mutateAndFuse } from "./helpers/mutate.js";
+import { Mutator, loadCase, mutateAndFuse, runtimeLoadError } from "./helpers/index.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
 const DECODE = "layer_qwen3next_decode_b2";
@@ -411,7 +410,7 @@ async function expectEqualOnAdversarialInputs(original: onnx.IModelProto, fused:
   for (const name of Object.keys(want)) {
     const c = compareValues(toNumbers(got[name]!), toNumbers(want[name]!));
     expect(c.mismatch, name).toBeUndefined();
-    expect(c.relL2, name).toBeLessThanOrEqual(TOLERANCE[want[name]!.type]!);
+    expect(c.relL2, name).toBeLessThanOrEqual(toleranceOf(want[name]!.type)!);
   }
 }
 

@@ -3,7 +3,7 @@
  * the gdn runtime, on a test-data folder (ONNX backend-test layout: input_N.pb / output_N.pb) or on
  * random inputs of the right shapes, and compares every output.
  * An output passes when its NaN and ±Inf entries sit where the original's do (same signs) and its
- * finite entries agree in relative L2 (src/numeric.ts: float32 1e-5, float16/bfloat16 2e-3).
+ * finite entries agree in relative L2 within the tolerance of the output's type (src/numeric.ts TOLERANCE).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -12,7 +12,7 @@ import { GdnFuseError, type ErrorCode } from "../errors.js";
 import { decodeMessage, onnx } from "../ir/onnx.js";
 import { elemTypeName, float16ToFloat32, float32ToFloat16, tensorToArray } from "../ir/tensor.js";
 import { loadModel } from "../ir/model-io.js";
-import { TOLERANCE, compareValues, seededRandom } from "../numeric.js";
+import { TOLERANCE, compareValues, seededRandom, toleranceOf } from "../numeric.js";
 
 export interface VerifyOutput {
   name: string;
@@ -85,7 +85,7 @@ export async function verifyModels(originalPath: string, fusedPath: string, opti
 
 /** Compares one output of the fused model with the original's (special values first, then relative L2). */
 export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor): VerifyOutput {
-  const tolerance = TOLERANCE[want.type] ?? 0;
+  const tolerance = toleranceOf(want.type) ?? 0;
   const c = compareValues(toNumbers(got, want.type), toNumbers(want));
   const specialValues = c.mismatch && `output "${name}": ${c.mismatch}`;
   return { name, maxAbs: c.maxAbs, relL2: c.relL2, tolerance, ok: !specialValues && c.relL2 <= tolerance, specialValues };

@@ -1,12 +1,10 @@
 /**
  * In-memory mutations of fixture graphs for near-miss and robustness tests: each edits the decoded
- * model the way a different (or wrong) exporter would, then the pipeline runs on the result.
+ * model the way a different (or wrong) exporter would, then the pipeline runs on the result (fuse.ts).
  */
 import { Graph, type NewNode, type Node, type Value } from "../../src/ir/graph.js";
+import type { onnx } from "../../src/ir/onnx.js";
 import { arrayToTensor, tensorToFloat64 } from "../../src/ir/tensor.js";
-import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
-import type { SkippedCandidate } from "../../src/pipeline/pass.js";
-import { loadCase } from "./cases.js";
 import { seededRandom } from "../../src/numeric.js";
 import type { CoreRegion } from "../../passes/gated-delta/core-region.js";
 import { matchChunk } from "../../passes/gated-delta-chunk.js";
@@ -14,6 +12,16 @@ import { matchRecurrent } from "../../passes/gated-delta-recurrent.js";
 
 export class Mutator {
   constructor(readonly graph: Graph) {}
+
+  /** Writes the edited graph back into `model` (initializers replaced on values go back under their names). */
+  writeBack(model: onnx.IModelProto): void {
+    const list = this.graph.proto.initializer ?? [];
+    for (let i = 0; i < list.length; i++) {
+      const v = this.graph.values.get(list[i]!.name ?? "");
+      if (v?.initializer) list[i] = v.initializer;
+    }
+    model.graph = this.graph.toProto();
+  }
 
   private initializers(): Value[] {
     return [...this.graph.values.values()].filter((v) => v.initializer);
@@ -187,28 +195,4 @@ export class Mutator {
     this.graph.removeNodes([n]);
     this.graph.removeDeadNodes();
   }
-}
-
-/** Loads a case, applies the mutation to its graph, writes it back, runs the passes. */
-export async function mutateAndFuse(name: string, mutate: (m: Mutator) => void, options: FuseOptions = {}): Promise<FuseReport & { model: Awaited<ReturnType<typeof loadCase>> }> {
-  const model = await loadCase(name);
-  const graph = Graph.fromProto(model.proto.graph!);
-  mutate(new Mutator(graph));
-  syncInitializers(graph);
-  model.proto.graph = graph.toProto();
-  const report = await fuseModel(model.proto, options);
-  return Object.assign(report, { model });
-}
-
-/** Initializers replaced on values (setScalar, flip) go back into the proto list under their names. */
-function syncInitializers(graph: Graph): void {
-  const list = graph.proto.initializer ?? [];
-  for (let i = 0; i < list.length; i++) {
-    const v = graph.values.get(list[i]!.name ?? "");
-    if (v?.initializer) list[i] = v.initializer;
-  }
-}
-
-export function firstSkip(r: FuseReport): SkippedCandidate | undefined {
-  return r.passes.flatMap((p) => p.skipped)[0];
 }

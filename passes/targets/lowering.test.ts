@@ -8,32 +8,20 @@ process.env.ALLOW_RELEASED_ONNX_OPSET_ONLY = "0";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Graph, attr } from "../src/ir/graph.js";
-import { loadModel } from "../src/ir/model-io.js";
-import type { onnx } from "../src/ir/onnx.js";
-import { fuseModel, type FuseReport, type Target } from "../src/pipeline/index.js";
-import { histogram, runAgainstCase } from "./helpers/cases.js";
-
-const MODELS = join(import.meta.dirname, "..", "models");
+import { attr, type Graph } from "../../src/ir/graph.js";
+import type { onnx } from "../../src/ir/onnx.js";
+import type { Target } from "../../src/pipeline/index.js";
+import { MODELS, TOLERANCE, histogram, mutateAndFuse, runAgainstCase } from "../../test/helpers/index.js";
 
 /**
  * Fuses for `target` in one fuseModel call (the cores emit gdn ops, the lowering pass rewrites them).
  * With `mutate`, fuses for gdn first, edits the fused graph, then runs only the lowering pass.
  */
 async function fuseFor(name: string, target: Target, mutate?: (g: Graph) => void) {
-  const m = await loadModel(join(MODELS, name, "model.onnx"));
-  if (!mutate) {
-    const report = await fuseModel(m.proto, { target });
-    return { model: m.proto, fused: report, lowered: report };
-  }
-  const fused = await fuseModel(m.proto, { target: "gdn" });
-  const g = Graph.fromProto(m.proto.graph!);
-  mutate(g);
-  m.proto.graph = g.toProto();
-  const lowered = await fuseModel(m.proto, { target, passes: [target === "ort" ? "lower-to-ort" : "lower-to-onnx"] });
-  return { model: m.proto, fused, lowered };
+  const lowerOnly = { first: { target: "gdn" as const }, target, passes: [`lower-to-${target}`] };
+  const r = mutate ? await mutateAndFuse(name, (m) => mutate(m.graph), lowerOnly) : await mutateAndFuse(name, undefined, { target });
+  return { model: r.model.proto, fused: r.first ?? r, lowered: r };
 }
-
 
 /** Runs a lowered model in stock onnxruntime-node (nothing of ours loaded) on a data set; relative L2 per output. */
 async function runStock(model: onnx.IModelProto, name: string, set = "test_data_set_0"): Promise<number[]> {
@@ -68,7 +56,7 @@ const present = CASES.filter((c) => existsSync(join(MODELS, c.name, "test_data_s
 describe.each(["ort", "onnx"] as const)("target %s", (target) => {
   it.each(present)("fuses $name and matches its data sets in stock onnxruntime", async (c) => {
     const { model, lowered } = await fuseFor(c.name, target);
-    const report = lowered as FuseReport;
+    const report = lowered;
     expect(report.passes[0]!.skipped).toEqual([]);
     expect(report.fused).toEqual(Object.fromEntries(REPORTED[target].map((op) => [op, c.layers])));
     const h = histogram(model);
@@ -80,7 +68,7 @@ describe.each(["ort", "onnx"] as const)("target %s", (target) => {
     for (const set of sets) {
       const errs = await runStock(model, c.name, set);
       expect(errs.length).toBe(readdirSync(join(MODELS, c.name, set)).filter((f) => f.startsWith("output_")).length);
-      for (const e of errs) expect(e, set).toBeLessThanOrEqual(1e-5);
+      for (const e of errs) expect(e, set).toBeLessThanOrEqual(TOLERANCE.float32);
     }
   }, 120_000);
 

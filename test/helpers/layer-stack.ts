@@ -3,9 +3,11 @@
  * (models/layer_qwen3next_prefill_t96: hidden_states [B,T,D] -> output [B,T,D]) replicated in series
  * with a residual connection, interleaved with plain MLP layers where Qwen3-Next has full attention
  * (3 gated-delta layers, then 1 other, repeated). 48 layers give 36 gated-delta cores.
+ * A fixture of the tests (synthetic-stack.test.ts) and the bench (bench/pass48.mjs, compiled with
+ * bench/tsconfig.json); not part of the package.
  */
-import { onnx } from "../ir/onnx.js";
-import { arrayToTensor } from "../ir/tensor.js";
+import { onnx } from "../../src/ir/onnx.js";
+import { arrayToTensor } from "../../src/ir/tensor.js";
 
 export interface StackOptions {
   layers: number; // total layers
