@@ -58,11 +58,13 @@ export function oneNodeModel(spec: OneNodeSpec): Uint8Array {
 /**
  * A float32 delta-rule node (ChunkGatedDeltaRule or RecurrentGatedDeltaRule) over [B,T,Hk,K] q/k,
  * [B,T,Hv,V] v, [B,T,Hv] g/beta, with an initial state in and the final state out ([B,Hv,K,V], "kv").
+ * The first output is named `outputName` (an exported layer names it "core_attn_out").
  */
 export function deltaRuleModel(
   opType: "ChunkGatedDeltaRule" | "RecurrentGatedDeltaRule",
   d: { B: number; T: number; Hk: number; Hv: number; K: number; V: number },
   attributes: onnx.IAttributeProto[] = [],
+  outputName = "output",
 ): Uint8Array {
   const { B, T, Hk, Hv, K, V } = d;
   return oneNodeModel({
@@ -75,7 +77,7 @@ export function deltaRuleModel(
       { name: "beta", dims: [B, T, Hv] },
       { name: "initial_state", dims: [B, Hv, K, V] },
     ],
-    outputs: [{ name: "output", dims: [B, T, Hv, V] }, { name: "final_state", dims: [B, Hv, K, V] }],
+    outputs: [{ name: outputName, dims: [B, T, Hv, V] }, { name: "final_state", dims: [B, Hv, K, V] }],
     attributes,
   });
 }

@@ -8,7 +8,7 @@ import { describe, expect, test } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
-import { seededRandom } from "../src/pattern/probe.js";
+import { seededRandom } from "../src/numeric.js";
 
 const CORPUS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../models"); // the project's own fixtures
 const small = fs.readFileSync(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"));

@@ -10,7 +10,7 @@ import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { float16ToFloat32, float32ToFloat16 } from "../src/ir/tensor.js";
-import { seededRandom, relativeL2 } from "../src/pattern/probe.js";
+import { TOLERANCE, relativeL2, seededRandom } from "../src/numeric.js";
 import { gatedDeltaReference, type GatedDeltaDims } from "../src/reference/gated-delta.js";
 import "../src/runtime/index.js";
 import { ROOT } from "./helpers/cases.js";
@@ -94,9 +94,8 @@ for (const op of ["ChunkGatedDeltaRule", "RecurrentGatedDeltaRule"] as const)
 describe("gated-delta kernels through the gdn runtime vs the float64 reference", () => {
   it.each(GRID.map((c) => [`${c.op} B=${c.dims.B} T=${c.dims.T} ${c.layout} ${c.dtype} g ${c.decay} l2=${c.l2}`, c] as const))("%s", async (_, c) => {
     const { out, state } = await runCase(c);
-    const tol = c.dtype === "float16" ? 2e-3 : 1e-5;
-    expect(out).toBeLessThanOrEqual(tol);
-    expect(state).toBeLessThanOrEqual(c.dtype === "float16" ? 2e-3 : 1e-5);
+    expect(out).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    expect(state).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
   });
 });
 
@@ -108,8 +107,8 @@ describe("final_state written into the Tensor fed as initial_state (in place), p
       cases.push({ op, dims: { B: 3, T: op === "ChunkGatedDeltaRule" ? 65 : 2, Hk: 2, Hv: 8, K: 32, V: 48 }, layout, dtype: "float32", decay: "near0", l2: true });
   it.each(cases.map((c) => [`${c.op} ${c.layout}`, c] as const))("%s", async (_, c) => {
     const { out, state } = await runCase(c, true);
-    expect(out).toBeLessThanOrEqual(1e-5);
-    expect(state).toBeLessThanOrEqual(1e-5);
+    expect(out).toBeLessThanOrEqual(TOLERANCE.float32);
+    expect(state).toBeLessThanOrEqual(TOLERANCE.float32);
   });
 });
 

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, test } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { loadModel, saveModel } from "../src/ir/model-io.js";
 import { decodeMessage, encodeMessage, getNodeMetadata, onnx, setNodeMetadata, unknownFieldNumbers } from "../src/ir/onnx.js";
-import { elemTypeName, float16ToFloat32, tensorDims, tensorToArray, tensorToFloat64 } from "../src/ir/tensor.js";
+import { TOLERANCE, readDataSet, relativeL2, toOrtTensor } from "./helpers/index.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The shared exporter corpus (../shared/corpus, or GDN_FUSE_CORPUS) and the project's own models/. */
@@ -57,45 +57,6 @@ function countTaggedNodes(m: onnx.IModelProto): number {
   return (m.graph?.node ?? []).filter((n) => Object.keys(getNodeMetadata(n)).length > 0).length;
 }
 
-const ORT_TYPES: Record<number, ort.Tensor.Type> = {
-  1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64",
-};
-
-function readPb(file: string): onnx.TensorProto {
-  return decodeMessage(onnx.TensorProto, fs.readFileSync(file));
-}
-
-function toOrt(t: onnx.TensorProto): ort.Tensor {
-  const type = ORT_TYPES[t.dataType];
-  if (!type) throw new Error(`no ORT type for ${elemTypeName(t.dataType)}`);
-  const f = tensorToFloat64(t);
-  const dims = tensorDims(t);
-  switch (type) {
-    case "float32": return new ort.Tensor(type, Float32Array.from(f), dims);
-    case "float64": return new ort.Tensor(type, f, dims);
-    case "float16": return new ort.Tensor(type, tensorToArray(t) as Uint16Array, dims);
-    case "int64": return new ort.Tensor(type, BigInt64Array.from(f, (x) => BigInt(x)), dims);
-    case "int32": return new ort.Tensor(type, Int32Array.from(f), dims);
-    case "bool": return new ort.Tensor(type, Uint8Array.from(f), dims);
-    default: return new ort.Tensor(type, Int8Array.from(f), dims);
-  }
-}
-
-function ortToFloat64(t: ort.Tensor): Float64Array {
-  if (t.type === "float16" && t.data instanceof Uint16Array) return Float64Array.from(t.data, float16ToFloat32);
-  return Float64Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
-}
-
-function relL2(actual: Float64Array, expected: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < expected.length; i++) {
-    num += (actual[i]! - expected[i]!) ** 2;
-    den += expected[i]! ** 2;
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
-}
-
 describe("round trip through loadModel + saveModel", () => {
   test("finds the corpus", () => {
     expect(cases.filter((c) => c.id.startsWith("models/")).length).toBeGreaterThanOrEqual(9);
@@ -129,15 +90,15 @@ describe("round trip through loadModel + saveModel", () => {
       await saveModel(await loadModel(path.join(dir, "model.onnx")), out);
       const session = await ort.InferenceSession.create(out, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
       const dataDir = path.join(dir, "test_data_set_0");
+      const inputs = readDataSet(dataDir, "input");
+      const outputs = readDataSet(dataDir, "output");
       const feeds: Record<string, ort.Tensor> = {};
-      session.inputNames.forEach((input, i) => (feeds[input] = toOrt(readPb(path.join(dataDir, `input_${i}.pb`)))));
+      session.inputNames.forEach((input, i) => (feeds[input] = toOrtTensor(inputs[i]!)));
       const results = await session.run(feeds);
+      // A model that computes in float16 carries that error into its float32 outputs too (e.g. a state).
+      const tol = TOLERANCE[halfPrecision ? "float16" : "float32"];
       session.outputNames.forEach((output, i) => {
-        const expected = readPb(path.join(dataDir, `output_${i}.pb`));
-        // A model that computes in float16 carries that error into its float32 outputs too (e.g. a state).
-        const tol = expected.dataType === 10 || halfPrecision ? 2e-3 : 1e-5;
-        const err = relL2(ortToFloat64(results[output]!), tensorToFloat64(expected));
-        expect(err, `${id} ${output}`).toBeLessThanOrEqual(tol);
+        expect(relativeL2(results[output]!, outputs[i]!), `${id} ${output}`).toBeLessThanOrEqual(tol);
       });
       await session.release();
     });

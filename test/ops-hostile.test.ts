@@ -8,12 +8,12 @@ import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { encodeMessage, onnx } from "../src/ir/onnx.js";
-import { relativeL2, seededRandom } from "../src/pattern/probe.js";
+import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
+import { TOLERANCE, relativeL2, seededRandom } from "../src/numeric.js";
+import { oneNodeModel } from "../src/ops-model.js";
 import { gatedDeltaReference } from "../src/reference/gated-delta.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
 
-const F32 = onnx.TensorProto.DataType.FLOAT;
 const AT = onnx.AttributeProto.AttributeType;
 
 /** One session per job; runs its feeds `runs` times; reports outputs or the first error (message, first line kept). */
@@ -98,32 +98,18 @@ const int = (name: string, i: number | bigint): Attr => ({ name, type: AT.INT, i
 const float = (name: string, f: number): Attr => ({ name, type: AT.FLOAT, f });
 const str = (name: string, s: string): Attr => ({ name, type: AT.STRING, s: new TextEncoder().encode(s) });
 
-/** A one-node gdn model; inputs/outputs without a shape (rank unknown) unless `shapes` gives one. "" = absent input. */
-function oneNode(
-  opType: string,
-  inputs: string[],
-  outputs: string[],
-  attribute: Attr[] = [],
-  shapes: Record<string, number[]> = {},
-  extra: { nodes?: onnx.INodeProto[]; graphOutputs?: [string, number][] } = {},
-): Uint8Array {
-  const vi = (name: string, elemType = F32) => ({
-    name,
-    type: { tensorType: { elemType, ...(shapes[name] ? { shape: { dim: shapes[name]!.map((d) => ({ dimValue: d })) } } : {}) } },
-  });
-  return encodeMessage(
-    onnx.ModelProto,
-    onnx.ModelProto.fromObject({
-      irVersion: 10,
-      opsetImport: [{ domain: "", version: 18 }, { domain: "gdn", version: 1 }],
-      graph: {
-        name: "hostile",
-        node: [{ name: "n0", opType, domain: "gdn", input: inputs, output: outputs, attribute }, ...(extra.nodes ?? [])],
-        input: inputs.filter((i) => i !== "").map((i) => vi(i)),
-        output: [...outputs.map((o) => vi(o)), ...(extra.graphOutputs ?? []).map(([n, t]) => vi(n, t))],
-      },
-    }),
-  );
+/** A one-node gdn model (the library's builder); inputs/outputs without a shape (rank unknown) unless `shapes` gives one. */
+function oneNode(opType: string, inputs: string[], outputs: string[], attributes: Attr[] = [], shapes: Record<string, number[]> = {}) {
+  const spec = (name: string) => ({ name, ...(shapes[name] ? { dims: shapes[name] } : {}) });
+  return oneNodeModel({ opType, inputs: inputs.map(spec), outputs: outputs.map(spec), attributes });
+}
+
+/** `model` with `nodes` appended and their outputs (name, element type) made graph outputs. */
+function withNodes(model: Uint8Array, nodes: onnx.INodeProto[], outputs: [string, number][]): Uint8Array {
+  const m = decodeMessage(onnx.ModelProto, model);
+  m.graph!.node!.push(...nodes.map((n) => onnx.NodeProto.fromObject(n)));
+  for (const [name, elemType] of outputs) m.graph!.output!.push(onnx.ValueInfoProto.fromObject({ name, type: { tensorType: { elemType } } }));
+  return encodeMessage(onnx.ModelProto, m);
 }
 
 const zeros = (dims: number[]): Feed => ["float32", new Array(dims.reduce((a, b) => a * b, 1)).fill(0), dims];
@@ -215,11 +201,11 @@ describe("ChunkGatedDeltaRule with very negative g matches the float64 reference
       const o = r.outputs!.output!.data, s = r.outputs!.final_state!.data;
       expect(o.every((x) => typeof x === "number"), `${op} output has ${o.find((x) => typeof x !== "number")}`).toBe(true);
       expect(s.every((x) => typeof x === "number"), `${op} final_state has ${s.find((x) => typeof x !== "number")}`).toBe(true);
-      expect(relativeL2(o as number[], ref.output), op).toBeLessThanOrEqual(1e-5);
-      expect(relativeL2(s as number[], ref.finalState), op).toBeLessThanOrEqual(1e-5);
+      expect(relativeL2(o as number[], ref.output), op).toBeLessThanOrEqual(TOLERANCE.float32);
+      expect(relativeL2(s as number[], ref.finalState), op).toBeLessThanOrEqual(TOLERANCE.float32);
       outs.push(r.outputs);
     }
-    expect(relativeL2(outs[0]!.output!.data as number[], outs[1]!.output!.data as number[])).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(outs[0]!.output!.data as number[], outs[1]!.output!.data as number[])).toBeLessThanOrEqual(TOLERANCE.float32);
   });
 });
 
@@ -234,10 +220,11 @@ describe("output shape inference", () => {
   };
   it("inputs of unknown rank: Shape(output) is computed, not folded to [] (default optimisation)", async () => {
     const shapeOf = (i: string, o: string): onnx.INodeProto => ({ opType: "Shape", input: [i], output: [o] });
-    const model = oneNode("ChunkGatedDeltaRule", DR_IN, ["output", "final_state"], [], {}, {
-      nodes: [shapeOf("output", "output_shape"), shapeOf("final_state", "state_shape")],
-      graphOutputs: [["output_shape", onnx.TensorProto.DataType.INT64], ["state_shape", onnx.TensorProto.DataType.INT64]],
-    });
+    const INT64 = onnx.TensorProto.DataType.INT64;
+    const model = withNodes(oneNode("ChunkGatedDeltaRule", DR_IN, ["output", "final_state"]), [
+      shapeOf("output", "output_shape"),
+      shapeOf("final_state", "state_shape"),
+    ], [["output_shape", INT64], ["state_shape", INT64]]);
     const r = await runInChild(model, [feeds]);
     expect(r.error).toBeUndefined();
     expect(r.outputs!.output_shape!.data).toEqual([B, T, Hv, V]);

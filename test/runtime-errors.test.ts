@@ -29,17 +29,12 @@ describe("gdn backend: one-line errors", () => {
   });
 
   it.skipIf(!ready)("a gdn node whose input types match no kernel: one line, E_RUNTIME", async () => {
-    const vi = (name: string, t: number) => ({ name, type: { tensorType: { elemType: t } } });
-    const bytes = onnx.ModelProto.encode({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: 1 }],
-      graph: {
-        name: "m",
-        node: [{ opType: "GatedRMSNorm", domain: "gdn", input: ["x", "gate", "weight"], output: ["y"] }],
-        input: [vi("x", 1), vi("gate", 10), vi("weight", 1)],
-        output: [vi("y", 1)],
-      },
-    }).finish();
+    const bytes = oneNodeModel({
+      opType: "GatedRMSNorm",
+      inputs: [{ name: "x" }, { name: "gate", elemType: onnx.TensorProto.DataType.FLOAT16 }, { name: "weight" }],
+      outputs: [{ name: "y" }],
+      nodeName: "",
+    });
     const err = await ort.InferenceSession.create(bytes, { executionProviders: ["gdn"] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GdnFuseError);
     expect(err).toMatchObject({

@@ -12,8 +12,7 @@ import "../src/runtime/index.js";
 import { deltaRuleModel } from "../src/ops-model.js";
 import { loadRuntime } from "../src/runtime/index.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
-import { relativeL2 } from "./helpers/tensor-io.js";
-import { ROOT } from "./helpers/cases.js";
+import { ROOT, TOLERANCE, relativeL2 } from "./helpers/index.js";
 
 const GDN = { executionProviders: ["gdn"] };
 
@@ -120,8 +119,8 @@ describe("gdn backend: gdn.RecurrentGatedDeltaRule", () => {
     const ref = reference(q, k, v, g, beta, s0);
     expect(res.output!.dims).toEqual([B, T, H, V]);
     expect(res.final_state!.dims).toEqual([B, H, K, V]);
-    expect(relativeL2(res.output!.data, ref.out)).toBeLessThanOrEqual(1e-5);
-    expect(relativeL2(res.final_state!.data, ref.state)).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(res.output!.data, ref.out)).toBeLessThanOrEqual(TOLERANCE.float32);
+    expect(relativeL2(res.final_state!.data, ref.state)).toBeLessThanOrEqual(TOLERANCE.float32);
   });
 
   it.skipIf(ready)("without a usable op library, a gdn model fails with a clear message", async () => {

@@ -8,10 +8,9 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import onnxProto from "onnx-proto";
 import { describe, expect, it } from "vitest";
-import { SHARED_CORPUS } from "./helpers/cases.js";
 import "../src/runtime/index.js";
 import { loadRuntime } from "../src/runtime/index.js";
-import { numberToFloat16, readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+import { SHARED_CORPUS, TOLERANCE, numberToFloat16, readDataSet, relativeL2, toOrtTensor, toleranceOf } from "./helpers/index.js";
 
 const { onnx } = onnxProto;
 const CORPUS = SHARED_CORPUS;
@@ -20,17 +19,6 @@ const GDN = { executionProviders: ["gdn"] };
 const cases = existsSync(CORPUS)
   ? readdirSync(CORPUS).filter((c) => !c.startsWith("bench_") && existsSync(join(CORPUS, c, "test_data_set_0")))
   : [];
-
-function toTensor(t: ReturnType<typeof readTensorProto>): ort.Tensor {
-  return new ort.Tensor(t.type as "float32", t.data as Float32Array, t.dims);
-}
-
-function loadDataSet(dir: string, prefix: "input" | "output") {
-  return readdirSync(dir)
-    .filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"))
-    .sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)))
-    .map((f) => readTensorProto(join(dir, f)));
-}
 
 /** A one-node model: y = op(x...), built with onnx-proto. */
 function tinyModel(opType: string, inputs: [string, number, number[]][], outputs: [string, number, number[]][]): Uint8Array {
@@ -64,8 +52,8 @@ describe("gdn backend: runtime", () => {
 describe("gdn backend: corpus parity (unfused models)", () => {
   it.each(cases)("%s matches test_data_set_0", async (name) => {
     const dir = join(CORPUS, name, "test_data_set_0");
-    const inputs = loadDataSet(dir, "input");
-    const expected = loadDataSet(dir, "output");
+    const inputs = readDataSet(dir, "input");
+    const expected = readDataSet(dir, "output");
     const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), {
       ...GDN,
       intraOpNumThreads: 2,
@@ -73,14 +61,14 @@ describe("gdn backend: corpus parity (unfused models)", () => {
     });
     try {
       const feeds: Record<string, ort.Tensor> = {};
-      session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+      session.inputNames.forEach((n, i) => (feeds[n] = toOrtTensor(inputs[i]!)));
       const results = await session.run(feeds);
       session.outputNames.forEach((n, i) => {
         const got = results[n]!;
         const want = expected[i]!;
         expect(got.type).toBe(want.type);
         expect(got.dims).toEqual(want.dims);
-        const tol = want.type === "float16" ? 2e-3 : 1e-5;
+        const tol = toleranceOf(want.type) ?? TOLERANCE.float32;
         expect(relativeL2(got, want), `${name}:${n}`).toBeLessThanOrEqual(tol);
       });
     } finally {
@@ -92,10 +80,10 @@ describe("gdn backend: corpus parity (unfused models)", () => {
     const name = "recurrent_t4_b2";
     const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(join(CORPUS, name, "model.onnx"))), GDN);
     const dir = join(CORPUS, name, "test_data_set_0");
-    const inputs = loadDataSet(dir, "input");
-    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toTensor(inputs[i]!)]));
+    const inputs = readDataSet(dir, "input");
+    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
     const out = await session.run(feeds);
-    expect(relativeL2(out[session.outputNames[0]!]!, loadDataSet(dir, "output")[0]!)).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(out[session.outputNames[0]!]!, readDataSet(dir, "output")[0]!)).toBeLessThanOrEqual(TOLERANCE.float32);
     expect(session.inputMetadata[0]).toMatchObject({ name: "query", isTensor: true, type: "float32", shape: [2, 4, 2, 16] });
     await session.release();
   });
@@ -185,9 +173,9 @@ describe("gdn backend: preallocated outputs", () => {
     const name = "recurrent_t1_b3";
     const dir = join(CORPUS, name, "test_data_set_0");
     const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), GDN);
-    const inputs = loadDataSet(dir, "input");
-    const expected = loadDataSet(dir, "output");
-    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toTensor(inputs[i]!)]));
+    const inputs = readDataSet(dir, "input");
+    const expected = readDataSet(dir, "output");
+    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
     const buffer = new Float32Array(3 * 1 * 4 * 48).fill(Number.NaN);
     const out = new ort.Tensor("float32", buffer, [3, 1, 4, 48]);
     const results = await session.run(feeds, { core_attn_out: out });
@@ -207,8 +195,8 @@ describe("gdn backend: preallocated outputs", () => {
 
   it("rejects a preallocated output of the wrong shape", async () => {
     const session = await ort.InferenceSession.create(join(CORPUS, "recurrent_t1_b3", "model.onnx"), GDN);
-    const inputs = loadDataSet(join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), "input");
-    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toTensor(inputs[i]!)]));
+    const inputs = readDataSet(join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), "input");
+    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
     const bad = new ort.Tensor("float32", new Float32Array(10), [10]);
     await expect(session.run(feeds, { core_attn_out: bad })).rejects.toMatchObject({ code: "E_RUNTIME" });
     await session.release();

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { GdnFuseError } from "../../src/errors.js";
 import { loadModel, saveModel } from "../../src/ir/model-io.js";
 import { decodeMessage, encodeMessage, onnx } from "../../src/ir/onnx.js";
-import { seededRandom } from "../../src/pattern/probe.js";
+import { seededRandom } from "../../src/numeric.js";
 import { fuseModel } from "../../src/pipeline/index.js";
 
 const MODELS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../models");
