@@ -1,7 +1,7 @@
 /**
- * Float64 reference of the gated delta rule (docs/ops.md): the ground truth for probes, the
- * verifier's fallback and the kernel tests. Token by token, so it is also the definition the
- * chunked (WY) form must reproduce.
+ * Float64 reference of the gated delta rule (docs/ops.md): the ground truth the probe checks a
+ * matched region against (passes/gated-delta/fuse-core.ts) and the kernel tests check the ops
+ * against. Token by token, so it is also the definition the chunked (WY) form must reproduce.
  */
 export interface GatedDeltaDims {
   B: number;

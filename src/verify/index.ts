@@ -11,7 +11,7 @@ import * as ort from "onnxruntime-node";
 import { GdnFuseError, type ErrorCode } from "../errors.js";
 import { decodeMessage, onnx } from "../ir/onnx.js";
 import { elemTypeName, float16ToFloat32, float32ToFloat16, tensorToArray } from "../ir/tensor.js";
-import { loadModel } from "../ir/model-io.js";
+import { loadModel, type LoadedModel } from "../ir/model-io.js";
 import { TOLERANCE, compareValues, seededRandom, toleranceOf } from "../numeric.js";
 
 export interface VerifyOutput {
@@ -42,15 +42,33 @@ async function userFacing<T>(code: ErrorCode, describe: (reason: string) => stri
     return await fn();
   } catch (e) {
     if (e instanceof GdnFuseError) throw e;
-    const reason = (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
-    throw new GdnFuseError(code, describe(reason), { cause: e });
+    throw new GdnFuseError(code, describe(firstLine(e)), { cause: e });
   }
+}
+
+/** The first line of an error's message. */
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
 }
 
 export { TOLERANCE };
 
-export async function verifyModels(originalPath: string, fusedPath: string, options: { dataDir?: string; seed?: number } = {}): Promise<VerifyResult> {
-  const original = await loadModel(originalPath);
+/**
+ * Runs the original model (stock onnxruntime) and the fused one (gdn runtime) on the same inputs and compares
+ * every output. `original` is the original's path, or the model as loadModel(path) returned it, so a caller
+ * that holds it does not decode it again: only its graph inputs (which fusion keeps) and its path are read,
+ * and onnxruntime loads the original from that path.
+ */
+export async function verifyModels(
+  original: string | LoadedModel,
+  fusedPath: string,
+  options: { dataDir?: string; seed?: number } = {},
+): Promise<VerifyResult> {
+  const originalPath = typeof original === "string" ? original : original.path;
+  if (originalPath === undefined) {
+    throw new GdnFuseError("E_VERIFY", "the original model was loaded from bytes; verifying needs its file (loadModel(path))");
+  }
+  if (typeof original === "string") original = await loadModel(original);
   const graphInputs = (original.proto.graph?.input ?? []).filter((i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name));
   const feeds = await userFacing("E_VERIFY", (why) => `cannot make the model's inputs: ${why}`, () =>
     options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1),
@@ -113,7 +131,12 @@ function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string,
     }
     const name = inputs.some((x) => x.name === t.name) ? t.name! : inputs[i]?.name;
     if (!name) throw new GdnFuseError("E_VERIFY", `${f}: the model has no input ${i}`);
-    feeds[name] = toOrtTensor(t);
+    try {
+      feeds[name] = toOrtTensor(t);
+    } catch (e) {
+      // the tensor's own complaint (a GdnFuseError too) does not say which file it is in
+      throw new GdnFuseError("E_VERIFY", `${file}: ${firstLine(e)}`, { cause: e });
+    }
   }
   return feeds;
 }
