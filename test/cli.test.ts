@@ -396,19 +396,22 @@ describe("fuse-model file safety", () => {
 
 // Failures a model or a file can cause under --verify are GdnFuseErrors with one line, never "internal error".
 describe("fuse-model --verify errors", () => {
-  test("a model onnxruntime rejects exits 1 with the ORT reason, not an internal error", async () => {
+  /** Writes DIR/model.onnx: y = node(x) over float32 [2] (node's outputs: y), with `initializer`. */
+  function writeModel(dir: string, node: onnx.INodeProto, initializer: onnx.ITensorProto[] = []): string {
+    const vi = (name: string) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } });
     const model = onnx.ModelProto.create({
-      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        input: [{ name: "x", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        output: [{ name: "y", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        node: [{ name: "f0", opType: "Frobnicate", input: ["x"], output: ["y"] }],
-      },
+      irVersion: 8,
+      opsetImport: [{ domain: "", version: 18 }],
+      graph: { name: "g", input: [vi("x")], output: [vi("y")], initializer, node: [node] },
     });
-    const input = out("ort-reject", "model.onnx");
+    const input = out(dir, "model.onnx");
     fs.mkdirSync(path.dirname(input), { recursive: true });
     fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
+    return input;
+  }
+
+  test("a model onnxruntime rejects exits 1 with the ORT reason, not an internal error", async () => {
+    const input = writeModel("ort-reject", { name: "f0", opType: "Frobnicate", input: ["x"], output: ["y"] });
     const r = await cli(input, "-o", out("ort-reject", "x.onnx"), "--verify");
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^fuse-model: error: running the original model in onnxruntime failed: .*Frobnicate.*\n$/);
@@ -416,19 +419,8 @@ describe("fuse-model --verify errors", () => {
   });
 
   test("an invalid model exits 1 with the validator's line and writes nothing (--verify never reaches ORT)", async () => {
-    const model = onnx.ModelProto.create({
-      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        input: [{ name: "x", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        output: [{ name: "y", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        initializer: [{ name: "w", dims: [2], dataType: 1, rawData: new Uint8Array(4) }],
-        node: [{ name: "add0", opType: "Add", input: ["x", "w"], output: ["y"] }],
-      },
-    });
-    const input = out("invalid", "model.onnx");
-    fs.mkdirSync(path.dirname(input), { recursive: true });
-    fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
+    const w = { name: "w", dims: [2], dataType: 1, rawData: new Uint8Array(4) };
+    const input = writeModel("invalid", { name: "add0", opType: "Add", input: ["x", "w"], output: ["y"] }, [w]);
     const r = await cli(input, "-o", out("invalid", "x.onnx"), "--verify");
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`fuse-model: error: ${input}: initializer "w": raw_data has 4 bytes, dims [2] of float need 8\n`);

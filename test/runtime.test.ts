@@ -10,7 +10,7 @@ import onnxProto from "onnx-proto";
 import { describe, expect, it } from "vitest";
 import "../src/runtime/index.js";
 import { loadRuntime } from "../src/runtime/index.js";
-import { SHARED_CORPUS, TOLERANCE, numberToFloat16, readDataSet, relativeL2, toOrtTensor, toleranceOf } from "./helpers/index.js";
+import { SHARED_CORPUS, TOLERANCE, externalWeightModel, numberToFloat16, readDataSet, relativeL2, toOrtTensor, toleranceOf } from "./helpers/index.js";
 
 const { onnx } = onnxProto;
 const CORPUS = SHARED_CORPUS;
@@ -95,30 +95,8 @@ describe("gdn backend: external data", () => {
     try {
       const w = new Float32Array([10, 20, 30]);
       writeFileSync(join(dir, "weights.bin"), new Uint8Array(w.buffer));
-      const vi = (name: string) => ({ name, type: { tensorType: { elemType: T.FLOAT, shape: { dim: [{ dimValue: 3 }] } } } });
-      const bytes = onnx.ModelProto.encode({
-        irVersion: 8,
-        opsetImport: [{ domain: "", version: 17 }],
-        graph: {
-          name: "ext",
-          node: [{ opType: "Add", input: ["x", "w"], output: ["y"] }],
-          initializer: [
-            {
-              name: "w",
-              dims: [3],
-              dataType: T.FLOAT,
-              dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-              externalData: [
-                { key: "location", value: "weights.bin" },
-                { key: "offset", value: "0" },
-                { key: "length", value: "12" },
-              ],
-            },
-          ],
-          input: [vi("x")],
-          output: [vi("y")],
-        },
-      }).finish();
+      const location = { key: "location", value: "weights.bin" };
+      const bytes = externalWeightModel([location, { key: "offset", value: "0" }, { key: "length", value: "12" }]);
       writeFileSync(join(dir, "model.onnx"), bytes);
       const session = await ort.InferenceSession.create(join(dir, "model.onnx"), GDN);
       const { y } = await session.run({ x: new ort.Tensor("float32", new Float32Array([1, 2, 3]), [3]) });

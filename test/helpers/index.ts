@@ -11,3 +11,4 @@ export * from "./tensor-io.js";
 export { TOLERANCE, compareValues, seededRandom, toleranceOf } from "../../src/numeric.js";
 export * from "./graph-edit.js";
 export { buildLayerStack } from "./layer-stack.js";
+export { externalWeightModel } from "./models.js";
