@@ -42,10 +42,8 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gated-rmsnorm near mi
       add.output().consumers.add(recip);
     }, LAYERS_AFTER_CORES);
     expect(r.allFused["gdn.GatedRMSNorm"]).toBeUndefined();
-    const s = skippedOf(r, "layer-gated-rmsnorm");
-    expect(s).toHaveLength(1);
-    expect(s[0]).toMatchObject({ stage: "eps" });
-    expect(s[0]!.reason).toContain("not + eps");
+    const reason = expect.stringContaining("not + eps");
+    expect(skippedOf(r, "layer-gated-rmsnorm")).toEqual([expect.objectContaining({ stage: "eps", reason })]);
   }, 60_000);
 
   it("rejects a (1 + w) RMSNorm weight, with reason", async () => {
@@ -58,9 +56,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gated-rmsnorm near mi
       plus.output().consumers.add(wMul);
     }, LAYERS_AFTER_CORES);
     expect(r.allFused["gdn.GatedRMSNorm"]).toBeUndefined();
-    const s = skippedOf(r, "layer-gated-rmsnorm");
-    expect(s).toHaveLength(1);
-    expect(s[0]).toMatchObject({ stage: "weight", reason: "the norm weight is (1 + w) (offset weight), not w" });
+    expect(skippedOf(r, "layer-gated-rmsnorm")).toEqual([expect.objectContaining({ stage: "weight", reason: "the norm weight is (1 + w) (offset weight), not w" })]);
   }, 60_000);
 });
 

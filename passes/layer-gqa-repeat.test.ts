@@ -75,10 +75,8 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gqa-repeat", () => {
     }, LAYERS_AFTER_CORES);
     expect(r.allFused["gdn.ChunkGatedDeltaRule[gqa]"]).toBeUndefined();
     expect(r.allFused["gdn.ChunkGatedDeltaRule"]).toBe(1);
-    const s = skippedOf(r, "layer-gqa-repeat");
-    expect(s).toHaveLength(1);
-    expect(s[0]).toMatchObject({ stage: "repeat" });
-    expect(s[0]!.reason).toContain("repeat");
+    const reason = expect.stringContaining("repeat");
+    expect(skippedOf(r, "layer-gqa-repeat")).toEqual([expect.objectContaining({ stage: "repeat", reason })]);
   }, 60_000);
 
   it.each([
@@ -94,9 +92,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gqa-repeat", () => {
   it("rejects a Gather repeat in tiled order (h % Hk), with reason", async () => {
     const r = await mutateAndFuse(PREFILL, (m) => repeatAsGather(tiled)(m.graph), LAYERS_AFTER_CORES);
     expect(appliedOps(r, "layer-gqa-repeat")).toEqual([]);
-    const s = skippedOf(r, "layer-gqa-repeat");
-    expect(s).toHaveLength(1);
-    expect(s[0]).toMatchObject({ stage: "repeat", reason: "the query Gather index 1 is 1; repeat_interleave needs 0 (h / 2)" });
+    expect(skippedOf(r, "layer-gqa-repeat")).toEqual([expect.objectContaining({ stage: "repeat", reason: "the query Gather index 1 is 1; repeat_interleave needs 0 (h / 2)" })]);
   }, 60_000);
 
   it("rejects a Tile repeat in tiled order (copies before the heads), with reason", async () => {
@@ -110,9 +106,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gqa-repeat", () => {
       }
     }, LAYERS_AFTER_CORES);
     expect(appliedOps(r, "layer-gqa-repeat")).toEqual([]);
-    const s = skippedOf(r, "layer-gqa-repeat");
-    expect(s).toHaveLength(1);
-    expect(s[0]).toMatchObject({ stage: "repeat" });
-    expect(s[0]!.reason).toContain("not after the head axis");
+    const reason = expect.stringContaining("not after the head axis");
+    expect(skippedOf(r, "layer-gqa-repeat")).toEqual([expect.objectContaining({ stage: "repeat", reason })]);
   }, 60_000);
 });

@@ -73,10 +73,8 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-qk-l2norm", () => {
   it("rejects an outer L2 norm with another eps, with reason", async () => {
     const r = await mutateAndFuse(PREFILL, (m) => l2normOutside(1e-5)(m.graph), LAYERS_AFTER_CORES);
     expect(appliedOps(r, "layer-qk-l2norm")).toEqual([]);
-    const s = skippedOf(r, "layer-qk-l2norm");
-    expect(s).toHaveLength(1);
-    expect(s[0]).toMatchObject({ stage: "eps" });
-    expect(s[0]!.reason).toContain("the op's in-kernel norm uses 0.000001");
+    const reason = expect.stringContaining("the op's in-kernel norm uses 0.000001");
+    expect(skippedOf(r, "layer-qk-l2norm")).toEqual([expect.objectContaining({ stage: "eps", reason })]);
     expect(gdnCores(r.model.proto)[0]!.attrInt("use_qk_l2norm")).toBe(0); // left as it was
   }, 60_000);
 
