@@ -5,7 +5,10 @@
 import { encodeMessage, onnx } from "./ir/onnx.js";
 import { GDN_DOMAIN, GDN_OPSET, type GdnOp } from "./ops.js";
 
-/** A graph input or output: float32 unless `elemType` says otherwise; no `dims` means unknown rank. */
+/**
+ * A graph input or output: float32 unless `elemType` says otherwise; no `dims` means unknown rank. The name ""
+ * is an absent optional input or output: the node has "" there and the graph no input or output for it.
+ */
 export interface TensorSpec {
   name: string;
   elemType?: number;
@@ -48,8 +51,8 @@ export function oneNodeModel(spec: OneNodeSpec): Uint8Array {
         output: spec.outputs.map((t) => t.name),
         attribute: spec.attributes ?? [],
       }],
-      input: spec.inputs.map(vi),
-      output: spec.outputs.map(vi),
+      input: spec.inputs.filter((t) => t.name !== "").map(vi),
+      output: spec.outputs.filter((t) => t.name !== "").map(vi),
     },
   };
   return encodeMessage(onnx.ModelProto, onnx.ModelProto.fromObject(model));

@@ -11,23 +11,18 @@
 import * as ort from "onnxruntime-node";
 import { GdnFuseError } from "../../src/errors.js";
 import { onnx } from "../../src/ir/onnx.js";
-import { GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, type OpContract } from "../../src/ops.js";
+import { seededRandom } from "../../src/numeric.js";
+import { oneNodeModel } from "../../src/ops-model.js";
+import { GDN_CONTRACT, type OpContract } from "../../src/ops.js";
 import "../../src/runtime/index.js";
 
 ort.env.logLevel = "fatal"; // the cases fail on purpose; ORT's log of each failure is noise
 const SEED = Number(process.env.GDN_FUZZ_SEED ?? 20261202);
 const OPS = Object.keys(GDN_CONTRACT) as (keyof typeof GDN_CONTRACT)[];
 
-/** mulberry32: small, fast, good enough for case generation. */
+/** The project's seeded generator (src/numeric.ts) with the draws case generation needs. */
 function makeRng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const next = seededRandom(seed);
   return {
     next,
     int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
@@ -209,20 +204,15 @@ function plan(index: number): Plan {
   return { op, attrs, inputs, outputs: outputs.map((o) => o ?? { name: "", declared: "float32" as DType }) };
 }
 
+/** The plan's one-node model (an absent input or output is named ""). */
 function model(p: Plan): Uint8Array {
-  const vi = (name: string, t: DType) => ({ name, type: { tensorType: { elemType: ONNX_TYPE[t] } } });
-  const present = p.inputs.filter((x): x is InputCase => x !== null);
-  const outs = p.outputs.filter((o) => o.name);
-  return onnx.ModelProto.encode({
-    irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: GDN_DOMAIN, version: GDN_OPSET }],
-    graph: {
-      name: "fuzz",
-      node: [{ opType: p.op, domain: GDN_DOMAIN, input: p.inputs.map((x) => x?.name ?? ""), output: p.outputs.map((o) => o.name), attribute: p.attrs }],
-      input: present.map((x) => vi(x.name, x.declared)),
-      output: outs.map((o) => vi(o.name, o.declared)),
-    },
-  }).finish();
+  return oneNodeModel({
+    opType: p.op,
+    inputs: p.inputs.map((x) => (x ? { name: x.name, elemType: ONNX_TYPE[x.declared] } : { name: "" })),
+    outputs: p.outputs.map((o) => ({ name: o.name, elemType: ONNX_TYPE[o.declared] })),
+    attributes: p.attrs,
+    nodeName: "",
+  });
 }
 
 const MAX_ELEMENTS = 1 << 20;
