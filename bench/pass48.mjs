@@ -18,5 +18,11 @@ const report = await fuseModel(stack);
 const ms = performance.now() - t0;
 const maxRssMB = process.resourceUsage().maxRSS / 1024;
 process.stdout.write(
-  JSON.stringify({ ms, maxRssMB, baseRssMB, nodes: stack.graph.node.length, fused: report.fused["gdn.ChunkGatedDeltaRule"] ?? 0 }) + "\n",
+  JSON.stringify({
+    ms,
+    maxRssMB,
+    baseRssMB,
+    nodes: stack.graph.node.length,
+    fused: report.fused["gdn.ChunkGatedDeltaRule"] ?? 0,
+  }) + "\n",
 );

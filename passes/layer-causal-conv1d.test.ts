@@ -28,21 +28,39 @@ const runtime = runtimeLoadError();
 
 describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-causal-conv1d near misses", () => {
   it("rejects a conv followed by another activation instead of SiLU, with reason", async () => {
-    const r = await mutateAndFuse(PREFILL, ({ graph: g }) => {
-      const sig = only(g, (n) => n.opType === "Sigmoid" && n.inputs[0]?.producer?.opType === "Slice");
-      sig.proto.opType = "Tanh";
-    }, LAYERS_AFTER_CORES);
+    const r = await mutateAndFuse(
+      PREFILL,
+      ({ graph: g }) => {
+        const sig = only(g, (n) => n.opType === "Sigmoid" && n.inputs[0]?.producer?.opType === "Slice");
+        sig.proto.opType = "Tanh";
+      },
+      LAYERS_AFTER_CORES,
+    );
     expect(r.allFused["gdn.CausalConv1d"]).toBeUndefined();
-    expect(skippedOf(r, "layer-causal-conv1d")).toEqual([expect.objectContaining({ stage: "activation", reason: "the conv output goes through Tanh, not SiLU (x * sigmoid(x))" })]);
+    expect(skippedOf(r, "layer-causal-conv1d")).toEqual([
+      expect.objectContaining({
+        stage: "activation",
+        reason: "the conv output goes through Tanh, not SiLU (x * sigmoid(x))",
+      }),
+    ]);
   }, 60_000);
 
   it("rejects a conv without causal padding, with reason", async () => {
-    const r = await mutateAndFuse(PREFILL, ({ graph: g }) => {
-      const conv = only(g, (n) => n.opType === "Conv");
-      conv.proto.attribute = conv.proto.attribute!.filter((a) => a.name !== "pads").concat(attr.ints("pads", [1, 1]));
-    }, LAYERS_AFTER_CORES);
+    const r = await mutateAndFuse(
+      PREFILL,
+      ({ graph: g }) => {
+        const conv = only(g, (n) => n.opType === "Conv");
+        conv.proto.attribute = conv.proto.attribute!.filter((a) => a.name !== "pads").concat(attr.ints("pads", [1, 1]));
+      },
+      LAYERS_AFTER_CORES,
+    );
     expect(r.allFused["gdn.CausalConv1d"]).toBeUndefined();
-    expect(skippedOf(r, "layer-causal-conv1d")).toEqual([expect.objectContaining({ stage: "padding", reason: "Conv pads [1,1] are not causal: the left pad must be W-1 = 3" })]);
+    expect(skippedOf(r, "layer-causal-conv1d")).toEqual([
+      expect.objectContaining({
+        stage: "padding",
+        reason: "Conv pads [1,1] are not causal: the left pad must be W-1 = 3",
+      }),
+    ]);
   }, 60_000);
 });
 
@@ -75,19 +93,32 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("float16 causal conv", () =>
     const conv = gdnCores(r.model.proto)[0]!.graph.nodes.find((n) => n.opType === "CausalConv1d")!;
     expect(conv.inputs[0]!.type?.elemType).toBe(10);
     // layer-layout does not see through the Casts: the layer keeps its layout nodes, with the reason.
-    expect(skippedOf(r, "layer-layout")[0]).toMatchObject({ stage: "conv", reason: "query, key and value are not all rearrangements of one gdn.CausalConv1d output" });
-    if (runtime === undefined) for (const o of await runAgainstCase(r.model.proto, PREFILL)) expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float16);
+    expect(skippedOf(r, "layer-layout")[0]).toMatchObject({
+      stage: "conv",
+      reason: "query, key and value are not all rearrangements of one gdn.CausalConv1d output",
+    });
+    if (runtime === undefined)
+      for (const o of await runAgainstCase(r.model.proto, PREFILL))
+        expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float16);
   }, 60_000);
 
   it("rejects a bfloat16 conv weight on a float16 input, with reason", async () => {
-    const r = await mutateAndFuse(PREFILL, ({ graph: g }) => {
-      convInFloat16(g);
-      const conv = only(g, (n) => n.opType === "Conv");
-      const w = constantOf(conv.inputs[1])!;
-      setInput(conv, 1, g.addInitializer(arrayToTensor("conv_wbf16", w.dims, 16, w.data)));
-    }, LAYERS_AFTER_CORES);
+    const r = await mutateAndFuse(
+      PREFILL,
+      ({ graph: g }) => {
+        convInFloat16(g);
+        const conv = only(g, (n) => n.opType === "Conv");
+        const w = constantOf(conv.inputs[1])!;
+        setInput(conv, 1, g.addInitializer(arrayToTensor("conv_wbf16", w.dims, 16, w.data)));
+      },
+      LAYERS_AFTER_CORES,
+    );
     expect(r.allFused["gdn.CausalConv1d"]).toBeUndefined();
     const s = skippedOf(r, "layer-causal-conv1d");
-    expect(s[0]).toMatchObject({ stage: "dtype", reason: "the conv weight is bfloat16 and the input float16; CausalConv1d takes a weight in the input's type or float32" });
+    expect(s[0]).toMatchObject({
+      stage: "dtype",
+      reason:
+        "the conv weight is bfloat16 and the input float16; CausalConv1d takes a weight in the input's type or float32",
+    });
   }, 60_000);
 });

@@ -69,10 +69,14 @@ const tiled = (H: number, n: number) => Array.from({ length: H * n }, (_, j) => 
 
 describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gqa-repeat", () => {
   it("rejects a wrong repeat factor, with reason", async () => {
-    const r = await mutateAndFuse(PREFILL, ({ graph: g }) => {
-      // Expand by 4 instead of 2: 2 key heads become 8, but the value has 4 heads.
-      for (const ex of g.nodes.filter((n) => n.opType === "Expand")) setInput(ex, 1, i64(g, "rep4", [1, 1, 1, 4, 1]));
-    }, LAYERS_AFTER_CORES);
+    const r = await mutateAndFuse(
+      PREFILL,
+      ({ graph: g }) => {
+        // Expand by 4 instead of 2: 2 key heads become 8, but the value has 4 heads.
+        for (const ex of g.nodes.filter((n) => n.opType === "Expand")) setInput(ex, 1, i64(g, "rep4", [1, 1, 1, 4, 1]));
+      },
+      LAYERS_AFTER_CORES,
+    );
     expect(r.allFused["gdn.ChunkGatedDeltaRule[gqa]"]).toBeUndefined();
     expect(r.allFused["gdn.ChunkGatedDeltaRule"]).toBe(1);
     const reason = expect.stringContaining("repeat");
@@ -82,29 +86,44 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gqa-repeat", () => {
   it.each([
     ["Tile", repeatAsTile],
     ["Gather", repeatAsGather(interleaved)],
-  ] as const)("fuses the %s form of the GQA repeat", async (_form, mutate) => {
-    const r = await mutateAndFuse(PREFILL, (m) => mutate(m.graph), LAYERS_AFTER_CORES);
-    expect(appliedOps(r, "layer-gqa-repeat")).toEqual(["gdn.ChunkGatedDeltaRule[gqa]"]);
-    expect(r.model.proto.graph!.node!.length).toBe(MAX_LAYER_NODES);
-    if (runtime === undefined) for (const o of await runAgainstCase(r.model.proto, PREFILL)) expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float32);
-  }, 60_000);
+  ] as const)(
+    "fuses the %s form of the GQA repeat",
+    async (_form, mutate) => {
+      const r = await mutateAndFuse(PREFILL, (m) => mutate(m.graph), LAYERS_AFTER_CORES);
+      expect(appliedOps(r, "layer-gqa-repeat")).toEqual(["gdn.ChunkGatedDeltaRule[gqa]"]);
+      expect(r.model.proto.graph!.node!.length).toBe(MAX_LAYER_NODES);
+      if (runtime === undefined)
+        for (const o of await runAgainstCase(r.model.proto, PREFILL))
+          expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float32);
+    },
+    60_000,
+  );
 
   it("rejects a Gather repeat in tiled order (h % Hk), with reason", async () => {
     const r = await mutateAndFuse(PREFILL, (m) => repeatAsGather(tiled)(m.graph), LAYERS_AFTER_CORES);
     expect(appliedOps(r, "layer-gqa-repeat")).toEqual([]);
-    expect(skippedOf(r, "layer-gqa-repeat")).toEqual([expect.objectContaining({ stage: "repeat", reason: "the query Gather index 1 is 1; repeat_interleave needs 0 (h / 2)" })]);
+    expect(skippedOf(r, "layer-gqa-repeat")).toEqual([
+      expect.objectContaining({
+        stage: "repeat",
+        reason: "the query Gather index 1 is 1; repeat_interleave needs 0 (h / 2)",
+      }),
+    ]);
   }, 60_000);
 
   it("rejects a Tile repeat in tiled order (copies before the heads), with reason", async () => {
-    const r = await mutateAndFuse(PREFILL, ({ graph: g }) => {
-      repeatAsTile(g);
-      const core = coreOf(g);
-      for (const i of [0, 1]) {
-        const { unsq, expand, n } = repeatOf(core, i);
-        setInput(unsq, 1, i64(g, `unsq_axes_${i}`, [2]));
-        setInput(expand, 1, i64(g, `tile_reps2_${i}`, [1, 1, n, 1, 1]));
-      }
-    }, LAYERS_AFTER_CORES);
+    const r = await mutateAndFuse(
+      PREFILL,
+      ({ graph: g }) => {
+        repeatAsTile(g);
+        const core = coreOf(g);
+        for (const i of [0, 1]) {
+          const { unsq, expand, n } = repeatOf(core, i);
+          setInput(unsq, 1, i64(g, `unsq_axes_${i}`, [2]));
+          setInput(expand, 1, i64(g, `tile_reps2_${i}`, [1, 1, n, 1, 1]));
+        }
+      },
+      LAYERS_AFTER_CORES,
+    );
     expect(appliedOps(r, "layer-gqa-repeat")).toEqual([]);
     const reason = expect.stringContaining("not after the head axis");
     expect(skippedOf(r, "layer-gqa-repeat")).toEqual([expect.objectContaining({ stage: "repeat", reason })]);

@@ -35,7 +35,12 @@ function insertL2norm(g: Graph, core: Node, i: number, eps = 1e-6): void {
   const tag = `l2_${i}`;
   const sq = g.addNode({ opType: "Mul", inputs: [x, x], outputs: [`${tag}_sq`] });
   const axes = i64(g, `${tag}_axes`, [-1]);
-  const sum = g.addNode({ opType: "ReduceSum", inputs: [sq.output(), axes], outputs: [`${tag}_sum`], attributes: [attr.int("keepdims", 1)] });
+  const sum = g.addNode({
+    opType: "ReduceSum",
+    inputs: [sq.output(), axes],
+    outputs: [`${tag}_sum`],
+    attributes: [attr.int("keepdims", 1)],
+  });
   const epsValue = g.addInitializer(arrayToTensor(`${tag}_eps`, [], 1, [eps]));
   const add = g.addNode({ opType: "Add", inputs: [sum.output(), epsValue], outputs: [`${tag}_add`] });
   const sqrt = g.addNode({ opType: "Sqrt", inputs: [add.output()], outputs: [`${tag}_sqrt`] });
@@ -65,7 +70,8 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-qk-l2norm", () => {
       expect(gdnCores(model)[0]!.attrInt("use_qk_l2norm")).toBe(1);
       expect(model.graph!.node!.some((n) => n.opType === "ReduceSum")).toBe(false);
       expect(model.graph!.node!.length).toBe(MAX_LAYER_NODES);
-      if (runtime === undefined) for (const o of await runAgainstCase(model, name)) expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float32);
+      if (runtime === undefined)
+        for (const o of await runAgainstCase(model, name)) expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float32);
     },
     60_000,
   );
@@ -79,10 +85,14 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-qk-l2norm", () => {
   }, 60_000);
 
   it("rejects an outer L2 norm with a Sqrt of another domain, with reason", async () => {
-    const r = await mutateAndFuse(PREFILL, ({ graph: g }) => {
-      l2normOutside()(g);
-      only(g, (n) => n.opType === "Sqrt" && n.output().name === "l2_1_sqrt").proto.domain = "com.example";
-    }, LAYERS_AFTER_CORES);
+    const r = await mutateAndFuse(
+      PREFILL,
+      ({ graph: g }) => {
+        l2normOutside()(g);
+        only(g, (n) => n.opType === "Sqrt" && n.output().name === "l2_1_sqrt").proto.domain = "com.example";
+      },
+      LAYERS_AFTER_CORES,
+    );
     expect(appliedOps(r, "layer-qk-l2norm")).toEqual([]);
     const reason = "the key L2 norm uses com.example.Sqrt, not the standard op";
     expect(skippedOf(r, "layer-qk-l2norm")).toEqual([expect.objectContaining({ stage: "anchor", reason })]);

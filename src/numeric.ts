@@ -17,7 +17,12 @@
  * A float32 output computed from half-precision values (a state updated from float16 projections) takes the
  * half type's tolerance: look it up by the compute type, not the output's.
  */
-export const TOLERANCE: Readonly<Record<FloatTypeName, number>> = { float64: 1e-9, float32: 1e-5, float16: 2e-3, bfloat16: 1e-2 };
+export const TOLERANCE: Readonly<Record<FloatTypeName, number>> = {
+  float64: 1e-9,
+  float32: 1e-5,
+  float16: 2e-3,
+  bfloat16: 1e-2,
+};
 
 /**
  * One purpose the element type does not cover: two different float32 algorithms run over one long
@@ -47,7 +52,8 @@ export function seededRandom(seed: number): () => number {
 }
 
 type Kind = "finite" | "NaN" | "+Inf" | "-Inf";
-const kindOf = (x: number): Kind => (Number.isNaN(x) ? "NaN" : x === Infinity ? "+Inf" : x === -Infinity ? "-Inf" : "finite");
+const kindOf = (x: number): Kind =>
+  Number.isNaN(x) ? "NaN" : x === Infinity ? "+Inf" : x === -Infinity ? "-Inf" : "finite";
 const kindText = (k: Kind) => (k === "finite" ? "finite values" : k);
 
 export interface Comparison {
@@ -64,13 +70,18 @@ export interface Comparison {
  * sign), and only the entries finite in both enter the relative L2 error, so Inf - Inf never poisons it.
  */
 export function compareValues(got: ArrayLike<number>, want: ArrayLike<number>, wantName = "the original"): Comparison {
-  if (got.length !== want.length) return { relL2: Infinity, maxAbs: Infinity, mismatch: `${got.length} values where ${wantName} has ${want.length}` };
-  let num = 0, den = 0, maxAbs = 0;
+  if (got.length !== want.length)
+    return { relL2: Infinity, maxAbs: Infinity, mismatch: `${got.length} values where ${wantName} has ${want.length}` };
+  let num = 0,
+    den = 0,
+    maxAbs = 0;
   // (got kind, want kind) -> count and first index, in order of first occurrence
   const diffs = new Map<string, { count: number; first: number; got: Kind; want: Kind }>();
   for (let i = 0; i < want.length; i++) {
-    const g = got[i]!, w = want[i]!;
-    const kg = kindOf(g), kw = kindOf(w);
+    const g = got[i]!,
+      w = want[i]!;
+    const kg = kindOf(g),
+      kw = kindOf(w);
     if (kg === "finite" && kw === "finite") {
       const d = g - w;
       num += d * d;
@@ -85,7 +96,10 @@ export function compareValues(got: ArrayLike<number>, want: ArrayLike<number>, w
   }
   const relL2 = den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num / den);
   const mismatch = [...diffs.values()]
-    .map((d) => `${kindText(d.got)} at ${d.count} position${d.count === 1 ? "" : "s"} where ${wantName} has ${kindText(d.want)} (first at index ${d.first})`)
+    .map(
+      (d) =>
+        `${kindText(d.got)} at ${d.count} position${d.count === 1 ? "" : "s"} where ${wantName} has ${kindText(d.want)} (first at index ${d.first})`,
+    )
     .join("; ");
   return { relL2, maxAbs, mismatch: mismatch || undefined };
 }

@@ -33,24 +33,31 @@ export function oneNodeModel(spec: OneNodeSpec): Uint8Array {
     type: {
       tensorType: {
         elemType: t.elemType ?? onnx.TensorProto.DataType.FLOAT,
-        ...(t.dims ? { shape: { dim: t.dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) } } : {}),
+        ...(t.dims
+          ? { shape: { dim: t.dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) } }
+          : {}),
       },
     },
   });
   const model: onnx.IModelProto = {
     irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: GDN_DOMAIN, version: spec.gdnOpset ?? GDN_OPSET }],
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: GDN_DOMAIN, version: spec.gdnOpset ?? GDN_OPSET },
+    ],
     producerName: "gdn-fuse oneNodeModel",
     graph: {
       name: spec.opType,
-      node: [{
-        name: spec.nodeName ?? "n0",
-        opType: spec.opType,
-        domain: GDN_DOMAIN,
-        input: spec.inputs.map((t) => t.name),
-        output: spec.outputs.map((t) => t.name),
-        attribute: spec.attributes ?? [],
-      }],
+      node: [
+        {
+          name: spec.nodeName ?? "n0",
+          opType: spec.opType,
+          domain: GDN_DOMAIN,
+          input: spec.inputs.map((t) => t.name),
+          output: spec.outputs.map((t) => t.name),
+          attribute: spec.attributes ?? [],
+        },
+      ],
       input: spec.inputs.filter((t) => t.name !== "").map(vi),
       output: spec.outputs.filter((t) => t.name !== "").map(vi),
     },
@@ -80,7 +87,10 @@ export function deltaRuleModel(
       { name: "beta", dims: [B, T, Hv] },
       { name: "initial_state", dims: [B, Hv, K, V] },
     ],
-    outputs: [{ name: outputName, dims: [B, T, Hv, V] }, { name: "final_state", dims: [B, Hv, K, V] }],
+    outputs: [
+      { name: outputName, dims: [B, T, Hv, V] },
+      { name: "final_state", dims: [B, Hv, K, V] },
+    ],
     attributes,
   });
 }

@@ -15,14 +15,18 @@ const CASES: [string, string, number][] = [
 describe("core fusion robustness", () => {
   for (const [name, op, count] of CASES) {
     it(`fuses ${name} with every node and value renamed and the node list shuffled`, async () => {
-      const r = await mutateAndFuse(name, (m) => m.renameAndShuffle(7), { passes: ["gated-delta-chunk", "gated-delta-recurrent"] });
+      const r = await mutateAndFuse(name, (m) => m.renameAndShuffle(7), {
+        passes: ["gated-delta-chunk", "gated-delta-recurrent"],
+      });
       expect(r.fused).toEqual({ [op]: count });
       expect(opCounts(r.model.proto)[op]).toBe(count);
       for (const o of await runAgainstCase(r.model.proto, name)) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
     });
     it(`fuses ${name} with the operands of Add and Mul commuted`, async () => {
       let swapped = 0;
-      const r = await mutateAndFuse(name, (m) => (swapped = m.commute(11)), { passes: ["gated-delta-chunk", "gated-delta-recurrent"] });
+      const r = await mutateAndFuse(name, (m) => (swapped = m.commute(11)), {
+        passes: ["gated-delta-chunk", "gated-delta-recurrent"],
+      });
       expect(swapped).toBeGreaterThan(5);
       expect(r.fused).toEqual({ [op]: count });
       for (const o of await runAgainstCase(r.model.proto, name)) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);

@@ -72,36 +72,51 @@ const CASES = [
 ].filter((c) => existsSync(join(MODELS, c.name, "model.onnx")));
 
 describe("layer-level fusions (target gdn)", () => {
-  it.each(CASES)("fuses every gated-delta layer of $name", async (c) => {
-    const r = await mutateAndFuse(c.name, undefined, LAYERS_AFTER_CORES);
-    const [model, fused, n] = [r.model.proto, r.allFused, c.layers];
-    expect(fused).toEqual({
-      [`gdn.${c.core}`]: n,
-      "gdn.GatedDeltaGating": n,
-      "gdn.CausalConv1d": n,
-      "gdn.GatedRMSNorm": n,
-    });
-    const h = histogram(model);
-    for (const op of [c.core, "GatedDeltaGating", "CausalConv1d", "GatedRMSNorm"]) expect(h[`gdn.${op}`]).toBe(n);
-    expect(model.graph!.node!.length).toBe(c.nodes);
-    // Whole-layer cases: the graph is the layer; everything left besides the 4 gdn ops is projections and layout.
-    if (c.layers === 1) expect(h).toEqual({ ...c.extra, [`gdn.${c.core}`]: 1, "gdn.GatedDeltaGating": 1, "gdn.CausalConv1d": 1, "gdn.GatedRMSNorm": 1 });
-    // The decode state size is explicit: HF keeps W = 4 positions.
-    const conv = model.graph!.node!.find((x) => x.opType === "CausalConv1d")!;
-    const S = Number(conv.attribute!.find((a) => a.name === "state_size")!.i);
-    expect(S).toBe(c.name.includes("decode") ? 4 : 0);
-  }, 120_000);
+  it.each(CASES)(
+    "fuses every gated-delta layer of $name",
+    async (c) => {
+      const r = await mutateAndFuse(c.name, undefined, LAYERS_AFTER_CORES);
+      const [model, fused, n] = [r.model.proto, r.allFused, c.layers];
+      expect(fused).toEqual({
+        [`gdn.${c.core}`]: n,
+        "gdn.GatedDeltaGating": n,
+        "gdn.CausalConv1d": n,
+        "gdn.GatedRMSNorm": n,
+      });
+      const h = histogram(model);
+      for (const op of [c.core, "GatedDeltaGating", "CausalConv1d", "GatedRMSNorm"]) expect(h[`gdn.${op}`]).toBe(n);
+      expect(model.graph!.node!.length).toBe(c.nodes);
+      // Whole-layer cases: the graph is the layer; everything left besides the 4 gdn ops is projections and layout.
+      if (c.layers === 1)
+        expect(h).toEqual({
+          ...c.extra,
+          [`gdn.${c.core}`]: 1,
+          "gdn.GatedDeltaGating": 1,
+          "gdn.CausalConv1d": 1,
+          "gdn.GatedRMSNorm": 1,
+        });
+      // The decode state size is explicit: HF keeps W = 4 positions.
+      const conv = model.graph!.node!.find((x) => x.opType === "CausalConv1d")!;
+      const S = Number(conv.attribute!.find((a) => a.name === "state_size")!.i);
+      expect(S).toBe(c.name.includes("decode") ? 4 : 0);
+    },
+    120_000,
+  );
 
-  it.each(CASES)(`fuses each gated-delta layer of $name into at most ${MAX_LAYER_NODES} nodes`, async (c) => {
-    const r = await mutateAndFuse(c.name, undefined, LAYERS_AFTER_CORES);
-    const model = r.model.proto;
-    const found = gdnCores(model);
-    expect(found).toHaveLength(c.layers);
-    for (const core of found) expect(layerNodes(model, core).length).toBe(MAX_LAYER_NODES);
-    // A whole-layer case is nothing but the layer.
-    if (c.layers === 1) expect(layerNodes(model, found[0]!).length).toBe(model.graph!.node!.length);
-    expect(appliedOps(r, "layer-layout")).toEqual(Array(c.layers).fill(`gdn.${c.core}[layout]`));
-  }, 120_000);
+  it.each(CASES)(
+    `fuses each gated-delta layer of $name into at most ${MAX_LAYER_NODES} nodes`,
+    async (c) => {
+      const r = await mutateAndFuse(c.name, undefined, LAYERS_AFTER_CORES);
+      const model = r.model.proto;
+      const found = gdnCores(model);
+      expect(found).toHaveLength(c.layers);
+      for (const core of found) expect(layerNodes(model, core).length).toBe(MAX_LAYER_NODES);
+      // A whole-layer case is nothing but the layer.
+      if (c.layers === 1) expect(layerNodes(model, found[0]!).length).toBe(model.graph!.node!.length);
+      expect(appliedOps(r, "layer-layout")).toEqual(Array(c.layers).fill(`gdn.${c.core}[layout]`));
+    },
+    120_000,
+  );
 
   it.skipIf(runtime !== undefined).each(CASES.filter((c) => existsSync(join(MODELS, c.name, "test_data_set_0"))))(
     "fused $name matches test_data_set_0 through the gdn runtime",

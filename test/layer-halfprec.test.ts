@@ -9,16 +9,48 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { onnx } from "../src/ir/onnx.js";
-import { LAYERS_AFTER_CORES, MODELS, TOLERANCE, histogram, mutateAndFuse, runAgainstCase, runtimeLoadError } from "./helpers/index.js";
+import {
+  LAYERS_AFTER_CORES,
+  MODELS,
+  TOLERANCE,
+  histogram,
+  mutateAndFuse,
+  runAgainstCase,
+  runtimeLoadError,
+} from "./helpers/index.js";
 
 const runtime = runtimeLoadError();
 const PREFILL = { MatMul: 1, Split: 2, Transpose: 2, Reshape: 2, Einsum: 1 };
 const DECODE = { MatMul: 1, Split: 2, Transpose: 1, Gather: 1, Reshape: 2, Einsum: 1 };
 const CASES = [
-  { name: "layer_qwen3next_prefill_t96_fp16", dtype: "float16", core: "ChunkGatedDeltaRule", layout: PREFILL, unfused: 1031 },
-  { name: "layer_qwen3next_prefill_t64_bf16", dtype: "bfloat16", core: "ChunkGatedDeltaRule", layout: PREFILL, unfused: 1005 },
-  { name: "layer_qwen35_decode_b2_fp16", dtype: "float16", core: "RecurrentGatedDeltaRule", layout: DECODE, unfused: 94 },
-  { name: "layer_qwen35_decode_b2_bf16", dtype: "bfloat16", core: "RecurrentGatedDeltaRule", layout: DECODE, unfused: 94 },
+  {
+    name: "layer_qwen3next_prefill_t96_fp16",
+    dtype: "float16",
+    core: "ChunkGatedDeltaRule",
+    layout: PREFILL,
+    unfused: 1031,
+  },
+  {
+    name: "layer_qwen3next_prefill_t64_bf16",
+    dtype: "bfloat16",
+    core: "ChunkGatedDeltaRule",
+    layout: PREFILL,
+    unfused: 1005,
+  },
+  {
+    name: "layer_qwen35_decode_b2_fp16",
+    dtype: "float16",
+    core: "RecurrentGatedDeltaRule",
+    layout: DECODE,
+    unfused: 94,
+  },
+  {
+    name: "layer_qwen35_decode_b2_bf16",
+    dtype: "bfloat16",
+    core: "RecurrentGatedDeltaRule",
+    layout: DECODE,
+    unfused: 94,
+  },
 ] as const;
 const present = CASES.filter((c) => existsSync(join(MODELS, c.name, "model.onnx")));
 
@@ -46,51 +78,78 @@ function widenStockBf16(model: onnx.IModelProto): string[] {
     }
     widened.push(n.opType!);
     const ins = n.input!.map((i) => {
-      out.push({ opType: "Cast", input: [i], output: [`${n.name}_${i}_f32`], attribute: [{ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: 1 }] });
+      out.push({
+        opType: "Cast",
+        input: [i],
+        output: [`${n.name}_${i}_f32`],
+        attribute: [{ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
+      });
       return `${n.name}_${i}_f32`;
     });
     const y = n.output![0]!;
     out.push({ ...n, input: ins, output: [`${y}_f32`] });
-    out.push({ opType: "Cast", input: [`${y}_f32`], output: [y], attribute: [{ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: 16 }] });
+    out.push({
+      opType: "Cast",
+      input: [`${y}_f32`],
+      output: [y],
+      attribute: [{ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: 16 }],
+    });
   }
   g.node = out;
   return widened;
 }
 
 describe("half-precision layers (target gdn)", () => {
-  it.each(present)("fuses $name ($dtype) to 12 nodes, Casts absorbed", async (c) => {
-    const { model, before, cores, layer } = await fuse(c.name);
-    expect(before).toBe(c.unfused);
-    expect(cores.fused).toEqual({ [`gdn.${c.core}`]: 1 });
-    expect(layer.fused).toEqual({ "gdn.GatedDeltaGating": 1, "gdn.CausalConv1d": 1, "gdn.GatedRMSNorm": 1 });
-    for (const p of layer.passes) expect(p.skipped, p.name).toEqual([]);
-    // no Cast left: the graph's interface is in the model dtype (recurrent state float32 = the core's)
-    expect(histogram(model)).toEqual({ ...c.layout, [`gdn.${c.core}`]: 1, "gdn.GatedDeltaGating": 1, "gdn.CausalConv1d": 1, "gdn.GatedRMSNorm": 1 });
-    expect(model.graph!.node!.length).toBe(12);
-    const elem = c.dtype === "float16" ? 10 : 16;
-    const norm = model.graph!.node!.find((n) => n.opType === "GatedRMSNorm")!;
-    const gating = model.graph!.node!.find((n) => n.opType === "GatedDeltaGating")!;
-    const types = new Map<string, number>();
-    for (const v of [...model.graph!.valueInfo!, ...model.graph!.input!, ...model.graph!.output!]) types.set(v.name!, v.type!.tensorType!.elemType!);
-    for (const t of model.graph!.initializer!) types.set(t.name!, t.dataType!);
-    // the norm reads x, gate and weight in the model dtype; the gating reads a and b in it and returns float32 g
-    expect(norm.input!.map((i) => types.get(i))).toEqual([elem, elem, elem]);
-    expect(gating.input!.slice(0, 2).map((i) => types.get(i))).toEqual([elem, elem]);
-    expect(types.get(gating.output![0]!)).toBe(1);
-  }, 120_000);
+  it.each(present)(
+    "fuses $name ($dtype) to 12 nodes, Casts absorbed",
+    async (c) => {
+      const { model, before, cores, layer } = await fuse(c.name);
+      expect(before).toBe(c.unfused);
+      expect(cores.fused).toEqual({ [`gdn.${c.core}`]: 1 });
+      expect(layer.fused).toEqual({ "gdn.GatedDeltaGating": 1, "gdn.CausalConv1d": 1, "gdn.GatedRMSNorm": 1 });
+      for (const p of layer.passes) expect(p.skipped, p.name).toEqual([]);
+      // no Cast left: the graph's interface is in the model dtype (recurrent state float32 = the core's)
+      expect(histogram(model)).toEqual({
+        ...c.layout,
+        [`gdn.${c.core}`]: 1,
+        "gdn.GatedDeltaGating": 1,
+        "gdn.CausalConv1d": 1,
+        "gdn.GatedRMSNorm": 1,
+      });
+      expect(model.graph!.node!.length).toBe(12);
+      const elem = c.dtype === "float16" ? 10 : 16;
+      const norm = model.graph!.node!.find((n) => n.opType === "GatedRMSNorm")!;
+      const gating = model.graph!.node!.find((n) => n.opType === "GatedDeltaGating")!;
+      const types = new Map<string, number>();
+      for (const v of [...model.graph!.valueInfo!, ...model.graph!.input!, ...model.graph!.output!])
+        types.set(v.name!, v.type!.tensorType!.elemType!);
+      for (const t of model.graph!.initializer!) types.set(t.name!, t.dataType!);
+      // the norm reads x, gate and weight in the model dtype; the gating reads a and b in it and returns float32 g
+      expect(norm.input!.map((i) => types.get(i))).toEqual([elem, elem, elem]);
+      expect(gating.input!.slice(0, 2).map((i) => types.get(i))).toEqual([elem, elem]);
+      expect(types.get(gating.output![0]!)).toBe(1);
+    },
+    120_000,
+  );
 
-  it.skipIf(runtime !== undefined).each(present)("fused $name reproduces PyTorch through the gdn runtime", async (c) => {
-    const { model } = await fuse(c.name);
-    // The gdn ops run bfloat16 natively; the stock CPU EP has no bfloat16 MatMul/Einsum (nor Conv: the
-    // unfused bf16 export does not load in ORT either), so in this check only those are widened.
-    if (c.dtype === "bfloat16") expect(widenStockBf16(model)).toEqual(["MatMul", "Einsum"]);
-    const errs = await runAgainstCase(model, c.name);
-    // Every output against the compute type's tolerance, the float32 recurrent state too: it is computed
-    // from half-precision projections and conv.
-    for (const e of errs) expect(e.err, e.name).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
-    if (process.env.GDN_PRINT_ERRORS) console.log(c.name, JSON.stringify(errs));
-  }, 120_000);
+  it.skipIf(runtime !== undefined).each(present)(
+    "fused $name reproduces PyTorch through the gdn runtime",
+    async (c) => {
+      const { model } = await fuse(c.name);
+      // The gdn ops run bfloat16 natively; the stock CPU EP has no bfloat16 MatMul/Einsum (nor Conv: the
+      // unfused bf16 export does not load in ORT either), so in this check only those are widened.
+      if (c.dtype === "bfloat16") expect(widenStockBf16(model)).toEqual(["MatMul", "Einsum"]);
+      const errs = await runAgainstCase(model, c.name);
+      // Every output against the compute type's tolerance, the float32 recurrent state too: it is computed
+      // from half-precision projections and conv.
+      for (const e of errs) expect(e.err, e.name).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+      if (process.env.GDN_PRINT_ERRORS) console.log(c.name, JSON.stringify(errs));
+    },
+    120_000,
+  );
   if (runtime !== undefined) it.skip(`gdn runtime parity: native build absent (${runtime})`, () => {});
   if (present.length < CASES.length)
-    it.skip(`absent fixtures: ${CASES.filter((c) => !present.includes(c)).map((c) => c.name).join(", ")} (models/README.md)`, () => {});
+    it.skip(`absent fixtures: ${CASES.filter((c) => !present.includes(c))
+      .map((c) => c.name)
+      .join(", ")} (models/README.md)`, () => {});
 });

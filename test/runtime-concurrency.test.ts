@@ -15,13 +15,12 @@ import { transpileRuntime } from "./helpers/runtime-js.js";
 const CORPUS = SHARED_CORPUS;
 const GDN = { executionProviders: ["gdn"] };
 
-const dataSet = (name: string, prefix: "input" | "output") => readDataSet(join(CORPUS, name, "test_data_set_0"), prefix);
+const dataSet = (name: string, prefix: "input" | "output") =>
+  readDataSet(join(CORPUS, name, "test_data_set_0"), prefix);
 
 function feedsFor(session: ort.InferenceSession, name: string): Record<string, ort.Tensor> {
   const inputs = dataSet(name, "input");
-  return Object.fromEntries(
-    session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]),
-  );
+  return Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
 }
 
 const WORKER = `
@@ -50,7 +49,10 @@ beforeAll(() => {
 describe("gdn backend: concurrency", () => {
   it("run() does not block the event loop", async () => {
     const name = "chunk_t64_noopt";
-    const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), { ...GDN, intraOpNumThreads: 1 });
+    const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), {
+      ...GDN,
+      intraOpNumThreads: 1,
+    });
     const feeds = feedsFor(session, name);
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
@@ -70,7 +72,9 @@ describe("gdn backend: concurrency", () => {
     const expected = dataSet(name, "output");
     const results = await Promise.all(Array.from({ length: 16 }, () => session.run(feeds)));
     for (const r of results) {
-      session.outputNames.forEach((n, i) => expect(relativeL2(r[n]!, expected[i]!)).toBeLessThanOrEqual(TOLERANCE.float32));
+      session.outputNames.forEach((n, i) =>
+        expect(relativeL2(r[n]!, expected[i]!)).toBeLessThanOrEqual(TOLERANCE.float32),
+      );
     }
     await session.release();
   });
@@ -92,7 +96,9 @@ describe("gdn backend: concurrency", () => {
             });
             w.once("message", res);
             w.once("error", rej);
-            w.once("exit", (code) => (code === 0 ? undefined : rej(new Error(`worker for ${name} exited with ${code}`))));
+            w.once("exit", (code) =>
+              code === 0 ? undefined : rej(new Error(`worker for ${name} exited with ${code}`)),
+            );
           }),
       ),
     );

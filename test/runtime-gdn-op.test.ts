@@ -52,7 +52,14 @@ function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
 }
 
 /** S' = exp(g) S; u = beta (v - S'^T k); S = S' + k u^T; o = S^T (q / sqrt(K)) — in float64. */
-function reference(q: Float32Array, k: Float32Array, v: Float32Array, g: Float32Array, beta: Float32Array, s0: Float32Array) {
+function reference(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  g: Float32Array,
+  beta: Float32Array,
+  s0: Float32Array,
+) {
   const out = new Float64Array(B * T * H * V);
   const state = Float64Array.from(s0);
   const scale = 1 / Math.sqrt(K);
@@ -112,7 +119,11 @@ describe("gdn backend: gdn.RecurrentGatedDeltaRule", () => {
         initial_state: [Array.from(s0), [B, H, K, V]],
       },
     };
-    const child = spawnSync(process.execPath, [script], { input: JSON.stringify(job), encoding: "utf8", timeout: 60_000 });
+    const child = spawnSync(process.execPath, [script], {
+      input: JSON.stringify(job),
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     const status = child.signal ? `killed by ${child.signal}` : `exit code ${child.status}`;
     expect(child.status, `child ${status}; stderr:\n${child.stderr.slice(-2000)}`).toBe(0);
     const res = JSON.parse(child.stdout) as Record<string, { dims: number[]; data: number[] }>;

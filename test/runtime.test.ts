@@ -10,7 +10,16 @@ import onnxProto from "onnx-proto";
 import { describe, expect, it } from "vitest";
 import "../src/runtime/index.js";
 import { loadRuntime } from "../src/runtime/index.js";
-import { SHARED_CORPUS, TOLERANCE, externalWeightModel, numberToFloat16, readDataSet, relativeL2, toOrtTensor, toleranceOf } from "./helpers/index.js";
+import {
+  SHARED_CORPUS,
+  TOLERANCE,
+  externalWeightModel,
+  numberToFloat16,
+  readDataSet,
+  relativeL2,
+  toOrtTensor,
+  toleranceOf,
+} from "./helpers/index.js";
 
 const { onnx } = onnxProto;
 const CORPUS = SHARED_CORPUS;
@@ -21,7 +30,11 @@ const cases = existsSync(CORPUS)
   : [];
 
 /** A one-node model: y = op(x...), built with onnx-proto. */
-function tinyModel(opType: string, inputs: [string, number, number[]][], outputs: [string, number, number[]][]): Uint8Array {
+function tinyModel(
+  opType: string,
+  inputs: [string, number, number[]][],
+  outputs: [string, number, number[]][],
+): Uint8Array {
   const vi = ([name, elemType, dims]: [string, number, number[]]) => ({
     name,
     type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
@@ -78,13 +91,23 @@ describe("gdn backend: corpus parity (unfused models)", () => {
 
   it("loads a model from a Uint8Array too", async () => {
     const name = "recurrent_t4_b2";
-    const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(join(CORPUS, name, "model.onnx"))), GDN);
+    const session = await ort.InferenceSession.create(
+      new Uint8Array(readFileSync(join(CORPUS, name, "model.onnx"))),
+      GDN,
+    );
     const dir = join(CORPUS, name, "test_data_set_0");
     const inputs = readDataSet(dir, "input");
     const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
     const out = await session.run(feeds);
-    expect(relativeL2(out[session.outputNames[0]!]!, readDataSet(dir, "output")[0]!)).toBeLessThanOrEqual(TOLERANCE.float32);
-    expect(session.inputMetadata[0]).toMatchObject({ name: "query", isTensor: true, type: "float32", shape: [2, 4, 2, 16] });
+    expect(relativeL2(out[session.outputNames[0]!]!, readDataSet(dir, "output")[0]!)).toBeLessThanOrEqual(
+      TOLERANCE.float32,
+    );
+    expect(session.inputMetadata[0]).toMatchObject({
+      name: "query",
+      isTensor: true,
+      type: "float32",
+      shape: [2, 4, 2, 16],
+    });
     await session.release();
   });
 });
@@ -124,7 +147,10 @@ describe("gdn backend: element types", () => {
     ["bfloat16", T.BFLOAT16, () => new ort.Tensor("uint16", new Uint16Array([0x3f80, 0xc000, 0x4040, 0]), [2, 2])],
   ];
   it.each(cases)("%s round-trips through Identity", async (type, elem, make) => {
-    const session = await ort.InferenceSession.create(tinyModel("Identity", [["x", elem, [2, 2]]], [["y", elem, [2, 2]]]), GDN);
+    const session = await ort.InferenceSession.create(
+      tinyModel("Identity", [["x", elem, [2, 2]]], [["y", elem, [2, 2]]]),
+      GDN,
+    );
     const x = make();
     const { y } = await session.run({ x });
     expect(y!.type).toBe(type === "bfloat16" ? "uint16" : type);
@@ -136,7 +162,14 @@ describe("gdn backend: element types", () => {
 
   it("computes, not just copies (Add in float16)", async () => {
     const session = await ort.InferenceSession.create(
-      tinyModel("Add", [["a", T.FLOAT16, [3]], ["b", T.FLOAT16, [3]]], [["c", T.FLOAT16, [3]]]),
+      tinyModel(
+        "Add",
+        [
+          ["a", T.FLOAT16, [3]],
+          ["b", T.FLOAT16, [3]],
+        ],
+        [["c", T.FLOAT16, [3]]],
+      ),
       GDN,
     );
     const h = (xs: number[]) => new ort.Tensor("float16", new Uint16Array(xs.map(numberToFloat16)), [3]);
@@ -251,7 +284,9 @@ describe("gdn backend: errors reject with ORT's message, the process survives", 
   });
 
   it("garbage model bytes", async () => {
-    const err = await ort.InferenceSession.create(new Uint8Array([8, 1, 0xff, 0xff, 0x13, 7, 7]), GDN).catch((e: unknown) => e);
+    const err = await ort.InferenceSession.create(new Uint8Array([8, 1, 0xff, 0xff, 0x13, 7, 7]), GDN).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ code: "E_RUNTIME", ortErrorCode: "ORT_INVALID_PROTOBUF" });
     expect((err as Error).message).toContain("protobuf parsing failed");
   });
@@ -265,7 +300,10 @@ describe("gdn backend: errors reject with ORT's message, the process survives", 
   it("bad session options", async () => {
     await expect(
       ort.InferenceSession.create(model, { ...GDN, graphOptimizationLevel: "max" as "all" }),
-    ).rejects.toMatchObject({ code: "E_USAGE", message: expect.stringContaining("graphOptimizationLevel must be one of") });
+    ).rejects.toMatchObject({
+      code: "E_USAGE",
+      message: expect.stringContaining("graphOptimizationLevel must be one of"),
+    });
   });
 
   it("accepts the common session and run options", async () => {

@@ -18,7 +18,10 @@ const noRuntime = runtimeLoadError();
 
 /** y = x + 1 over x: float32 [dim]; written to `name`.onnx. */
 function addOne(name: string, dim: number): string {
-  const vi = (n: string): onnx.IValueInfoProto => ({ name: n, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: dim }] } } } });
+  const vi = (n: string): onnx.IValueInfoProto => ({
+    name: n,
+    type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: dim }] } } },
+  });
   const proto: onnx.IModelProto = {
     irVersion: 8,
     opsetImport: [{ domain: "", version: 17 }],
@@ -45,7 +48,10 @@ function dataWith(name: string, tensor: onnx.ITensorProto): string {
 
 /** The GdnFuseError `p` rejects with (fails the test on anything else). */
 async function gdnError(p: Promise<unknown>): Promise<GdnFuseError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e, String(e)).toBeInstanceOf(GdnFuseError);
   const g = e as GdnFuseError;
   expect(g.message).not.toContain("\n");

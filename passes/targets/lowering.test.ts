@@ -19,7 +19,9 @@ import { MODELS, TOLERANCE, histogram, mutateAndFuse, runAgainstCase } from "../
  */
 async function fuseFor(name: string, target: Target, mutate?: (g: Graph) => void) {
   const lowerOnly = { first: { target: "gdn" as const }, target, passes: [`lower-to-${target}`] };
-  const r = mutate ? await mutateAndFuse(name, (m) => mutate(m.graph), lowerOnly) : await mutateAndFuse(name, undefined, { target });
+  const r = mutate
+    ? await mutateAndFuse(name, (m) => mutate(m.graph), lowerOnly)
+    : await mutateAndFuse(name, undefined, { target });
   return { model: r.model.proto, fused: r.first ?? r, lowered: r };
 }
 
@@ -43,46 +45,71 @@ const CASES: Case[] = [
   { name: "layer_qwen35_decode_b2", layers: 1, nodes: { ort: 27, onnx: 33 } },
 ];
 const TARGET_OPS = {
-  ort: ["com.microsoft.LinearAttention", "com.microsoft.CausalConvWithState", "com.microsoft.LinearAttentionGate", "com.microsoft.GatedRMSNorm"],
+  ort: [
+    "com.microsoft.LinearAttention",
+    "com.microsoft.CausalConvWithState",
+    "com.microsoft.LinearAttentionGate",
+    "com.microsoft.GatedRMSNorm",
+  ],
   onnx: ["LinearAttention", "CausalConvWithState", "RMSNormalization"],
 };
 const REPORTED = {
-  ort: ["com.microsoft.LinearAttention", "com.microsoft.CausalConvWithState", "com.microsoft.LinearAttentionGate", "com.microsoft.GatedRMSNorm"],
-  onnx: ["ai.onnx.LinearAttention", "ai.onnx.CausalConvWithState", "ai.onnx.Softplus+Sigmoid", "ai.onnx.RMSNormalization"],
+  ort: [
+    "com.microsoft.LinearAttention",
+    "com.microsoft.CausalConvWithState",
+    "com.microsoft.LinearAttentionGate",
+    "com.microsoft.GatedRMSNorm",
+  ],
+  onnx: [
+    "ai.onnx.LinearAttention",
+    "ai.onnx.CausalConvWithState",
+    "ai.onnx.Softplus+Sigmoid",
+    "ai.onnx.RMSNormalization",
+  ],
 };
 
 const present = CASES.filter((c) => existsSync(join(MODELS, c.name, "test_data_set_0")));
 
 describe.each(["ort", "onnx"] as const)("target %s", (target) => {
-  it.each(present)("fuses $name and matches its data sets in stock onnxruntime", async (c) => {
-    const { model, lowered } = await fuseFor(c.name, target);
-    const report = lowered;
-    expect(report.passes[0]!.skipped).toEqual([]);
-    expect(report.fused).toEqual(Object.fromEntries(REPORTED[target].map((op) => [op, c.layers])));
-    const h = histogram(model);
-    expect(Object.keys(h).filter((k) => k.startsWith("gdn."))).toEqual([]);
-    for (const op of TARGET_OPS[target]) expect(h[op], op).toBe(c.layers);
-    expect(model.graph!.node!.length).toBe(c.nodes[target]);
-    if (target === "onnx") expect(model.opsetImport!.find((o) => !o.domain)?.version).toBe(27);
-    const sets = readdirSync(join(MODELS, c.name)).filter((d) => d.startsWith("test_data_set_")).sort();
-    for (const set of sets) {
-      const errs = await runStock(model, c.name, set);
-      expect(errs.length).toBe(readdirSync(join(MODELS, c.name, set)).filter((f) => f.startsWith("output_")).length);
-      for (const e of errs) expect(e, set).toBeLessThanOrEqual(TOLERANCE.float32);
-    }
-  }, 120_000);
+  it.each(present)(
+    "fuses $name and matches its data sets in stock onnxruntime",
+    async (c) => {
+      const { model, lowered } = await fuseFor(c.name, target);
+      const report = lowered;
+      expect(report.passes[0]!.skipped).toEqual([]);
+      expect(report.fused).toEqual(Object.fromEntries(REPORTED[target].map((op) => [op, c.layers])));
+      const h = histogram(model);
+      expect(Object.keys(h).filter((k) => k.startsWith("gdn."))).toEqual([]);
+      for (const op of TARGET_OPS[target]) expect(h[op], op).toBe(c.layers);
+      expect(model.graph!.node!.length).toBe(c.nodes[target]);
+      if (target === "onnx") expect(model.opsetImport!.find((o) => !o.domain)?.version).toBe(27);
+      const sets = readdirSync(join(MODELS, c.name))
+        .filter((d) => d.startsWith("test_data_set_"))
+        .sort();
+      for (const set of sets) {
+        const errs = await runStock(model, c.name, set);
+        expect(errs.length).toBe(readdirSync(join(MODELS, c.name, set)).filter((f) => f.startsWith("output_")).length);
+        for (const e of errs) expect(e, set).toBeLessThanOrEqual(TOLERANCE.float32);
+      }
+    },
+    120_000,
+  );
 
-  it("rejects a core with state_layout \"vk\", with reason", async () => {
+  it('rejects a core with state_layout "vk", with reason', async () => {
     const { model, lowered } = await fuseFor("layer_qwen3next_decode_b2", target, (g) => {
       const core = g.nodes.find((n) => n.opType === "RecurrentGatedDeltaRule")!;
-      core.proto.attribute = core.proto.attribute!.filter((a) => a.name !== "state_layout").concat(attr.string("state_layout", "vk"));
+      core.proto.attribute = core.proto
+        .attribute!.filter((a) => a.name !== "state_layout")
+        .concat(attr.string("state_layout", "vk"));
     });
     const skipped = lowered!.passes[0]!.skipped;
     expect(skipped).toHaveLength(1);
     expect(skipped[0]).toMatchObject({ stage: "target", node: expect.stringContaining("RecurrentGatedDeltaRule") });
     expect(skipped[0]!.reason).toContain('state_layout "vk"');
     expect(histogram(model)["gdn.RecurrentGatedDeltaRule"]).toBe(1); // left as it was, not lowered wrongly
-    expect(lowered!.fused[target === "ort" ? "com.microsoft.LinearAttention" : "ai.onnx.LinearAttention"]).toBeUndefined();
+    expect(
+      lowered!.fused[target === "ort" ? "com.microsoft.LinearAttention" : "ai.onnx.LinearAttention"],
+    ).toBeUndefined();
   }, 60_000);
 });
 
@@ -96,18 +123,27 @@ const HALF = [
 ].filter((c) => existsSync(join(MODELS, c.name, "model.onnx")));
 
 describe.each(["ort", "onnx"] as const)("target %s, half-precision layers", (target) => {
-  it.each(HALF)("rejects the core and the gating of $name (element type $elem), with reason", async (c) => {
-    const { fused: report } = await fuseFor(c.name, target);
-    const lower = report.passes.find((p) => p.name === `lower-to-${target}`)!;
-    expect(lower.skipped.map((s) => [s.anchor, s.stage])).toEqual([[c.core, "target"], ["GatedDeltaGating", "target"]]);
-    expect(lower.skipped[0]!.reason).toBe(`query has element type ${c.elem}; the lowering handles float32 only (LinearAttention's decay/beta share the query's type)`);
-    expect(lower.skipped[1]!.reason).toMatch(/^a\/b are not float32/);
-    const domain = target === "ort" ? "com.microsoft" : "ai.onnx";
-    expect(report.fused).toEqual({
-      [`gdn.${c.core}`]: 1,
-      "gdn.GatedDeltaGating": 1,
-      [`${domain}.CausalConvWithState`]: 1,
-      [target === "ort" ? "com.microsoft.GatedRMSNorm" : "ai.onnx.RMSNormalization"]: 1,
-    });
-  }, 120_000);
+  it.each(HALF)(
+    "rejects the core and the gating of $name (element type $elem), with reason",
+    async (c) => {
+      const { fused: report } = await fuseFor(c.name, target);
+      const lower = report.passes.find((p) => p.name === `lower-to-${target}`)!;
+      expect(lower.skipped.map((s) => [s.anchor, s.stage])).toEqual([
+        [c.core, "target"],
+        ["GatedDeltaGating", "target"],
+      ]);
+      expect(lower.skipped[0]!.reason).toBe(
+        `query has element type ${c.elem}; the lowering handles float32 only (LinearAttention's decay/beta share the query's type)`,
+      );
+      expect(lower.skipped[1]!.reason).toMatch(/^a\/b are not float32/);
+      const domain = target === "ort" ? "com.microsoft" : "ai.onnx";
+      expect(report.fused).toEqual({
+        [`gdn.${c.core}`]: 1,
+        "gdn.GatedDeltaGating": 1,
+        [`${domain}.CausalConvWithState`]: 1,
+        [target === "ort" ? "com.microsoft.GatedRMSNorm" : "ai.onnx.RMSNormalization"]: 1,
+      });
+    },
+    120_000,
+  );
 });

@@ -80,12 +80,14 @@ export async function runAgainstCase(
     session.inputNames.forEach((n, i) => (feeds[n] = toOrtTensor(inputs[i]!)));
     const out = await session.run(feeds);
     // A mutated model may have dropped trailing outputs; compare the ones it has.
-    return dataSet(name, "output", set).slice(0, session.outputNames.length).map((want, i) => {
-      const got = out[session.outputNames[i]!]!;
-      const tol = toleranceOf(want.type) ?? TOLERANCE.float32;
-      const actual = want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got;
-      return { name: session.outputNames[i]!, err: relativeL2(actual, want), tol };
-    });
+    return dataSet(name, "output", set)
+      .slice(0, session.outputNames.length)
+      .map((want, i) => {
+        const got = out[session.outputNames[i]!]!;
+        const tol = toleranceOf(want.type) ?? TOLERANCE.float32;
+        const actual = want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got;
+        return { name: session.outputNames[i]!, err: relativeL2(actual, want), tol };
+      });
   } finally {
     await session.release();
   }

@@ -58,7 +58,10 @@ export async function mutateAndFuse(
 }
 
 /** Loads a case and fuses it (all passes unless `options` says otherwise). */
-export async function fuseCase(name: string, options: FuseOptions = {}): Promise<{ model: LoadedModel; report: FuseReport }> {
+export async function fuseCase(
+  name: string,
+  options: FuseOptions = {},
+): Promise<{ model: LoadedModel; report: FuseReport }> {
   const { model, first: _first, allFused: _all, ...report } = await mutateAndFuse(name, undefined, options);
   return { model, report };
 }

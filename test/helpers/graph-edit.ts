@@ -25,7 +25,14 @@ export function gdnCores(model: onnx.IModelProto): Node[] {
 
 /** A new int64 initializer holding `values` (1-D). */
 export function i64(g: Graph, name: string, values: number[]): Value {
-  return g.addInitializer(arrayToTensor(name, [values.length], 7, values.map((x) => BigInt(x))));
+  return g.addInitializer(
+    arrayToTensor(
+      name,
+      [values.length],
+      7,
+      values.map((x) => BigInt(x)),
+    ),
+  );
 }
 
 function isCore(n: Node): boolean {

@@ -14,7 +14,10 @@ export interface StackOptions {
   otherEvery: number; // every n-th layer is an MLP instead of a gated-delta layer (4 as in Qwen3-Next)
 }
 
-export function buildLayerStack(layer: onnx.IModelProto, opts: StackOptions = { layers: 48, otherEvery: 4 }): onnx.ModelProto {
+export function buildLayerStack(
+  layer: onnx.IModelProto,
+  opts: StackOptions = { layers: 48, otherEvery: 4 },
+): onnx.ModelProto {
   const g = layer.graph!;
   const input = g.input![0]!;
   const output = g.output![0]!;

@@ -36,7 +36,16 @@ export interface TensorFile {
 
 const DT = onnx.TensorProto.DataType;
 
-const TYPES: Record<number, { type: string; ctor: { new (b: ArrayBuffer): Exclude<TensorData, string[]>; from(a: ArrayLike<number> | ArrayLike<bigint>): Exclude<TensorData, string[]> } }> = {
+const TYPES: Record<
+  number,
+  {
+    type: string;
+    ctor: {
+      new (b: ArrayBuffer): Exclude<TensorData, string[]>;
+      from(a: ArrayLike<number> | ArrayLike<bigint>): Exclude<TensorData, string[]>;
+    };
+  }
+> = {
   [DT.FLOAT]: { type: "float32", ctor: Float32Array },
   [DT.DOUBLE]: { type: "float64", ctor: Float64Array },
   [DT.FLOAT16]: { type: "float16", ctor: Uint16Array },
