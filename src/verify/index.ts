@@ -111,9 +111,12 @@ export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor): 
 
 /** Formats a result as the CLI prints it: one line per output. */
 export function formatVerify(r: VerifyResult): string {
-  return r.outputs
-    .map((o) => `${o.ok ? "ok  " : "FAIL"} ${o.name}: max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)} (tolerance ${o.tolerance})${o.specialValues ? `; ${o.specialValues}` : ""}`)
-    .join("\n");
+  return r.outputs.map(formatOutput).join("\n");
+}
+
+function formatOutput(o: VerifyOutput): string {
+  const errors = `max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)}`;
+  return `${o.ok ? "ok  " : "FAIL"} ${o.name}: ${errors} (tolerance ${o.tolerance})${o.specialValues ? `; ${o.specialValues}` : ""}`;
 }
 
 function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string, ort.Tensor> {
