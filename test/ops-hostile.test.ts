@@ -127,6 +127,14 @@ function withNodes(model: Uint8Array, nodes: onnx.INodeProto[], outputs: [string
 
 const zeros = (dims: number[]): Feed => ["float32", new Array(dims.reduce((a, b) => a * b, 1)).fill(0), dims];
 const DR_IN = ["query", "key", "value", "g", "beta"];
+/** The shapes of a delta-rule node's five required inputs. */
+const deltaRuleShapes = (B: number, T: number, Hk: number, Hv: number, K: number, V: number) => ({
+  query: [B, T, Hk, K],
+  key: [B, T, Hk, K],
+  value: [B, T, Hv, V],
+  g: [B, T, Hv],
+  beta: [B, T, Hv],
+});
 
 describe("CausalConv1d: attribute state_size is bounded at session creation", () => {
   const x = zeros([1, 2, 3]),
@@ -228,14 +236,7 @@ describe("attributes of the wrong type are rejected at session creation", () => 
 
 describe("ChunkGatedDeltaRule with very negative g matches the float64 reference and the recurrent op", () => {
   const [B, T, Hk, Hv, K, V] = [1, 40, 1, 2, 8, 8];
-  const shapes = {
-    query: [B, T, Hk, K],
-    key: [B, T, Hk, K],
-    value: [B, T, Hv, V],
-    g: [B, T, Hv],
-    beta: [B, T, Hv],
-    initial_state: [B, Hv, K, V],
-  };
+  const shapes = { ...deltaRuleShapes(B, T, Hk, Hv, K, V), initial_state: [B, Hv, K, V] };
   const rand = seededRandom(7);
   const sym = (n: number, s = 1) => Array.from({ length: n }, () => Math.fround((2 * rand() - 1) * s));
   const q = sym(B * T * Hk * K),
@@ -308,13 +309,7 @@ describe("output shape inference", () => {
   });
   for (const layout of ["kv", "vk"]) {
     it(`final_state without initial_state (${layout}): inferred [B,Hv,${layout === "kv" ? "K,V" : "V,K"}], no ORT shape-merge warning`, async () => {
-      const shapes = {
-        query: [B, T, Hk, K],
-        key: [B, T, Hk, K],
-        value: [B, T, Hv, V],
-        g: [B, T, Hv],
-        beta: [B, T, Hv],
-      };
+      const shapes = deltaRuleShapes(B, T, Hk, Hv, K, V);
       const stateShape = layout === "kv" ? [B, Hv, K, V] : [B, Hv, V, K];
       const model = oneNode(
         "RecurrentGatedDeltaRule",

@@ -98,6 +98,11 @@ export function skippedOf(r: FuseReport, pass: string): SkippedCandidate[] {
   return passReport(r, pass).skipped;
 }
 
+/** The stage and reason of each candidate `pass` skipped in a report. */
+export function refusals(r: FuseReport, pass: string): { stage: string; reason: string }[] {
+  return skippedOf(r, pass).map(({ stage, reason }) => ({ stage, reason }));
+}
+
 /** The ops `pass` created in a report, one per applied match (e.g. "gdn.ChunkGatedDeltaRule[gqa]"). */
 export function appliedOps(r: FuseReport, pass: string): string[] {
   return passReport(r, pass).applied.map((a) => a.op);

@@ -57,6 +57,11 @@ export async function mutateAndFuse(
   return Object.assign(report, { model, first, allFused: sumCounts(first?.fused ?? {}, report.fused) });
 }
 
+/** The layer tests' steps (LAYERS_AFTER_CORES) on a case, `edit` applied to the core-fused graph. */
+export function fuseLayers(name: string, edit?: (g: Graph) => void): Promise<SteppedFusion> {
+  return mutateAndFuse(name, edit && ((m) => edit(m.graph)), LAYERS_AFTER_CORES);
+}
+
 /** Loads a case and fuses it (all passes unless `options` says otherwise). */
 export async function fuseCase(
   name: string,
