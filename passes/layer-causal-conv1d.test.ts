@@ -12,16 +12,13 @@ import { arrayToTensor } from "../src/ir/tensor.js";
 import {
   MODELS,
   TOLERANCE,
-  declareType,
   fuseLayers,
-  gdnCores,
-  only,
   refusals,
   runAgainstCase,
   runtimeLoadError,
-  setInput,
   skippedOf,
 } from "../test/helpers/index.js";
+import { declareType, gdnCores, only, setInput } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
 const runtime = runtimeLoadError();

@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../src/ir/graph.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
-import { CORE_PASSES, MODELS, fuseLayers, mutateAndFuse, only, refusals } from "../test/helpers/index.js";
+import { CORE_PASSES, MODELS, fuseLayers, mutateAndFuse, refusals } from "../test/helpers/index.js";
+import { only } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
 const normAdd = (g: Graph) => only(g, (n) => n.opType === "Add" && n.inputs[0]?.producer?.opType === "ReduceMean");

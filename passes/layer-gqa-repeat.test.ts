@@ -10,21 +10,18 @@ import { describe, expect, it } from "vitest";
 import { attr, type Graph, type Node } from "../src/ir/graph.js";
 import { constantOf } from "../src/ir/constant.js";
 import {
+  MAX_LAYER_NODES,
   MODELS,
   TOLERANCE,
   appliedOps,
-  coreOf,
   fuseLayers,
-  i64,
   refusals,
   runAgainstCase,
   runtimeLoadError,
-  setInput,
 } from "../test/helpers/index.js";
+import { coreOf, i64, setInput } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
-/** The bound on a fused gated-delta layer (test/layer-fusion.test.ts). */
-const MAX_LAYER_NODES = 12;
 const runtime = runtimeLoadError();
 
 /** The repeat of core input i: Reshape(Expand(Unsqueeze(x))), or the Tile form, and its factor n. */

@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { constantOf } from "../src/ir/constant.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
-import { MODELS, fuseLayers, i64, only, opCounts, refusals, setInput, skippedOf } from "../test/helpers/index.js";
+import { MODELS, fuseLayers, opCounts, refusals, skippedOf } from "../test/helpers/index.js";
+import { i64, only, setInput } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
 const DYNB = "layer_qwen3next_decode_dynb";

@@ -9,23 +9,18 @@ import { describe, expect, it } from "vitest";
 import { attr, type Graph, type Node } from "../src/ir/graph.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import {
+  MAX_LAYER_NODES,
   MODELS,
   TOLERANCE,
   appliedOps,
-  coreOf,
   fuseLayers,
-  gdnCores,
-  i64,
-  only,
   refusals,
   runAgainstCase,
   runtimeLoadError,
-  setInput,
 } from "../test/helpers/index.js";
+import { coreOf, gdnCores, i64, only, setInput } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
-/** The bound on a fused gated-delta layer (test/layer-fusion.test.ts). */
-const MAX_LAYER_NODES = 12;
 const runtime = runtimeLoadError();
 
 /** The exporter's l2norm (x * 1/sqrt(sum(x*x, -1) + eps)) in front of core input i. */

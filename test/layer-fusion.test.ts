@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import type { Node } from "../src/ir/graph.js";
 import type { onnx } from "../src/ir/onnx.js";
 import {
+  MAX_LAYER_NODES,
   LAYERS_AFTER_CORES,
   MODELS,
   TOLERANCE,
@@ -19,9 +20,6 @@ import {
   runAgainstCase,
   runtimeLoadError,
 } from "./helpers/index.js";
-
-/** The bound: a fused gated-delta layer is at most this many nodes (see layerNodes). */
-const MAX_LAYER_NODES = 12;
 
 const runtime = runtimeLoadError();
 

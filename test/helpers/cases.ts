@@ -18,6 +18,9 @@ import { TOLERANCE, toleranceOf } from "../../src/numeric.js";
 export { ROOT, MODELS, SHARED_CORPUS } from "./paths.js";
 export { CORE_PASSES, LAYER_PASSES, fuseCase, loadCase } from "./fuse.js";
 
+/** The bound: a fused gated-delta layer is at most this many nodes (test/layer-fusion.test.ts counts them). */
+export const MAX_LAYER_NODES = 12;
+
 /** Why the gdn runtime cannot load here (its first line), or undefined when it can. */
 export function runtimeLoadError(): string | undefined {
   try {

@@ -30,6 +30,13 @@ const f32 = (name: string, dims: number[]): onnx.IValueInfoProto => ({
   type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
 });
 
+/** A graph attribute of an If: the one-node subgraph `node` (its output float32 [2]), named for the branch. */
+const branch = (name: string, node: onnx.INodeProto): onnx.IAttributeProto => ({
+  name,
+  type: 5,
+  g: { name: name.replace("_branch", ""), output: [f32(node.output![0]!, [2])], node: [node] },
+});
+
 /** y = If(c, then: x + w (w external, 8 bytes at offset 16 of w.bin), else: x - k); k a Constant. */
 function extSubgraphModel(): onnx.ModelProto {
   const ext = (name: string): onnx.ITensorProto => ({
@@ -64,24 +71,8 @@ function extSubgraphModel(): onnx.ModelProto {
           input: ["c"],
           output: ["y"],
           attribute: [
-            {
-              name: "then_branch",
-              type: 5,
-              g: {
-                name: "then",
-                output: [f32("t", [2])],
-                node: [{ name: "add0", opType: "Add", input: ["x", "w"], output: ["t"] }],
-              },
-            },
-            {
-              name: "else_branch",
-              type: 5,
-              g: {
-                name: "else",
-                output: [f32("e", [2])],
-                node: [{ name: "sub0", opType: "Sub", input: ["x", "k"], output: ["e"] }],
-              },
-            },
+            branch("then_branch", { name: "add0", opType: "Add", input: ["x", "w"], output: ["t"] }),
+            branch("else_branch", { name: "sub0", opType: "Sub", input: ["x", "k"], output: ["e"] }),
           ],
         },
       ],
