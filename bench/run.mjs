@@ -62,7 +62,7 @@ const imp = (p) => import(pathToFileURL(join(DIST, p)).href);
 const ort = await import("onnxruntime-node");
 const { onnx } = await imp("src/ir/onnx.js");
 const { loadModel } = await imp("src/ir/model-io.js");
-const { fuseModel } = await imp("src/pipeline/index.js");
+const { fuseModel } = await imp("src/index.js"); // the package entry registers the built-in passes
 const { attr } = await imp("src/ir/graph.js");
 const { deltaRuleModel } = await imp("src/ops-model.js");
 const { LONG_SEQUENCE_FLOAT32_TOLERANCE, relativeL2, seededRandom } = await imp("src/numeric.js");

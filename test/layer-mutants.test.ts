@@ -16,7 +16,7 @@ import type { Node, Value } from "../src/ir/graph.js";
 import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor, float16ToFloat32, float32ToFloat16, tensorToFloat64 } from "../src/ir/tensor.js";
 import { compareValues, seededRandom, toleranceOf } from "../src/numeric.js";
-import { declareType, setInput, type Dim } from "../passes/layer-common.js";
+import { declareType, setInput, type Dim } from "../src/ir/index.js";
 import type { FuseReport } from "../src/pipeline/index.js";
 import { Mutator, loadCase, mutateAndFuse, runtimeLoadError } from "./helpers/index.js";
 

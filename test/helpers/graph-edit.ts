@@ -6,7 +6,7 @@ import { Graph, type Node, type Value } from "../../src/ir/graph.js";
 import type { onnx } from "../../src/ir/onnx.js";
 import { arrayToTensor } from "../../src/ir/tensor.js";
 
-export { declareType, setInput } from "../../passes/layer-common.js";
+export { declareType, setInput } from "../../src/ir/index.js";
 
 /** The one node of `g` that `pred` accepts; throws when there are none or several. */
 export function only(g: Graph, pred: (n: Node) => boolean): Node {

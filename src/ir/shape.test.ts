@@ -1,6 +1,6 @@
-/** Shape helpers of the pass kit: reshape targets and dims with a symbolic batch. */
+/** The pass kit's shape helpers (shape.ts): reshape targets and dims with a symbolic batch. */
 import { describe, expect, it } from "vitest";
-import { reshapeDims, sameDims } from "./layer-common.js";
+import { reshapeDims, sameDims } from "./shape.js";
 
 describe("reshapeDims (symbolic batch)", () => {
   it("resolves 0 and -1 against a symbolic batch", () => {
