@@ -17,6 +17,7 @@ import { TOLERANCE, toleranceOf } from "../../src/numeric.js";
 // Also reachable from here (files that import cases.js): the paths and the fusion helpers.
 export { ROOT, MODELS, SHARED_CORPUS } from "./paths.js";
 export { CORE_PASSES, LAYER_PASSES, fuseCase, loadCase } from "./fuse.js";
+export { TOLERANCE } from "../../src/numeric.js";
 
 /** The bound: a fused gated-delta layer is at most this many nodes (test/layer-fusion.test.ts counts them). */
 export const MAX_LAYER_NODES = 12;
