@@ -1,8 +1,10 @@
 // gdn-fuse op contract: shape / type validation shared by every backend. Pure C++17.
 #include "common/gdn_contract.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <tuple>
 
 namespace gdn {
 
@@ -122,6 +124,10 @@ std::string check_f32(const char* op, const char* name, const TensorInfo& t) {
 
 }  // namespace
 
+// Types and shapes of the delta rule's serving inputs (opset 2); defined below validate_delta_rule.
+static std::string check_serving_inputs(const char* op, bool is_chunk, const TensorInfo* inputs, size_t n,
+                                        DeltaRuleParams* p);
+
 // ---------------------------------------------------------------------------------------------------
 std::string validate_delta_rule_attrs(const char* op, bool is_chunk, const DeltaRuleAttrs& a) {
   if (!std::isfinite(a.scale))
@@ -136,17 +142,17 @@ std::string validate_delta_rule_attrs(const char* op, bool is_chunk, const Delta
 }
 
 std::string validate_delta_rule(const char* op, bool is_chunk, const DeltaRuleAttrs& attrs, const TensorInfo* inputs,
-                                size_t n, DeltaRuleParams* out) {
+                                size_t n, DeltaRuleParams* out, int opset) {
   using namespace delta_rule;
   GDN_TRY(validate_delta_rule_attrs(op, is_chunk, attrs));
   for (int i = kCuSeqlens; i <= kNumAcceptedTokens; ++i) {
-    if (get(inputs, n, i)->present) {
-      if (i == kNumAcceptedTokens && is_chunk)
-        return Err() << op << ": input " << i << " (" << kInputNames[i]
-                     << ") is only defined for RecurrentGatedDeltaRule, and is reserved in gdn opset 1";
+    if (!get(inputs, n, i)->present) continue;
+    if (i == kNumAcceptedTokens && is_chunk)
+      return Err() << op << ": input " << i << " (" << kInputNames[i] << ") is only defined for RecurrentGatedDeltaRule"
+                   << (opset < kOpsetVersionServing ? ", and is reserved in gdn opset 1" : "");
+    if (opset < kOpsetVersionServing)
       return Err() << op << ": input " << i << " (" << kInputNames[i]
                    << ") is reserved in gdn opset 1 and not implemented by the CPU backend";
-    }
   }
   if (n > kNumInputs) return Err() << op << ": expected at most " << kNumInputs << " inputs, got " << n;
   for (int i = 0; i <= kBeta; ++i)
@@ -198,14 +204,219 @@ std::string validate_delta_rule(const char* op, bool is_chunk, const DeltaRuleAt
   p.chunk_size = attrs.chunk_size;
   p.dtype = q.dtype;
   p.has_initial_state = s0.present;
+  p.N = p.B;
+  p.slots = p.B;
+  GDN_TRY(check_serving_inputs(op, is_chunk, inputs, n, &p));
   if (s0.present) {
     GDN_TRY(check_f32(op, "initial_state", s0));
-    const char* what = p.layout == StateLayout::kKV ? "([B,Hv,K,V] for state_layout \"kv\")" : "([B,Hv,V,K] for state_layout \"vk\")";
+    const bool kv = p.layout == StateLayout::kKV;
+    const char* what = p.pool() ? (kv ? "(a state pool [S,Hv,K,V] for state_layout \"kv\")"
+                                      : "(a state pool [S,Hv,V,K] for state_layout \"vk\")")
+                       : p.cu_seqlens_type != DType::kUndefined
+                           ? (kv ? "([N,Hv,K,V] for state_layout \"kv\")" : "([N,Hv,V,K] for state_layout \"vk\")")
+                           : (kv ? "([B,Hv,K,V] for state_layout \"kv\")" : "([B,Hv,V,K] for state_layout \"vk\")");
     if (s0.shape.size() != 4)
       return Err() << op << ": initial_state must have rank 4 " << what << ", got shape " << shape_str(s0.shape);
+    if (p.pool() && s0.shape[0] >= 0) p.slots = s0.shape[0];
     GDN_TRY(check_shape(op, "initial_state", s0, p.state_shape(), what));
   }
   *out = p;
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Delta-rule serving inputs (gdn opset 2)
+namespace {
+
+std::string check_index_type(const char* op, const char* name, const TensorInfo& t) {
+  if (t.dtype != DType::kInt32 && t.dtype != DType::kInt64)
+    return Err() << op << ": " << name << " must be int32 or int64, got " << dtype_name(t.dtype);
+  return "";
+}
+
+std::string check_cu_seqlens(const char* op, const TensorInfo& cu, DeltaRuleParams* p) {
+  GDN_TRY(check_index_type(op, "cu_seqlens", cu));
+  GDN_TRY(check_rank(op, "cu_seqlens", cu, 1, "[N+1]"));
+  if (cu.shape[0] < 1) return Err() << op << ": cu_seqlens must have at least one entry [N+1], got shape [0]";
+  if (p->B != 1)
+    return Err() << op << ": cu_seqlens needs a packed batch of batch size 1 ([1,T,...]), got B = " << p->B;
+  p->cu_seqlens_type = cu.dtype;
+  p->N = cu.shape[0] - 1;
+  p->slots = p->N;
+  return "";
+}
+
+std::string check_indices(const char* op, bool is_chunk, const TensorInfo& idx, const TensorInfo& s0,
+                          DeltaRuleParams* p) {
+  GDN_TRY(check_index_type(op, "ssm_state_indices", idx));
+  if (is_chunk && idx.shape.size() != 1)
+    return Err() << op << ": ssm_state_indices must have shape [N] (2-D indices [N,Tmax] are for "
+                 << "RecurrentGatedDeltaRule only), got " << shape_str(idx.shape);
+  if (idx.shape.size() != 1 && idx.shape.size() != 2)
+    return Err() << op << ": ssm_state_indices must have shape [N] or [N,Tmax], got " << shape_str(idx.shape);
+  for (int64_t d : idx.shape)
+    if (d < 0) return Err() << op << ": ssm_state_indices has a negative dimension in shape " << shape_str(idx.shape);
+  if (idx.shape[0] != p->N)
+    return Err() << op << ": ssm_state_indices has " << idx.shape[0] << " rows, expected N = " << p->N
+                 << " (one per sequence)";
+  if (idx.shape.size() == 2 && idx.shape[1] < 1)
+    return Err() << op << ": ssm_state_indices [N,Tmax] must have at least one column, got " << shape_str(idx.shape);
+  if (!s0.present)
+    return Err() << op << ": ssm_state_indices needs initial_state (the state pool [S,Hv,K,V] or [S,Hv,V,K])";
+  p->indices_type = idx.dtype;
+  p->index_columns = idx.shape.size() == 2 ? idx.shape[1] : 0;
+  return "";
+}
+
+std::string check_accepted(const char* op, const TensorInfo& acc, DeltaRuleParams* p) {
+  GDN_TRY(check_index_type(op, "num_accepted_tokens", acc));
+  if (p->index_columns == 0) return Err() << op << ": num_accepted_tokens needs 2-D ssm_state_indices [N,Tmax]";
+  GDN_TRY(check_shape(op, "num_accepted_tokens", acc, {p->N}, "([N], one per sequence)"));
+  p->accepted_type = acc.dtype;
+  return "";
+}
+
+}  // namespace
+
+static std::string check_serving_inputs(const char* op, bool is_chunk, const TensorInfo* inputs, size_t n,
+                                        DeltaRuleParams* p) {
+  using namespace delta_rule;
+  const TensorInfo& cu = *get(inputs, n, kCuSeqlens);
+  const TensorInfo& idx = *get(inputs, n, kSsmStateIndices);
+  const TensorInfo& acc = *get(inputs, n, kNumAcceptedTokens);
+  if (cu.present) GDN_TRY(check_cu_seqlens(op, cu, p));
+  if (idx.present) GDN_TRY(check_indices(op, is_chunk, idx, *get(inputs, n, kInitialState), p));
+  if (acc.present) {
+    if (!idx.present) return Err() << op << ": num_accepted_tokens needs 2-D ssm_state_indices [N,Tmax]";
+    GDN_TRY(check_accepted(op, acc, p));
+  }
+  return "";
+}
+
+namespace {
+
+int64_t index_at(const void* data, DType t, int64_t i) {
+  return t == DType::kInt32 ? static_cast<const int32_t*>(data)[i] : static_cast<const int64_t*>(data)[i];
+}
+
+// Token ranges of the sequences: from cu_seqlens, or B sequences of T tokens.
+std::string plan_token_ranges(const char* op, const DeltaRuleParams& p, const void* cu, DeltaRulePlan* plan) {
+  plan->sequences.assign((size_t)p.N, DeltaRuleSequence());
+  if (cu == nullptr) {
+    for (int64_t n = 0; n < p.N; ++n) plan->sequences[n] = {n, n * p.T, p.T};
+    return "";
+  }
+  const DType t = p.cu_seqlens_type;
+  if (index_at(cu, t, 0) != 0) return Err() << op << ": cu_seqlens[0] must be 0, got " << index_at(cu, t, 0);
+  for (int64_t n = 0; n < p.N; ++n) {
+    const int64_t a = index_at(cu, t, n), b = index_at(cu, t, n + 1);
+    if (b < a)
+      return Err() << op << ": cu_seqlens must be non-decreasing, got cu_seqlens[" << n + 1 << "] = " << b
+                   << " after cu_seqlens[" << n << "] = " << a;
+    if (b > p.T)  // checked here already: no token range may pass T
+      return Err() << op << ": cu_seqlens must end at T = " << p.T << ", got cu_seqlens[" << n + 1 << "] = " << b;
+    plan->sequences[n] = {n, a, b - a};
+  }
+  if (index_at(cu, t, p.N) != p.T)
+    return Err() << op << ": cu_seqlens must end at T = " << p.T << ", got cu_seqlens[" << p.N
+                 << "] = " << index_at(cu, t, p.N);
+  return "";
+}
+
+std::string check_slots_in_range(const char* op, const DeltaRuleParams& p, const void* idx) {
+  const int64_t cols = std::max<int64_t>(1, p.index_columns);
+  for (int64_t i = 0; i < p.N * cols; ++i) {
+    const int64_t s = index_at(idx, p.indices_type, i);
+    if (s >= 0 && s < p.slots) continue;
+    Err e;
+    e << op << ": ssm_state_indices[" << i / cols;
+    if (p.index_columns > 0) e << "," << i % cols;
+    return e << "] = " << s << " is out of range for a pool of " << p.slots << " slots";
+  }
+  return "";
+}
+
+// Read and write slots of the sequences; the plan keeps the sequences that run (pool: length > 0).
+std::string plan_slots(const char* op, const DeltaRuleParams& p, const void* idx, const void* acc,
+                       DeltaRulePlan* plan) {
+  const int64_t cols = p.index_columns;
+  std::vector<DeltaRuleSequence> kept;
+  for (int64_t n = 0; n < p.N; ++n) {
+    DeltaRuleSequence s = plan->sequences[n];
+    if (idx == nullptr) {
+      s.read_slot = p.has_initial_state ? n : -1;
+      s.write_slot = n;
+    } else if (cols == 0) {
+      s.read_slot = s.write_slot = index_at(idx, p.indices_type, n);
+    } else {
+      if (s.length > cols)
+        return Err() << op << ": ssm_state_indices has " << cols << " columns, fewer than the " << s.length
+                     << " tokens of sequence " << n;
+      int64_t first = 0;
+      if (acc != nullptr) {
+        const int64_t a = index_at(acc, p.accepted_type, n);
+        if (a < 1 || a > cols)
+          return Err() << op << ": num_accepted_tokens[" << n << "] = " << a << " is out of range 1.." << cols
+                       << " (the columns of ssm_state_indices)";
+        first = a - 1;
+      }
+      s.read_slot = index_at(idx, p.indices_type, n * cols + first);
+      s.write_slot = -1;
+      s.token_slots = (int64_t)plan->token_slots.size();
+      for (int64_t t = 0; t < s.length; ++t) plan->token_slots.push_back(index_at(idx, p.indices_type, n * cols + t));
+    }
+    if (idx == nullptr || s.length > 0) kept.push_back(s);
+  }
+  plan->sequences.swap(kept);
+  return "";
+}
+
+// No slot written twice; with 2-D indices, no sequence starting from a slot that another sequence writes (the
+// sequences run concurrently).
+std::string check_writes(const char* op, const DeltaRuleParams& p, const DeltaRulePlan& plan) {
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> writes;  // slot, sequence, token
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    const DeltaRuleSequence& s = plan.sequences[i];
+    if (s.write_slot >= 0) writes.emplace_back(s.write_slot, s.number, -1);
+    else
+      for (int64_t t = 0; t < s.length; ++t) writes.emplace_back(plan.token_slots[s.token_slots + t], s.number, t);
+  }
+  std::sort(writes.begin(), writes.end());
+  for (size_t i = 1; i < writes.size(); ++i) {
+    const auto& [slot, n0, t0] = writes[i - 1];
+    const auto& [slot1, n1, t1] = writes[i];
+    if (slot != slot1) continue;
+    Err e;
+    e << op << ": ssm_state_indices writes slot " << slot << " twice in one call (";
+    if (t0 < 0) return e << "sequences " << n0 << " and " << n1 << ")";
+    return e << "sequence " << n0 << " token " << t0 << " and sequence " << n1 << " token " << t1 << ")";
+  }
+  if (p.index_columns == 0) return "";
+  for (const DeltaRuleSequence& s : plan.sequences) {
+    const int64_t r = s.read_slot;
+    auto w = std::lower_bound(writes.begin(), writes.end(), std::make_tuple(r, INT64_MIN, INT64_MIN));
+    for (; w != writes.end() && std::get<0>(*w) == r; ++w)
+      if (std::get<1>(*w) != s.number)
+        return Err() << op << ": sequence " << s.number << " starts from slot " << r << ", which sequence "
+                     << std::get<1>(*w) << " writes in the same call";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string build_delta_rule_plan(const char* op, const DeltaRuleParams& p, const void* cu_seqlens,
+                                  const void* ssm_state_indices, const void* num_accepted_tokens, DeltaRulePlan* out) {
+  DeltaRulePlan plan;
+  GDN_TRY(plan_token_ranges(op, p, cu_seqlens, &plan));
+  if (ssm_state_indices != nullptr) GDN_TRY(check_slots_in_range(op, p, ssm_state_indices));
+  GDN_TRY(plan_slots(op, p, ssm_state_indices, num_accepted_tokens, &plan));
+  if (ssm_state_indices != nullptr) GDN_TRY(check_writes(op, p, plan));
+  for (const DeltaRuleSequence& s : plan.sequences) plan.max_length = std::max(plan.max_length, s.length);
+  // Longest first: the work items of long sequences start early, short ones fill the threads at the end.
+  std::stable_sort(plan.sequences.begin(), plan.sequences.end(),
+                   [](const DeltaRuleSequence& a, const DeltaRuleSequence& b) { return a.length > b.length; });
+  *out = std::move(plan);
   return "";
 }
 

@@ -1,4 +1,4 @@
-// gdn-fuse op contract, opset "gdn" version 1, in code. Shared by every backend (cpu, later cuda / ascend)
+// gdn-fuse op contract, opset "gdn" versions 1 and 2, in code. Shared by every backend (cpu, later cuda / ascend)
 // and by the ONNX Runtime glue. Pure C++17: no ONNX Runtime types. docs/ops.md is the prose version.
 #pragma once
 #include <atomic>
@@ -12,6 +12,9 @@ namespace gdn {
 
 constexpr const char* kDomain = "gdn";
 constexpr int kOpsetVersion = 1;
+// gdn opset 2: the delta-rule ops' inputs 6-8 take the serving engines' meaning (packed sequences, state pools,
+// speculative decoding). Opset-1 nodes keep refusing them.
+constexpr int kOpsetVersionServing = 2;
 
 namespace op {
 constexpr const char* kChunkGatedDeltaRule = "ChunkGatedDeltaRule";
@@ -63,9 +66,9 @@ enum Input : int {
   kG = 3,              // [B,T,Hv] float32, log-space decay
   kBeta = 4,           // [B,T,Hv]
   kInitialState = 5,   // optional float32 [B,Hv,K,V] ("kv") or [B,Hv,V,K] ("vk")
-  kCuSeqlens = 6,      // reserved (opset 1): int64 [N+1]
-  kSsmStateIndices = 7,     // reserved (opset 1): int32/int64 [N]
-  kNumAcceptedTokens = 8,   // reserved (opset 1, recurrent only): int32/int64 [N]
+  kCuSeqlens = 6,      // opset 2: int32/int64 [N+1], packed sequences (B = 1); reserved in opset 1
+  kSsmStateIndices = 7,     // opset 2: int32/int64 [N], or [N,Tmax] (recurrent): state pool slots; reserved in 1
+  kNumAcceptedTokens = 8,   // opset 2, recurrent with 2-D indices: int32/int64 [N]; reserved in opset 1
   kNumInputs = 9
 };
 constexpr const char* kInputNames[kNumInputs] = {"query", "key", "value", "g", "beta", "initial_state",
@@ -108,10 +111,37 @@ struct DeltaRuleParams {
   int64_t chunk_size = 64;
   DType dtype = DType::kFloat32;  // query/key/value/beta/output
   bool has_initial_state = false;
+  // Serving inputs (opset 2). Without cu_seqlens there are N = B sequences of T tokens each.
+  int64_t N = 0;                  // sequences
+  int64_t slots = 0;              // rows of initial_state / final_state: B, N, or the pool's S with indices
+  DType cu_seqlens_type = DType::kUndefined;          // kUndefined: absent
+  DType indices_type = DType::kUndefined;             // kUndefined: absent
+  int64_t index_columns = 0;                          // 0: 1-D indices [N]; Tmax for 2-D [N,Tmax]
+  DType accepted_type = DType::kUndefined;            // kUndefined: absent
+  bool pool() const { return indices_type != DType::kUndefined; }
   std::vector<int64_t> output_shape() const { return {B, T, Hv, V}; }
   std::vector<int64_t> state_shape() const {
-    return layout == StateLayout::kKV ? std::vector<int64_t>{B, Hv, K, V} : std::vector<int64_t>{B, Hv, V, K};
+    return layout == StateLayout::kKV ? std::vector<int64_t>{slots, Hv, K, V} : std::vector<int64_t>{slots, Hv, V, K};
   }
+};
+
+// One sequence of a call, resolved from the serving inputs (build_delta_rule_plan).
+struct DeltaRuleSequence {
+  int64_t number = 0;       // n: its place in the call's sequences (messages)
+  int64_t token0 = 0;       // its first token on the flattened [B*T] token axis
+  int64_t length = 0;       // its tokens: [token0, token0 + length)
+  int64_t read_slot = -1;   // the state row it starts from; -1: zeros (no initial_state)
+  int64_t write_slot = -1;  // the state row its end state goes to; -1: per token (2-D indices)
+  int64_t token_slots = 0;  // 2-D indices: offset in DeltaRulePlan::token_slots of its first token's slot
+};
+
+// The sequences a kernel runs. Without indices every sequence writes its own state row (a sequence of length 0
+// copies its initial state); with indices (a pool) the sequences of length 0 are left out, and the kernel's
+// caller has made final_state a copy of the pool first, unless it is the pool itself (in place).
+struct DeltaRulePlan {
+  std::vector<DeltaRuleSequence> sequences;
+  std::vector<int64_t> token_slots;  // 2-D indices: the slot each token writes, sequence after sequence
+  int64_t max_length = 0;
 };
 
 struct DeltaRuleTensors {
@@ -122,14 +152,22 @@ struct DeltaRuleTensors {
   const void* beta = nullptr;
   const float* initial_state = nullptr;  // may be null (zeros)
   void* output = nullptr;
-  float* final_state = nullptr;  // may be null (not requested)
+  float* final_state = nullptr;  // may be null (not requested); may be initial_state itself (a pool, in place)
+  const DeltaRulePlan* plan = nullptr;  // null: the plain batch (B sequences of T tokens, state row b)
 };
 
 // Attribute checks (kernel creation time). Returns "" when valid.
 std::string validate_delta_rule_attrs(const char* op_name, bool is_chunk, const DeltaRuleAttrs& attrs);
-// Input checks (run time). inputs has n entries (missing trailing inputs = absent). Fills *out.
+// Input checks (run time). inputs has n entries (missing trailing inputs = absent). Fills *out. In opset 1 inputs
+// 6-8 are refused; in opset 2 their types and shapes are checked here, their values by build_delta_rule_plan.
 std::string validate_delta_rule(const char* op_name, bool is_chunk, const DeltaRuleAttrs& attrs,
-                                const TensorInfo* inputs, size_t n, DeltaRuleParams* out);
+                                const TensorInfo* inputs, size_t n, DeltaRuleParams* out, int opset = kOpsetVersion);
+
+// The values of the serving inputs (each null when absent; element types as in p), checked and resolved into
+// the sequences to run: cu_seqlens starting at 0, non-decreasing, ending at T; slots in range; no slot written
+// twice; no sequence starting from a slot another sequence writes; accepted counts in 1..Tmax. "" when valid.
+std::string build_delta_rule_plan(const char* op_name, const DeltaRuleParams& p, const void* cu_seqlens,
+                                  const void* ssm_state_indices, const void* num_accepted_tokens, DeltaRulePlan* out);
 
 // ---------------------------------------------------------------------------------------------------
 // CausalConv1d

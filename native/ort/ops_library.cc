@@ -261,8 +261,16 @@ OrtStatus* delta_rule_compute(void* kernel, const std::string& node, OrtKernelCo
   Inputs in;
   GDN_ORT_TRY(read_inputs(ctx, name, &in));
   DeltaRuleParams p;
-  const std::string err = validate_delta_rule(name, k->chunk, k->attrs, in.info.data(), in.info.size(), &p);
+  // Inputs 6-8 with their opset-2 meaning: ORT gives a custom op no way to learn its node's opset (docs/ops.md).
+  const std::string err =
+      validate_delta_rule(name, k->chunk, k->attrs, in.info.data(), in.info.size(), &p, kOpsetVersionServing);
   if (!err.empty()) return invalid(err);
+  auto data_of = [&in](int i) { return (size_t)i < in.data.size() ? in.data[i] : nullptr; };
+  DeltaRulePlan plan;
+  const std::string plan_err = build_delta_rule_plan(name, p, data_of(delta_rule::kCuSeqlens),
+                                                     data_of(delta_rule::kSsmStateIndices),
+                                                     data_of(delta_rule::kNumAcceptedTokens), &plan);
+  if (!plan_err.empty()) return invalid(plan_err);
   // CPU backend limits (the kernels index heads with int and keep per-thread K x V / chunk tiles).
   if (p.K > kCpuMaxHeadDim || p.V > kCpuMaxHeadDim)
     return invalid(std::string(name) + ": head dimensions K=" + std::to_string(p.K) + ", V=" + std::to_string(p.V) +
@@ -274,11 +282,12 @@ OrtStatus* delta_rule_compute(void* kernel, const std::string& node, OrtKernelCo
   t.g = static_cast<const float*>(in.data[delta_rule::kG]);
   t.beta = in.data[delta_rule::kBeta];
   t.initial_state = p.has_initial_state ? static_cast<const float*>(in.data[delta_rule::kInitialState]) : nullptr;
+  t.plan = &plan;
   GDN_ORT_TRY(get_output(ctx, name, node, "output", delta_rule::kOutput, p.output_shape(), p.dtype, &t.output));
   void* fs = nullptr;
   GDN_ORT_TRY(get_output(ctx, name, node, "final_state", delta_rule::kFinalState, p.state_shape(), DType::kFloat32, &fs));
   t.final_state = static_cast<float*>(fs);
-  if (t.output == nullptr) return nullptr;  // nothing requested (cannot happen for a valid node)
+  // (An empty output has no data pointer: with T = 0 the kernels still write final_state, never the output.)
   // No token and no state to write: nothing to do (B may be huge when T = 0; never loop over it).
   if (p.T == 0 && t.final_state == nullptr) return nullptr;
   if (k->chunk) cpu::chunk_gated_delta_rule(p, t, ort_parallel(ctx));
@@ -527,7 +536,8 @@ struct ShapeInfer {
   }
 };
 
-// output [B,T,Hv,V] like value; final_state like initial_state, else [B,Hv,K,V] ("kv") / [B,Hv,V,K] ("vk").
+// output [B,T,Hv,V] like value; final_state like initial_state (or the pool), else [B,Hv,K,V] ("kv") /
+// [B,Hv,V,K] ("vk"), with N = the length of cu_seqlens - 1 for B when there is a cu_seqlens input.
 void infer_delta_rule(ShapeInfer& si) {
   using namespace delta_rule;
   const ShapeOf v = si.in(kValue, 4);
@@ -537,8 +547,14 @@ void infer_delta_rule(ShapeInfer& si) {
   const ShapeOf q = si.in(kQuery, 4);
   if (!q.ok || !v.ok) return;
   const bool vk = si.attr_string(kAttrStateLayout, kDefaultStateLayout) == "vk";
+  const ShapeOf cu = si.in(kCuSeqlens, 1);
   ShapeOf st;
-  st.push(q, 0);
+  if (cu.ok) {
+    st.dims.push_back(cu.dims[0] >= 1 ? cu.dims[0] - 1 : -1);
+    st.syms.push_back("");
+  } else {
+    st.push(q, 0);
+  }
   st.push(v, 2);
   st.push(vk ? v : q, 3);
   st.push(vk ? q : v, 3);
@@ -662,7 +678,7 @@ const OpSpec* all_specs(size_t* n) {
   }();
   // Delta rule inputs: query, key, value, g, beta, initial_state, cu_seqlens, ssm_state_indices[, num_accepted_tokens]
   static const std::vector<IoSpec> dr_in_chunk = {{kT1, false}, {kT1, false}, {kT1, false}, {kF32, false},
-                                                  {kT1, false}, {kF32, true},  {kI64, true},  {kAny, true}};
+                                                  {kT1, false}, {kF32, true},  {kAny, true},  {kAny, true}};
   static std::vector<IoSpec> dr_in_rec = [] {
     auto v = dr_in_chunk;
     v.push_back({kAny, true});
