@@ -1,6 +1,13 @@
 /** The fused ops' domain and opset (docs/ops.md is the contract). */
 export const GDN_DOMAIN = "gdn";
 export const GDN_OPSET = 1;
+/**
+ * gdn opset 2: the delta-rule ops' inputs 6-8 (cu_seqlens, ssm_state_indices, num_accepted_tokens) take the serving
+ * engines' meaning. Opset-1 models keep loading; the runtime refuses those inputs in them.
+ */
+export const GDN_OPSET_SERVING = 2;
+/** The gdn opsets this runtime implements. */
+export const GDN_OPSETS: readonly number[] = [GDN_OPSET, GDN_OPSET_SERVING];
 
 export const GdnOp = {
   ChunkGatedDeltaRule: "ChunkGatedDeltaRule",
