@@ -437,7 +437,18 @@ async function servingStep(op, B, T, slots, serving, seed) {
   if (serving.accepted) feeds.num_accepted_tokens = i64(serving.accepted, [serving.accepted.length]);
   const s = await session(servingModel(op, serving), "gdn");
   const out = new ort.Tensor("float32", new Float32Array(B * T * H * V), [B, T, H, V]);
-  return { run: () => s.run(feeds, { out, final_state: state }), session: s, tokens: B * T };
+  const run = () => s.run(feeds, { out, final_state: state });
+  await run();
+  const first = { out: out.data.slice(), final_state: state.data.slice() }; // from the initial state
+  return { run, session: s, tokens: B * T, first };
+}
+
+/** Checks that two serving steps over the same tokens and states computed the same (their first runs). */
+function checkSame(caseName, a, b) {
+  for (const name of ["out", "final_state"]) {
+    const e = relL2(a.first[name], b.first[name]);
+    checks.push({ case: caseName, impl: "gdn", vs: "serve_prefill_b8_t512", output: name, rel_l2: e, ok: e < 1e-4 });
+  }
 }
 
 /** Times named steps in the same rounds; rows report ms and ms per token; returns {name: ms}. */
@@ -459,10 +470,13 @@ async function servePrefillCase() {
   const CH = "ChunkGatedDeltaRule";
   const eight = Array(8).fill(512);
   const uneven = [100, 700, 1250];
+  const plain = await servingStep(CH, 8, 512, 8, {}, 3000);
+  const packed = await servingStep(CH, 1, 4096, 8, { cu: cuOf(eight) }, 3000); // the same tokens and states
+  checkSame("serve_prefill_packed_8x512", packed, plain);
   return timeSteps(
     [
-      ["serve_prefill_b8_t512", await servingStep(CH, 8, 512, 8, {}, 3000)],
-      ["serve_prefill_packed_8x512", await servingStep(CH, 1, 4096, 8, { cu: cuOf(eight) }, 3000)],
+      ["serve_prefill_b8_t512", plain],
+      ["serve_prefill_packed_8x512", packed],
       ["serve_prefill_uneven", await servingStep(CH, 1, 2050, 3, { cu: cuOf(uneven) }, 3100)],
     ],
     opt.runs,
