@@ -7,7 +7,9 @@
  */
 import { GdnFuseError } from "../errors.js";
 import { int64ToBigInt, onnx } from "../ir/onnx.js";
-import { ATTR_TYPE_CODE, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, GDN_OPSETS, type AttrContract } from "../ops.js";
+import {
+  ATTR_TYPE_CODE, DELTA_RULE_SERVING_INPUTS, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, GDN_OPSETS, type AttrContract,
+} from "../ops.js";
 
 const ATTR_TYPE_NAME: Record<number, string> = {
   1: "a float", 2: "an int", 3: "a string", 4: "a tensor", 5: "a graph", 6: "floats", 7: "ints", 8: "strings",
@@ -60,12 +62,11 @@ function checkGdnOpset(model: onnx.IModelProto): number {
  * The delta-rule inputs 6-8 are reserved in gdn opset 1. The op library cannot tell a node's opset (ORT's custom-op
  * API does not say it) and implements their opset-2 meaning, so opset-1 models are refused here.
  */
-const SERVING_INPUTS_FROM = 6;
 function checkOpset1Inputs(where: string, op: string, node: onnx.INodeProto): void {
   if (op !== "ChunkGatedDeltaRule" && op !== "RecurrentGatedDeltaRule") return;
   const names = GDN_CONTRACT[op].inputs;
   (node.input ?? []).forEach((name, i) => {
-    if (i < SERVING_INPUTS_FROM || name === "") return;
+    if (i < DELTA_RULE_SERVING_INPUTS || name === "") return;
     throw new GdnFuseError(
       "E_MODEL",
       `${where}: input ${i} (${names[i]}) is reserved in gdn opset 1 and not implemented by the CPU backend`,
