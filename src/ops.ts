@@ -115,8 +115,6 @@ const intIn =
 const finiteNonNegative = (v: number | string): string | null =>
   typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : `must be a finite value >= 0`;
 
-/** Position of the first delta-rule serving input (cu_seqlens); inputs from here on are gdn opset 2's. */
-export const DELTA_RULE_SERVING_INPUTS = 6;
 const DELTA_RULE_INPUTS = ["query", "key", "value", "g", "beta", "initial_state", "cu_seqlens", "ssm_state_indices", "num_accepted_tokens"];
 const DELTA_RULE_ATTRS = {
   [DeltaRuleAttr.scale]: { kind: "float", default: 0, check: finite },
@@ -127,7 +125,7 @@ const DELTA_RULE_ATTRS = {
 /**
  * The op contract of gdn opsets 1 and 2 (docs/ops.md; native/common/gdn_contract.h is the C++ version): input and
  * output names, and each attribute's type, default and allowed values. The names are the same in both opsets; in
- * opset 2 the delta-rule inputs from DELTA_RULE_SERVING_INPUTS on (cu_seqlens int32/int64 [N+1],
+ * opset 2 the delta-rule inputs from DeltaRuleIn.cuSeqlens on (cu_seqlens int32/int64 [N+1],
  * ssm_state_indices int32/int64 [N] or, recurrent only, [N,Tmax], num_accepted_tokens int32/int64 [N]) serve
  * packed sequences, state pools and speculative decoding; opset 1 reserves them.
  */

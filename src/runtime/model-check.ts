@@ -8,7 +8,7 @@
 import { GdnFuseError } from "../errors.js";
 import { int64ToBigInt, onnx } from "../ir/onnx.js";
 import {
-  ATTR_TYPE_CODE, DELTA_RULE_SERVING_INPUTS, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, GDN_OPSETS, type AttrContract,
+  ATTR_TYPE_CODE, DeltaRuleIn, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, GDN_OPSETS, type AttrContract,
 } from "../ops.js";
 
 const ATTR_TYPE_NAME: Record<number, string> = {
@@ -66,7 +66,7 @@ function checkOpset1Inputs(where: string, op: string, node: onnx.INodeProto): vo
   if (op !== "ChunkGatedDeltaRule" && op !== "RecurrentGatedDeltaRule") return;
   const names = GDN_CONTRACT[op].inputs;
   (node.input ?? []).forEach((name, i) => {
-    if (i < DELTA_RULE_SERVING_INPUTS || name === "") return;
+    if (i < DeltaRuleIn.cuSeqlens || name === "") return;
     throw new GdnFuseError(
       "E_MODEL",
       `${where}: input ${i} (${names[i]}) is reserved in gdn opset 1 and not implemented by the CPU backend`,
