@@ -1,6 +1,13 @@
 /** The fused ops' domain and opset (docs/ops.md is the contract). */
 export const GDN_DOMAIN = "gdn";
 export const GDN_OPSET = 1;
+/**
+ * gdn opset 2: the delta-rule ops' inputs 6-8 (cu_seqlens, ssm_state_indices, num_accepted_tokens) take the serving
+ * engines' meaning. Opset-1 models keep loading; the runtime refuses those inputs in them.
+ */
+export const GDN_OPSET_SERVING = 2;
+/** The gdn opsets this runtime implements. */
+export const GDN_OPSETS: readonly number[] = [GDN_OPSET, GDN_OPSET_SERVING];
 
 export const GdnOp = {
   ChunkGatedDeltaRule: "ChunkGatedDeltaRule",
@@ -24,6 +31,8 @@ export interface AttrContract {
 export interface OpContract {
   /** Input names by position; `required` leading ones must be present. */
   inputs: readonly string[];
+  /** How many of `inputs` gdn opset 1 has, when later opsets added some. */
+  opset1Inputs?: number;
   required: number;
   outputs: readonly string[];
   attributes: Readonly<Record<string, AttrContract>>;
@@ -67,7 +76,12 @@ export const GDN_CONTRACT: Readonly<Record<keyof typeof GdnOp, OpContract>> = {
     attributes: DELTA_RULE_ATTRS,
   },
   CausalConv1d: {
-    inputs: ["x", "weight", "bias", "conv_state"],
+    // From gdn opset 2: packed sequences, a conv state pool, speculative decoding (docs/ops.md).
+    inputs: [
+      "x", "weight", "bias", "conv_state",
+      "cu_seqlens", "conv_state_indices", "num_accepted_tokens", "has_initial_state",
+    ],
+    opset1Inputs: 4,
     required: 2,
     outputs: ["y", "conv_state_out"],
     attributes: {

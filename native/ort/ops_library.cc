@@ -37,6 +37,7 @@ DType to_dtype(ONNXTensorElementDataType t) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return DType::kBFloat16;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DType::kInt32;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DType::kBool;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED: return DType::kUndefined;
     default: return DType::kOther;
   }
@@ -300,13 +301,35 @@ OrtStatus* conv_create(const OrtKernelInfo*, AttrReader& r, void** out) {
   return nullptr;
 }
 
+size_t element_size(DType t) { return t == DType::kFloat32 ? 4 : 2; }
+
+// Opset-2 serving inputs: the plan of sequences, and conv_state_out a copy of the pool unless it is the pool.
+OrtStatus* conv_serving_plan(const CausalConv1dParams& p, const Inputs& in, const CausalConv1dTensors& t,
+                             CausalConv1dPlan* plan) {
+  using namespace causal_conv1d;
+  const auto data = [&](int i) { return (size_t)i < in.data.size() ? in.data[i] : nullptr; };
+  const auto* has_initial_state = static_cast<const bool*>(data(kHasInitialState));
+  const std::string err = build_causal_conv1d_plan(p, data(kCuSeqlens), data(kConvStateIndices),
+                                                   data(kNumAcceptedTokens), has_initial_state, plan);
+  if (!err.empty()) return invalid(err);
+  if (p.pool() && t.conv_state_out != nullptr && t.conv_state_out != t.conv_state) {
+    int64_t bytes = 0;
+    checked_numel(p.state_shape(), &bytes);  // the pool is an input: its size fits
+    std::memcpy(t.conv_state_out, t.conv_state, (size_t)bytes * element_size(p.x_type));
+  }
+  return nullptr;
+}
+
 OrtStatus* conv_compute(void* kernel, const std::string& node, OrtKernelContext* ctx) {
   const auto* k = static_cast<const ConvKernel*>(kernel);
   const char* name = op::kCausalConv1d;
   Inputs in;
   GDN_ORT_TRY(read_inputs(ctx, name, &in));
   CausalConv1dParams p;
-  const std::string err = validate_causal_conv1d(k->attrs, in.info.data(), in.info.size(), &p);
+  // Inputs 4-7 with their opset-2 meaning: ORT gives a custom op no way to learn its node's opset; the runtime's
+  // model check refuses them in opset-1 models.
+  const std::string err =
+      validate_causal_conv1d(k->attrs, in.info.data(), in.info.size(), &p, causal_conv1d::kFirstServingOpset);
   if (!err.empty()) return invalid(err);
   CausalConv1dTensors t;
   t.x = in.data[causal_conv1d::kX];
@@ -317,6 +340,13 @@ OrtStatus* conv_compute(void* kernel, const std::string& node, OrtKernelContext*
   GDN_ORT_TRY(get_output(ctx, name, node, "conv_state_out", causal_conv1d::kConvStateOut, p.state_shape(), p.x_type,
                          &t.conv_state_out));
   if (t.y == nullptr) return nullptr;
+  if (p.serving()) {
+    CausalConv1dPlan plan;
+    GDN_ORT_TRY(conv_serving_plan(p, in, t, &plan));
+    t.plan = &plan;
+    cpu::causal_conv1d(p, t, ort_parallel(ctx));
+    return nullptr;
+  }
   // Nothing to write (B or C may be huge when T = 0): never loop over empty rows.
   if ((p.T == 0 || p.B == 0 || p.C == 0) && (t.conv_state_out == nullptr || p.S == 0 || p.B == 0 || p.C == 0))
     return nullptr;
@@ -400,6 +430,7 @@ constexpr ONNXTensorElementDataType kF32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 constexpr ONNXTensorElementDataType kF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
 constexpr ONNXTensorElementDataType kBF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
 constexpr ONNXTensorElementDataType kI64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+constexpr ONNXTensorElementDataType kBool = ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
 // Placeholders resolved per variant: kT1 = the op's main float type, kT2 = its secondary float type. Plain ints:
 // 1001 is no value of the ORT enum, and holding it in an enum variable is undefined behaviour (UBSan says so).
 constexpr int kT1 = 1001;
@@ -555,7 +586,9 @@ void infer_causal_conv1d(ShapeInfer& si) {
   if (!x.ok) return;
   ShapeOf out;
   out.type = x.type;
-  out.push(x, 0);
+  const ShapeOf cu = si.in(kCuSeqlens, 1);  // packed (opset 2): one state row per sequence, N = len - 1
+  if (cu.ok) out.dims.push_back(cu.dims[0] > 0 ? cu.dims[0] - 1 : -1), out.syms.push_back("");
+  else out.push(x, 0);
   out.push(x, 1);
   int64_t S = si.attr_int(kAttrStateSize, kDefaultStateSize);
   if (S == 0) {
@@ -669,13 +702,18 @@ const OpSpec* all_specs(size_t* n) {
     return v;
   }();
   static const std::vector<IoSpec> dr_out = {{kT1, false}, {kF32, true}};
+  // CausalConv1d: x, weight, bias, conv_state; from opset 2 cu_seqlens, conv_state_indices, num_accepted_tokens
+  // (int32 or int64, checked at run time) and has_initial_state.
+  static const std::vector<IoSpec> conv_in = {{kT1, false}, {kT2, false}, {kT2, true},  {kT1, true},
+                                              {kAny, true}, {kAny, true}, {kAny, true}, {kBool, true}};
+  static const std::vector<IoSpec> conv_out = {{kT1, false}, {kT1, true}};
   static const OpSpec specs[] = {
       {op::kChunkGatedDeltaRule, dr_in_chunk, dr_out, &delta_rule_create<true>, &delta_rule_compute,
        &destroy_kernel<DeltaRuleKernel>, same, &infer_delta_rule},
       {op::kRecurrentGatedDeltaRule, dr_in_rec, dr_out, &delta_rule_create<false>, &delta_rule_compute,
        &destroy_kernel<DeltaRuleKernel>, same, &infer_delta_rule},
-      {op::kCausalConv1d, {{kT1, false}, {kT2, false}, {kT2, true}, {kT1, true}}, {{kT1, false}, {kT1, true}},
-       &conv_create, &conv_compute, &destroy_kernel<ConvKernel>, with_f32_weight, &infer_causal_conv1d},
+      {op::kCausalConv1d, conv_in, conv_out, &conv_create, &conv_compute, &destroy_kernel<ConvKernel>,
+       with_f32_weight, &infer_causal_conv1d},
       {op::kGatedDeltaGating, {{kT2, false}, {kT1, false}, {kF32, false}, {kF32, false}}, {{kF32, false}, {kT1, false}},
        &gating_create, &gating_compute, nullptr, all_pairs, &infer_gating},
       {op::kGatedRMSNorm, {{kT1, false}, {kT1, false}, {kT2, false}}, {{kT1, false}},
