@@ -3,6 +3,7 @@
  * against running each sequence alone through the original fused layer. The numeric part needs the delta-rule
  * serving inputs (serve-delta): it runs when a one-node RecurrentGatedDeltaRule with cu_seqlens runs.
  */
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
@@ -12,6 +13,7 @@ import { encodeMessage } from "../src/ir/onnx.js";
 import { loadRuntime } from "../src/runtime/index.js";
 import { readTensorProto } from "./helpers/tensor-io.js";
 import { ROOT } from "./helpers/cases.js";
+import { transpileRuntime } from "./helpers/runtime-js.js";
 
 const MODELS = join(ROOT, "models");
 const ready = loadRuntime().opsLibraryPath !== null;
@@ -147,5 +149,17 @@ describe.skipIf(!servingDeltaAvailable)("toServingForm: equals each sequence alo
         expect(Array.from(got)).toEqual(Array.from(newRec.subarray(b * rs, (b + 1) * rs)));
       }
     }
+  });
+});
+
+describe.skipIf(!servingDeltaAvailable)("examples/serving-decode-loop.mjs (docs/serving.md)", () => {
+  it("runs: sequences join and leave, a speculative step with 3 drafts and 1 accepted, all equal to running alone", () => {
+    const { dir } = transpileRuntime();
+    const r = spawnSync(process.execPath, [join(ROOT, "examples", "serving-decode-loop.mjs")], {
+      env: { ...process.env, GDN_FUSE_SRC: join(dir, "src") }, encoding: "utf8", timeout: 120_000,
+    });
+    expect(r.stderr).not.toContain("Error");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^OK: 3 sequences running, every output within .* of running alone$/m);
   });
 });

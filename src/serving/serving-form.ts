@@ -10,8 +10,8 @@ import { GDN_DOMAIN } from "../ops.js";
 export interface ServingFormOptions {
   /**
    * Speculative decoding: `state_indices` is [N, max_tokens] (token t of sequence n writes its recurrent state
-   * into slot state_indices[n, t]), `num_accepted_tokens` [N] is an input, and the delta rule is the recurrent op.
-   * Without it `state_indices` is [N].
+   * into slot state_indices[n, t]), the conv pool has its own `conv_state_indices` [N], `num_accepted_tokens` [N]
+   * is an input, and the delta rule is the recurrent op. Without it `state_indices` [N] serves both pools.
    */
   speculative?: { maxTokens: number };
   /** Positions the conv state pool keeps; default W-1, or W-2+maxTokens when speculative. */
@@ -22,6 +22,7 @@ export interface ServingFormOptions {
 export const SERVING_NAMES = {
   cuSeqlens: "cu_seqlens",
   stateIndices: "state_indices",
+  convStateIndices: "conv_state_indices",
   numAcceptedTokens: "num_accepted_tokens",
   convPool: "conv_state_pool",
   recurrentPool: "recurrent_state_pool",
@@ -69,7 +70,10 @@ function freeTokenAxis(graph: onnx.IGraphProto): void {
     const dims = Array.from(tensorToArray(shape) as ArrayLike<number | bigint>, Number);
     if (dims.length !== 4) throw refuse(`Reshape node '${node.name}' has shape [${dims}], expected [B,T,heads,dim]`);
     const name = `${node.name}_serving_shape`;
-    graph.initializer!.push(arrayToTensor(name, [4], INT64, BigInt64Array.from([1n, -1n, BigInt(dims[2]!), BigInt(dims[3]!)])));
+    const shared = (graph.node ?? []).some((n) => n !== node && n.input?.includes(shape.name ?? ""));
+    if (!shared) graph.initializer = graph.initializer!.filter((t) => t !== shape);
+    const target = BigInt64Array.from([1n, -1n, BigInt(dims[2]!), BigInt(dims[3]!)]);
+    graph.initializer!.push(arrayToTensor(name, [4], INT64, target));
     node.input![1] = name;
   }
 }
@@ -83,11 +87,14 @@ function transposeConvOutput(graph: onnx.IGraphProto, conv: onnx.INodeProto): vo
   const users = (graph.node ?? []).filter((n) => n.input?.includes(y));
   if (users.length === 1 && users[0]!.opType === "Transpose") return;
   if (users.length !== 1 || users[0]!.opType !== "Gather") {
-    throw refuse(`the CausalConv1d output '${y}' feeds ${users.map((u) => u.opType).join(", ")}, expected a Transpose or a Gather`);
+    const ops = users.map((u) => u.opType).join(", ");
+    throw refuse(`the CausalConv1d output '${y}' feeds ${ops || "nothing"}, expected a Transpose or a Gather`);
   }
   const gather = users[0]!;
   const axis = gather.attribute?.find((a) => a.name === "axis");
-  if (!axis || int64ToNumber(axis.i) !== 1) throw refuse(`Gather node '${gather.name}' after the conv must gather axis 1`);
+  if (!axis || int64ToNumber(axis.i) !== 1) {
+    throw refuse(`Gather node '${gather.name}' after the conv must gather axis 1`);
+  }
   axis.i = 2;
   const transposed = `${y}_serving_btc`;
   graph.node!.splice(graph.node!.indexOf(gather), 0, {
@@ -114,8 +121,8 @@ function stateDims(graph: onnx.IGraphProto, delta: onnx.INodeProto): Dim[] {
 
 /** A layer without state inputs (prefill): heads and K, V from the Reshape + Split that make q, k, v. */
 function stateDimsFromHeads(graph: onnx.IGraphProto, delta: onnx.INodeProto): Dim[] {
-  const unknown = refuse(`the ${delta.opType} state shape is not known (no state input or output, and q/k/v do not come `
-    + "from one Split of a [B,T,heads,K+K+V] Reshape)");
+  const unknown = refuse(`the ${delta.opType} state shape is not known (no state input or output, and q/k/v `
+    + "do not come from one Split of a [B,T,heads,K+K+V] Reshape)");
   const producer = (v: string | undefined) => (graph.node ?? []).find((n) => n.output?.includes(v ?? ""));
   const split = producer(delta.input?.[0]);
   const reshape = producer(split?.input?.[0]);
@@ -125,17 +132,18 @@ function stateDimsFromHeads(graph: onnx.IGraphProto, delta: onnx.INodeProto): Di
   const [K, , V] = Array.from(tensorToArray(sizes) as ArrayLike<number | bigint>, Number);
   const heads = Number((tensorToArray(shape) as ArrayLike<number | bigint>)[2]);
   if (!K || !V || !heads) throw unknown;
-  const vk = delta.attribute?.some((a) => a.name === "state_layout" && new TextDecoder().decode(a.s ?? undefined) === "vk");
+  const layout = delta.attribute?.find((a) => a.name === "state_layout");
+  const vk = layout?.s ? new TextDecoder().decode(layout.s) === "vk" : false;
   return vk ? [heads, V, K] : [heads, K, V];
 }
 
 /**
- * Rewrites a fused gated-delta layer (as fuse-model writes it, prefill or decode) into its serving form. Graph
- * inputs: the packed hidden states [1, T_total, hidden], `cu_seqlens` [N+1], `state_indices` ([N], or [N, max_tokens]
- * when speculative), `num_accepted_tokens` [N] (speculative), `conv_state_pool` [slots, C, S] and
- * `recurrent_state_pool` [slots, ...state dims]. Graph outputs: the layer output and both pools after the step
- * (bind the pools themselves as these outputs to update them in place). Throws a GdnFuseError naming what it
- * cannot rewrite.
+ * Rewrites a fused gated-delta layer (as fuse-model writes it, prefill or decode) into its serving form.
+ * Graph inputs: the packed hidden states [1, T_total, hidden], `cu_seqlens` [N+1], `state_indices` ([N]; or
+ * [N, max_tokens] when speculative, then also `conv_state_indices` [N] and `num_accepted_tokens` [N]),
+ * `conv_state_pool` [slots, C, S] and `recurrent_state_pool` [slots, ...state dims]. Graph outputs: the layer
+ * output and both pools after the step (bind the pools themselves as these outputs to update them in place).
+ * Throws a GdnFuseError naming what it cannot rewrite.
  */
 export function toServingForm(model: onnx.IModelProto, options: ServingFormOptions = {}): onnx.IModelProto {
   const out = onnx.ModelProto.decode(onnx.ModelProto.encode(onnx.ModelProto.fromObject(model)).finish());
@@ -148,32 +156,28 @@ export function toServingForm(model: onnx.IModelProto, options: ServingFormOptio
     throw refuse(`speculative.maxTokens must be an integer >= 1, got ${spec.maxTokens}`);
   }
   const S = options.convStateSize ?? (spec ? W - 2 + spec.maxTokens : W - 1);
-  if (!(Number.isInteger(S) && S >= W - 1)) throw refuse(`convStateSize must be an integer >= W-1 = ${W - 1}, got ${S}`);
+  if (!(Number.isInteger(S) && S >= W - 1)) {
+    throw refuse(`convStateSize must be an integer >= W-1 = ${W - 1}, got ${S}`);
+  }
   const state = stateDims(graph, delta);
   const hidden = hiddenInput(graph, conv, delta);
   const N = SERVING_NAMES;
 
   transposeConvOutput(graph, conv);
   freeTokenAxis(graph);
-  // The conv keeps one pool slot per sequence: with per-token slots that is the first one (as vLLM).
-  let convIndices: string = N.stateIndices;
-  if (spec) {
-    convIndices = "conv_state_indices";
-    graph.initializer!.push(arrayToTensor("serving_column0", [], INT64, BigInt64Array.of(0n)));
-    graph.node!.unshift({
-      name: "serving_conv_indices", opType: "Gather", input: [N.stateIndices, "serving_column0"], output: [convIndices],
-      attribute: [{ name: "axis", type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
-    });
-  }
+  // The conv keeps one pool slot per sequence; with per-token recurrent slots it gets its own index input.
+  const convIndices: string = spec ? N.convStateIndices : N.stateIndices;
   const accepted = spec ? N.numAcceptedTokens : "";
-  conv.input = [conv.input![0]!, conv.input![1]!, conv.input?.[2] ?? "", N.convPool, N.cuSeqlens, convIndices, accepted];
+  const [x, weight, bias] = [conv.input![0]!, conv.input![1]!, conv.input?.[2] ?? ""];
+  conv.input = [x, weight, bias, N.convPool, N.cuSeqlens, convIndices, accepted];
   conv.output = [conv.output![0]!, N.convPoolOut];
   setIntAttr(conv, "state_size", S);
   if (spec && delta.opType === "ChunkGatedDeltaRule") {
     delta.opType = "RecurrentGatedDeltaRule";
     delta.attribute = (delta.attribute ?? []).filter((a) => a.name !== "chunk_size");
   }
-  delta.input = [...delta.input!.slice(0, 5), N.recurrentPool, N.cuSeqlens, N.stateIndices, ...(spec ? [accepted] : [])];
+  const servingInputs = [N.recurrentPool, N.cuSeqlens, N.stateIndices, ...(spec ? [accepted] : [])];
+  delta.input = [...delta.input!.slice(0, 5), ...servingInputs];
   delta.output = [delta.output![0]!, N.recurrentPoolOut];
 
   const layerOut = graph.output!.find((o) => !isStateOutput(o.name, model));
@@ -181,7 +185,7 @@ export function toServingForm(model: onnx.IModelProto, options: ServingFormOptio
     valueInfo(hidden.name!, elemOf(hidden), [1, "T_total", dimsOf(hidden)![2]!]),
     valueInfo(N.cuSeqlens, INT64, ["N_plus_1"]),
     valueInfo(N.stateIndices, INT64, spec ? ["N", spec.maxTokens] : ["N"]),
-    ...(spec ? [valueInfo(N.numAcceptedTokens, INT64, ["N"])] : []),
+    ...(spec ? [valueInfo(N.convStateIndices, INT64, ["N"]), valueInfo(N.numAcceptedTokens, INT64, ["N"])] : []),
     valueInfo(N.convPool, elemOf(hidden), ["slots", C, S]),
     valueInfo(N.recurrentPool, FLOAT, ["slots", ...state]),
   ];
