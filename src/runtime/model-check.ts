@@ -24,7 +24,8 @@ export function checkModel(bytes: Uint8Array, givenAsBytes: boolean): void {
     return;
   }
   const graphs = allGraphs(model);
-  const opset = graphs.some((g) => g.node?.some((n) => (n.domain ?? "") === GDN_DOMAIN)) ? checkGdnOpset(model) : GDN_OPSET;
+  const usesGdn = graphs.some((g) => g.node?.some((n) => (n.domain ?? "") === GDN_DOMAIN));
+  const opset = usesGdn ? checkGdnOpset(model) : GDN_OPSET;
   for (const g of graphs) {
     for (const node of g.node ?? []) if ((node.domain ?? "") === GDN_DOMAIN) checkGdnNode(node, opset);
   }
