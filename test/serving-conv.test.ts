@@ -338,3 +338,32 @@ describe.skipIf(!ready)("CausalConv1d opset 2: bad serving inputs give one clear
     expect(await convError(base(over))).toContain(message);
   });
 });
+
+describe.skipIf(!ready)("CausalConv1d: gdn opset 1 models keep their 4 inputs", () => {
+  it("an opset-1 node with cu_seqlens is refused when the model is loaded", async () => {
+    const model = convModel(
+      [{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "", elem: 0 }, { name: "cu", elem: 7 }],
+      [{ name: "y", elem: 1 }], 0, 1);
+    await expect(ort.InferenceSession.create(model, { executionProviders: ["gdn"] })).rejects.toThrow(
+      "CausalConv1d node 'conv': input 4 (cu_seqlens) is defined from gdn opset 2 on; this model imports gdn opset 1");
+  });
+
+  it("an opset-1 node with 4 inputs runs as before", async () => {
+    const weight = rounded(C * W, 61, "float32");
+    const state = rounded(2 * C * W, 62, "float32");
+    const x = rounded(2 * C * 5, 63, "float32");
+    const model = convModel([{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "s", elem: 1 }],
+      [{ name: "y", elem: 1 }, { name: "so", elem: 1 }], 0, 1);
+    const session = await ort.InferenceSession.create(model, { executionProviders: ["gdn"] });
+    const r = await session.run({
+      x: floatTensor(x, [2, C, 5], "float32"), weight: new ort.Tensor("float32", Float32Array.from(weight), [C, 1, W]),
+      s: floatTensor(state, [2, C, W], "float32"),
+    });
+    await session.release();
+    for (let b = 0; b < 2; b++) {
+      const ref = referenceSequence(channelRows(x, b, 5), channelRows(state, b, W), weight, W);
+      expect(maxAbsDiff(floatData(r.y!, "float32").slice(b * C * 5, (b + 1) * C * 5), flat(ref.y))).toBeLessThan(1e-5);
+      expect(maxAbsDiff(floatData(r.so!, "float32").slice(b * C * W, (b + 1) * C * W), flat(ref.state))).toBe(0);
+    }
+  });
+});

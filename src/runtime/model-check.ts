@@ -73,6 +73,18 @@ function checkOpset1Inputs(where: string, op: string, node: onnx.INodeProto): vo
   });
 }
 
+/** Inputs that a later gdn opset added (CausalConv1d's 4-7) are refused in opset-1 models. */
+type Contract = (typeof GDN_CONTRACT)[keyof typeof GDN_CONTRACT];
+function checkAddedInputs(where: string, contract: Contract, node: onnx.INodeProto): void {
+  const count = contract.opset1Inputs;
+  if (count === undefined) return;
+  (node.input ?? []).forEach((name, i) => {
+    if (i < count || name === "") return;
+    const why = `input ${i} (${contract.inputs[i]}) is defined from gdn opset 2 on; this model imports gdn opset 1`;
+    throw new GdnFuseError("E_MODEL", `${where}: ${why}`);
+  });
+}
+
 function checkGdnNode(node: onnx.INodeProto, opset: number): void {
   const op = node.opType ?? "";
   const where = `${op} node '${node.name ?? ""}'`;
@@ -85,6 +97,7 @@ function checkGdnNode(node: onnx.INodeProto, opset: number): void {
     throw new GdnFuseError("E_MODEL", `${where}: has ${inputs} inputs, the op takes at most ${contract.inputs.length}`);
   }
   if (opset === GDN_OPSET) checkOpset1Inputs(where, op, node);
+  if (opset === GDN_OPSET) checkAddedInputs(where, contract, node);
   const outputs = node.output?.length ?? 0;
   if (outputs > contract.outputs.length) {
     throw new GdnFuseError("E_MODEL", `${where}: has ${outputs} outputs, the op has at most ${contract.outputs.length}`);
