@@ -92,7 +92,8 @@ async function runConv(c: ServingCall): Promise<{ y: Float64Array; state: Float6
     x: floatTensor(c.x, c.xDims, c.dt),
     weight: new ort.Tensor("float32", Float32Array.from(c.weight), [C, 1, W]),
   };
-  const inputs: Io[] = [{ name: "x", elem: xe }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "", elem: 0 }];
+  const absent = { name: "", elem: 0 };
+  const inputs: Io[] = [{ name: "x", elem: xe }, { name: "weight", elem: 1 }, absent, absent];
   const add = (i: number, name: string, elem: number, t: ort.Tensor) => {
     while (inputs.length <= i) inputs.push({ name: "", elem: 0 });
     inputs[i] = { name, elem };
@@ -103,7 +104,10 @@ async function runConv(c: ServingCall): Promise<{ y: Float64Array; state: Float6
   if (c.cu) add(4, "cu_seqlens", ie, idx(c.cu));
   if (c.indices) add(5, "conv_state_indices", ie, idx(c.indices));
   if (c.accepted) add(6, "num_accepted_tokens", ie, idx(c.accepted));
-  if (c.hasInit) add(7, "has_initial_state", ELEM.bool, new ort.Tensor("bool", Uint8Array.from(c.hasInit, Number), [c.hasInit.length]));
+  if (c.hasInit) {
+    const flags = new ort.Tensor("bool", Uint8Array.from(c.hasInit, Number), [c.hasInit.length]);
+    add(7, "has_initial_state", ELEM.bool, flags);
+  }
   const model = convModel(inputs, [{ name: "y", elem: xe }, { name: "conv_state_out", elem: xe }], c.stateSize ?? 0);
   const session = await ort.InferenceSession.create(model, { executionProviders: ["gdn"], intraOpNumThreads: 2 });
   try {
@@ -184,7 +188,8 @@ describe.skipIf(!ready)("CausalConv1d opset 2: packed prefill with a state pool"
     { dt: "float16", S: W - 1, index32: true },
     { dt: "bfloat16", S: W, index32: false },
   ];
-  it.each(cases)("$dt, S = $S: uneven lengths (incl. 0 and 1), unused and reused slots, has_initial_state", async ({ dt, S, index32 }) => {
+  const what = "$dt, S = $S: uneven lengths (incl. 0 and 1), unused and reused slots, has_initial_state";
+  it.each(cases)(what, async ({ dt, S, index32 }) => {
     const lengths = [5, 0, 1, 9, 3, 2];
     const indices = [4, 1, 0, 6, 2, 1]; // slot 1 twice: sequence 1 has no tokens (skipped); slots 3, 5 unused
     const hasInit = [true, true, false, true, true, true];
@@ -220,7 +225,9 @@ describe.skipIf(!ready)("CausalConv1d opset 2: packed prefill with a state pool"
     const state = rounded(lengths.length * C * S, 22, "float32");
     const seqs = lengths.map((L, n) => channelRows(rounded(C * L, 200 + n, "float32"), 0, L));
     const cu = [0, 3, 3, 10];
-    const r = await runConv({ dt: "float32", x: pack(seqs), xDims: [1, C, 10], weight, state, stateDims: [3, C, S], cu });
+    const r = await runConv({
+      dt: "float32", x: pack(seqs), xDims: [1, C, 10], weight, state, stateDims: [3, C, S], cu,
+    });
     const rows = [];
     for (let n = 0; n < 3; n++) {
       // A sequence of length 0 keeps its row (the reference; compared directly, not through a T = 0 plain call).
@@ -238,7 +245,8 @@ describe.skipIf(!ready)("CausalConv1d opset 2: packed prefill with a state pool"
  */
 describe.skipIf(!ready)("CausalConv1d opset 2: speculative decoding (num_accepted_tokens)", () => {
   const dts: DType[] = ["float32", "float16", "bfloat16"];
-  it.each([1, 2, 3, 4].flatMap((d) => dts.map((dt) => ({ d, dt }))))("$d drafts, $dt: every acceptance count", async ({ d, dt }) => {
+  const grid = [1, 2, 3, 4].flatMap((d) => dts.map((dt) => ({ d, dt })));
+  it.each(grid)("$d drafts, $dt: every acceptance count", async ({ d, dt }) => {
     const T = d + 1;
     const S = W - 2 + T;
     const prefix = 6;
@@ -268,7 +276,8 @@ describe.skipIf(!ready)("CausalConv1d opset 2: speculative decoding (num_accepte
       cu: Array.from({ length: N + 1 }, (_, n) => n * T), indices, accepted,
     });
     for (let n = 0; n < N; n++) {
-      const cat = (a: Float64Array[], b: Float64Array[], bn: number) => a.map((row, c) => Float64Array.from([...row, ...b[c]!.slice(0, bn)]));
+      const cat = (a: Float64Array[], b: Float64Array[], bn: number) =>
+        a.map((row, c) => Float64Array.from([...row, ...b[c]!.slice(0, bn)]));
       const y1 = (await alone(dt, cat(history[n]!, step1[n]!, T), null, weight, S)).y;
       const kept = cat(history[n]!, step1[n]!, accepted[n]!);
       const plain = await alone(dt, cat(kept, step2[n]!, T), null, weight, S);
@@ -289,7 +298,9 @@ describe.skipIf(!ready)("CausalConv1d opset 2: speculative decoding (num_accepte
     const weight = rounded(C * W, 41, "float32");
     const state = rounded(N * C * S, 42, "float32");
     const x = rounded(N * C * T, 43, "float32");
-    const r = await runConv({ dt: "float32", x, xDims: [N, C, T], weight, state, stateDims: [N, C, S], accepted: [2, 4] });
+    const r = await runConv({
+      dt: "float32", x, xDims: [N, C, T], weight, state, stateDims: [N, C, S], accepted: [2, 4],
+    });
     for (let n = 0; n < N; n++) {
       const a = [2, 4][n]!;
       const st = channelRows(state, n, S);
@@ -311,21 +322,29 @@ describe.skipIf(!ready)("CausalConv1d opset 2: bad serving inputs give one clear
     state: new Float64Array(3 * C * S), stateDims: [3, C, S], cu: [0, 1, 4], indices: [0, 2], ...over,
   });
   const cases: [string, Partial<ServingCall>, string][] = [
-    ["index out of range", { indices: [0, 3] }, "CausalConv1d: conv_state_indices[1] = 3 is out of range for a pool of 3 slots"],
-    ["negative index", { indices: [-1, 0] }, "CausalConv1d: conv_state_indices[0] = -1 is out of range for a pool of 3 slots"],
+    ["index out of range", { indices: [0, 3] },
+      "CausalConv1d: conv_state_indices[1] = 3 is out of range for a pool of 3 slots"],
+    ["negative index", { indices: [-1, 0] },
+      "CausalConv1d: conv_state_indices[0] = -1 is out of range for a pool of 3 slots"],
     ["duplicate slots", { indices: [2, 2] },
       "CausalConv1d: conv_state_indices[1] = 2 is also the slot of sequence 0 (each slot is written by one sequence)"],
     ["cu_seqlens not starting at 0", { cu: [1, 1, 4] }, "CausalConv1d: cu_seqlens must start at 0, got 1"],
-    ["cu_seqlens decreasing", { cu: [0, 3, 2] }, "CausalConv1d: cu_seqlens must be non-decreasing, got cu_seqlens[2] = 2 after 3"],
+    ["cu_seqlens decreasing", { cu: [0, 3, 2] },
+      "CausalConv1d: cu_seqlens must be non-decreasing, got cu_seqlens[2] = 2 after 3"],
     ["cu_seqlens past T", { cu: [0, 5, 5] }, "CausalConv1d: cu_seqlens[1] = 5 is past the end of x's 4 tokens"],
     ["cu_seqlens short of T", { cu: [0, 1, 3] }, "CausalConv1d: cu_seqlens must end at T = 4, got 3"],
-    ["cu_seqlens empty", { cu: [], indices: [] }, "CausalConv1d: cu_seqlens must have shape [N+1] with N >= 0, got [0]"],
+    ["cu_seqlens empty", { cu: [], indices: [] },
+      "CausalConv1d: cu_seqlens must have shape [N+1] with N >= 0, got [0]"],
     ["B != 1 with cu_seqlens", { x: new Float64Array(2 * C * 2), xDims: [2, C, 2] },
       "CausalConv1d: x has batch 2, but with cu_seqlens (input 4) x must be [1,C,T_total]"],
-    ["indices of another length", { indices: [0] }, "CausalConv1d: conv_state_indices has shape [1], expected [2] (one per sequence)"],
+    ["indices of another length", { indices: [0] },
+      "CausalConv1d: conv_state_indices has shape [1], expected [2] (one per sequence)"],
     ["accepted count 0", { accepted: [0, 1] },
       "CausalConv1d: num_accepted_tokens[0] = 0 is out of range 1..1 (S-W+2 for conv_state of 3 positions and W = 4)"],
-    ["accepted count past the state", { state: new Float64Array(3 * C * 5), stateDims: [3, C, 5], cu: [0, 1, 3], x: new Float64Array(C * 3), xDims: [1, C, 3], accepted: [1, 4] },
+    ["accepted count past the state", {
+      state: new Float64Array(3 * C * 5), stateDims: [3, C, 5], cu: [0, 1, 3],
+      x: new Float64Array(C * 3), xDims: [1, C, 3], accepted: [1, 4],
+    },
       "CausalConv1d: num_accepted_tokens[1] = 4 is out of range 1..3 (S-W+2 for conv_state of 5 positions and W = 4)"],
     ["state too short for the drafts", { accepted: [1, 1] },
       "CausalConv1d: sequence 1 has 3 tokens, but a speculative step needs W-2+3 = 5 conv_state positions, got 3"],
@@ -342,7 +361,8 @@ describe.skipIf(!ready)("CausalConv1d opset 2: bad serving inputs give one clear
 describe.skipIf(!ready)("CausalConv1d: gdn opset 1 models keep their 4 inputs", () => {
   it("an opset-1 node with cu_seqlens is refused when the model is loaded", async () => {
     const model = convModel(
-      [{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "", elem: 0 }, { name: "cu", elem: 7 }],
+      [{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "", elem: 0 },
+        { name: "cu", elem: 7 }],
       [{ name: "y", elem: 1 }], 0, 1);
     await expect(ort.InferenceSession.create(model, { executionProviders: ["gdn"] })).rejects.toThrow(
       "CausalConv1d node 'conv': input 4 (cu_seqlens) is defined from gdn opset 2 on; this model imports gdn opset 1");
@@ -352,7 +372,8 @@ describe.skipIf(!ready)("CausalConv1d: gdn opset 1 models keep their 4 inputs", 
     const weight = rounded(C * W, 61, "float32");
     const state = rounded(2 * C * W, 62, "float32");
     const x = rounded(2 * C * 5, 63, "float32");
-    const model = convModel([{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "s", elem: 1 }],
+    const inputs = [{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "s", elem: 1 }];
+    const model = convModel(inputs,
       [{ name: "y", elem: 1 }, { name: "so", elem: 1 }], 0, 1);
     const session = await ort.InferenceSession.create(model, { executionProviders: ["gdn"] });
     const r = await session.run({

@@ -62,7 +62,8 @@ describe("toServingForm: graph inputs and outputs", () => {
   it.each(LAYERS)("$name", async ({ name, decode }) => {
     const serving = toServingForm(await fused(name));
     const g = serving.graph!;
-    expect(names(g.input)).toEqual(["hidden_states", "cu_seqlens", "state_indices", "conv_state_pool", "recurrent_state_pool"]);
+    expect(names(g.input)).toEqual(
+      ["hidden_states", "cu_seqlens", "state_indices", "conv_state_pool", "recurrent_state_pool"]);
     expect(names(g.output)).toEqual(["output", "conv_state_pool_out", "recurrent_state_pool_out"]);
     expect(serving.opsetImport!.find((o) => o.domain === "gdn")!.version).toBe(2);
     const conv = g.node!.find((n) => n.opType === "CausalConv1d")!;
@@ -71,7 +72,7 @@ describe("toServingForm: graph inputs and outputs", () => {
     expect(delta.input!.slice(5)).toEqual(["recurrent_state_pool", "cu_seqlens", "state_indices"]);
   });
 
-  it("speculative: [N, max_tokens] indices, num_accepted_tokens, the recurrent op, conv state W-2+max_tokens", async () => {
+  it("speculative: [N, max_tokens] indices, accepted counts, the recurrent op, conv state W-2+max_tokens", async () => {
     const serving = toServingForm(await fused("layer_qwen35_prefill_t64"), { speculative: { maxTokens: 4 } });
     const g = serving.graph!;
     expect(names(g.input)).toContain("num_accepted_tokens");
@@ -117,11 +118,13 @@ describe.skipIf(!servingDeltaAvailable)("toServingForm: equals each sequence alo
     const feedsAlone: Record<string, ort.Tensor> = { hidden_states: f32(x.data as Float32Array, x.dims) };
     const serving = toServingForm(layers[name]!, decode ? { convStateSize: 4 } : {});
     const g = serving.graph!;
-    const dimsOf = (n: string) => g.input!.find((i) => i.name === n)!.type!.tensorType!.shape!.dim!.slice(1).map((d) => Number(d.dimValue));
+    const dimsOf = (n: string) =>
+      g.input!.find((i) => i.name === n)!.type!.tensorType!.shape!.dim!.slice(1).map((d) => Number(d.dimValue));
     const [C, S] = dimsOf("conv_state_pool");
     const st = dimsOf("recurrent_state_pool");
     const slots = 4, slotOf = [3, 1];
-    const convPool = new Float32Array(slots * C! * S!), recPool = new Float32Array(slots * st.reduce((a, b) => a * b, 1));
+    const convPool = new Float32Array(slots * C! * S!);
+    const recPool = new Float32Array(slots * st.reduce((a, b) => a * b, 1));
     if (decode) {
       const conv = readTensorProto(join(dir, "input_1.pb")), rec = readTensorProto(join(dir, "input_2.pb"));
       feedsAlone.conv_state = f32(conv.data as Float32Array, conv.dims);
@@ -153,7 +156,7 @@ describe.skipIf(!servingDeltaAvailable)("toServingForm: equals each sequence alo
 });
 
 describe.skipIf(!servingDeltaAvailable)("examples/serving-decode-loop.mjs (docs/serving.md)", () => {
-  it("runs: sequences join and leave, a speculative step with 3 drafts and 1 accepted, all equal to running alone", () => {
+  it("runs: sequences join and leave, a speculative step with 3 drafts and 1 accepted; all as if run alone", () => {
     const { dir } = transpileRuntime();
     const r = spawnSync(process.execPath, [join(ROOT, "examples", "serving-decode-loop.mjs")], {
       env: { ...process.env, GDN_FUSE_SRC: join(dir, "src") }, encoding: "utf8", timeout: 120_000,

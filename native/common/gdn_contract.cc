@@ -281,20 +281,23 @@ std::string validate_conv_state(const CausalConv1dAttrs& attrs, const TensorInfo
   const char* op = op::kCausalConv1d;
   const char* dims = p->pool() ? "[slots,C,S]" : p->packed() ? "[N,C,S]" : "[B,C,S]";
   if (st.dtype != p->x_type)
-    return Err() << op << ": conv_state has element type " << dtype_name(st.dtype) << ", expected " << dtype_name(p->x_type)
-                 << " (same as x)";
+    return Err() << op << ": conv_state has element type " << dtype_name(st.dtype) << ", expected "
+                 << dtype_name(p->x_type) << " (same as x)";
   GDN_TRY(check_rank(op, "conv_state", st, 3, dims));
   if (p->pool()) {
     if (st.shape[1] != p->C)
       return Err() << op << ": conv_state has shape " << shape_str(st.shape) << ", expected [slots," << p->C << ",S]";
   } else if (st.shape[0] != p->N || st.shape[1] != p->C) {
-    return Err() << op << ": conv_state has shape " << shape_str(st.shape) << ", expected [" << p->N << "," << p->C << ",S]";
+    return Err() << op << ": conv_state has shape " << shape_str(st.shape) << ", expected [" << p->N << "," << p->C
+                 << ",S]";
   }
   p->slots = st.shape[0];
   p->S = st.shape[2];
-  if (p->S < p->W - 1) return Err() << op << ": conv_state has " << p->S << " positions, fewer than W-1 = " << (p->W - 1);
+  if (p->S < p->W - 1)
+    return Err() << op << ": conv_state has " << p->S << " positions, fewer than W-1 = " << (p->W - 1);
   if (attrs.state_size != 0 && attrs.state_size != p->S)
-    return Err() << op << ": attribute state_size is " << attrs.state_size << " but conv_state has " << p->S << " positions";
+    return Err() << op << ": attribute state_size is " << attrs.state_size << " but conv_state has " << p->S
+                 << " positions";
   return "";
 }
 
@@ -389,7 +392,8 @@ std::string conv_token_ranges(const CausalConv1dParams& p, const void* cu, Causa
       return Err() << op << ": cu_seqlens must be non-decreasing, got cu_seqlens[" << (n + 1) << "] = " << next
                    << " after " << prev;
     if (next > p.T)
-      return Err() << op << ": cu_seqlens[" << (n + 1) << "] = " << next << " is past the end of x's " << p.T << " tokens";
+      return Err() << op << ": cu_seqlens[" << (n + 1) << "] = " << next << " is past the end of x's " << p.T
+                   << " tokens";
     seqs[n].token0 = prev;
     seqs[n].length = next - prev;
     plan->max_length = std::max(plan->max_length, next - prev);
