@@ -4,9 +4,10 @@
  * serving inputs (serve-delta): it runs when a one-node RecurrentGatedDeltaRule with cu_seqlens runs.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
+import ts from "typescript";
 import { beforeAll, describe, expect, it } from "vitest";
 import { fuseModel, GdnFuseError, onnx, oneNodeModel, toServingForm } from "../src/index.js";
 import { encodeMessage } from "../src/ir/onnx.js";
@@ -158,6 +159,7 @@ describe.skipIf(!servingDeltaAvailable)("toServingForm: equals each sequence alo
 describe.skipIf(!servingDeltaAvailable)("examples/serving-decode-loop.mjs (docs/serving.md)", () => {
   it("runs: sequences join and leave, a speculative step with 3 drafts and 1 accepted; all as if run alone", () => {
     const { dir } = transpileRuntime();
+    transpilePasses(dir);
     const r = spawnSync(process.execPath, [join(ROOT, "examples", "serving-decode-loop.mjs")], {
       env: { ...process.env, GDN_FUSE_SRC: join(dir, "src") }, encoding: "utf8", timeout: 120_000,
     });
@@ -166,3 +168,16 @@ describe.skipIf(!servingDeltaAvailable)("examples/serving-decode-loop.mjs (docs/
     expect(r.stdout).toMatch(/^OK: 3 sequences running, every output within .* of running alone$/m);
   });
 });
+
+/** The fusion passes (passes/*.ts, imported by src/pipeline) beside the plain-JS copy of src/ that the example loads. */
+function transpilePasses(dir: string): void {
+  for (const f of readdirSync(join(ROOT, "passes"), { recursive: true, encoding: "utf8" })) {
+    if (!f.endsWith(".ts") || f.endsWith(".test.ts")) continue;
+    const js = ts.transpileModule(readFileSync(join(ROOT, "passes", f), "utf8"), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }, fileName: f,
+    }).outputText;
+    const dest = join(dir, "passes", f.replace(/\.ts$/, ".js"));
+    mkdirSync(join(dest, ".."), { recursive: true });
+    writeFileSync(dest, js);
+  }
+}
