@@ -6,7 +6,7 @@ import { pathToFileURL } from "node:url";
 const dist = process.argv[2];
 const imp = (p) => import(pathToFileURL(join(dist, p)).href);
 const { loadModel } = await imp("src/ir/model-io.js");
-const { fuseModel } = await imp("src/pipeline/index.js");
+const { fuseModel } = await imp("src/index.js"); // the package entry registers the built-in passes
 const { buildLayerStack } = await imp("src/synthetic/stack.js");
 const root = join(dist, "..", "..", "..");
 const layer = await loadModel(join(root, "models", "layer_qwen3next_prefill_t96", "model.onnx"));

@@ -60,7 +60,7 @@ const imp = (p) => import(pathToFileURL(join(DIST, p)).href);
 const ort = await import("onnxruntime-node");
 const { onnx } = await imp("src/ir/onnx.js");
 const { loadModel } = await imp("src/ir/model-io.js");
-const { fuseModel } = await imp("src/pipeline/index.js");
+const { fuseModel } = await imp("src/index.js"); // the package entry registers the built-in passes
 await imp("src/runtime/index.js");
 const { loadRuntime } = await imp("src/runtime/index.js");
 

@@ -12,7 +12,8 @@ import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
 import { fileKind, ioReason, PathGuard } from "../ir/file-safety.js";
 import { addModelInputs, atomicWrite, loadModel, planSave, saveModel, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
-import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
+// The package entry, which registers the built-in passes.
+import { fuseModel, TARGETS, type FuseOptions, type FuseReport } from "../index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
 export interface CliIo {
@@ -29,7 +30,7 @@ Fuses the unrolled Gated DeltaNet subgraphs of a torch.onnx export into single o
 Options:
   -o, --output FILE        where to write the fused model (its external data goes beside it)
   --passes LIST|none       comma-separated pass names to run, in order; "none" writes the model back unchanged
-  --target gdn|ort|onnx    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
+  --target ${TARGETS.join("|")}    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
   --report FILE.json       write a JSON report (fused counts, node counts, per-pass details, verification)
   --dry-run                run the passes and write only the report (no model)
   --no-probe               skip the probe run that confirms each match before rewriting (faster)
@@ -45,7 +46,6 @@ Exit codes: 0 done, 1 bad input or a failed check (including --verify), 2 usage 
 output path that is an input, another output, or not a regular file).
 `;
 
-const TARGETS = ["gdn", "ort", "onnx"] as const;
 const EXTERNAL = ["copy", "link", "inline"] as const;
 
 export interface ReportFile extends FuseReport {

@@ -12,6 +12,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+// The package entry registers the built-in passes (the child processes this runs in get no vitest setup).
+import "../../src/index.js";
 import { GdnFuseError } from "../../src/errors.js";
 import { loadModel, saveModel } from "../../src/ir/model-io.js";
 import { decodeMessage, encodeMessage, onnx } from "../../src/ir/onnx.js";
