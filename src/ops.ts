@@ -39,7 +39,17 @@ export const DeltaRuleIn = {
   numAcceptedTokens: 8,
 } as const;
 export const DeltaRuleOut = { output: 0, finalState: 1 } as const;
-export const ConvIn = { x: 0, weight: 1, bias: 2, convState: 3 } as const;
+/** CausalConv1d inputs (cu_seqlens and after: gdn opset 2). */
+export const ConvIn = {
+  x: 0,
+  weight: 1,
+  bias: 2,
+  convState: 3,
+  cuSeqlens: 4,
+  convStateIndices: 5,
+  numAcceptedTokens: 6,
+  hasInitialState: 7,
+} as const;
 export const ConvOut = { y: 0, convStateOut: 1 } as const;
 export const GatingIn = { a: 0, b: 1, aLog: 2, dtBias: 3 } as const;
 export const GatingOut = { g: 0, beta: 1 } as const;
