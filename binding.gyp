@@ -70,7 +70,8 @@
         "native/ascend/ep/delta_rule_kernels.cc",
         "native/ascend/ep/device_ops.cc",
         "native/ascend/ep/ep.cc",
-        "native/ascend/ep/memcpy_kernels.cc"
+        "native/ascend/ep/memcpy_kernels.cc",
+        "native/ascend/ep/stream.cc"
       ],
       "include_dirs": ["<(ort_headers)", "native"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],

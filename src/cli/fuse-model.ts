@@ -36,6 +36,8 @@ Options:
   --no-probe               skip the probe run that confirms each match before rewriting (faster)
   --verify [DIR]           run original and fused model in onnxruntime and compare outputs,
                            on DIR's input_N.pb (an ONNX test_data_set folder) or on random inputs
+  --ep gdn|ascend          where --verify runs the fused model: the gdn CPU backend (default) or an Ascend
+                           NPU (the CANN simulator when GDN_FUSE_ASCEND=sim; docs/ascend.md)
   --inline-below N         store external tensors smaller than N bytes inside the model
   --external-data MODE     copy (default; reflink where supported) | link (hard link) | inline
   --force                  allow overwriting the input model
@@ -46,6 +48,7 @@ Exit codes: 0 done, 1 bad input or a failed check (including --verify), 2 usage 
 output path that is an input, another output, or not a regular file).
 `;
 
+const EPS = ["gdn", "ascend"] as const;
 const EXTERNAL = ["copy", "link", "inline"] as const;
 
 export interface ReportFile extends FuseReport {
@@ -109,6 +112,7 @@ interface Parsed {
   dryRun: boolean;
   verify: boolean;
   verifyDir: string | undefined;
+  ep: (typeof EPS)[number];
   inlineBelow: number | undefined;
   externalData: (typeof EXTERNAL)[number];
   force: boolean;
@@ -133,6 +137,7 @@ function parse(argv: readonly string[]): Parsed {
         "no-probe": { type: "boolean" },
         verify: { type: "boolean" },
         "verify-dir": { type: "string" },
+        ep: { type: "string" },
         "inline-below": { type: "string" },
         "external-data": { type: "string" },
         force: { type: "boolean" },
@@ -171,6 +176,9 @@ function parse(argv: readonly string[]): Parsed {
   }
   const verify = values.verify ?? false;
   if (verify && dryRun) throw usage("--verify needs a written model; drop --dry-run");
+  const ep = values.ep ?? "gdn";
+  if (!(EPS as readonly string[]).includes(ep)) throw usage(`--ep must be one of ${EPS.join(", ")}, not "${ep}"`);
+  if (values.ep !== undefined && !verify) throw usage("--ep chooses where --verify runs the fused model; add --verify");
   return {
     input: positionals[0]!,
     output: values.output,
@@ -179,6 +187,7 @@ function parse(argv: readonly string[]): Parsed {
     dryRun,
     verify,
     verifyDir: values["verify-dir"],
+    ep: ep as Parsed["ep"],
     inlineBelow,
     externalData: externalData as Parsed["externalData"],
     force: values.force ?? false,
@@ -256,10 +265,10 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
   }
   let verifyFailure: string | undefined;
   if (a.verify) {
-    progress(`verifying ${a.output!} against ${a.input}${a.verifyDir ? ` on ${a.verifyDir}` : ""}`);
-    const v = await verifyModels(a.input, a.output!, a.verifyDir ? { dataDir: a.verifyDir } : {});
+    progress(`verifying ${a.output!} against ${a.input}${a.verifyDir ? ` on ${a.verifyDir}` : ""} (${a.ep})`);
+    const v = await verifyModels(a.input, a.output!, { ...(a.verifyDir ? { dataDir: a.verifyDir } : {}), ep: a.ep });
     out.verify = v;
-    io.stdout(`verify on ${v.source}:\n${formatVerify(v)}\n`);
+    io.stdout(`verify on ${v.source}${v.runtime === "ascend" ? " (ascend)" : ""}:\n${formatVerify(v)}\n`);
     if (!v.ok) {
       const bad = v.outputs.filter((o) => !o.ok).map((o) => o.specialValues ?? `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
       verifyFailure = `verification failed: ${bad.join(", ") || "outputs differ"}; the fused model is at ${a.output!}`;
