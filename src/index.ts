@@ -4,7 +4,7 @@
  * only module of src/ that imports passes/.
  */
 import { BUILTIN_PASSES } from "../passes/index.js";
-import { loadModel, saveModel, type SaveOptions } from "./ir/model-io.js";
+import { loadModel, saveModel, type LoadedModel, type SaveOptions } from "./ir/model-io.js";
 import { fuseModel, registerDefaultPasses, type FuseOptions, type FuseReport } from "./pipeline/index.js";
 
 registerDefaultPasses(BUILTIN_PASSES);
@@ -54,12 +54,16 @@ export interface FuseFileOptions extends FuseOptions, SaveOptions {
   dryRun?: boolean;
 }
 
-/** Loads `inPath`, fuses it, and writes the result to `outPath` (external data carried along). */
-export async function fuseModelFile(inPath: string, outPath: string, options: FuseFileOptions = {}): Promise<FuseReport> {
+/**
+ * Loads `input` (a path, or a model loadModel returned: it is fused in place), fuses it, and writes the result
+ * to `outPath` (external data carried along).
+ */
+export async function fuseModelFile(input: string | LoadedModel, outPath: string, options: FuseFileOptions = {}): Promise<FuseReport> {
   const { dryRun, externalData, inlineBelow, overwriteInput, ...fuseOptions } = options;
-  const model = await loadModel(inPath);
+  const model = typeof input === "string" ? await loadModel(input) : input;
   const report = await fuseModel(model.proto, { baseDir: model.baseDir, ...fuseOptions });
   if (!dryRun) {
+    fuseOptions.onProgress?.(`writing ${outPath}`);
     await saveModel(model, outPath, {
       ...(externalData !== undefined ? { externalData } : {}),
       ...(inlineBelow !== undefined ? { inlineBelow } : {}),

@@ -11,9 +11,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
 import { fileKind, ioReason, PathGuard } from "../ir/file-safety.js";
-import { addModelInputs, atomicWrite, loadModel, planSave, saveModel, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
+import { addModelInputs, atomicWrite, loadModel, planSave, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
 // The package entry, which registers the built-in passes.
-import { fuseModel, TARGETS, type FuseOptions, type FuseReport } from "../index.js";
+import { fuseModelFile, TARGETS, type FuseOptions, type FuseReport } from "../index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
 export interface CliIo {
@@ -257,16 +257,15 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
   progress(`loading ${a.input}`);
   const model = await loadModel(a.input);
   claimPaths(a, model); // before the passes, so a long run is not wasted (saveModel checks again)
-  const report = await fuseModel(model.proto, { ...a.fuse, baseDir: model.baseDir, onProgress: progress });
+  // a dry run writes nothing, so it may have no -o
+  const fileOptions = { ...a.fuse, ...saveOptions(a), dryRun: a.dryRun, onProgress: progress };
+  const report = await fuseModelFile(model, a.output ?? "", fileOptions);
   const out: ReportFile = { version: packageVersion(), input: a.input, output: a.dryRun ? null : a.output!, ...report };
-  if (!a.dryRun) {
-    progress(`writing ${a.output!}`);
-    await saveModel(model, a.output!, saveOptions(a));
-  }
   let verifyFailure: string | undefined;
   if (a.verify) {
     progress(`verifying ${a.output!} against ${a.input}${a.verifyDir ? ` on ${a.verifyDir}` : ""} (${a.ep})`);
-    const v = await verifyModels(a.input, a.output!, { ...(a.verifyDir ? { dataDir: a.verifyDir } : {}), ep: a.ep });
+    // the loaded model: its graph inputs are the original's (fusion keeps them), its path the original's file
+    const v = await verifyModels(model, a.output!, { ...(a.verifyDir ? { dataDir: a.verifyDir } : {}), ep: a.ep });
     out.verify = v;
     io.stdout(`verify on ${v.source}${v.runtime === "ascend" ? " (ascend)" : ""}:\n${formatVerify(v)}\n`);
     if (!v.ok) {

@@ -3,7 +3,7 @@
  * the gdn runtime, on a test-data folder (ONNX backend-test layout: input_N.pb / output_N.pb) or on
  * random inputs of the right shapes, and compares every output.
  * An output passes when its NaN and ±Inf entries sit where the original's do (same signs) and its
- * finite entries agree in relative L2 (src/numeric.ts: float32 1e-5, float16/bfloat16 2e-3).
+ * finite entries agree in relative L2 within the tolerance of the output's type (src/numeric.ts TOLERANCE).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -11,8 +11,8 @@ import * as ort from "onnxruntime-node";
 import { GdnFuseError, type ErrorCode } from "../errors.js";
 import { decodeMessage, onnx } from "../ir/onnx.js";
 import { elemTypeName, float16ToFloat32, float32ToFloat16, tensorToArray } from "../ir/tensor.js";
-import { loadModel } from "../ir/model-io.js";
-import { TOLERANCE, compareValues, seededRandom } from "../numeric.js";
+import { loadModel, type LoadedModel } from "../ir/model-io.js";
+import { TOLERANCE, compareValues, seededRandom, toleranceOf } from "../numeric.js";
 import type { AscendStats } from "../runtime/ascend.js";
 
 export interface VerifyOutput {
@@ -45,9 +45,13 @@ async function userFacing<T>(code: ErrorCode, describe: (reason: string) => stri
     return await fn();
   } catch (e) {
     if (e instanceof GdnFuseError) throw e;
-    const reason = (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
-    throw new GdnFuseError(code, describe(reason), { cause: e });
+    throw new GdnFuseError(code, describe(firstLine(e)), { cause: e });
   }
+}
+
+/** The first line of an error's message. */
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
 }
 
 export { TOLERANCE };
@@ -70,13 +74,23 @@ export interface VerifyOptions {
   ep?: VerifyEp;
 }
 
+/**
+ * Runs the original model (stock onnxruntime) and the fused one (options.ep's runtime) on the same inputs and
+ * compares every output. `original` is the original's path, or the model as loadModel(path) returned it, so a
+ * caller that holds it does not decode it again: only its graph inputs (which fusion keeps) and its path are
+ * read, and onnxruntime loads the original from that path.
+ */
 export async function verifyModels(
-  originalPath: string,
+  original: string | LoadedModel,
   fusedPath: string,
   options: VerifyOptions = {},
 ): Promise<VerifyResult> {
   const ep = options.ep ?? "gdn";
-  const original = await loadModel(originalPath);
+  const originalPath = typeof original === "string" ? original : original.path;
+  if (originalPath === undefined) {
+    throw new GdnFuseError("E_VERIFY", "the original model was loaded from bytes; verifying needs its file (loadModel(path))");
+  }
+  if (typeof original === "string") original = await loadModel(original);
   const graphInputs = (original.proto.graph?.input ?? []).filter((i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name));
   const feeds = await userFacing("E_VERIFY", (why) => `cannot make the model's inputs: ${why}`, () =>
     options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1),
@@ -120,7 +134,7 @@ export async function verifyModels(
 
 /** Compares one output of the fused model with the original's (special values first, then relative L2). */
 export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor, minTolerance = 0): VerifyOutput {
-  const tolerance = Math.max(TOLERANCE[want.type] ?? 0, minTolerance);
+  const tolerance = Math.max(toleranceOf(want.type) ?? 0, minTolerance);
   const c = compareValues(toNumbers(got, want.type), toNumbers(want));
   const specialValues = c.mismatch && `output "${name}": ${c.mismatch}`;
   return { name, maxAbs: c.maxAbs, relL2: c.relL2, tolerance, ok: !specialValues && c.relL2 <= tolerance, specialValues };
@@ -128,9 +142,12 @@ export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor, m
 
 /** Formats a result as the CLI prints it: one line per output. */
 export function formatVerify(r: VerifyResult): string {
-  return r.outputs
-    .map((o) => `${o.ok ? "ok  " : "FAIL"} ${o.name}: max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)} (tolerance ${o.tolerance})${o.specialValues ? `; ${o.specialValues}` : ""}`)
-    .join("\n");
+  return r.outputs.map(formatOutput).join("\n");
+}
+
+function formatOutput(o: VerifyOutput): string {
+  const errors = `max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)}`;
+  return `${o.ok ? "ok  " : "FAIL"} ${o.name}: ${errors} (tolerance ${o.tolerance})${o.specialValues ? `; ${o.specialValues}` : ""}`;
 }
 
 function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string, ort.Tensor> {
@@ -148,7 +165,12 @@ function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string,
     }
     const name = inputs.some((x) => x.name === t.name) ? t.name! : inputs[i]?.name;
     if (!name) throw new GdnFuseError("E_VERIFY", `${f}: the model has no input ${i}`);
-    feeds[name] = toOrtTensor(t);
+    try {
+      feeds[name] = toOrtTensor(t);
+    } catch (e) {
+      // the tensor's own complaint (a GdnFuseError too) does not say which file it is in
+      throw new GdnFuseError("E_VERIFY", `${file}: ${firstLine(e)}`, { cause: e });
+    }
   }
   return feeds;
 }
