@@ -39,7 +39,17 @@ export const DeltaRuleIn = {
   numAcceptedTokens: 8,
 } as const;
 export const DeltaRuleOut = { output: 0, finalState: 1 } as const;
-export const ConvIn = { x: 0, weight: 1, bias: 2, convState: 3 } as const;
+/** CausalConv1d inputs (cu_seqlens and after: gdn opset 2). */
+export const ConvIn = {
+  x: 0,
+  weight: 1,
+  bias: 2,
+  convState: 3,
+  cuSeqlens: 4,
+  convStateIndices: 5,
+  numAcceptedTokens: 6,
+  hasInitialState: 7,
+} as const;
 export const ConvOut = { y: 0, convStateOut: 1 } as const;
 export const GatingIn = { a: 0, b: 1, aLog: 2, dtBias: 3 } as const;
 export const GatingOut = { g: 0, beta: 1 } as const;
@@ -97,6 +107,8 @@ export interface AttrContract {
 export interface OpContract {
   /** Input names by position; `required` leading ones must be present. */
   inputs: readonly string[];
+  /** How many of `inputs` gdn opset 1 has, when later opsets added some. */
+  opset1Inputs?: number;
   required: number;
   outputs: readonly string[];
   attributes: Readonly<Record<string, AttrContract>>;
@@ -146,7 +158,12 @@ export const GDN_CONTRACT: Readonly<Record<keyof typeof GdnOp, OpContract>> = {
     attributes: DELTA_RULE_ATTRS,
   },
   CausalConv1d: {
-    inputs: ["x", "weight", "bias", "conv_state"],
+    // From gdn opset 2: packed sequences, a conv state pool, speculative decoding (docs/ops.md).
+    inputs: [
+      "x", "weight", "bias", "conv_state",
+      "cu_seqlens", "conv_state_indices", "num_accepted_tokens", "has_initial_state",
+    ],
+    opset1Inputs: 4,
     required: 2,
     outputs: ["y", "conv_state_out"],
     attributes: {

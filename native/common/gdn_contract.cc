@@ -15,6 +15,7 @@ const char* dtype_name(DType t) {
     case DType::kBFloat16: return "bfloat16";
     case DType::kInt32: return "int32";
     case DType::kInt64: return "int64";
+    case DType::kBool: return "bool";
     case DType::kUndefined: return "undefined";
     default: return "an unsupported type";
   }
@@ -431,12 +432,98 @@ std::string validate_causal_conv1d_attrs(const CausalConv1dAttrs& a) {
   return "";
 }
 
+namespace {
+
+std::string check_index_vector(const char* op, int i, const TensorInfo& t, int64_t n, const char* what) {
+  const char* name = causal_conv1d::kInputNames[i];
+  if (t.dtype != DType::kInt32 && t.dtype != DType::kInt64)
+    return Err() << op << ": " << name << " must be int32 or int64, got " << dtype_name(t.dtype);
+  if (t.shape.size() != 1 || t.shape[0] != n)
+    return Err() << op << ": " << name << " has shape " << shape_str(t.shape) << ", expected [" << n << "] " << what;
+  return "";
+}
+
+// Inputs 4-7 (opset 2): types and shapes; sets N, slots and the serving fields of *p.
+std::string validate_conv_serving(const TensorInfo* inputs, size_t n, CausalConv1dParams* p) {
+  using namespace causal_conv1d;
+  const char* op = op::kCausalConv1d;
+  const TensorInfo& cu = *get(inputs, n, kCuSeqlens);
+  const TensorInfo& idx = *get(inputs, n, kConvStateIndices);
+  const TensorInfo& acc = *get(inputs, n, kNumAcceptedTokens);
+  const TensorInfo& init = *get(inputs, n, kHasInitialState);
+  p->N = p->B;
+  if (cu.present) {
+    if (cu.dtype != DType::kInt32 && cu.dtype != DType::kInt64)
+      return Err() << op << ": cu_seqlens must be int32 or int64, got " << dtype_name(cu.dtype);
+    if (cu.shape.size() != 1 || cu.shape[0] < 1)
+      return Err() << op << ": cu_seqlens must have shape [N+1] with N >= 0, got " << shape_str(cu.shape);
+    if (p->B != 1)
+      return Err() << op << ": x has batch " << p->B << ", but with cu_seqlens (input 4) x must be [1,C,T_total]";
+    p->N = cu.shape[0] - 1;
+    p->cu_seqlens_type = cu.dtype;
+  }
+  const char* per_seq = "(one per sequence)";
+  if (idx.present) {
+    GDN_TRY(check_index_vector(op, kConvStateIndices, idx, p->N, per_seq));
+    if (!get(inputs, n, kConvState)->present)
+      return Err() << op << ": conv_state_indices (input 5) needs conv_state (input 3), the pool it indexes";
+    p->indices_type = idx.dtype;
+  }
+  if (acc.present) {
+    GDN_TRY(check_index_vector(op, kNumAcceptedTokens, acc, p->N, per_seq));
+    if (!get(inputs, n, kConvState)->present)
+      return Err() << op << ": num_accepted_tokens (input 6) needs conv_state (input 3)";
+    p->accepted_type = acc.dtype;
+  }
+  if (init.present) {
+    if (init.dtype != DType::kBool)
+      return Err() << op << ": has_initial_state must be bool, got " << dtype_name(init.dtype);
+    if (init.shape.size() != 1 || init.shape[0] != p->N)
+      return Err() << op << ": has_initial_state has shape " << shape_str(init.shape) << ", expected [" << p->N << "] "
+                   << per_seq;
+    p->has_initial_state_flags = true;
+  }
+  return "";
+}
+
+// conv_state's dims: [slots,C,S] with a pool, else [N,C,S]; sets p->S and p->slots.
+std::string validate_conv_state(const CausalConv1dAttrs& attrs, const TensorInfo& st, CausalConv1dParams* p) {
+  const char* op = op::kCausalConv1d;
+  const char* dims = p->pool() ? "[slots,C,S]" : p->packed() ? "[N,C,S]" : "[B,C,S]";
+  if (st.dtype != p->x_type)
+    return Err() << op << ": conv_state has element type " << dtype_name(st.dtype) << ", expected "
+                 << dtype_name(p->x_type) << " (same as x)";
+  GDN_TRY(check_rank(op, "conv_state", st, 3, dims));
+  if (p->pool()) {
+    if (st.shape[1] != p->C)
+      return Err() << op << ": conv_state has shape " << shape_str(st.shape) << ", expected [slots," << p->C << ",S]";
+  } else if (st.shape[0] != p->N || st.shape[1] != p->C) {
+    return Err() << op << ": conv_state has shape " << shape_str(st.shape) << ", expected [" << p->N << "," << p->C
+                 << ",S]";
+  }
+  p->slots = st.shape[0];
+  p->S = st.shape[2];
+  if (p->S < p->W - 1)
+    return Err() << op << ": conv_state has " << p->S << " positions, fewer than W-1 = " << (p->W - 1);
+  if (attrs.state_size != 0 && attrs.state_size != p->S)
+    return Err() << op << ": attribute state_size is " << attrs.state_size << " but conv_state has " << p->S
+                 << " positions";
+  return "";
+}
+
+}  // namespace
+
 std::string validate_causal_conv1d(const CausalConv1dAttrs& attrs, const TensorInfo* inputs, size_t n,
-                                   CausalConv1dParams* out) {
+                                   CausalConv1dParams* out, int opset) {
   using namespace causal_conv1d;
   const char* op = op::kCausalConv1d;
   GDN_TRY(validate_causal_conv1d_attrs(attrs));
   if (n > kNumInputs) return Err() << op << ": expected at most " << kNumInputs << " inputs, got " << n;
+  if (opset < kFirstServingOpset)
+    for (size_t i = kNumInputsOpset1; i < n; ++i)
+      if (inputs[i].present)
+        return Err() << op << ": input " << i << " (" << kInputNames[i] << ") is defined from gdn opset "
+                     << kFirstServingOpset << " on; this node is gdn opset " << opset;
   for (int i = 0; i <= kWeight; ++i)
     if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
   const TensorInfo& x = *get(inputs, n, kX);
@@ -475,25 +562,115 @@ std::string validate_causal_conv1d(const CausalConv1dAttrs& attrs, const TensorI
     GDN_TRY(check_shape(op, "bias", bias, {p.C}, "[C]"));
     p.bias_type = bias.dtype;
   }
+  GDN_TRY(validate_conv_serving(inputs, n, &p));
   p.has_state = st.present;
   if (st.present) {
-    if (st.dtype != x.dtype)
-      return Err() << op << ": conv_state has element type " << dtype_name(st.dtype) << ", expected " << dtype_name(x.dtype) << " (same as x)";
-    GDN_TRY(check_rank(op, "conv_state", st, 3, "[B,C,S]"));
-    if (st.shape[0] != p.B || st.shape[1] != p.C)
-      return Err() << op << ": conv_state has shape " << shape_str(st.shape) << ", expected [" << p.B << "," << p.C << ",S]";
-    p.S = st.shape[2];
-    if (p.S < p.W - 1)
-      return Err() << op << ": conv_state has " << p.S << " positions, fewer than W-1 = " << (p.W - 1);
-    if (attrs.state_size != 0 && attrs.state_size != p.S)
-      return Err() << op << ": attribute state_size is " << attrs.state_size << " but conv_state has " << p.S << " positions";
+    GDN_TRY(validate_conv_state(attrs, st, &p));
   } else {
+    p.slots = p.N;
     p.S = attrs.state_size == 0 ? p.W - 1 : attrs.state_size;
     if (p.S < p.W - 1)
       return Err() << op << ": attribute state_size is " << p.S << ", fewer than W-1 = " << (p.W - 1);
   }
   p.silu = attrs.activation == "silu";
   *out = p;
+  return "";
+}
+
+namespace {
+
+int64_t index_at(DType t, const void* data, int64_t i) {
+  return t == DType::kInt32 ? static_cast<const int32_t*>(data)[i] : static_cast<const int64_t*>(data)[i];
+}
+
+// Token ranges of the sequences: cu_seqlens checked, or B rows of T tokens.
+std::string conv_token_ranges(const CausalConv1dParams& p, const void* cu, CausalConv1dPlan* plan) {
+  const char* op = op::kCausalConv1d;
+  auto& seqs = plan->sequences;
+  seqs.assign(static_cast<size_t>(p.N), CausalConv1dSequence{});
+  if (!p.packed()) {
+    for (int64_t n = 0; n < p.N; ++n) seqs[n].batch = n, seqs[n].length = p.T;
+    plan->max_length = p.N > 0 ? p.T : 0;
+    return "";
+  }
+  const int64_t first = index_at(p.cu_seqlens_type, cu, 0);
+  if (first != 0) return Err() << op << ": cu_seqlens must start at 0, got " << first;
+  int64_t prev = 0;
+  for (int64_t n = 0; n < p.N; ++n) {
+    const int64_t next = index_at(p.cu_seqlens_type, cu, n + 1);
+    if (next < prev)
+      return Err() << op << ": cu_seqlens must be non-decreasing, got cu_seqlens[" << (n + 1) << "] = " << next
+                   << " after " << prev;
+    if (next > p.T)
+      return Err() << op << ": cu_seqlens[" << (n + 1) << "] = " << next << " is past the end of x's " << p.T
+                   << " tokens";
+    seqs[n].token0 = prev;
+    seqs[n].length = next - prev;
+    plan->max_length = std::max(plan->max_length, next - prev);
+    prev = next;
+  }
+  if (prev != p.T) return Err() << op << ": cu_seqlens must end at T = " << p.T << ", got " << prev;
+  return "";
+}
+
+// Pool slots: in range, and each written by one sequence (sequences of length 0 write nothing).
+std::string conv_slots(const CausalConv1dParams& p, const void* indices, const bool* has_init, CausalConv1dPlan* plan) {
+  const char* op = op::kCausalConv1d;
+  std::vector<int64_t> writer(p.pool() ? static_cast<size_t>(p.slots) : 0, -1);
+  for (int64_t n = 0; n < p.N; ++n) {
+    CausalConv1dSequence& s = plan->sequences[n];
+    int64_t slot = n;
+    if (p.pool()) {
+      slot = index_at(p.indices_type, indices, n);
+      if (slot < 0 || slot >= p.slots)
+        return Err() << op << ": conv_state_indices[" << n << "] = " << slot << " is out of range for a pool of "
+                     << p.slots << " slots";
+      if (s.length > 0 && writer[slot] >= 0)
+        return Err() << op << ": conv_state_indices[" << n << "] = " << slot << " is also the slot of sequence "
+                     << writer[slot] << " (each slot is written by one sequence)";
+      if (s.length > 0) writer[slot] = n;
+    }
+    s.write_slot = slot;
+    const bool from_state = p.has_state && (has_init == nullptr || has_init[n]);
+    s.read_slot = from_state ? slot : -1;
+  }
+  return "";
+}
+
+// Speculative steps: the accepted count picks the history window, and the state must hold it and the drafts.
+std::string conv_accepted(const CausalConv1dParams& p, const void* accepted, CausalConv1dPlan* plan) {
+  const char* op = op::kCausalConv1d;
+  const int64_t max_accepted = p.S - p.W + 2;
+  for (int64_t n = 0; n < p.N; ++n) {
+    CausalConv1dSequence& s = plan->sequences[n];
+    const int64_t a = index_at(p.accepted_type, accepted, n);
+    if (s.length == 0) continue;
+    if (a < 1 || a > max_accepted)
+      return Err() << op << ": num_accepted_tokens[" << n << "] = " << a << " is out of range 1.." << max_accepted
+                   << " (S-W+2 for conv_state of " << p.S << " positions and W = " << p.W << ")";
+    if (p.W - 2 + s.length > p.S)
+      return Err() << op << ": sequence " << n << " has " << s.length << " tokens, but a speculative step needs W-2+"
+                   << s.length << " = " << (p.W - 2 + s.length) << " conv_state positions, got " << p.S;
+    s.accepted = a;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string build_causal_conv1d_plan(const CausalConv1dParams& p, const void* cu_seqlens, const void* indices,
+                                     const void* num_accepted_tokens, const bool* has_initial_state,
+                                     CausalConv1dPlan* out) {
+  CausalConv1dPlan plan;
+  GDN_TRY(conv_token_ranges(p, cu_seqlens, &plan));
+  GDN_TRY(conv_slots(p, indices, has_initial_state, &plan));
+  if (p.speculative()) GDN_TRY(conv_accepted(p, num_accepted_tokens, &plan));
+  if (p.pool()) {
+    auto& seqs = plan.sequences;
+    seqs.erase(std::remove_if(seqs.begin(), seqs.end(), [](const CausalConv1dSequence& s) { return s.length == 0; }),
+               seqs.end());
+  }
+  *out = std::move(plan);
   return "";
 }
 

@@ -25,7 +25,7 @@ constexpr const char* kGatedRMSNorm = "GatedRMSNorm";
 }  // namespace op
 
 // Element types the contract talks about. Values are NOT the ONNX enum; the glue maps them.
-enum class DType { kUndefined = 0, kFloat32, kFloat16, kBFloat16, kInt32, kInt64, kOther };
+enum class DType { kUndefined = 0, kFloat32, kFloat16, kBFloat16, kInt32, kInt64, kOther, kBool };
 const char* dtype_name(DType t);
 inline bool is_float_type(DType t) { return t == DType::kFloat32 || t == DType::kFloat16 || t == DType::kBFloat16; }
 
@@ -174,8 +174,22 @@ std::string build_delta_rule_plan(const char* op_name, const DeltaRuleParams& p,
 // ---------------------------------------------------------------------------------------------------
 // CausalConv1d
 namespace causal_conv1d {
-enum Input : int { kX = 0, kWeight = 1, kBias = 2, kConvState = 3, kNumInputs = 4 };
-constexpr const char* kInputNames[kNumInputs] = {"x", "weight", "bias", "conv_state"};
+enum Input : int {
+  kX = 0,                  // [B,C,T]; [1,C,T_total] with cu_seqlens
+  kWeight = 1,             // [C,1,W] or [C,W]
+  kBias = 2,               // optional [C]
+  kConvState = 3,          // optional [B,C,S] (or [N,C,S]); the pool [slots,C,S] with conv_state_indices
+  kCuSeqlens = 4,          // opset 2: int32/int64 [N+1], packed sequences (B = 1)
+  kConvStateIndices = 5,   // opset 2: int32/int64 [N], pool slot of each sequence
+  kNumAcceptedTokens = 6,  // opset 2: int32/int64 [N], speculative decoding (vLLM causal_conv1d_update)
+  kHasInitialState = 7,    // opset 2: bool [N], false: the sequence starts from zeros
+  kNumInputs = 8
+};
+constexpr const char* kInputNames[kNumInputs] = {"x", "weight", "bias", "conv_state",
+                                                 "cu_seqlens", "conv_state_indices", "num_accepted_tokens",
+                                                 "has_initial_state"};
+constexpr int kNumInputsOpset1 = 4;
+constexpr int kFirstServingOpset = 2;  // inputs 4-7 exist from gdn opset 2 on
 enum Output : int { kY = 0, kConvStateOut = 1, kNumOutputs = 2 };
 constexpr const char* kOutputNames[kNumOutputs] = {"y", "conv_state_out"};
 constexpr int kNumRequiredInputs = kWeight + 1;  // x, weight
@@ -199,8 +213,37 @@ struct CausalConv1dParams {
   bool silu = true;
   DType x_type = DType::kFloat32, weight_type = DType::kFloat32, bias_type = DType::kFloat32;
   bool has_bias = false, has_state = false;
+  // Serving inputs (opset 2). Without cu_seqlens there are N = B sequences of T tokens each.
+  int64_t N = 0;      // sequences
+  int64_t slots = 0;  // rows of conv_state / conv_state_out: B (N when packed), or the pool's slots with indices
+  DType cu_seqlens_type = DType::kUndefined;  // kUndefined: absent
+  DType indices_type = DType::kUndefined;     // kUndefined: absent
+  DType accepted_type = DType::kUndefined;    // kUndefined: absent
+  bool has_initial_state_flags = false;
+  bool packed() const { return cu_seqlens_type != DType::kUndefined; }
+  bool pool() const { return indices_type != DType::kUndefined; }
+  bool speculative() const { return accepted_type != DType::kUndefined; }
+  bool serving() const { return packed() || pool() || speculative() || has_initial_state_flags; }
   std::vector<int64_t> y_shape() const { return {B, C, T}; }
-  std::vector<int64_t> state_shape() const { return {B, C, S}; }
+  std::vector<int64_t> state_shape() const { return {slots, C, S}; }
+};
+
+// One sequence of a serving call, resolved from the serving inputs (build_causal_conv1d_plan).
+struct CausalConv1dSequence {
+  int64_t batch = 0;        // its row of x (0 when packed)
+  int64_t token0 = 0;       // its first token on x's time axis
+  int64_t length = 0;       // its tokens: [token0, token0 + length)
+  int64_t read_slot = -1;   // the conv_state row it starts from; -1: zeros
+  int64_t write_slot = 0;   // the conv_state_out row it writes
+  int64_t accepted = 0;     // speculative: num_accepted_tokens (>= 1); 0: a plain step
+};
+
+// The sequences a kernel runs. With a pool the sequences of length 0 are left out (their slot keeps its value),
+// and the kernel's caller has made conv_state_out a copy of the pool first, unless it is the pool itself (in
+// place). Without a pool every sequence writes its own row (length 0: a copy of its state).
+struct CausalConv1dPlan {
+  std::vector<CausalConv1dSequence> sequences;
+  int64_t max_length = 0;
 };
 
 struct CausalConv1dTensors {
@@ -209,12 +252,21 @@ struct CausalConv1dTensors {
   const void* bias = nullptr;        // may be null
   const void* conv_state = nullptr;  // may be null (zeros); element type = x's
   void* y = nullptr;
-  void* conv_state_out = nullptr;    // may be null; element type = x's
+  void* conv_state_out = nullptr;    // may be null; element type = x's; may be conv_state itself (a pool, in place)
+  const CausalConv1dPlan* plan = nullptr;  // null: the plain batch (B sequences of T tokens, state row b)
 };
 
 std::string validate_causal_conv1d_attrs(const CausalConv1dAttrs& attrs);
+// Input checks (run time). In opset 1 inputs 4-7 are refused; in opset 2 their types and shapes are checked here,
+// their values by build_causal_conv1d_plan.
 std::string validate_causal_conv1d(const CausalConv1dAttrs& attrs, const TensorInfo* inputs, size_t n,
-                                   CausalConv1dParams* out);
+                                   CausalConv1dParams* out, int opset = kOpsetVersion);
+// The values of the serving inputs (each null when absent; element types as in p), checked and resolved into the
+// sequences to run: cu_seqlens starting at 0, non-decreasing, ending at T; slots in range and written once;
+// accepted counts in 1..S-W+2 and W-2+length <= S for speculative steps. "" when valid.
+std::string build_causal_conv1d_plan(const CausalConv1dParams& p, const void* cu_seqlens, const void* indices,
+                                     const void* num_accepted_tokens, const bool* has_initial_state,
+                                     CausalConv1dPlan* out);
 
 // ---------------------------------------------------------------------------------------------------
 // GatedDeltaGating

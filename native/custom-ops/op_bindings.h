@@ -3,6 +3,7 @@
 // which CPU kernel runs it (cpu/cpu_kernels.h). A binding holds no state; its Attrs are the kernel's state.
 #pragma once
 #include <array>
+#include <cstring>
 #include <string>
 
 #include "common/gdn_contract.h"
@@ -86,8 +87,13 @@ struct DeltaRuleBinding
 using ChunkGatedDeltaRuleBinding = DeltaRuleBinding<true>;
 using RecurrentGatedDeltaRuleBinding = DeltaRuleBinding<false>;
 
+// CausalConv1d's params with the plan of its serving inputs (gdn opset 2), built from their values.
+struct CausalConv1dServingParams : CausalConv1dParams {
+  CausalConv1dPlan plan;
+};
+
 struct CausalConv1dBinding
-    : BindingBase<CausalConv1dAttrs, CausalConv1dParams, CausalConv1dTensors, causal_conv1d::kNumOutputs> {
+    : BindingBase<CausalConv1dAttrs, CausalConv1dServingParams, CausalConv1dTensors, causal_conv1d::kNumOutputs> {
   static constexpr const char* kName = op::kCausalConv1d;
   static constexpr const char* const* kOutputNames = causal_conv1d::kOutputNames;
 
@@ -96,8 +102,16 @@ struct CausalConv1dBinding
     r.read(causal_conv1d::kAttrStateSize, &a->state_size);
     r.check(validate_causal_conv1d_attrs(*a));
   }
+  // Inputs 4-7 with their opset-2 meaning: ORT gives a custom op no way to learn its node's opset; the runtime's
+  // model check refuses them in opset-1 models.
   static std::string validate(const Attrs& a, const Inputs& in, Params* p) {
-    return validate_causal_conv1d(a, in.info.data(), in.info.size(), p);
+    using namespace causal_conv1d;
+    const std::string err = validate_causal_conv1d(a, in.info.data(), in.info.size(), p, kFirstServingOpset);
+    if (!err.empty() || !p->serving()) return err;
+    const auto data = [&](int i) { return (size_t)i < in.data.size() ? in.data[i] : nullptr; };
+    const auto* has_initial_state = static_cast<const bool*>(data(kHasInitialState));
+    return build_causal_conv1d_plan(*p, data(kCuSeqlens), data(kConvStateIndices), data(kNumAcceptedTokens),
+                                    has_initial_state, &p->plan);
   }
   static Plan plan_outputs(const Params& p) {
     return {{{p.y_shape(), p.x_type}, {p.state_shape(), p.x_type}}};
@@ -110,15 +124,28 @@ struct CausalConv1dBinding
     t.conv_state = p.has_state ? in.data[causal_conv1d::kConvState] : nullptr;
     t.y = out[causal_conv1d::kY];
     t.conv_state_out = out[causal_conv1d::kConvStateOut];
+    t.plan = p.serving() ? &p.plan : nullptr;
     return t;
   }
-  // Nothing to write (B or C may be huge when T = 0): never loop over empty rows.
+  // Nothing to write (B or C may be huge when T = 0): never loop over empty rows. A serving call's rows are its
+  // plan's, bounded by its index inputs.
   static bool has_work(const Params& p, const Tensors& t) {
     if (t.y == nullptr) return false;
+    if (p.serving()) return true;
     const bool no_rows = p.B == 0 || p.C == 0;
     return !((p.T == 0 || no_rows) && (t.conv_state_out == nullptr || p.S == 0 || no_rows));
   }
-  static void run(const Params& p, const Tensors& t, const Parallel& par) { cpu::causal_conv1d(p, t, par); }
+  // With a pool, conv_state_out starts as a copy of it (slots no sequence writes keep their values), unless it is
+  // the pool itself (in place).
+  static void run(const Params& p, const Tensors& t, const Parallel& par) {
+    if (p.pool() && t.conv_state_out != nullptr && t.conv_state_out != t.conv_state) {
+      int64_t count = 0;
+      checked_numel(p.state_shape(), &count);  // the pool is an input: its size fits
+      const size_t elem = p.x_type == DType::kFloat32 ? 4 : 2;
+      std::memcpy(t.conv_state_out, t.conv_state, (size_t)count * elem);
+    }
+    cpu::causal_conv1d(p, t, par);
+  }
 };
 
 struct NoAttrs {};

@@ -131,7 +131,9 @@ void infer_causal_conv1d(ShapeInfer& si) {
   const ShapeOf x = si.in(kX, 3);
   ShapeOf out;
   out.type = x.type;
-  out.push(x, 0);
+  const ShapeOf cu = si.in(kCuSeqlens, 1);  // packed (opset 2): one state row per sequence, N = length - 1
+  if (cu.ok) out.dims.push_back(cu.dims[0] > 0 ? cu.dims[0] - 1 : -1), out.syms.push_back("");
+  else out.push(x, 0);
   out.push(x, 1);
   int64_t S = si.attr_int(kAttrStateSize, kDefaultStateSize);
   if (S == 0) {

@@ -100,6 +100,7 @@ function checkGdnNode(node: onnx.INodeProto, opset: number): void {
     }
     checkAttribute(where, name, attr, spec);
   }
+  if (opset === GDN_OPSET) checkAddedInputs(where, contract, node);
 }
 
 function checkAttribute(where: string, name: string, attr: onnx.IAttributeProto, spec: AttrContract): void {
@@ -134,4 +135,16 @@ function checkNoExternalData(graphs: onnx.IGraphProto[]): void {
       );
     }
   }
+}
+
+/** Inputs that a later gdn opset added (CausalConv1d's 4-7) are refused in opset-1 models. */
+type Contract = (typeof GDN_CONTRACT)[keyof typeof GDN_CONTRACT];
+function checkAddedInputs(where: string, contract: Contract, node: onnx.INodeProto): void {
+  const count = contract.opset1Inputs;
+  if (count === undefined) return;
+  (node.input ?? []).forEach((name, i) => {
+    if (i < count || name === "") return;
+    const why = `input ${i} (${contract.inputs[i]}) is defined from gdn opset 2 on; this model imports gdn opset 1`;
+    throw new GdnFuseError("E_MODEL", `${where}: ${why}`);
+  });
 }
