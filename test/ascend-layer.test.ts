@@ -11,10 +11,11 @@ import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { seededRandom } from "../src/numeric.js";
 import { oneNodeModel } from "../src/ops-model.js";
 import { ascendStats } from "../src/runtime/index.js";
 import { fixtureCases, fuseCase, histogram, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
-import { readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
+import { numberToFloat16, readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
 
 const REAL = process.env.GDN_FUSE_ASCEND_REAL === "1";
 const skip = runtimeLoadError();
@@ -163,7 +164,7 @@ function convModel(C: number): string {
 }
 
 describe.skipIf(skip !== undefined)("layer ops at the limits of the device path", () => {
-  it("a CausalConv1d beyond aclnnConvolution's groups limit runs on the CPU with the reason; strict refuses it", async () => {
+  it("a CausalConv1d beyond aclnnConvolution's groups limit stays on the CPU; strict refuses it", async () => {
     const reason = "gdn.CausalConv1d node 'n0': channels C=65536 exceed aclnnConvolution's groups limit of 65535";
     const file = convModel(65536);
     const session = await ort.InferenceSession.create(file, { executionProviders: [ascendEp(false)] });
@@ -176,7 +177,10 @@ describe.skipIf(skip !== undefined)("layer ops at the limits of the device path"
       await session.release();
     }
     await expect(ort.InferenceSession.create(file, { executionProviders: [ascendEp(true)] })).rejects.toThrow(
-      new GdnFuseError("E_RUNTIME", `cannot create an ascend session: strict placement: ${reason} (it would run on the CPU)`),
+      new GdnFuseError(
+        "E_RUNTIME",
+        `cannot create an ascend session: strict placement: ${reason} (it would run on the CPU)`,
+      ),
     );
   });
 
@@ -203,10 +207,130 @@ describe.skipIf(skip !== undefined)("layer ops at the limits of the device path"
         await session.release();
       }
     }
-    const ortMessage = `Non-zero status code returned while running GatedDeltaGating node. Name:'n0' Status Message: ${CONTRACT_MESSAGE}`;
+    const ortMessage = "Non-zero status code returned while running GatedDeltaGating node. Name:'n0' " +
+      `Status Message: ${CONTRACT_MESSAGE}`;
     expect(messages).toEqual([ortMessage, ortMessage]);
   });
 });
 
 const CONTRACT_MESSAGE = "GatedDeltaGating: A_log has shape [3], expected [4] [H]";
 const ascendEp = (strict: boolean) => ({ name: "ascend", deviceId: 0, strict }) as unknown as string;
+
+// ------------------------------------------------------------------------------------------------------------
+// The layer kernels on paths the fixtures do not take, against the CPU op library (the contract's reference
+// implementation, tested against float64 in test/kernels): bias, no activation, [C,W] weights, a state longer
+// than W-1, T = 0, float16, a float32 norm weight under float16 x.
+
+interface OpCase {
+  opType: string;
+  inputs: { name: string; dims: number[]; type?: "float16"; lo?: number; hi?: number }[];
+  outputs: { name: string; dims: number[]; type?: "float16" }[];
+  attributes?: onnx.IAttributeProto[];
+}
+
+const intAttr = (name: string, i: number) => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
+const strAttr = (name: string, s: string) =>
+  ({ name, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(s) });
+const FP16 = onnx.TensorProto.DataType.FLOAT16;
+
+const OP_CASES: [string, OpCase][] = [
+  ["CausalConv1d decode: bias, no activation, [C,W] weight, state of S=5 > W-1, float16", {
+    opType: "CausalConv1d",
+    inputs: [
+      { name: "x", dims: [2, 6, 3], type: "float16" }, { name: "weight", dims: [6, 4], type: "float16" },
+      { name: "bias", dims: [6], type: "float16" }, { name: "conv_state", dims: [2, 6, 5], type: "float16" },
+    ],
+    outputs: [
+      { name: "y", dims: [2, 6, 3], type: "float16" }, { name: "conv_state_out", dims: [2, 6, 5], type: "float16" },
+    ],
+    attributes: [strAttr("activation", "none")],
+  }],
+  ["CausalConv1d prefill: bias, silu, state_size 4 > W-1 with conv_state_out", {
+    opType: "CausalConv1d",
+    inputs: [{ name: "x", dims: [1, 5, 9] }, { name: "weight", dims: [5, 1, 3] }, { name: "bias", dims: [5] }],
+    outputs: [{ name: "y", dims: [1, 5, 9] }, { name: "conv_state_out", dims: [1, 5, 4] }],
+    attributes: [intAttr("state_size", 4)],
+  }],
+  ["GatedDeltaGating, float16 a and b, softplus beyond its threshold", {
+    opType: "GatedDeltaGating",
+    inputs: [
+      { name: "a", dims: [2, 3, 4], type: "float16", lo: -30, hi: 30 }, { name: "b", dims: [2, 3, 4], type: "float16" },
+      { name: "A_log", dims: [4] }, { name: "dt_bias", dims: [4] },
+    ],
+    outputs: [{ name: "g", dims: [2, 3, 4] }, { name: "beta", dims: [2, 3, 4], type: "float16" }],
+  }],
+  ["GatedRMSNorm, float16 x and gate, float32 weight", {
+    opType: "GatedRMSNorm",
+    inputs: [{ name: "x", dims: [3, 2, 8], type: "float16" }, { name: "gate", dims: [3, 2, 8], type: "float16" },
+      { name: "weight", dims: [8] }],
+    outputs: [{ name: "y", dims: [3, 2, 8], type: "float16" }],
+    attributes: [{ name: "epsilon", type: onnx.AttributeProto.AttributeType.FLOAT, f: 1e-5 }],
+  }],
+];
+
+function feedsOf(c: OpCase): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  c.inputs.forEach((t, k) => {
+    const n = t.dims.reduce((a, d) => a * d, 1);
+    const random = seededRandom(100 + k);
+    const values = Float32Array.from({ length: n }, () => (t.lo ?? -1) + random() * ((t.hi ?? 1) - (t.lo ?? -1)));
+    feeds[t.name] = t.type === "float16"
+      ? new ort.Tensor("float16", Uint16Array.from(values, (v) => numberToFloat16(v)), t.dims)
+      : new ort.Tensor("float32", values, t.dims);
+  });
+  return feeds;
+}
+
+describe.skipIf(skip !== undefined)("layer kernels on the device against the CPU op library", () => {
+  it.each(OP_CASES)("%s", async (_, c) => {
+    const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-op-")), "model.onnx");
+    const spec = (t: { name: string; dims: number[]; type?: "float16" }) =>
+      ({ name: t.name, dims: t.dims, ...(t.type ? { elemType: FP16 } : {}) });
+    writeFileSync(file, oneNodeModel({
+      opType: c.opType, inputs: c.inputs.map(spec), outputs: c.outputs.map(spec), attributes: c.attributes ?? [],
+    }));
+    const results: Record<string, ort.Tensor>[] = [];
+    for (const ep of [ascendEp(true), "gdn"]) {
+      const session = await ort.InferenceSession.create(file, { executionProviders: [ep] });
+      try {
+        results.push(await session.run(feedsOf(c)));
+      } finally {
+        await session.release();
+      }
+    }
+    const [device, cpu] = results as [Record<string, ort.Tensor>, Record<string, ort.Tensor>];
+    for (const o of c.outputs) {
+      const got = device[o.name]!, want = cpu[o.name]!;
+      expect(got.dims).toEqual(want.dims);
+      // float32 on the device (convolution operands as HFLOAT32), one rounding to float16 at the end
+      expect(relativeL2(got, want), o.name).toBeLessThan(o.type === "float16" ? 2e-3 : 5e-4);
+    }
+  });
+});
+
+// The contract: conv_state_out = xs[:, :, T:T+S], the state itself when T = 0. (The CPU op library returns zeros
+// here: its glue returns before the kernel when y has no elements, so this case is checked against the contract.)
+describe.skipIf(skip !== undefined)("CausalConv1d on the device with T = 0", () => {
+  it("passes the state through", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-op-")), "model.onnx");
+    writeFileSync(file, oneNodeModel({
+      opType: "CausalConv1d",
+      inputs: [F32("x", [1, 3, 0]), F32("weight", [3, 1, 2]), F32("bias", [3]), F32("conv_state", [1, 3, 2])],
+      outputs: [F32("y", [1, 3, 0]), F32("conv_state_out", [1, 3, 2])],
+    }));
+    const state = Float32Array.from([0.5, -1.25, 2, 3.5, -0.75, 1]);
+    const session = await ort.InferenceSession.create(file, { executionProviders: [ascendEp(true)] });
+    try {
+      const out = await session.run({
+        x: new ort.Tensor("float32", new Float32Array(0), [1, 3, 0]),
+        weight: new ort.Tensor("float32", Float32Array.from([1, 2, 3, 4, 5, 6]), [3, 1, 2]),
+        bias: new ort.Tensor("float32", Float32Array.from([1, 1, 1]), [3]),
+        conv_state: new ort.Tensor("float32", state, [1, 3, 2]),
+      });
+      expect(out.y!.dims).toEqual([1, 3, 0]);
+      expect(Array.from(out.conv_state_out!.data as Float32Array)).toEqual(Array.from(state));
+    } finally {
+      await session.release();
+    }
+  });
+});

@@ -94,7 +94,9 @@ std::string ConvReason(const std::vector<Ort::ConstValueInfo>& inputs) {
   }
   const auto x = StaticShape(inputs[kX]);
   if (!x || x->size() != 3 || (*x)[1] <= 0) return "the channel count of x is not static";
-  if ((*x)[1] > 65535) return "channels C=" + std::to_string((*x)[1]) + " exceed aclnnConvolution's groups limit of 65535";
+  if ((*x)[1] > 65535) {
+    return "channels C=" + std::to_string((*x)[1]) + " exceed aclnnConvolution's groups limit of 65535";
+  }
   const auto w = StaticShape(inputs[kWeight]);
   if (w && !w->empty() && w->back() > 1000000) return "kernel width exceeds aclnnConvolution's limit of 1000000";
   return "";

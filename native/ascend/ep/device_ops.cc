@@ -118,7 +118,9 @@ void DeviceCall::RmsNorm(const View& x, const View& gamma, double eps, const Vie
   aclTensor* ty = Tensor(y);
   aclTensor* tr = Tensor(rstd);
   TwoPhase("aclnnRmsNorm",
-           [&](uint64_t* ws, aclOpExecutor** ex) { return cann_.aclnnRmsNormGetWorkspaceSize(tx, tg, eps, ty, tr, ws, ex); },
+           [&](uint64_t* ws, aclOpExecutor** ex) {
+             return cann_.aclnnRmsNormGetWorkspaceSize(tx, tg, eps, ty, tr, ws, ex);
+           },
            cann_.aclnnRmsNorm);
 }
 
@@ -195,7 +197,8 @@ void DeviceCall::Softplus(const View& in, const View& out, float beta, float thr
 
 void DeviceCall::Mul(const View& a, const View& b, const View& out) {
   aclTensor *ta = Tensor(a), *tb = Tensor(b), *to = Tensor(out);
-  TwoPhase("aclnnMul", [&](uint64_t* ws, aclOpExecutor** ex) { return cann_.aclnnMulGetWorkspaceSize(ta, tb, to, ws, ex); },
+  TwoPhase("aclnnMul",
+           [&](uint64_t* ws, aclOpExecutor** ex) { return cann_.aclnnMulGetWorkspaceSize(ta, tb, to, ws, ex); },
            cann_.aclnnMul);
 }
 
@@ -211,14 +214,18 @@ void DeviceCall::Matmul(const View& a, const View& b, const View& out) {
   aclTensor *ta = Tensor(a), *tb = Tensor(b), *to = Tensor(out);
   const int8_t keep_dtype = 0;  // cubeMathType KEEP_DTYPE: float32 stays float32, fp16/bf16 accumulate in float32
   TwoPhase("aclnnMatmul",
-           [&](uint64_t* ws, aclOpExecutor** ex) { return cann_.aclnnMatmulGetWorkspaceSize(ta, tb, to, keep_dtype, ws, ex); },
+           [&](uint64_t* ws, aclOpExecutor** ex) {
+             return cann_.aclnnMatmulGetWorkspaceSize(ta, tb, to, keep_dtype, ws, ex);
+           },
            cann_.aclnnMatmul);
 }
 
 void DeviceCall::IndexSelect(const View& in, int64_t dim, const View& index, const View& out) {
   aclTensor *ta = Tensor(in), *ti = Tensor(index), *to = Tensor(out);
   TwoPhase("aclnnIndexSelect",
-           [&](uint64_t* ws, aclOpExecutor** ex) { return cann_.aclnnIndexSelectGetWorkspaceSize(ta, dim, ti, to, ws, ex); },
+           [&](uint64_t* ws, aclOpExecutor** ex) {
+             return cann_.aclnnIndexSelectGetWorkspaceSize(ta, dim, ti, to, ws, ex);
+           },
            cann_.aclnnIndexSelect);
 }
 

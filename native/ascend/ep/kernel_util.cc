@@ -97,7 +97,8 @@ OrtStatus* ORT_API_CALL DeviceKernel::ComputeImpl(OrtKernelImpl* self, OrtKernel
   } catch (const ContractError& e) {
     return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
   } catch (const std::exception& e) {
-    return Ort::GetApi().CreateStatus(ORT_EP_FAIL, (k->op_ + " node '" + k->node_ + "' on Ascend: " + e.what()).c_str());
+    const std::string message = k->op_ + " node '" + k->node_ + "' on Ascend: " + e.what();
+    return Ort::GetApi().CreateStatus(ORT_EP_FAIL, message.c_str());
   }
 }
 

@@ -1,7 +1,8 @@
 // The standard ONNX ops a fused gated-delta layer is made of, on Ascend:
 //   MatMul [..,M,K] x [K,N]  -> aclnnMatmul;   Einsum "<a><s>,<s><b>-><a><b>" -> aclnnMatmul on 2-D views
 //   Transpose -> aclnnPermute;   Split -> one strided copy (aclnnCast to the same dtype) per output
-//   Gather (constant indices) -> aclnnIndexSelect;   Cast between float types -> aclnnCast;   Reshape -> nothing (ORT aliases the buffer) or one D2D copy
+//   Gather (constant indices) -> aclnnIndexSelect;   Cast between float types -> aclnnCast
+//   Reshape -> nothing (ORT aliases the buffer) or one D2D copy
 // Reshape's shape and Split's sizes are host inputs of the kernels, so reading them needs no copy.
 #include <algorithm>
 #include <climits>
@@ -81,7 +82,9 @@ class EinsumKernel : public DeviceKernel {
  public:
   explicit EinsumKernel(const OrtKernelInfo* info) : DeviceKernel(info, "Einsum") {
     const std::string eq = Ort::ConstKernelInfo(info).GetAttribute<std::string>("equation");
-    if (!ParseContraction(eq, &plan_)) throw ContractError("Einsum node '" + Node() + "': equation " + eq + " is not supported on Ascend");
+    if (!ParseContraction(eq, &plan_)) {
+      throw ContractError("Einsum node '" + Node() + "': equation " + eq + " is not supported on Ascend");
+    }
   }
 
  private:
@@ -214,7 +217,9 @@ class ReshapeKernel : public DeviceKernel {
       }
     }
     if (infer >= 0) {
-      if (known == 0 || total % known != 0) throw ContractError(where + "cannot infer the -1 of " + gdn::shape_str(shape));
+      if (known == 0 || total % known != 0) {
+        throw ContractError(where + "cannot infer the -1 of " + gdn::shape_str(shape));
+      }
       shape[infer] = total / known;
       known = total;
     }

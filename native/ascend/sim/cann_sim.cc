@@ -1037,8 +1037,12 @@ SIM_EXPORT aclnnStatus aclnnMatmulGetWorkspaceSize(const aclTensor* self, const 
   SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
   SIM_TRY(CheckDtype(op, "mat2", mat2, {self->dtype}));
   SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
-  if (cube_math < 0 || cube_math > 3) return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
-  if (cube_math == 2 && self->dtype == ACL_BF16) return Fail(kAclnnErrParamInvalid, "%s: USE_FP16 with BFLOAT16 input", op);
+  if (cube_math < 0 || cube_math > 3) {
+    return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
+  }
+  if (cube_math == 2 && self->dtype == ACL_BF16) {
+    return Fail(kAclnnErrParamInvalid, "%s: USE_FP16 with BFLOAT16 input", op);
+  }
   const size_t rank = self->dims.size(), rank2 = mat2->dims.size();
   if (rank < 2 || rank > 6 || (rank2 != 2 && rank2 != rank)) {
     return Fail(kAclnnErrParamInvalid, "%s: self rank %zu, mat2 rank %zu (simulated: self 2..6, mat2 2 or self's)", op,
@@ -1165,11 +1169,15 @@ SIM_EXPORT aclnnStatus aclnnConvolutionGetWorkspaceSize(const aclTensor* input, 
   SIM_TRY(CheckDtype(op, "weight", weight, {input->dtype}));
   if (bias != nullptr) SIM_TRY(CheckDtype(op, "bias", bias, {input->dtype}));
   SIM_TRY(CheckDtype(op, "output", output, {input->dtype}));
-  if (cube_math < 0 || cube_math > 3) return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
+  if (cube_math < 0 || cube_math > 3) {
+    return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
+  }
   if (cube_math == 0 && input->dtype == ACL_FLOAT) {
     return Fail(kAclnnErrParamInvalid, "%s: cubeMathType KEEP_DTYPE is not supported for FLOAT input", op);
   }
-  if (cube_math == 2 && input->dtype == ACL_BF16) return Fail(kAclnnErrParamInvalid, "%s: USE_FP16 with BFLOAT16 input", op);
+  if (cube_math == 2 && input->dtype == ACL_BF16) {
+    return Fail(kAclnnErrParamInvalid, "%s: USE_FP16 with BFLOAT16 input", op);
+  }
   if (transposed) return Fail(kAclnnErrParamInvalid, "%s: transposed convolution is not simulated", op);
   if (input->dims.size() != 3 || weight->dims.size() != 3) {
     return Fail(kAclnnErrParamInvalid, "%s: input and weight must be rank 3 (the simulator implements conv1d)", op);

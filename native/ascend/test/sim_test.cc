@@ -349,7 +349,8 @@ void ElementwiseChecks(aclrtStream s) {
            "self has dtype INT32", "aclnnSoftplus: an INT32 input is refused");
     Expect(T->aclnnSoftplusGetWorkspaceSize(in.t, nullptr, th, out.t, &ws, &ex), cann::kAclnnErrParamNullptr,
            "beta is a null pointer", "aclnnSoftplus: a null beta is ACLNN_ERR_PARAM_NULLPTR");
-    const int rc = RunOp(T->aclnnSoftplusGetWorkspaceSize(in.t, beta, th, out.t, &ws, &ex), ws, ex, T->aclnnSoftplus, s);
+    const int rc =
+        RunOp(T->aclnnSoftplusGetWorkspaceSize(in.t, beta, th, out.t, &ws, &ex), ws, ex, T->aclnnSoftplus, s);
     Check(rc == 0 && Near(out.Read(), {std::log1p(std::exp(-3.f)), std::log(2.f), std::log1p(std::exp(2.f)), 25.f}),
           "aclnnSoftplus matches the host reference");
   }
@@ -438,7 +439,8 @@ void RmsNormChecks(aclrtStream s) {
   DevTensor wrong({1, 2}, {});
   Expect(T->aclnnRmsNormGetWorkspaceSize(x.t, g.t, 0.0, y.t, wrong.t, &ws, &ex), cann::kAclnnErrParamInvalid,
          "rstdOut has shape (1,2), expected (2,1)", "aclnnRmsNorm: a rstd of another shape is refused");
-  const int rc = RunOp(T->aclnnRmsNormGetWorkspaceSize(x.t, g.t, 0.0, y.t, rstd.t, &ws, &ex), ws, ex, T->aclnnRmsNorm, s);
+  const int rc =
+      RunOp(T->aclnnRmsNormGetWorkspaceSize(x.t, g.t, 0.0, y.t, rstd.t, &ws, &ex), ws, ex, T->aclnnRmsNorm, s);
   const float r0 = 1.f / std::sqrt(12.5f), r1 = 1.f;
   Check(rc == 0 && Near(y.Read(), {3 * r0, 8 * r0, 1 * r1, -2 * r1}), "aclnnRmsNorm matches the host reference");
 }
