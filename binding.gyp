@@ -10,7 +10,11 @@
       "type": "shared_library",
       "product_name": "gdn_ops",
       "sources": [
-        "native/ort/ops_library.cc",
+        "native/custom-ops/attributes.cc",
+        "native/custom-ops/op_table.cc",
+        "native/custom-ops/ort_api.cc",
+        "native/custom-ops/register.cc",
+        "native/custom-ops/shape_inference.cc",
         "native/common/gdn_contract.cc",
         "native/cpu/cpu_util.cc",
         "native/cpu/chunk_gated_delta_rule.cc",
@@ -23,7 +27,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-fno-math-errno", "-Wno-psabi"],
       "ldflags": ["-Wl,--exclude-libs,ALL", "-Wl,-z,defs", "-pthread",
-                  "-Wl,--version-script=<(module_root_dir)/native/ort/gdn_ops.map"],
+                  "-Wl,--version-script=<(module_root_dir)/native/custom-ops/gdn_ops.map"],
       "xcode_settings": {
         "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
         "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-fvisibility=hidden"]

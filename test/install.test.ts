@@ -128,6 +128,10 @@ describe("installed from the packed tarball", () => {
     expect(files).toContain(`package/prebuilds/${hostTag()}/gdn_addon.node`);
     expect(files).toContain(`package/prebuilds/${hostTag()}/gdn_ops.so`);
     expect(files).toContain("package/native/binaries.json");
+    // The source build's inputs: every file binding.gyp names (the custom-op library's folder among them).
+    const gypFiles = fs.readFileSync(path.join(ROOT, "binding.gyp"), "utf8").match(/native\/[\w\-/]+\.(?:cc|map)/g) ?? [];
+    expect(gypFiles).toContain("native/custom-ops/register.cc");
+    expect(gypFiles.filter((f) => !files.includes(`package/${f}`))).toEqual([]);
     expect(files.filter((f) => f.startsWith("package/build/") || f.includes("/.deps/") || f.endsWith("onnxruntime_c_api.h"))).toEqual([]);
   });
 

@@ -27,9 +27,9 @@ const sources = (dir) => readdirSync(join(ROOT, dir)).filter((f) => f.endsWith("
 const products = [
   {
     name: "libgdn_ops.so",
-    sources: [...sources("native/ort"), ...sources("native/common"), ...sources("native/cpu")],
+    sources: [...sources("native/custom-ops"), ...sources("native/common"), ...sources("native/cpu")],
     flags: ["-fvisibility=hidden"],
-    link: ["-shared", "-pthread", `-Wl,--version-script=${join(ROOT, "native/ort/gdn_ops.map")}`],
+    link: ["-shared", "-pthread", `-Wl,--version-script=${join(ROOT, "native/custom-ops/gdn_ops.map")}`],
   },
   {
     name: "gdn_addon.node",
