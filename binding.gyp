@@ -74,6 +74,7 @@
         "native/ascend/ep/layer_kernels.cc",
         "native/ascend/ep/memcpy_kernels.cc",
         "native/ascend/ep/standard_kernels.cc",
+        "native/ascend/ep/stream.cc",
         "native/common/gdn_contract.cc"
       ],
       "include_dirs": ["<(ort_headers)", "native"],

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fuseCase, opCounts, runAgainstCase } from "../test/helpers/cases.js";
-import { mutateAndFuse, firstSkip } from "../test/helpers/mutate.js";
+import { firstSkip, fuseCase, mutateAndFuse, opCounts, runAgainstCase } from "../test/helpers/index.js";
 
 const CHUNK_CASES = [
   "chunk_t100_h4_k32_v48", // 2 chunks with padding, initial state, K != V

@@ -6,13 +6,9 @@
  * (masked_fill with -inf above the diagonal), the strictly lower K K^T mask, the C-1 steps of the
  * unrolled triangular solve (ScatterND chain), and finally a probe run.
  */
-import type { Node } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { constantOf, isConstantValue, scalarOf } from "../src/ir/constant.js";
-import { check, fail, walkBack } from "../src/pattern/match.js";
-import { forEachCandidate } from "../src/pipeline/candidates.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
+import { attr, constantOf, isConstantValue, type Node, scalarOf } from "../src/ir/index.js";
+import { check, fail, forEachCandidate, type Pass, walkBack } from "../src/pattern/index.js";
+import { DeltaRuleAttr, GdnOp, TARGETS } from "../src/ops.js";
 import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
 
@@ -22,14 +18,14 @@ export const gatedDeltaChunk: Pass = {
   name: NAME,
   description: "chunked gated delta rule (prefill) -> gdn.ChunkGatedDeltaRule",
   anchors: ["CumSum"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     const anchors = ctx.graph.nodes.filter((n) => n.opType === "CumSum" && n.domain === "");
     await forEachCandidate(ctx, NAME, anchors, async (cumsum) => {
       const region = matchChunk(cumsum);
       await confirmByProbe(ctx, region);
       const replaced = region.nodes.size;
-      const node = rewriteCore(ctx, region, GdnOp.ChunkGatedDeltaRule, NAME, [attr.int("chunk_size", region.chunkSize)]);
+      const node = rewriteCore(ctx, region, GdnOp.ChunkGatedDeltaRule, NAME, [attr.int(DeltaRuleAttr.chunkSize, region.chunkSize)]);
       return { op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: details(region) };
     });
   },

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fuseCase, opCounts, runAgainstCase } from "../test/helpers/cases.js";
-import { firstSkip, mutateAndFuse } from "../test/helpers/mutate.js";
+import { firstSkip, fuseCase, mutateAndFuse, opCounts, runAgainstCase } from "../test/helpers/index.js";
 
 const RECURRENT_CASES = [
   "recurrent_t1_b3", // one decode step, batch 3, K != V

@@ -8,11 +8,9 @@
  *   for each token t:  S = S * exp(g_t);  kv = sum(S * k_t, -2);  d = (v_t - kv) * beta_t;
  *                      S = S + k_t d^T;   o_t = sum(S * q_t, -2)
  */
-import type { Node } from "../src/ir/graph.js";
-import { check } from "../src/pattern/match.js";
-import { forEachCandidate } from "../src/pipeline/candidates.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
+import type { Node } from "../src/ir/index.js";
+import { check, forEachCandidate, type Pass } from "../src/pattern/index.js";
+import { GdnOp, TARGETS } from "../src/ops.js";
 import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
 import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
 
@@ -23,7 +21,7 @@ export const gatedDeltaRecurrent: Pass = {
   name: NAME,
   description: "recurrent gated delta rule (decode) -> gdn.RecurrentGatedDeltaRule",
   anchors: ["Exp"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     const anchors = ctx.graph.nodes.filter((n) => n.opType === "Exp" && n.domain === "" && gEntryOf(n));
     await forEachCandidate(ctx, NAME, anchors, async (exp) => {

@@ -10,13 +10,29 @@
  * Checks: depthwise weight [C,1,W], stride/dilation 1, the causal left padding W-1, the output
  * slice, and the SiLU activation.
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { constantOf } from "../src/ir/constant.js";
-import { check } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, dimsOf, forEachCandidate, typeName, fusedOp, nodesOf, resolveIndex, showDims, siluInput, sliceOf, soleConsumer, staticDim } from "./layer-common.js";
+import {
+  attr,
+  constantOf,
+  dimsOf,
+  fusedOp,
+  type Node,
+  nodesOf,
+  showDims,
+  staticDim,
+  type Value,
+} from "../src/ir/index.js";
+import {
+  addGdnNode,
+  check,
+  checkFloatType,
+  forEachCandidate,
+  type Pass,
+  resolveIndex,
+  siluInput,
+  sliceOf,
+  soleConsumer,
+} from "../src/pattern/index.js";
+import { ConvAttr, FLOAT, GdnOp, TARGETS, typeName } from "../src/ops.js";
 
 const NAME = "layer-causal-conv1d";
 
@@ -24,7 +40,7 @@ export const layerCausalConv1d: Pass = {
   name: NAME,
   description: "depthwise causal Conv1d + SiLU (prefill and decode state update) -> gdn.CausalConv1d",
   anchors: ["Conv"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     const anchors = nodesOf(ctx.graph, "Conv").filter((c) => constantOf(c.inputs[1])?.dims.length === 3);
     await forEachCandidate(ctx, NAME, anchors, (conv) => {
@@ -38,7 +54,7 @@ export const layerCausalConv1d: Pass = {
         name: "CausalConv1d",
         inputs,
         outputs: m.stateOut ? [m.y, m.stateOut] : [m.y],
-        attributes: [attr.string("activation", "silu"), attr.int("state_size", m.S)],
+        attributes: [attr.string(ConvAttr.activation, "silu"), attr.int(ConvAttr.stateSize, m.S)],
       });
       return { op: fusedOp(node), node: node.name, replacedNodes: m.count, details: { C: m.C, W: m.W, S: m.S, decode: !!m.state } };
     });

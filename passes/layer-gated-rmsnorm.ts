@@ -11,13 +11,34 @@
  *   x16 ─ Cast(f32) ─ [the float32 norm above] ─ Cast(x16) ─ Mul(w16, ·) ─ Cast(f32) ─ Mul(·, silu(Cast(f32)(gate16))) ─ Cast(x16) ─> y16
  * The Casts are absorbed: GatedRMSNorm(x16, gate16, w16) accumulates in float32 and returns x's type.
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { constantOf, scalarOf } from "../src/ir/constant.js";
-import { check } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
-import { FLOAT, FLOAT_TYPES, addGdnNode, castConsumer, checkFloatType, dimsOf, widenedFrom, forEachCandidate, typeName, fusedOp, intsOf, nodesOf, otherInput, sameDims, showDims, siluInput, soleConsumer, staticDim, uniformScalar } from "./layer-common.js";
+import {
+  attr,
+  constantOf,
+  dimsOf,
+  fusedOp,
+  intsOf,
+  type Node,
+  nodesOf,
+  sameDims,
+  scalarOf,
+  showDims,
+  staticDim,
+  uniformScalar,
+  type Value,
+} from "../src/ir/index.js";
+import {
+  addGdnNode,
+  castConsumer,
+  check,
+  checkFloatType,
+  forEachCandidate,
+  otherInput,
+  type Pass,
+  siluInput,
+  soleConsumer,
+  widenedFrom,
+} from "../src/pattern/index.js";
+import { FLOAT, FLOAT_TYPES, GdnOp, RmsNormAttr, TARGETS, typeName } from "../src/ops.js";
 
 const NAME = "layer-gated-rmsnorm";
 
@@ -25,7 +46,7 @@ export const layerGatedRmsnorm: Pass = {
   name: NAME,
   description: "weight * x * rsqrt(mean(x^2) + eps) * silu(gate) -> gdn.GatedRMSNorm",
   anchors: ["ReduceMean"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     await forEachCandidate(ctx, NAME, nodesOf(ctx.graph, "ReduceMean"), (mean) => {
       const m = matchNorm(mean);
@@ -35,7 +56,7 @@ export const layerGatedRmsnorm: Pass = {
         name: "GatedRMSNorm",
         inputs: [m.x, m.gate, m.weight],
         outputs: [m.y],
-        attributes: [attr.float("epsilon", m.eps)],
+        attributes: [attr.float(RmsNormAttr.epsilon, m.eps)],
       });
       return { op: fusedOp(node), node: node.name, replacedNodes: m.count, details: { D: m.D, epsilon: m.eps } };
     });

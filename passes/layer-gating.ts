@@ -10,27 +10,43 @@
  * read as constants of shape [H]; H must equal the core's value heads. A half-precision `a` widened by
  * a Cast (HF: `a.float() + dt_bias`) is taken before the Cast: the op widens a to float32 itself.
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { arrayToTensor } from "../src/ir/tensor.js";
-import { constantOf, type ConstTensor } from "../src/ir/constant.js";
-import { check, fail } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
-import { FLOAT, addGdnNode, checkFloatType, coreNodes, dimsOf, typeName, forEachCandidate, fusedOp, sameDims, showDims, staticDim, uniformScalar, widenedFrom } from "./layer-common.js";
+import {
+  arrayToTensor,
+  constantOf,
+  type ConstTensor,
+  dimsOf,
+  fusedOp,
+  type Node,
+  sameDims,
+  showDims,
+  staticDim,
+  uniformScalar,
+  type Value,
+} from "../src/ir/index.js";
+import {
+  addGdnNode,
+  check,
+  checkFloatType,
+  coreNodes,
+  fail,
+  forEachCandidate,
+  type Pass,
+  widenedFrom,
+} from "../src/pattern/index.js";
+import { DeltaRuleIn, FLOAT, GdnOp, SOFTPLUS_THRESHOLD, TARGETS, typeName } from "../src/ops.js";
 
 const NAME = "layer-gating";
-const SOFTPLUS_THRESHOLD = 20;
 
 export const layerGating: Pass = {
   name: NAME,
   description: "beta = sigmoid(b), g = -exp(A_log) * softplus(a + dt_bias) -> gdn.GatedDeltaGating",
   anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
-      const gOut = core.inputs[3]!;
-      const betaOut = core.inputs[4]!;
-      const v = core.inputs[2];
+      const gOut = core.inputs[DeltaRuleIn.g]!;
+      const betaOut = core.inputs[DeltaRuleIn.beta]!;
+      const v = core.inputs[DeltaRuleIn.value];
       const H = v?.rank === 4 ? staticDim(v, 2) : undefined;
       check(H !== undefined, "shape", `the value ${showDims(dimsOf(v))} has no static head count (dim 2 of [B,T,H,V])`, core);
       const sig = betaOut.producer;
@@ -48,8 +64,8 @@ export const layerGating: Pass = {
       const gType = gOut.type?.elemType;
       check(gType === FLOAT, "dtype", `g is ${typeName(gType)}; GatedDeltaGating returns g in float32 (docs/ops.md) and the core reads float32 g, so a graph computing g in ${typeName(gType)} is not this op`, m.mul);
       check(sameDims(dimsOf(m.a), dimsOf(b)), "shape", `a ${showDims(dimsOf(m.a))} and b ${showDims(dimsOf(b))} differ in shape`, sig);
-      const aLog = ctx.graph.addInitializer(arrayToTensor(`${core.name}_A_log`, [H], 1, m.aLog));
-      const dtBias = ctx.graph.addInitializer(arrayToTensor(`${core.name}_dt_bias`, [H], 1, m.dtBias.data));
+      const aLog = ctx.graph.addInitializer(arrayToTensor(`${core.name}_A_log`, [H], FLOAT, m.aLog));
+      const dtBias = ctx.graph.addInitializer(arrayToTensor(`${core.name}_dt_bias`, [H], FLOAT, m.dtBias.data));
       ctx.graph.removeNodes([m.mul, sig]);
       const node = addGdnNode(ctx, NAME, { opType: GdnOp.GatedDeltaGating, name: "GatedDeltaGating", inputs: [m.a, b, aLog, dtBias], outputs: [gOut, betaOut] });
       return { op: fusedOp(node), node: node.name, replacedNodes: m.count + 1, details: { H, threshold: m.threshold } };

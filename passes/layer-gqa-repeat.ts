@@ -9,11 +9,21 @@
  * Checks: both q and k are repeated, by the same factor n, with n * Hk = Hv (the value heads), and the
  * head order is interleaved (h -> h / n), not tiled (h -> h % Hk).
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { constantOf } from "../src/ir/constant.js";
-import { check, fail } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { coreNodes, dimsOf, forEachCandidate, fusedOp, intsOf, reshapeDims, sameDims, setInput, showDims, staticDim } from "./layer-common.js";
+import {
+  constantOf,
+  dimsOf,
+  fusedOp,
+  intsOf,
+  type Node,
+  reshapeDims,
+  sameDims,
+  setInput,
+  showDims,
+  staticDim,
+  type Value,
+} from "../src/ir/index.js";
+import { check, coreNodes, fail, forEachCandidate, type Pass } from "../src/pattern/index.js";
+import { DeltaRuleIn, TARGETS } from "../src/ops.js";
 
 const NAME = "layer-gqa-repeat";
 
@@ -21,19 +31,19 @@ export const layerGqaRepeat: Pass = {
   name: NAME,
   description: "drops the repeat_interleave of q/k in front of a fused core (GQA read by the core)",
   anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
-      const v = core.inputs[2];
+      const v = core.inputs[DeltaRuleIn.value];
       const Hv = v?.rank === 4 ? staticDim(v, 2) : undefined;
       check(Hv !== undefined, "shape", `the value ${showDims(dimsOf(v))} has no static head count (dim 2 of [B,T,H,V])`, core);
-      const q = matchRepeat(core.inputs[0]!, "query");
-      const k = matchRepeat(core.inputs[1]!, "key");
+      const q = matchRepeat(core.inputs[DeltaRuleIn.query]!, "query");
+      const k = matchRepeat(core.inputs[DeltaRuleIn.key]!, "key");
       check(q.n === k.n, "repeat", `query is repeated ${q.n}x but key ${k.n}x`, k.node);
       check(q.heads * q.n === Hv, "repeat", `query has ${q.heads} heads repeated ${q.n}x = ${q.heads * q.n}, but the value has ${Hv} heads`, q.node);
       check(k.heads * k.n === Hv, "repeat", `key has ${k.heads} heads repeated ${k.n}x = ${k.heads * k.n}, but the value has ${Hv} heads`, k.node);
-      setInput(core, 0, q.source);
-      setInput(core, 1, k.source);
+      setInput(core, DeltaRuleIn.query, q.source);
+      setInput(core, DeltaRuleIn.key, k.source);
       return { op: `${fusedOp(core)}[gqa]`, node: core.name, replacedNodes: q.nodes + k.nodes, details: { Hk: q.heads, Hv, factor: q.n } };
     });
   },

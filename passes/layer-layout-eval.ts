@@ -7,10 +7,8 @@
  * result, which source element it is: the permutation is read off the graph, never hand-derived.
  * Static shapes are required; shapes, axes, sizes and indices must be constants.
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { constantOf } from "../src/ir/constant.js";
-import { check, fail } from "../src/pattern/match.js";
-import { intsOf } from "./layer-common.js";
+import { constantOf, intsOf, type Node, type Value } from "../src/ir/index.js";
+import { check, fail } from "../src/pattern/index.js";
 
 /** Op types that only move elements (standard domain). */
 export const LAYOUT_OPS: ReadonlySet<string> = new Set(["Reshape", "Transpose", "Split", "Concat", "Slice", "Squeeze", "Unsqueeze", "Flatten", "Gather", "Identity"]);

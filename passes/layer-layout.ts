@@ -30,17 +30,38 @@
  * at both; the rewrite copies the batch in its Reshape targets (0) and declares it by its symbol, so
  * no batch size is baked into the fused layer.
  */
-import type { Graph, Node, Value } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { constantOf } from "../src/ir/constant.js";
-import { arrayToTensor, tensorToArray } from "../src/ir/tensor.js";
-import { MatchFailure, check, fail } from "../src/pattern/match.js";
-import type { Pass, PassContext } from "../src/pipeline/pass.js";
-import { GdnOp } from "../src/ops.js";
-import { addTagged, coreNodes, declareType, dimsOf, forEachCandidate, fusedOp, sameDim, sameDims, setInput, showDims, staticDim, type Dim } from "./layer-common.js";
+import {
+  addTagged,
+  arrayToTensor,
+  attr,
+  constantOf,
+  declareType,
+  defaultOpset,
+  type Dim,
+  dimsOf,
+  fusedOp,
+  type Graph,
+  type Node,
+  sameDim,
+  sameDims,
+  setInput,
+  showDims,
+  staticDim,
+  tensorToArray,
+  type Value,
+} from "../src/ir/index.js";
+import {
+  check,
+  coreNodes,
+  fail,
+  forEachCandidate,
+  MatchFailure,
+  type Pass,
+  type PassContext,
+  structuralKey,
+} from "../src/pattern/index.js";
+import { ConvIn, ConvOut, DeltaRuleIn, DeltaRuleOut, GatingIn, GatingOut, GdnOp, RmsNormIn, TARGETS } from "../src/ops.js";
 import { RampEvaluator, isLayoutNode, layoutSources, rampsFor, type Ramp } from "./layer-layout-eval.js";
-import { structuralKey } from "../src/pattern/structural-key.js";
-import { defaultOpset } from "./targets/lowering.js";
 
 const NAME = "layer-layout";
 
@@ -48,7 +69,7 @@ export const layerLayout: Pass = {
   name: NAME,
   description: "rewrites the layout nodes of a fused gated-delta layer (projection split/concat, conv transposes, head reshapes, norm flattening) into 12 nodes",
   anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
     await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
       const m = matchLayer(core);
@@ -78,7 +99,7 @@ interface Projection {
 
 interface LayerMatch {
   core: Node;
-  conv: Node;
+  causalConv: Node;
   gating: Node;
   norm: Node;
   outMatMul: Node;
@@ -126,21 +147,26 @@ function matchLayer(core: Node): LayerMatch {
   const [, , Hv, V] = vs as [number | string, number, number, number];
   check(Hv % Hk === 0, "shape", `value heads ${Hv} are not a multiple of key heads ${Hk}`, core);
   const gating = g?.producer;
-  check(gating && gating.opType === GdnOp.GatedDeltaGating && gating.outputs[0] === g && gating.outputs[1] === beta, "gating", "g and beta do not come from one gdn.GatedDeltaGating", gating ?? core);
+  const gatingOk = gating?.opType === GdnOp.GatedDeltaGating;
+  const gatesCore = gatingOk && gating.outputs[GatingOut.g] === g && gating.outputs[GatingOut.beta] === beta;
+  check(gating && gatesCore, "gating", "g and beta do not come from one gdn.GatedDeltaGating", gating ?? core);
   // q, k, v: one CausalConv1d's output through layout nodes
   const qkvSources = [q!, k!, v!].flatMap((x) => layoutSources(x).sources);
   const y = qkvSources[0]!;
-  const conv = y.producer;
-  check(conv && conv.opType === GdnOp.CausalConv1d && conv.outputs[0] === y && qkvSources.every((s) => s === y), "conv", "query, key and value are not all rearrangements of one gdn.CausalConv1d output", conv ?? core);
-  const x = conv.inputs[0]!;
+  const causalConv = y.producer;
+  const convOk = causalConv?.opType === GdnOp.CausalConv1d && causalConv.outputs[ConvOut.y] === y;
+  const qkvReason = "query, key and value are not all rearrangements of one gdn.CausalConv1d output";
+  check(causalConv && convOk && qkvSources.every((s) => s === y), "conv", qkvReason, causalConv ?? core);
+  const x = causalConv.inputs[ConvIn.x]!;
   const xs = dimsOf(x);
   const C = xs?.length === 3 ? staticDim(x, 1) : undefined;
-  check(xs?.length === 3 && sameDim(xs[0], B) && xs[2] === T && C !== undefined, "conv", `the conv input ${showDims(xs)} is not a [${B},C,${T}] tensor with static C`, conv);
+  check(xs?.length === 3 && sameDim(xs[0], B) && xs[2] === T && C !== undefined, "conv", `the conv input ${showDims(xs)} is not a [${B},C,${T}] tensor with static C`, causalConv);
   // norm after the core, out_proj after the norm
-  const o = core.outputs[0]!;
+  const o = core.outputs[DeltaRuleOut.output]!;
   const toNorm = forward(o);
   const norm = toNorm.user;
-  check(norm && norm.opType === GdnOp.GatedRMSNorm && norm.inputs[0] === toNorm.end, "norm", "the core output does not go (through layout nodes only) to a gdn.GatedRMSNorm", norm ?? core);
+  const normReason = "the core output does not go (through layout nodes only) to a gdn.GatedRMSNorm";
+  check(norm?.opType === GdnOp.GatedRMSNorm && norm.inputs[RmsNormIn.x] === toNorm.end, "norm", normReason, norm ?? core);
   const yn = norm.output();
   const toOut = forward(yn);
   const outMatMul = toOut.user;
@@ -148,7 +174,7 @@ function matchLayer(core: Node): LayerMatch {
   const wOut = outMatMul.inputs[1]!;
   check(constantOf(wOut)?.dims.length === 2, "out_proj", "the out_proj weight is not a constant 2-d matrix", outMatMul);
   // input projections: every source of the conv input, a, b and the gate is hidden @ W
-  const a = gating.inputs[0]!, b = gating.inputs[1]!, gate = norm.inputs[1]!;
+  const a = gating.inputs[GatingIn.a]!, b = gating.inputs[GatingIn.b]!, gate = norm.inputs[RmsNormIn.gate]!;
   const projOuts: Value[] = [];
   for (const target of [x, a, b, gate]) for (const s of layoutSources(target).sources) if (!projOuts.includes(s)) projOuts.push(s);
   let hidden: Value | undefined;
@@ -168,16 +194,16 @@ function matchLayer(core: Node): LayerMatch {
   const types = new Set(proj.map((p) => constantOf(p.weight)!.elemType));
   check(types.size === 1, "projection", "the projection weights differ in element type", proj[0]!.out.producer);
   const traced = new Set<Node>();
-  for (const val of [q!, k!, v!, x, a, b, gate, norm.inputs[0]!, outMatMul.inputs[0]!]) layoutSources(val).nodes.forEach((n) => traced.add(n));
+  for (const val of [q!, k!, v!, x, a, b, gate, norm.inputs[RmsNormIn.x]!, outMatMul.inputs[0]!]) layoutSources(val).nodes.forEach((n) => traced.add(n));
   const replaced = traced.size + proj.length + 1;
-  const hasState = !!conv.inputs[3] || !!conv.outputs[1];
-  const layer = { core, conv, gating, norm, outMatMul, hidden: hidden!, proj, B, T, Hk, Hv, K, V, C, hasState, replaced };
+  const hasState = !!causalConv.inputs[ConvIn.convState] || !!causalConv.outputs[ConvOut.convStateOut];
+  const layer = { core, causalConv, gating, norm, outMatMul, hidden: hidden!, proj, B, T, Hk, Hv, K, V, C, hasState, replaced };
   // A symbolic batch is traced at two probe sizes: the layout must move elements the same way at both
   // (else it depends on the batch, e.g. a Reshape that bakes one batch size in, and is refused).
   // Layers with the same structure trace the same way: a model's repeated layers are traced once.
   const order = core.graph.nodes.filter((n) => traced.has(n));
   const { key, ids } = structuralKey(order, [...proj.map((p) => p.out), y, o, yn].map((value) => ({ value })));
-  const iface = [q!, k!, v!, x, a, b, gate, norm.inputs[0]!, outMatMul.inputs[0]!].map((val) => ids.get(val) ?? `?${val.name}`);
+  const iface = [q!, k!, v!, x, a, b, gate, norm.inputs[RmsNormIn.x]!, outMatMul.inputs[0]!].map((val) => ids.get(val) ?? `?${val.name}`);
   const cacheKey = `${key}|${iface}|${JSON.stringify({ B, T, Hk, Hv, K, V, C, N: proj.map((p) => p.N), out: constantOf(wOut)!.dims })}`;
   const hit = traceCache.get(cacheKey);
   if (hit) return { ...layer, ...hit };
@@ -213,9 +239,10 @@ type Traced = Pick<LayerMatch, "chanSrc" | "qChan" | "kChan" | "vChan" | "aCols"
 
 /** Traces every element of the layer's layout chains at batch size B (index ramps, layer-layout-eval.ts). */
 function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value, v: Value, y: Value): Traced {
-  const { core, conv, gating, norm, outMatMul, proj, T, Hk, Hv, K, V, C } = m;
-  const x = conv.inputs[0]!, a = gating.inputs[0]!, b = gating.inputs[1]!, gate = norm.inputs[1]!;
-  const o = core.outputs[0]!, yn = norm.output(), wOut = outMatMul.inputs[1]!;
+  const { core, causalConv, gating, norm, outMatMul, proj, T, Hk, Hv, K, V, C } = m;
+  const x = causalConv.inputs[ConvIn.x]!, gate = norm.inputs[RmsNormIn.gate]!;
+  const a = gating.inputs[GatingIn.a]!, b = gating.inputs[GatingIn.b]!;
+  const o = core.outputs[DeltaRuleOut.output]!, yn = norm.output(), wOut = outMatMul.inputs[1]!;
   // ---- trace every element --------------------------------------------------------------------
   const P = rampsFor(proj.map((p) => ({ value: p.out, shape: [B, T, p.N] })));
   const evalP = new RampEvaluator(P.ramps);
@@ -229,8 +256,8 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
   forEachIndex(X, (idx, id) => {
     const [bb, c, tt] = idx as [number, number, number];
     const r = colOf(id);
-    if (r.b !== bb || r.t !== tt) fail("layout", `conv input [${bb},${c},${tt}] reads hidden position [${r.b},${r.t}]`, conv);
-    chanSrc[c] = agree(chanSrc[c], r.c, `conv channel ${c}`, conv);
+    if (r.b !== bb || r.t !== tt) fail("layout", `conv input [${bb},${c},${tt}] reads hidden position [${r.b},${r.t}]`, causalConv);
+    chanSrc[c] = agree(chanSrc[c], r.c, `conv channel ${c}`, causalConv);
   });
   const perFeature = (val: Value, H: number, D: number, what: string, at: Node): Col[] => {
     const R = evalP.eval(val);
@@ -254,19 +281,19 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
     const out: number[] = [];
     forEachIndex(R, (idx, id) => {
       const { index } = Y.locate(id);
-      if (index[0] !== idx[0] || index[2] !== idx[1]) fail("layout", `${what} at [${idx}] reads conv output [${index}]`, conv);
+      if (index[0] !== idx[0] || index[2] !== idx[1]) fail("layout", `${what} at [${idx}] reads conv output [${index}]`, causalConv);
       const f = idx[2]! * D + idx[3]!;
-      if (out[f] !== undefined && out[f] !== index[1]) fail("layout", `${what} feature ${f} reads conv channels ${out[f]} and ${index[1]}`, conv);
+      if (out[f] !== undefined && out[f] !== index[1]) fail("layout", `${what} feature ${f} reads conv channels ${out[f]} and ${index[1]}`, causalConv);
       out[f] = index[1]!;
     });
-    check(out.length === H * D, "layout", `${what} does not read every head`, conv);
+    check(out.length === H * D, "layout", `${what} does not read every head`, causalConv);
     return out;
   };
   const qChan = chans(q, Hk, K, "query"), kChan = chans(k, Hk, K, "key"), vChan = chans(v, Hv, V, "value");
-  for (const c of [...qChan, ...kChan, ...vChan]) check(chanSrc[c], "layout", `conv channel ${c} does not come from a projection column`, conv);
+  for (const c of [...qChan, ...kChan, ...vChan]) check(chanSrc[c], "layout", `conv channel ${c} does not come from a projection column`, causalConv);
   // norm rows: normX[r, i] = o[b,t,h,i]
   const O = rampsFor([{ value: o, shape: [B, T, Hv, V] }]);
-  const NX = new RampEvaluator(O.ramps).eval(norm.inputs[0]!);
+  const NX = new RampEvaluator(O.ramps).eval(norm.inputs[RmsNormIn.x]!);
   check(NX.shape[NX.shape.length - 1] === V && NX.data.length === B * T * Hv * V, "norm", `the norm reads [${NX.shape}]; its last axis must be the value dim ${V}`, norm);
   const rows: [number, number, number][] = [];
   forEachIndex(NX, (_idx, id, f) => {
@@ -301,7 +328,7 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
     if (outRow[feat] !== undefined && outRow[feat] !== idx[2]) fail("out_proj", `norm feature ${feat} goes to out_proj rows ${outRow[feat]} and ${idx[2]}`, outMatMul);
     outRow[feat] = idx[2]!;
   });
-  if (m.hasState) for (let c = 0; c < C; c++) check(chanSrc[c], "layout", `conv channel ${c} (kept: the conv has a state) does not come from a projection column`, conv);
+  if (m.hasState) for (let c = 0; c < C; c++) check(chanSrc[c], "layout", `conv channel ${c} (kept: the conv has a state) does not come from a projection column`, causalConv);
   return { chanSrc, qChan, kChan, vChan, aCols, bCols, zCols, outRow };
 }
 
@@ -388,7 +415,7 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   const g = ctx.graph;
   const base = m.core.name;
   const { B, T, Hv, V } = m;
-  const elemType = m.core.inputs[2]!.type!.elemType;
+  const elemType = m.core.inputs[DeltaRuleIn.value]!.type!.elemType;
   let made = 0;
   const op = (opType: string, inputs: (Value | undefined)[], outputs: (Value | string)[], shapes: (Dim[] | undefined)[], attributes: ReturnType<typeof attr.int>[] = []): Value[] => {
     const n = addTagged(g, NAME, { opType, name: `${base}_${opType}`, inputs, outputs, attributes });
@@ -415,12 +442,13 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   const [xc, zf, bb, aa] = split(projected!, 2, [Cn, Hv * V, Hv, Hv], [[B, T, Cn], [B, T, Hv * V], [B, T, Hv], [B, T, Hv]]);
   const [xt] = op("Transpose", [xc], [`${base}_conv_in`], [[B, Cn, T]], [attr.ints("perm", [0, 2, 1])]);
   // conv: new input; reordered weight/bias when the channels move
-  setInput(m.conv, 0, xt);
+  setInput(m.causalConv, ConvIn.x, xt);
   if (!m.hasState) {
-    setInput(m.conv, 1, g.addInitializer(gatherRows(m.conv.inputs[1]!, convChannels, `${base}_conv_weight`)));
-    if (m.conv.inputs[2]) setInput(m.conv, 2, g.addInitializer(gatherRows(m.conv.inputs[2], convChannels, `${base}_conv_bias`)));
+    const { weight, bias } = { weight: m.causalConv.inputs[ConvIn.weight]!, bias: m.causalConv.inputs[ConvIn.bias] };
+    setInput(m.causalConv, ConvIn.weight, g.addInitializer(gatherRows(weight, convChannels, `${base}_conv_weight`)));
+    if (bias) setInput(m.causalConv, ConvIn.bias, g.addInitializer(gatherRows(bias, convChannels, `${base}_conv_bias`)));
   }
-  const y = m.conv.output();
+  const y = m.causalConv.output();
   declareType(g, y, y.type?.elemType || elemType, [B, Cn, T]);
   let heads = y;
   if (after) [heads] = op("Gather", [heads, ints(g, base, after)], [`${base}_qkv_order`], [[B, after.length, T]], [attr.int("axis", 1)]);
@@ -430,15 +458,15 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   const [grouped] = op("Reshape", [heads, ints(g, base, [0, T, ch.groups, ch.width])], [`${base}_qkv_heads`], [[B, T, ch.groups, ch.width]]);
   const qShape = [B, T, ch.qHeads, m.K];
   const [q, k, v] = split(grouped!, ch.axis, ch.sizes, [qShape, qShape, [B, T, Hv, V]]);
-  setInput(m.core, 0, q);
-  setInput(m.core, 1, k);
-  setInput(m.core, 2, v);
-  setInput(m.gating, 0, aa);
-  setInput(m.gating, 1, bb);
+  setInput(m.core, DeltaRuleIn.query, q);
+  setInput(m.core, DeltaRuleIn.key, k);
+  setInput(m.core, DeltaRuleIn.value, v);
+  setInput(m.gating, GatingIn.a, aa);
+  setInput(m.gating, GatingIn.b, bb);
   // norm on [B,T,Hv,V]; out_proj as one Einsum over (h, v)
   const [z] = op("Reshape", [zf, ints(g, base, [0, T, Hv, V])], [`${base}_z`], [[B, T, Hv, V]]);
-  setInput(m.norm, 0, m.core.output());
-  setInput(m.norm, 1, z);
+  setInput(m.norm, RmsNormIn.x, m.core.output());
+  setInput(m.norm, RmsNormIn.gate, z);
   const yn = m.norm.output();
   declareType(g, yn, yn.type?.elemType || elemType, [B, T, Hv, V]);
   const out = m.outMatMul.output();

@@ -7,12 +7,9 @@
  * Checks: the core has use_qk_l2norm = 0, both q and k are normalised, over the last axis, with the
  * contract's eps (1e-6, docs/ops.md).
  */
-import type { Node, Value } from "../src/ir/graph.js";
-import { attr } from "../src/ir/graph.js";
-import { check, close } from "../src/pattern/match.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { L2NORM_EPS, matchL2norm } from "./gated-delta/core-region.js";
-import { coreNodes, forEachCandidate, fusedOp, setInput } from "./layer-common.js";
+import { attr, fusedOp, type Node, setInput, type Value } from "../src/ir/index.js";
+import { check, close, coreNodes, forEachCandidate, matchL2norm, type Pass } from "../src/pattern/index.js";
+import { DeltaRuleAttr, DeltaRuleIn, L2NORM_EPS, TARGETS } from "../src/ops.js";
 
 const NAME = "layer-qk-l2norm";
 
@@ -20,17 +17,17 @@ export const layerQkL2norm: Pass = {
   name: NAME,
   description: "folds an L2 norm of q and k in front of a fused core into use_qk_l2norm",
   anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
-  targets: ["gdn", "ort", "onnx"],
+  targets: TARGETS,
   async run(ctx) {
-    const cores = coreNodes(ctx.graph).filter((c) => c.attrInt("use_qk_l2norm", 0) === 0);
+    const cores = coreNodes(ctx.graph).filter((c) => c.attrInt(DeltaRuleAttr.useQkL2norm, 0) === 0);
     await forEachCandidate(ctx, NAME, cores, (core) => {
-      const q = normalised(core.inputs[0]!, "query", core);
-      const k = normalised(core.inputs[1]!, "key", core);
-      setInput(core, 0, q);
-      setInput(core, 1, k);
-      const a = core.attr("use_qk_l2norm");
+      const q = normalised(core.inputs[DeltaRuleIn.query]!, "query", core);
+      const k = normalised(core.inputs[DeltaRuleIn.key]!, "key", core);
+      setInput(core, DeltaRuleIn.query, q);
+      setInput(core, DeltaRuleIn.key, k);
+      const a = core.attr(DeltaRuleAttr.useQkL2norm);
       if (a) a.i = 1;
-      else (core.proto.attribute ??= []).push(attr.int("use_qk_l2norm", 1));
+      else (core.proto.attribute ??= []).push(attr.int(DeltaRuleAttr.useQkL2norm, 1));
       return { op: `${fusedOp(core)}[qk_l2norm]`, node: core.name, replacedNodes: 10 };
     });
   },

@@ -1,8 +1,13 @@
 /**
- * gdn-fuse public API. Model I/O, the lossless ONNX protobuf namespace, the fusion pipeline and errors.
+ * gdn-fuse public API. Model I/O, the lossless ONNX protobuf namespace, the fusion pipeline, the pass kit
+ * and errors. Importing it registers the built-in passes (passes/index.ts) as the default list; it is the
+ * only module of src/ that imports passes/.
  */
-import { loadModel, saveModel, type SaveOptions } from "./ir/model-io.js";
-import { fuseModel, type FuseOptions, type FuseReport } from "./pipeline/index.js";
+import { BUILTIN_PASSES } from "../passes/index.js";
+import { loadModel, saveModel, type LoadedModel, type SaveOptions } from "./ir/model-io.js";
+import { fuseModel, registerDefaultPasses, type FuseOptions, type FuseReport } from "./pipeline/index.js";
+
+registerDefaultPasses(BUILTIN_PASSES);
 
 export { GdnFuseError, type ErrorCode } from "./errors.js";
 export { onnx, getNodeMetadata, setNodeMetadata, unknownFields, int64ToNumber, int64ToBigInt } from "./ir/onnx.js";
@@ -20,6 +25,7 @@ export {
 export {
   fuseModel,
   registerPass,
+  registerDefaultPasses,
   getPass,
   listPasses,
   DEFAULT_PASSES,
@@ -32,14 +38,13 @@ export {
   type PassContext,
   type Target,
 } from "./pipeline/index.js";
-export { forEachCandidate } from "./pipeline/candidates.js";
-export { CREATED_BY_KEY } from "./pipeline/pass.js";
-// For writing passes: the graph IR, constants, and match failures with reasons.
-export { Graph, Node, Value, attr, type NewNode, type ValueType } from "./ir/graph.js";
-export { constantOf, scalarOf, isConstantValue, type ConstTensor } from "./ir/constant.js";
-export { MatchFailure, fail, check } from "./pattern/match.js";
+export { BUILTIN_PASSES };
+// The pass kit, for writing passes: the graph IR, shapes, editing helpers, matching motifs, match
+// failures with reasons, probe confirmation (what the built-in passes import, and nothing else).
+export * from "./ir/index.js";
+export * from "./pattern/index.js";
 export { verifyModels, formatVerify, type VerifyResult, type VerifyOutput } from "./verify/index.js";
-export { GDN_DOMAIN, GDN_OPSET, GdnOp } from "./ops.js";
+export * from "./ops.js";
 export { oneNodeModel, deltaRuleModel, type OneNodeSpec, type TensorSpec } from "./ops-model.js";
 export { gatedDeltaReference } from "./reference/gated-delta.js";
 
@@ -48,12 +53,16 @@ export interface FuseFileOptions extends FuseOptions, SaveOptions {
   dryRun?: boolean;
 }
 
-/** Loads `inPath`, fuses it, and writes the result to `outPath` (external data carried along). */
-export async function fuseModelFile(inPath: string, outPath: string, options: FuseFileOptions = {}): Promise<FuseReport> {
+/**
+ * Loads `input` (a path, or a model loadModel returned: it is fused in place), fuses it, and writes the result
+ * to `outPath` (external data carried along).
+ */
+export async function fuseModelFile(input: string | LoadedModel, outPath: string, options: FuseFileOptions = {}): Promise<FuseReport> {
   const { dryRun, externalData, inlineBelow, overwriteInput, ...fuseOptions } = options;
-  const model = await loadModel(inPath);
+  const model = typeof input === "string" ? await loadModel(input) : input;
   const report = await fuseModel(model.proto, { baseDir: model.baseDir, ...fuseOptions });
   if (!dryRun) {
+    fuseOptions.onProgress?.(`writing ${outPath}`);
     await saveModel(model, outPath, {
       ...(externalData !== undefined ? { externalData } : {}),
       ...(inlineBelow !== undefined ? { inlineBelow } : {}),

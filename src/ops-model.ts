@@ -5,7 +5,10 @@
 import { encodeMessage, onnx } from "./ir/onnx.js";
 import { GDN_DOMAIN, GDN_OPSET, type GdnOp } from "./ops.js";
 
-/** A graph input or output: float32 unless `elemType` says otherwise; no `dims` means unknown rank. */
+/**
+ * A graph input or output: float32 unless `elemType` says otherwise; no `dims` means unknown rank. The name ""
+ * is an absent optional input or output: the node has "" there and the graph no input or output for it.
+ */
 export interface TensorSpec {
   name: string;
   elemType?: number;
@@ -30,26 +33,33 @@ export function oneNodeModel(spec: OneNodeSpec): Uint8Array {
     type: {
       tensorType: {
         elemType: t.elemType ?? onnx.TensorProto.DataType.FLOAT,
-        ...(t.dims ? { shape: { dim: t.dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) } } : {}),
+        ...(t.dims
+          ? { shape: { dim: t.dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) } }
+          : {}),
       },
     },
   });
   const model: onnx.IModelProto = {
     irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: GDN_DOMAIN, version: spec.gdnOpset ?? GDN_OPSET }],
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: GDN_DOMAIN, version: spec.gdnOpset ?? GDN_OPSET },
+    ],
     producerName: "gdn-fuse oneNodeModel",
     graph: {
       name: spec.opType,
-      node: [{
-        name: spec.nodeName ?? "n0",
-        opType: spec.opType,
-        domain: GDN_DOMAIN,
-        input: spec.inputs.map((t) => t.name),
-        output: spec.outputs.map((t) => t.name),
-        attribute: spec.attributes ?? [],
-      }],
-      input: spec.inputs.map(vi),
-      output: spec.outputs.map(vi),
+      node: [
+        {
+          name: spec.nodeName ?? "n0",
+          opType: spec.opType,
+          domain: GDN_DOMAIN,
+          input: spec.inputs.map((t) => t.name),
+          output: spec.outputs.map((t) => t.name),
+          attribute: spec.attributes ?? [],
+        },
+      ],
+      input: spec.inputs.filter((t) => t.name !== "").map(vi),
+      output: spec.outputs.filter((t) => t.name !== "").map(vi),
     },
   };
   return encodeMessage(onnx.ModelProto, onnx.ModelProto.fromObject(model));
@@ -58,11 +68,13 @@ export function oneNodeModel(spec: OneNodeSpec): Uint8Array {
 /**
  * A float32 delta-rule node (ChunkGatedDeltaRule or RecurrentGatedDeltaRule) over [B,T,Hk,K] q/k,
  * [B,T,Hv,V] v, [B,T,Hv] g/beta, with an initial state in and the final state out ([B,Hv,K,V], "kv").
+ * The first output is named `outputName` (an exported layer names it "core_attn_out").
  */
 export function deltaRuleModel(
   opType: "ChunkGatedDeltaRule" | "RecurrentGatedDeltaRule",
   d: { B: number; T: number; Hk: number; Hv: number; K: number; V: number },
   attributes: onnx.IAttributeProto[] = [],
+  outputName = "output",
 ): Uint8Array {
   const { B, T, Hk, Hv, K, V } = d;
   return oneNodeModel({
@@ -75,7 +87,10 @@ export function deltaRuleModel(
       { name: "beta", dims: [B, T, Hv] },
       { name: "initial_state", dims: [B, Hv, K, V] },
     ],
-    outputs: [{ name: "output", dims: [B, T, Hv, V] }, { name: "final_state", dims: [B, Hv, K, V] }],
+    outputs: [
+      { name: outputName, dims: [B, T, Hv, V] },
+      { name: "final_state", dims: [B, Hv, K, V] },
+    ],
     attributes,
   });
 }

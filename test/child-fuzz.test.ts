@@ -21,5 +21,9 @@ test("child-fuzz records crashes, hangs and errors per case and runs every case"
 test("a lane whose replacement child starts after the other lanes took the last cases runs nothing more", async () => {
   // Case 9 aborts; while its lane starts a new child, the other lane runs cases 10 and 11.
   const results = await runInChildren({ module: CASES, first: 9, count: 3, timeoutMs: 2000 });
-  expect(results.map((r) => [r.index, r.status])).toEqual([[9, "crash"], [10, "ok"], [11, "ok"]]);
+  expect(results.map((r) => [r.index, r.status])).toEqual([
+    [9, "crash"],
+    [10, "ok"],
+    [11, "ok"],
+  ]);
 });

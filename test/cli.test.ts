@@ -17,7 +17,11 @@ const MODEL = path.join(CORPUS, "recurrent_t1_b3", "model.onnx");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-cli-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 async function cli(...argv: string[]): Promise<Run> {
   let stdout = "";
@@ -29,7 +33,8 @@ async function cli(...argv: string[]): Promise<Run> {
 
 const out = (...parts: string[]): string => path.join(tmp, ...parts);
 /** What a lossless load + save of the model must produce, byte for byte. */
-const canonical = (file: string): Uint8Array => encodeMessage(onnx.ModelProto, decodeMessage(onnx.ModelProto, fs.readFileSync(file)));
+const canonical = (file: string): Uint8Array =>
+  encodeMessage(onnx.ModelProto, decodeMessage(onnx.ModelProto, fs.readFileSync(file)));
 
 describe("fuse-model", () => {
   test("--help prints usage and exits 0", async () => {
@@ -62,7 +67,9 @@ describe("fuse-model", () => {
   test("a missing input file exits 1 and names the file", async () => {
     const r = await cli(out("does-not-exist.onnx"), "-o", out("x.onnx"));
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`fuse-model: error: ${out("does-not-exist.onnx")}: cannot read the model (no such file or directory)\n`);
+    expect(r.stderr).toBe(
+      `fuse-model: error: ${out("does-not-exist.onnx")}: cannot read the model (no such file or directory)\n`,
+    );
     expect(fs.existsSync(out("x.onnx"))).toBe(false);
   });
 
@@ -160,7 +167,17 @@ describe("fuse-model", () => {
     const dest = out("verify-fail", "model.onnx");
     const report = out("verify-fail", "report.json");
     const dataDir = path.join(CORPUS, "recurrent_t1_b3", "test_data_set_0");
-    const r = await cli(MODEL, "-o", dest, "--passes", "test-scale-first-output", "--verify", dataDir, "--report", report);
+    const r = await cli(
+      MODEL,
+      "-o",
+      dest,
+      "--passes",
+      "test-scale-first-output",
+      "--verify",
+      dataDir,
+      "--report",
+      report,
+    );
     expect(r.code, r.stderr).toBe(1);
     expect(r.stdout, r.stderr).toMatch(/FAIL core_attn_out: max abs [0-9.e+-]+, relative L2 5\.000e-1/);
     expect(r.stderr).toMatch(/^fuse-model: error: verification failed: core_attn_out \(relL2 5\.00e-1 > 0\.00001\)/);
@@ -192,7 +209,9 @@ describe("fuse-model", () => {
     const before = fs.readFileSync(input);
     const r = await cli(input, "-o", input);
     expect(r.code).toBe(2);
-    expect(r.stderr.split("\n")[0]).toBe(`fuse-model: error: -o ${input}: is the input model; refusing to write over it (use --force)`);
+    expect(r.stderr.split("\n")[0]).toBe(
+      `fuse-model: error: -o ${input}: is the input model; refusing to write over it (use --force)`,
+    );
     expect(Buffer.compare(fs.readFileSync(input), before)).toBe(0);
     const forced = await cli(input, "-o", input, "--force", "--passes", "none");
     expect(forced.code).toBe(0);
@@ -207,13 +226,28 @@ describe("fuse-model", () => {
     const small = Float32Array.from([1, 2]);
     fs.writeFileSync(path.join(src, "w.bin"), Buffer.concat([Buffer.from(big.buffer), Buffer.from(small.buffer)]));
     const ext = (name: string, n: number, offset: number): onnx.ITensorProto => ({
-      name, dims: [n], dataType: 1, dataLocation: 1,
-      externalData: [{ key: "location", value: "w.bin" }, { key: "offset", value: String(offset) }, { key: "length", value: String(n * 4) }],
+      name,
+      dims: [n],
+      dataType: 1,
+      dataLocation: 1,
+      externalData: [
+        { key: "location", value: "w.bin" },
+        { key: "offset", value: String(offset) },
+        { key: "length", value: String(n * 4) },
+      ],
     });
-    const vi = (name: string, n: number): onnx.IValueInfoProto => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: n }] } } } });
+    const vi = (name: string, n: number): onnx.IValueInfoProto => ({
+      name,
+      type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: n }] } } },
+    });
     const model = onnx.ModelProto.create({
-      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
-      graph: { name: "g", initializer: [ext("big", 64, 0), ext("small", 2, 256)], output: [vi("big", 64), vi("small", 2)] },
+      irVersion: 8,
+      opsetImport: [{ domain: "", version: 18 }],
+      graph: {
+        name: "g",
+        initializer: [ext("big", 64, 0), ext("small", 2, 256)],
+        output: [vi("big", 64), vi("small", 2)],
+      },
     });
     fs.writeFileSync(path.join(src, "model.onnx"), encodeMessage(onnx.ModelProto, model));
     const dest = out("ext-out", "model.onnx");
@@ -235,7 +269,9 @@ describe("fuse-model", () => {
   const BIN = path.join(ROOT, "dist", "src", "cli", "fuse-model.js");
   test.skipIf(!fs.existsSync(BIN))("the compiled bin runs as a program", () => {
     expect(fs.readFileSync(BIN, "utf8").startsWith("#!/usr/bin/env node")).toBe(true);
-    const ok = spawnSync(process.execPath, [BIN, MODEL, "-o", out("bin", "model.onnx"), "--passes", "none"], { encoding: "utf8" });
+    const ok = spawnSync(process.execPath, [BIN, MODEL, "-o", out("bin", "model.onnx"), "--passes", "none"], {
+      encoding: "utf8",
+    });
     expect(ok.status, ok.stderr).toBe(0);
     expect(fs.existsSync(out("bin", "model.onnx"))).toBe(true);
     const bad = spawnSync(process.execPath, [BIN, out("nope.onnx"), "-o", out("bin", "x.onnx")], { encoding: "utf8" });
@@ -291,7 +327,9 @@ describe("fuse-model file safety", () => {
     const o = out("report-out", "x.onnx");
     const r = await cli(MODEL, "-o", o, "--report", o);
     expect(r.code).toBe(2);
-    expect(r.stderr.split("\n")[0]).toBe(`${ERR}--report ${o}: is also the output model (-o); two outputs cannot share a path`);
+    expect(r.stderr.split("\n")[0]).toBe(
+      `${ERR}--report ${o}: is also the output model (-o); two outputs cannot share a path`,
+    );
     expect(fs.existsSync(o)).toBe(false);
   });
 
@@ -307,7 +345,9 @@ describe("fuse-model file safety", () => {
     // checked without writing: the refusal comes before the passes run
     const r = await cli(MODEL, "--dry-run", "--report", "/dev/null");
     expect(r.code).toBe(2);
-    expect(r.stderr.split("\n")[0]).toBe(`${ERR}--report /dev/null: is a character device, not a regular file; refusing to replace it`);
+    expect(r.stderr.split("\n")[0]).toBe(
+      `${ERR}--report /dev/null: is a character device, not a regular file; refusing to replace it`,
+    );
     expect(fs.statSync("/dev/null").isCharacterDevice()).toBe(true);
   });
 
@@ -319,7 +359,9 @@ describe("fuse-model file safety", () => {
     fs.mkdirSync(out("adir"));
     const d = await cli(MODEL, "-o", out("adir"));
     expect(d.code).toBe(2);
-    expect(d.stderr.split("\n")[0]).toBe(`${ERR}-o ${out("adir")}: is a folder, not a regular file; refusing to replace it`);
+    expect(d.stderr.split("\n")[0]).toBe(
+      `${ERR}-o ${out("adir")}: is a folder, not a regular file; refusing to replace it`,
+    );
   });
 
   test("a symlink or a hard link to the input is caught as the input (2)", async () => {
@@ -329,10 +371,14 @@ describe("fuse-model file safety", () => {
     fs.linkSync(input, out("links", "hard.onnx"));
     const h = await cli(input, "-o", out("links", "x.onnx"), "--report", out("links", "hard.onnx"));
     expect(h.code).toBe(2);
-    expect(h.stderr.split("\n")[0]).toBe(`${ERR}--report ${out("links", "hard.onnx")}: is the input model; refusing to write over it`);
+    expect(h.stderr.split("\n")[0]).toBe(
+      `${ERR}--report ${out("links", "hard.onnx")}: is the input model; refusing to write over it`,
+    );
     const s2 = await cli(input, "-o", out("links", "sym.onnx"));
     expect(s2.code).toBe(2);
-    expect(s2.stderr.split("\n")[0]).toBe(`${ERR}-o ${out("links", "sym.onnx")}: is the input model; refusing to write over it (use --force)`);
+    expect(s2.stderr.split("\n")[0]).toBe(
+      `${ERR}-o ${out("links", "sym.onnx")}: is the input model; refusing to write over it (use --force)`,
+    );
     expect(Buffer.compare(fs.readFileSync(input), before)).toBe(0);
   });
 
@@ -342,8 +388,12 @@ describe("fuse-model file safety", () => {
     fs.cpSync(dir, data, { recursive: true });
     const r = await cli(MODEL, "-o", out("verify-x.onnx"), "--verify", data, "--report", path.join(data, "input_0.pb"));
     expect(r.code).toBe(2);
-    expect(r.stderr.split("\n")[0]).toBe(`${ERR}--report ${path.join(data, "input_0.pb")}: is an input (a --verify data file); refusing to write over it`);
-    expect(Buffer.compare(fs.readFileSync(path.join(data, "input_0.pb")), fs.readFileSync(path.join(dir, "input_0.pb")))).toBe(0);
+    expect(r.stderr.split("\n")[0]).toBe(
+      `${ERR}--report ${path.join(data, "input_0.pb")}: is an input (a --verify data file); refusing to write over it`,
+    );
+    expect(
+      Buffer.compare(fs.readFileSync(path.join(data, "input_0.pb")), fs.readFileSync(path.join(dir, "input_0.pb"))),
+    ).toBe(0);
   });
 
   test("a --verify data file that is a FIFO exits 1 at once", async () => {
@@ -353,7 +403,9 @@ describe("fuse-model file safety", () => {
     fifo(path.join(data, "input_0.pb"));
     const r = await cli(MODEL, "-o", out("verify-fifo.onnx"), "--verify", data);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`${ERR}${path.join(data, "input_0.pb")}: cannot read the --verify data (not a regular file: a FIFO)\n`);
+    expect(r.stderr).toBe(
+      `${ERR}${path.join(data, "input_0.pb")}: cannot read the --verify data (not a regular file: a FIFO)\n`,
+    );
   }, 10000);
 
   test("a dangling symlink among the --verify data exits 1 naming it", async () => {
@@ -362,7 +414,9 @@ describe("fuse-model file safety", () => {
     fs.symlinkSync(out("nowhere.pb"), path.join(data, "input_9.pb"));
     const r = await cli(MODEL, "-o", out("verify-dangling.onnx"), "--verify", data);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`${ERR}${path.join(data, "input_9.pb")}: cannot read the --verify data (no such file or directory)\n`);
+    expect(r.stderr).toBe(
+      `${ERR}${path.join(data, "input_9.pb")}: cannot read the --verify data (no such file or directory)\n`,
+    );
   });
 
   test("external data would replace a FIFO, or the input's own external data file: refused (2)", async () => {
@@ -370,10 +424,22 @@ describe("fuse-model file safety", () => {
     fs.mkdirSync(src);
     fs.writeFileSync(path.join(src, "w.bin"), Buffer.from(Float32Array.from([1, 2]).buffer));
     const model = onnx.ModelProto.create({
-      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
+      irVersion: 8,
+      opsetImport: [{ domain: "", version: 18 }],
       graph: {
         name: "g",
-        initializer: [{ name: "w", dims: [2], dataType: 1, dataLocation: 1, externalData: [{ key: "location", value: "w.bin" }, { key: "length", value: "8" }] }],
+        initializer: [
+          {
+            name: "w",
+            dims: [2],
+            dataType: 1,
+            dataLocation: 1,
+            externalData: [
+              { key: "location", value: "w.bin" },
+              { key: "length", value: "8" },
+            ],
+          },
+        ],
         output: [{ name: "w", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
       },
     });
@@ -382,33 +448,42 @@ describe("fuse-model file safety", () => {
     fifo(out("ext-fifo", "w.bin"));
     const r = await cli(input, "-o", out("ext-fifo", "model.onnx"));
     expect(r.code).toBe(2);
-    expect(r.stderr.split("\n")[0]).toBe(`${ERR}external data ${out("ext-fifo", "w.bin")}: is a FIFO, not a regular file; refusing to replace it`);
+    expect(r.stderr.split("\n")[0]).toBe(
+      `${ERR}external data ${out("ext-fifo", "w.bin")}: is a FIFO, not a regular file; refusing to replace it`,
+    );
     expect(fs.statSync(out("ext-fifo", "w.bin")).isFIFO()).toBe(true);
     const report = await cli(input, "--dry-run", "--report", path.join(src, "w.bin"));
     expect(report.code).toBe(2);
-    expect(report.stderr.split("\n")[0]).toBe(`${ERR}--report ${path.join(src, "w.bin")}: is an input (external data of the model); refusing to write over it`);
+    expect(report.stderr.split("\n")[0]).toBe(
+      `${ERR}--report ${path.join(src, "w.bin")}: is an input (external data of the model); refusing to write over it`,
+    );
     const onData = await cli(input, "-o", path.join(src, "w.bin"));
     expect(onData.code).toBe(2);
-    expect(onData.stderr.split("\n")[0]).toBe(`${ERR}-o ${path.join(src, "w.bin")}: is an input (external data of the model); refusing to write over it`);
+    expect(onData.stderr.split("\n")[0]).toBe(
+      `${ERR}-o ${path.join(src, "w.bin")}: is an input (external data of the model); refusing to write over it`,
+    );
     expect(fs.readFileSync(path.join(src, "w.bin")).length).toBe(8);
   });
 });
 
 // Failures a model or a file can cause under --verify are GdnFuseErrors with one line, never "internal error".
 describe("fuse-model --verify errors", () => {
-  test("a model onnxruntime rejects exits 1 with the ORT reason, not an internal error", async () => {
+  /** Writes DIR/model.onnx: y = node(x) over float32 [2] (node's outputs: y), with `initializer`. */
+  function writeModel(dir: string, node: onnx.INodeProto, initializer: onnx.ITensorProto[] = []): string {
+    const vi = (name: string) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } });
     const model = onnx.ModelProto.create({
-      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        input: [{ name: "x", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        output: [{ name: "y", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        node: [{ name: "f0", opType: "Frobnicate", input: ["x"], output: ["y"] }],
-      },
+      irVersion: 8,
+      opsetImport: [{ domain: "", version: 18 }],
+      graph: { name: "g", input: [vi("x")], output: [vi("y")], initializer, node: [node] },
     });
-    const input = out("ort-reject", "model.onnx");
+    const input = out(dir, "model.onnx");
     fs.mkdirSync(path.dirname(input), { recursive: true });
     fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
+    return input;
+  }
+
+  test("a model onnxruntime rejects exits 1 with the ORT reason, not an internal error", async () => {
+    const input = writeModel("ort-reject", { name: "f0", opType: "Frobnicate", input: ["x"], output: ["y"] });
     const r = await cli(input, "-o", out("ort-reject", "x.onnx"), "--verify");
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^fuse-model: error: running the original model in onnxruntime failed: .*Frobnicate.*\n$/);
@@ -416,22 +491,13 @@ describe("fuse-model --verify errors", () => {
   });
 
   test("an invalid model exits 1 with the validator's line and writes nothing (--verify never reaches ORT)", async () => {
-    const model = onnx.ModelProto.create({
-      irVersion: 8, opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        input: [{ name: "x", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        output: [{ name: "y", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-        initializer: [{ name: "w", dims: [2], dataType: 1, rawData: new Uint8Array(4) }],
-        node: [{ name: "add0", opType: "Add", input: ["x", "w"], output: ["y"] }],
-      },
-    });
-    const input = out("invalid", "model.onnx");
-    fs.mkdirSync(path.dirname(input), { recursive: true });
-    fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
+    const w = { name: "w", dims: [2], dataType: 1, rawData: new Uint8Array(4) };
+    const input = writeModel("invalid", { name: "add0", opType: "Add", input: ["x", "w"], output: ["y"] }, [w]);
     const r = await cli(input, "-o", out("invalid", "x.onnx"), "--verify");
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`fuse-model: error: ${input}: initializer "w": raw_data has 4 bytes, dims [2] of float need 8\n`);
+    expect(r.stderr).toBe(
+      `fuse-model: error: ${input}: initializer "w": raw_data has 4 bytes, dims [2] of float need 8\n`,
+    );
     expect(fs.existsSync(out("invalid", "x.onnx"))).toBe(false);
   });
 
@@ -441,6 +507,8 @@ describe("fuse-model --verify errors", () => {
     fs.writeFileSync(path.join(data, "input_0.pb"), Buffer.from([0x0a, 0xff, 0xff, 0xff]));
     const r = await cli(MODEL, "-o", out("verify-garbage.onnx"), "--verify", data);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^fuse-model: error: ${path.join(data, "input_0.pb")}: not a TensorProto \\(.*\\)\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(`^fuse-model: error: ${path.join(data, "input_0.pb")}: not a TensorProto \\(.*\\)\n$`),
+    );
   });
 });

@@ -23,12 +23,27 @@ import {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-external-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-interface Ext { name: string; dims: number[]; location: string; offset: number; length?: number }
+interface Ext {
+  name: string;
+  dims: number[];
+  location: string;
+  offset: number;
+  length?: number;
+}
 
 function externalTensor(e: Ext): onnx.ITensorProto {
-  const entries = [{ key: "location", value: e.location }, { key: "offset", value: String(e.offset) }];
+  const entries = [
+    { key: "location", value: e.location },
+    { key: "offset", value: String(e.offset) },
+  ];
   if (e.length !== undefined) entries.push({ key: "length", value: String(e.length) });
-  return { name: e.name, dims: e.dims, dataType: 1, dataLocation: onnx.TensorProto.DataLocation.EXTERNAL, externalData: entries };
+  return {
+    name: e.name,
+    dims: e.dims,
+    dataType: 1,
+    dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+    externalData: entries,
+  };
 }
 
 const vi = (name: string, dims: number[]): onnx.IValueInfoProto => ({
@@ -72,7 +87,10 @@ function writeAddModel(dir: string, overrides: Partial<Ext> = {}): string {
 }
 
 async function loadError(file: string): Promise<GdnFuseError> {
-  const e = await loadModel(file).then(() => undefined, (err: unknown) => err);
+  const e = await loadModel(file).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(GdnFuseError);
   return e as GdnFuseError;
 }
@@ -95,10 +113,14 @@ describe("external data", () => {
     for (const mode of ["copy", "link"] as const) {
       const out = path.join(tmp, `saved-${mode}`, "model.onnx");
       await saveModel(model, out, { externalData: mode });
-      expect(fs.readFileSync(path.join(tmp, `saved-${mode}`, "weights.bin"))).toEqual(fs.readFileSync(path.join(tmp, "ok", "weights.bin")));
+      expect(fs.readFileSync(path.join(tmp, `saved-${mode}`, "weights.bin"))).toEqual(
+        fs.readFileSync(path.join(tmp, "ok", "weights.bin")),
+      );
       expect(Array.from(await runAdd(out))).toEqual(Array.from(EXPECTED_Y));
     }
-    expect(fs.statSync(path.join(tmp, "saved-link", "weights.bin")).ino).toBe(fs.statSync(path.join(tmp, "ok", "weights.bin")).ino);
+    expect(fs.statSync(path.join(tmp, "saved-link", "weights.bin")).ino).toBe(
+      fs.statSync(path.join(tmp, "ok", "weights.bin")).ino,
+    );
   });
 
   test("inlines tensors below --inline-below and leaves the caller's model untouched", async () => {
@@ -166,7 +188,10 @@ describe("external data", () => {
 
   test("needs a folder when loading external data from bytes", async () => {
     const file = writeAddModel(path.join(tmp, "bytes"));
-    const e = await loadModel(fs.readFileSync(file)).then(() => undefined, (err: unknown) => err);
+    const e = await loadModel(fs.readFileSync(file)).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect((e as GdnFuseError).code).toBe("E_EXTERNAL_DATA");
     const ok = await loadModel(fs.readFileSync(file), { baseDir: path.join(tmp, "bytes") });
     expect(ok.baseDir).toBe(path.join(tmp, "bytes"));
@@ -192,7 +217,9 @@ describe("external data", () => {
       graph: {
         name: "huge",
         output: offsets.map((_, i) => vi(`w${i}`, [256])),
-        initializer: offsets.map((offset, i) => externalTensor({ name: `w${i}`, dims: [256], location: "huge.bin", offset, length: 1024 })),
+        initializer: offsets.map((offset, i) =>
+          externalTensor({ name: `w${i}`, dims: [256], location: "huge.bin", offset, length: 1024 }),
+        ),
       },
     });
     fs.writeFileSync(path.join(dir, "model.onnx"), encodeMessage(onnx.ModelProto, model));
@@ -232,9 +259,11 @@ describe("tensors", () => {
       const back = decodeMessage(onnx.TensorProto, encodeMessage(onnx.TensorProto, t));
       const arr = tensorToArray(back);
       const decoded =
-        type === "float16" ? Array.from(arr as Uint16Array, float16ToFloat32)
-        : type === "bfloat16" ? Array.from(arr as Uint16Array, bfloat16ToFloat32)
-        : Array.from(arr as ArrayLike<number | bigint>);
+        type === "float16"
+          ? Array.from(arr as Uint16Array, float16ToFloat32)
+          : type === "bfloat16"
+            ? Array.from(arr as Uint16Array, bfloat16ToFloat32)
+            : Array.from(arr as ArrayLike<number | bigint>);
       expect(decoded).toEqual(values);
     });
   }
@@ -244,7 +273,10 @@ describe("tensors", () => {
     expect(Array.from(tensorToArray(f) as Float32Array)).toEqual([1, 2]);
     const h = onnx.TensorProto.create({ dims: [2], dataType: 10, int32Data: [0x3c00, 0xc000] });
     expect(Array.from(tensorToArray(h) as Uint16Array, float16ToFloat32)).toEqual([1, -2]);
-    const i = decodeMessage(onnx.TensorProto, encodeMessage(onnx.TensorProto, onnx.TensorProto.create({ dims: [2], dataType: 7, int64Data: [-3, 2 ** 40] })));
+    const i = decodeMessage(
+      onnx.TensorProto,
+      encodeMessage(onnx.TensorProto, onnx.TensorProto.create({ dims: [2], dataType: 7, int64Data: [-3, 2 ** 40] })),
+    );
     expect(Array.from(tensorToArray(i) as BigInt64Array)).toEqual([-3n, 2n ** 40n]);
   });
 
@@ -285,7 +317,10 @@ describe("external data fields", () => {
   test("a length shorter than the tensor is refused on load (inline would write a short tensor)", async () => {
     const file = writeRaw(path.join(tmp, "f-short"), { location: "weights.bin", offset: "64", length: "4" });
     const e = await loadError(file);
-    expect([e.code, e.message]).toEqual(["E_EXTERNAL_DATA", `${where(file)}: length 4, but dims [2, 3] of float need 24 bytes`]);
+    expect([e.code, e.message]).toEqual([
+      "E_EXTERNAL_DATA",
+      `${where(file)}: length 4, but dims [2, 3] of float need 24 bytes`,
+    ]);
   });
 
   test("a length longer than the tensor is refused too", async () => {
@@ -300,17 +335,29 @@ describe("external data fields", () => {
     expect([e.code, e.message]).toEqual(["E_MODEL", `${file}: initializer "W": dims [-2, 3] has a negative dim`]);
   });
 
-  test.each(["0x10", "1e2", " 64", "+64", "-1", "64.0", "99999999999999999999"])("offset %j is refused (plain decimal digits only)", async (offset) => {
-    const file = writeRaw(path.join(tmp, `f-off-${Buffer.from(offset).toString("hex")}`), { location: "weights.bin", offset, length: "24" });
-    const e = await loadError(file);
-    expect([e.code, e.message]).toEqual(["E_EXTERNAL_DATA", `${where(file)}: offset ${JSON.stringify(offset)} is not a plain decimal byte count`]);
-  });
+  test.each(["0x10", "1e2", " 64", "+64", "-1", "64.0", "99999999999999999999"])(
+    "offset %j is refused (plain decimal digits only)",
+    async (offset) => {
+      const file = writeRaw(path.join(tmp, `f-off-${Buffer.from(offset).toString("hex")}`), {
+        location: "weights.bin",
+        offset,
+        length: "24",
+      });
+      const e = await loadError(file);
+      expect([e.code, e.message]).toEqual([
+        "E_EXTERNAL_DATA",
+        `${where(file)}: offset ${JSON.stringify(offset)} is not a plain decimal byte count`,
+      ]);
+    },
+  );
 
   test('location "." is not a regular file (not a symlink problem)', async () => {
     const file = writeRaw(path.join(tmp, "f-dot"), { location: ".", offset: "0", length: "24" });
     const e = await loadError(file);
     expect(e.code).toBe("E_EXTERNAL_DATA");
-    expect(e.message).toBe(`${file}: external data "." of tensor "W" is not a regular file (a folder) (model folder ${path.join(tmp, "f-dot")})`);
+    expect(e.message).toBe(
+      `${file}: external data "." of tensor "W" is not a regular file (a folder) (model folder ${path.join(tmp, "f-dot")})`,
+    );
   });
 
   test("a location that is a FIFO is refused without opening it", async () => {
@@ -318,6 +365,8 @@ describe("external data fields", () => {
     const file = writeRaw(dir, { location: "pipe.bin", offset: "0", length: "24" });
     expect(spawnSync("mkfifo", [path.join(dir, "pipe.bin")]).status).toBe(0);
     const e = await loadError(file);
-    expect(e.message).toBe(`${file}: external data "pipe.bin" of tensor "W" is not a regular file (a FIFO) (model folder ${dir})`);
+    expect(e.message).toBe(
+      `${file}: external data "pipe.bin" of tensor "W" is not a regular file (a FIFO) (model folder ${dir})`,
+    );
   });
 });

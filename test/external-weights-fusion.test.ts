@@ -45,10 +45,16 @@ describe("fusing a model whose weights are external data", () => {
     const src = await withExternalWeights(fs.mkdtempSync(path.join(tmp, "in-")));
     const outDir = path.join(tmp, "out");
     const report = await fuseModelFile(src, path.join(outDir, "model.onnx"));
-    expect(report.fused).toMatchObject({ "gdn.ChunkGatedDeltaRule": 1, "gdn.CausalConv1d": 1, "gdn.GatedRMSNorm": 1, "gdn.GatedDeltaGating": 1 });
+    expect(report.fused).toMatchObject({
+      "gdn.ChunkGatedDeltaRule": 1,
+      "gdn.CausalConv1d": 1,
+      "gdn.GatedRMSNorm": 1,
+      "gdn.GatedDeltaGating": 1,
+    });
     expect(report.passes.flatMap((p) => p.skipped).filter((s) => /external|baseDir/i.test(s.reason))).toEqual([]);
     expect(report.nodesAfter).toBe(12);
     const fused = await loadModel(path.join(outDir, "model.onnx"));
-    for (const o of await runAgainstCase(fused.proto, CASE, ["gdn"], outDir)) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
+    for (const o of await runAgainstCase(fused.proto, CASE, ["gdn"], outDir))
+      expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
   });
 });

@@ -8,7 +8,7 @@ import { describe, expect, test } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { loadModel } from "../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
-import { seededRandom } from "../src/pattern/probe.js";
+import { seededRandom } from "../src/numeric.js";
 
 const CORPUS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../models"); // the project's own fixtures
 const small = fs.readFileSync(path.join(CORPUS, "recurrent_t1_b3", "model.onnx"));
@@ -16,7 +16,10 @@ const medium = fs.readFileSync(path.join(CORPUS, "layer_qwen3next_decode_b2", "m
 
 const rng = seededRandom;
 
-interface Case { name: string; bytes: Uint8Array }
+interface Case {
+  name: string;
+  bytes: Uint8Array;
+}
 
 function makeCases(): Case[] {
   const r = rng(0x6d6f64);
@@ -49,16 +52,28 @@ function makeCases(): Case[] {
     const b = Buffer.from(small);
     const at = int(b.length);
     const cut = 1 + int(200);
-    cases.push({ name: `splice out ${cut} bytes at ${at}`, bytes: Buffer.concat([b.subarray(0, at), b.subarray(at + cut)]) });
+    cases.push({
+      name: `splice out ${cut} bytes at ${at}`,
+      bytes: Buffer.concat([b.subarray(0, at), b.subarray(at + cut)]),
+    });
   }
   // Valid protobufs that are not models.
   cases.push({ name: "empty", bytes: new Uint8Array(0) });
-  cases.push({ name: "producer only", bytes: encodeMessage(onnx.ModelProto, onnx.ModelProto.create({ producerName: "x" })) });
+  cases.push({
+    name: "producer only",
+    bytes: encodeMessage(onnx.ModelProto, onnx.ModelProto.create({ producerName: "x" })),
+  });
   cases.push({
     name: "ir_version 0",
-    bytes: encodeMessage(onnx.ModelProto, onnx.ModelProto.create({ graph: { name: "g" }, opsetImport: [{ version: 18 }] })),
+    bytes: encodeMessage(
+      onnx.ModelProto,
+      onnx.ModelProto.create({ graph: { name: "g" }, opsetImport: [{ version: 18 }] }),
+    ),
   });
-  cases.push({ name: "no opset_import", bytes: encodeMessage(onnx.ModelProto, onnx.ModelProto.create({ irVersion: 8, graph: { name: "g" } })) });
+  cases.push({
+    name: "no opset_import",
+    bytes: encodeMessage(onnx.ModelProto, onnx.ModelProto.create({ irVersion: 8, graph: { name: "g" } })),
+  });
   cases.push({ name: "unknown fields only", bytes: Uint8Array.from([0xa2, 0x06, 0x03, 0x61, 0x62, 0x63]) });
   cases.push({ name: "deep nesting", bytes: deepGraphNesting(5000) });
   return cases;
@@ -111,7 +126,8 @@ describe("fuzzed model bytes", () => {
         encodeMessage(onnx.ModelProto, m.proto); // a model that loads can be written back
         outcome = "valid";
       } catch (e) {
-        if (!(e instanceof GdnFuseError)) throw new Error(`${c.name}: ${String(e)} is not a GdnFuseError`, { cause: e });
+        if (!(e instanceof GdnFuseError))
+          throw new Error(`${c.name}: ${String(e)} is not a GdnFuseError`, { cause: e });
         expect(["E_PARSE", "E_MODEL", "E_EXTERNAL_DATA"], `${c.name}: ${e.message}`).toContain(e.code);
         expect(e.message, c.name).toMatch(/^fuzz\.onnx: \S/);
         expect(e.message, c.name).not.toContain("\n");
@@ -128,15 +144,23 @@ describe("fuzzed model bytes", () => {
   });
 
   test("names the byte where decoding failed, and says 'truncated' for cut files", async () => {
-    const e1 = (await loadModel(small.subarray(0, 1000), { name: "cut.onnx" }).catch((e: unknown) => e)) as GdnFuseError;
+    const e1 = (await loadModel(small.subarray(0, 1000), { name: "cut.onnx" }).catch(
+      (e: unknown) => e,
+    )) as GdnFuseError;
     expect(e1.code).toBe("E_PARSE");
     expect(e1.message).toMatch(/^cut\.onnx: truncated protobuf \(input ends at byte 1000;/);
-    const e2 = (await loadModel(Uint8Array.from([0x08, 0x07, 0xff, 0x01]), { name: "bad.onnx" }).catch((e: unknown) => e)) as GdnFuseError;
-    expect(e2.message).toMatch(/^bad\.onnx: not an ONNX model \(protobuf decode failed at byte \d+: invalid wire type 7/);
+    const e2 = (await loadModel(Uint8Array.from([0x08, 0x07, 0xff, 0x01]), { name: "bad.onnx" }).catch(
+      (e: unknown) => e,
+    )) as GdnFuseError;
+    expect(e2.message).toMatch(
+      /^bad\.onnx: not an ONNX model \(protobuf decode failed at byte \d+: invalid wire type 7/,
+    );
   });
 
   test("rejects nesting too deep for the decoder, with reason", async () => {
-    const e = (await loadModel(deepGraphNesting(20000), { name: "deep.onnx" }).catch((err: unknown) => err)) as GdnFuseError;
+    const e = (await loadModel(deepGraphNesting(20000), { name: "deep.onnx" }).catch(
+      (err: unknown) => err,
+    )) as GdnFuseError;
     expect(e).toBeInstanceOf(GdnFuseError);
     expect(e.code).toBe("E_PARSE");
     expect(e.message).toContain("nested too deeply");

@@ -3,7 +3,16 @@
  * ones, written against the public API only (graph IR, candidate loop, failures with reasons).
  */
 import { describe, expect, it } from "vitest";
-import { DEFAULT_PASSES, Graph, check, forEachCandidate, fuseModel, getPass, registerPass, type Pass } from "../src/index.js";
+import {
+  DEFAULT_PASSES,
+  Graph,
+  check,
+  forEachCandidate,
+  fuseModel,
+  getPass,
+  registerPass,
+  type Pass,
+} from "../src/index.js";
 import { loadCase } from "./helpers/cases.js";
 
 /** Drops Identity nodes that feed nothing but other nodes (a toy clean-up pass). */
@@ -44,7 +53,9 @@ describe("library API", () => {
     expect(r.fused["gdn.RecurrentGatedDeltaRule"]).toBe(1);
     const custom = r.passes.find((p) => p.name === "test-drop-identity")!;
     expect(custom.applied).toHaveLength(1);
-    expect(custom.skipped).toEqual([expect.objectContaining({ stage: "output", reason: "the Identity produces a graph output" })]);
+    expect(custom.skipped).toEqual([
+      expect.objectContaining({ stage: "output", reason: "the Identity produces a graph output" }),
+    ]);
     expect(m.proto.graph!.node!.map((n) => n.opType).sort()).toEqual(["Identity", "RecurrentGatedDeltaRule"]);
   });
 

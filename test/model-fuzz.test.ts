@@ -22,18 +22,22 @@ test("the mutations change the models (a mutation may miss: no attribute to pick
   expect(seen.size).toBeGreaterThanOrEqual(38);
 });
 
-test(`${COUNT} mutated models: only GdnFuseErrors, no crash or hang, every written model loads back`, async () => {
-  const results = await runInChildren({ module: CASES, count: COUNT, first: FIRST, timeoutMs: 20_000 });
-  const { counts, examples } = summarize(results);
-  expect(examples).toEqual([]); // the first cases that threw something else, crashed or hung
-  expect(counts.ok).toBe(COUNT);
-  const outcomes: Record<string, number> = {};
-  for (const r of results) {
-    const key = r.detail.startsWith("fused") ? "fused" : r.detail;
-    outcomes[key] = (outcomes[key] ?? 0) + 1;
-  }
-  // each kind of outcome occurs, so the mutations reach every stage (parse, validation, external data, fusion)
-  for (const kind of ["rejected E_PARSE", "rejected E_MODEL", "rejected E_EXTERNAL_DATA", "fused"]) {
-    expect(outcomes[kind] ?? 0, kind).toBeGreaterThan(COUNT / 100);
-  }
-}, Math.max(600_000, COUNT * 100));
+test(
+  `${COUNT} mutated models: only GdnFuseErrors, no crash or hang, every written model loads back`,
+  async () => {
+    const results = await runInChildren({ module: CASES, count: COUNT, first: FIRST, timeoutMs: 20_000 });
+    const { counts, examples } = summarize(results);
+    expect(examples).toEqual([]); // the first cases that threw something else, crashed or hung
+    expect(counts.ok).toBe(COUNT);
+    const outcomes: Record<string, number> = {};
+    for (const r of results) {
+      const key = r.detail.startsWith("fused") ? "fused" : r.detail;
+      outcomes[key] = (outcomes[key] ?? 0) + 1;
+    }
+    // each kind of outcome occurs, so the mutations reach every stage (parse, validation, external data, fusion)
+    for (const kind of ["rejected E_PARSE", "rejected E_MODEL", "rejected E_EXTERNAL_DATA", "fused"]) {
+      expect(outcomes[kind] ?? 0, kind).toBeGreaterThan(COUNT / 100);
+    }
+  },
+  Math.max(600_000, COUNT * 100),
+);

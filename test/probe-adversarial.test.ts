@@ -22,7 +22,12 @@ async function region(): Promise<{ r: CoreRegion; m: Mutator; ctx: PassContext }
 }
 
 /** Inserts `opType` on the value as the region reads it (after its entry Transpose) and adds the node to the region. */
-function insertInRegion(r: CoreRegion, m: Mutator, opts: NonNullable<Parameters<Mutator["insertOn"]>[2]>, opType: string): Node {
+function insertInRegion(
+  r: CoreRegion,
+  m: Mutator,
+  opts: NonNullable<Parameters<Mutator["insertOn"]>[2]>,
+  opType: string,
+): Node {
   const node = m.insertOn(r.value.transpose.output(), opType, { ...opts, only: (n) => r.nodes.has(n) });
   r.nodes.add(node);
   return node;
@@ -50,7 +55,9 @@ describe("the core probe", () => {
     insertInRegion(r, m, { operands: [[1, 1.5, 1]], constDims: [3, 1, 1, 1] }, "Mul");
     const f = await probeFailure(r, ctx);
     expect(f?.stage).toBe("probe");
-    expect(f?.reason).toMatch(/^probe outputs differ from the reference: relative L2 error [0-9.e+-]+, [0-9.e+-]+ > 1e-9$/);
+    expect(f?.reason).toMatch(
+      /^probe outputs differ from the reference: relative L2 error [0-9.e+-]+, [0-9.e+-]+ > 1e-9$/,
+    );
   });
 
   test("sees a clip of large values (inputs reach |v| = 30)", async () => {
@@ -77,6 +84,8 @@ describe("the core probe", () => {
     r.nodes.add(sq);
     const f = await probeFailure(r, ctx);
     expect(f?.stage).toBe("probe");
-    expect(f?.reason).toMatch(/^probe output \S+ differs from the reference: NaN at \d+ positions where the reference has finite values \(first at index \d+\)/);
+    expect(f?.reason).toMatch(
+      /^probe output \S+ differs from the reference: NaN at \d+ positions where the reference has finite values \(first at index \d+\)/,
+    );
   });
 });

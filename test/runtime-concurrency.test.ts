@@ -3,49 +3,37 @@
  * and four sessions used concurrently from four worker_threads.
  * Workers cannot load TypeScript: they import the transpiled copy from helpers/runtime-js.ts.
  */
-import { readdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
-import { SHARED_CORPUS } from "./helpers/cases.js";
 import "../src/runtime/index.js";
+import { SHARED_CORPUS, TOLERANCE, readDataSet, relativeL2, toOrtTensor } from "./helpers/index.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
-import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
 
 const CORPUS = SHARED_CORPUS;
 const GDN = { executionProviders: ["gdn"] };
 
-function dataSet(name: string, prefix: "input" | "output") {
-  const dir = join(CORPUS, name, "test_data_set_0");
-  return readdirSync(dir)
-    .filter((f) => f.startsWith(`${prefix}_`))
-    .sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)))
-    .map((f) => readTensorProto(join(dir, f)));
-}
+const dataSet = (name: string, prefix: "input" | "output") =>
+  readDataSet(join(CORPUS, name, "test_data_set_0"), prefix);
 
 function feedsFor(session: ort.InferenceSession, name: string): Record<string, ort.Tensor> {
   const inputs = dataSet(name, "input");
-  return Object.fromEntries(
-    session.inputNames.map((n, i) => [n, new ort.Tensor(inputs[i]!.type as "float32", inputs[i]!.data as Float32Array, inputs[i]!.dims)]),
-  );
+  return Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
 }
 
 const WORKER = `
 import { parentPort, workerData } from "node:worker_threads";
-import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 await import(workerData.runtime);
-const { readTensorProto, relativeL2 } = await import(workerData.helpers);
+const { readDataSet, relativeL2, toOrtTensor } = await import(workerData.helpers);
 const { name, corpus, runs } = workerData;
 const dir = join(corpus, name, "test_data_set_0");
-const load = (p) => readdirSync(dir).filter((f) => f.startsWith(p + "_"))
-  .sort((a, b) => Number(a.slice(p.length + 1, -3)) - Number(b.slice(p.length + 1, -3)))
-  .map((f) => readTensorProto(join(dir, f)));
-const inputs = load("input"), expected = load("output");
+const inputs = readDataSet(dir, "input"), expected = readDataSet(dir, "output");
 const session = await ort.InferenceSession.create(join(corpus, name, "model.onnx"), { executionProviders: ["gdn"], intraOpNumThreads: 1 });
-const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, new ort.Tensor(inputs[i].type, inputs[i].data, inputs[i].dims)]));
+const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i])]));
 const all = await Promise.all(Array.from({ length: runs }, () => session.run(feeds)));
 const errors = all.flatMap((r) => session.outputNames.map((n, i) => relativeL2(r[n], expected[i])));
 await session.release();
@@ -61,7 +49,10 @@ beforeAll(() => {
 describe("gdn backend: concurrency", () => {
   it("run() does not block the event loop", async () => {
     const name = "chunk_t64_noopt";
-    const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), { ...GDN, intraOpNumThreads: 1 });
+    const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), {
+      ...GDN,
+      intraOpNumThreads: 1,
+    });
     const feeds = feedsFor(session, name);
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
@@ -81,7 +72,9 @@ describe("gdn backend: concurrency", () => {
     const expected = dataSet(name, "output");
     const results = await Promise.all(Array.from({ length: 16 }, () => session.run(feeds)));
     for (const r of results) {
-      session.outputNames.forEach((n, i) => expect(relativeL2(r[n]!, expected[i]!)).toBeLessThanOrEqual(1e-5));
+      session.outputNames.forEach((n, i) =>
+        expect(relativeL2(r[n]!, expected[i]!)).toBeLessThanOrEqual(TOLERANCE.float32),
+      );
     }
     await session.release();
   });
@@ -103,14 +96,16 @@ describe("gdn backend: concurrency", () => {
             });
             w.once("message", res);
             w.once("error", rej);
-            w.once("exit", (code) => (code === 0 ? undefined : rej(new Error(`worker for ${name} exited with ${code}`))));
+            w.once("exit", (code) =>
+              code === 0 ? undefined : rej(new Error(`worker for ${name} exited with ${code}`)),
+            );
           }),
       ),
     );
     expect(results.map((r) => r.name)).toEqual(names);
     for (const r of results) {
       expect(r.errors.length).toBe(3 * r.outputs);
-      for (const e of r.errors) expect(e, r.name).toBeLessThanOrEqual(1e-5);
+      for (const e of r.errors) expect(e, r.name).toBeLessThanOrEqual(TOLERANCE.float32);
     }
   });
 });

@@ -12,6 +12,7 @@ import { oneNodeModel } from "../src/ops-model.js";
 import "../src/runtime/index.js";
 import { oneLineMessage } from "../src/runtime/backend.js";
 import { loadRuntime } from "../src/runtime/index.js";
+import { externalWeightModel } from "./helpers/index.js";
 
 const { onnx } = onnxProto;
 const ready = loadRuntime().opsLibraryPath !== null;
@@ -29,17 +30,12 @@ describe("gdn backend: one-line errors", () => {
   });
 
   it.skipIf(!ready)("a gdn node whose input types match no kernel: one line, E_RUNTIME", async () => {
-    const vi = (name: string, t: number) => ({ name, type: { tensorType: { elemType: t } } });
-    const bytes = onnx.ModelProto.encode({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: 1 }],
-      graph: {
-        name: "m",
-        node: [{ opType: "GatedRMSNorm", domain: "gdn", input: ["x", "gate", "weight"], output: ["y"] }],
-        input: [vi("x", 1), vi("gate", 10), vi("weight", 1)],
-        output: [vi("y", 1)],
-      },
-    }).finish();
+    const bytes = oneNodeModel({
+      opType: "GatedRMSNorm",
+      inputs: [{ name: "x" }, { name: "gate", elemType: onnx.TensorProto.DataType.FLOAT16 }, { name: "weight" }],
+      outputs: [{ name: "y" }],
+      nodeName: "",
+    });
     const err = await ort.InferenceSession.create(bytes, { executionProviders: ["gdn"] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GdnFuseError);
     expect(err).toMatchObject({
@@ -101,23 +97,7 @@ describe.skipIf(!ready)("gdn backend: gdn nodes are checked against the op contr
 
 describe("gdn backend: a model given as bytes cannot use external data", () => {
   it("is refused with a clear error instead of reading files relative to the working directory", async () => {
-    const vi = (name: string) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 3 }] } } } });
-    const bytes = onnx.ModelProto.encode({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 17 }],
-      graph: {
-        name: "ext",
-        node: [{ opType: "Add", input: ["x", "w"], output: ["y"] }],
-        initializer: [
-          {
-            name: "w", dims: [3], dataType: 1, dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-            externalData: [{ key: "location", value: "weights.bin" }, { key: "length", value: "12" }],
-          },
-        ],
-        input: [vi("x")],
-        output: [vi("y")],
-      },
-    }).finish();
+    const bytes = externalWeightModel([{ key: "location", value: "weights.bin" }, { key: "length", value: "12" }]);
     const err = await ort.InferenceSession.create(bytes, { executionProviders: ["gdn"] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GdnFuseError);
     expect(err).toMatchObject({

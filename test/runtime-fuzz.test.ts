@@ -14,23 +14,31 @@ const CASES = Number(process.env.GDN_FUZZ_CASES ?? 2000);
 const MODULE = fileURLToPath(new URL("./helpers/runtime-fuzz-cases.ts", import.meta.url));
 const ready = loadRuntime().opsLibraryPath !== null;
 
-
 describe.skipIf(!ready)("runtime fuzzer", () => {
-  it(`${CASES} cases over the five gdn ops: each ends in a result or a GdnFuseError`, { timeout: Math.max(240_000, CASES * 60) }, async () => {
-    const results = await runInChildren({ module: MODULE, count: CASES, workers: 2, timeoutMs: 4_000 });
-    const { counts } = summarize(results);
-    const bad = results.filter((r) => r.status === "crash" || r.status === "timeout");
-    const notGdn = results.filter((r) => r.status === "error" && !/^GdnFuseError \[E_[A-Z_]+\]: /.test(r.detail));
-    const show = (rs: typeof results) => rs.slice(0, 8).map((r) => `#${r.index} ${describeCase(r.index)}: ${r.status} ${r.detail.slice(0, 300)}`).join("\n");
-    console.log(`runtime fuzzer: ${JSON.stringify(counts)}`);
-    expect(bad.length, `crashed or hung:\n${show(bad)}`).toBe(0);
-    expect(notGdn.length, `errors that are not a one-line GdnFuseError:\n${show(notGdn)}`).toBe(0);
-    const seen = new Map<number, string[]>();
-    for (const r of results) seen.set(r.index, [...(seen.get(r.index) ?? []), `${r.status} ${r.detail.slice(0, 120)}`]);
-    const twice = [...seen].filter(([, v]) => v.length > 1);
-    expect(twice, "cases reported twice").toEqual([]);
-    expect(seen.size).toBe(CASES);
-    // the generator must keep reaching the kernels: a fifth of the cases run to a result
-    expect(counts.ok).toBeGreaterThan(CASES / 5);
-  });
+  it(
+    `${CASES} cases over the five gdn ops: each ends in a result or a GdnFuseError`,
+    { timeout: Math.max(240_000, CASES * 60) },
+    async () => {
+      const results = await runInChildren({ module: MODULE, count: CASES, workers: 2, timeoutMs: 4_000 });
+      const { counts } = summarize(results);
+      const bad = results.filter((r) => r.status === "crash" || r.status === "timeout");
+      const notGdn = results.filter((r) => r.status === "error" && !/^GdnFuseError \[E_[A-Z_]+\]: /.test(r.detail));
+      const show = (rs: typeof results) =>
+        rs
+          .slice(0, 8)
+          .map((r) => `#${r.index} ${describeCase(r.index)}: ${r.status} ${r.detail.slice(0, 300)}`)
+          .join("\n");
+      console.log(`runtime fuzzer: ${JSON.stringify(counts)}`);
+      expect(bad.length, `crashed or hung:\n${show(bad)}`).toBe(0);
+      expect(notGdn.length, `errors that are not a one-line GdnFuseError:\n${show(notGdn)}`).toBe(0);
+      const seen = new Map<number, string[]>();
+      for (const r of results)
+        seen.set(r.index, [...(seen.get(r.index) ?? []), `${r.status} ${r.detail.slice(0, 120)}`]);
+      const twice = [...seen].filter(([, v]) => v.length > 1);
+      expect(twice, "cases reported twice").toEqual([]);
+      expect(seen.size).toBe(CASES);
+      // the generator must keep reaching the kernels: a fifth of the cases run to a result
+      expect(counts.ok).toBeGreaterThan(CASES / 5);
+    },
+  );
 });

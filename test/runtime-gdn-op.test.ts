@@ -12,8 +12,7 @@ import "../src/runtime/index.js";
 import { deltaRuleModel } from "../src/ops-model.js";
 import { loadRuntime } from "../src/runtime/index.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
-import { relativeL2 } from "./helpers/tensor-io.js";
-import { ROOT } from "./helpers/cases.js";
+import { ROOT, TOLERANCE, relativeL2 } from "./helpers/index.js";
 
 const GDN = { executionProviders: ["gdn"] };
 
@@ -53,7 +52,14 @@ function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
 }
 
 /** S' = exp(g) S; u = beta (v - S'^T k); S = S' + k u^T; o = S^T (q / sqrt(K)) — in float64. */
-function reference(q: Float32Array, k: Float32Array, v: Float32Array, g: Float32Array, beta: Float32Array, s0: Float32Array) {
+function reference(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  g: Float32Array,
+  beta: Float32Array,
+  s0: Float32Array,
+) {
   const out = new Float64Array(B * T * H * V);
   const state = Float64Array.from(s0);
   const scale = 1 / Math.sqrt(K);
@@ -113,15 +119,19 @@ describe("gdn backend: gdn.RecurrentGatedDeltaRule", () => {
         initial_state: [Array.from(s0), [B, H, K, V]],
       },
     };
-    const child = spawnSync(process.execPath, [script], { input: JSON.stringify(job), encoding: "utf8", timeout: 60_000 });
+    const child = spawnSync(process.execPath, [script], {
+      input: JSON.stringify(job),
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     const status = child.signal ? `killed by ${child.signal}` : `exit code ${child.status}`;
     expect(child.status, `child ${status}; stderr:\n${child.stderr.slice(-2000)}`).toBe(0);
     const res = JSON.parse(child.stdout) as Record<string, { dims: number[]; data: number[] }>;
     const ref = reference(q, k, v, g, beta, s0);
     expect(res.output!.dims).toEqual([B, T, H, V]);
     expect(res.final_state!.dims).toEqual([B, H, K, V]);
-    expect(relativeL2(res.output!.data, ref.out)).toBeLessThanOrEqual(1e-5);
-    expect(relativeL2(res.final_state!.data, ref.state)).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(res.output!.data, ref.out)).toBeLessThanOrEqual(TOLERANCE.float32);
+    expect(relativeL2(res.final_state!.data, ref.state)).toBeLessThanOrEqual(TOLERANCE.float32);
   });
 
   it.skipIf(ready)("without a usable op library, a gdn model fails with a clear message", async () => {

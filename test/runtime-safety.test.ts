@@ -166,7 +166,10 @@ function child(script: string, args: string[], timeoutMs = 60_000): Promise<Chil
 
 function parsed(end: ChildEnd): Record<string, unknown> {
   const how = end.signal ? `killed by ${end.signal}` : `exit code ${end.code}`;
-  expect({ code: end.code, signal: end.signal }, `child ${how}; stderr:\n${end.stderr.slice(-1500)}`).toEqual({ code: 0, signal: null });
+  expect({ code: end.code, signal: end.signal }, `child ${how}; stderr:\n${end.stderr.slice(-1500)}`).toEqual({
+    code: 0,
+    signal: null,
+  });
   return JSON.parse(end.stdout.trim().split("\n").pop()!) as Record<string, unknown>;
 }
 
@@ -184,8 +187,10 @@ describe.skipIf(!ready)("gdn backend: buffers moved away from a run", () => {
   it("a detached buffer is refused, a SharedArrayBuffer-backed tensor works", async () => {
     const r = parsed(await child("safety-buffers.mjs", []));
     expect(r).toEqual({
-      detachedInput: "E_RUNTIME: input 'beta': its ArrayBuffer is detached (transferred away); pass a tensor over live memory",
-      detachedOutput: "E_RUNTIME: output 'output': its ArrayBuffer is detached (transferred away); pass a tensor over live memory",
+      detachedInput:
+        "E_RUNTIME: input 'beta': its ArrayBuffer is detached (transferred away); pass a tensor over live memory",
+      detachedOutput:
+        "E_RUNTIME: output 'output': its ArrayBuffer is detached (transferred away); pass a tensor over live memory",
       shared: { diff: 0, same: true },
     });
   });

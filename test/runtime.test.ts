@@ -8,10 +8,18 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import onnxProto from "onnx-proto";
 import { describe, expect, it } from "vitest";
-import { SHARED_CORPUS } from "./helpers/cases.js";
 import "../src/runtime/index.js";
 import { loadRuntime } from "../src/runtime/index.js";
-import { numberToFloat16, readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+import {
+  SHARED_CORPUS,
+  TOLERANCE,
+  externalWeightModel,
+  numberToFloat16,
+  readDataSet,
+  relativeL2,
+  toOrtTensor,
+  toleranceOf,
+} from "./helpers/index.js";
 
 const { onnx } = onnxProto;
 const CORPUS = SHARED_CORPUS;
@@ -21,19 +29,12 @@ const cases = existsSync(CORPUS)
   ? readdirSync(CORPUS).filter((c) => !c.startsWith("bench_") && existsSync(join(CORPUS, c, "test_data_set_0")))
   : [];
 
-function toTensor(t: ReturnType<typeof readTensorProto>): ort.Tensor {
-  return new ort.Tensor(t.type as "float32", t.data as Float32Array, t.dims);
-}
-
-function loadDataSet(dir: string, prefix: "input" | "output") {
-  return readdirSync(dir)
-    .filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"))
-    .sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)))
-    .map((f) => readTensorProto(join(dir, f)));
-}
-
 /** A one-node model: y = op(x...), built with onnx-proto. */
-function tinyModel(opType: string, inputs: [string, number, number[]][], outputs: [string, number, number[]][]): Uint8Array {
+function tinyModel(
+  opType: string,
+  inputs: [string, number, number[]][],
+  outputs: [string, number, number[]][],
+): Uint8Array {
   const vi = ([name, elemType, dims]: [string, number, number[]]) => ({
     name,
     type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
@@ -64,8 +65,8 @@ describe("gdn backend: runtime", () => {
 describe("gdn backend: corpus parity (unfused models)", () => {
   it.each(cases)("%s matches test_data_set_0", async (name) => {
     const dir = join(CORPUS, name, "test_data_set_0");
-    const inputs = loadDataSet(dir, "input");
-    const expected = loadDataSet(dir, "output");
+    const inputs = readDataSet(dir, "input");
+    const expected = readDataSet(dir, "output");
     const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), {
       ...GDN,
       intraOpNumThreads: 2,
@@ -73,14 +74,14 @@ describe("gdn backend: corpus parity (unfused models)", () => {
     });
     try {
       const feeds: Record<string, ort.Tensor> = {};
-      session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+      session.inputNames.forEach((n, i) => (feeds[n] = toOrtTensor(inputs[i]!)));
       const results = await session.run(feeds);
       session.outputNames.forEach((n, i) => {
         const got = results[n]!;
         const want = expected[i]!;
         expect(got.type).toBe(want.type);
         expect(got.dims).toEqual(want.dims);
-        const tol = want.type === "float16" ? 2e-3 : 1e-5;
+        const tol = toleranceOf(want.type) ?? TOLERANCE.float32;
         expect(relativeL2(got, want), `${name}:${n}`).toBeLessThanOrEqual(tol);
       });
     } finally {
@@ -90,13 +91,23 @@ describe("gdn backend: corpus parity (unfused models)", () => {
 
   it("loads a model from a Uint8Array too", async () => {
     const name = "recurrent_t4_b2";
-    const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(join(CORPUS, name, "model.onnx"))), GDN);
+    const session = await ort.InferenceSession.create(
+      new Uint8Array(readFileSync(join(CORPUS, name, "model.onnx"))),
+      GDN,
+    );
     const dir = join(CORPUS, name, "test_data_set_0");
-    const inputs = loadDataSet(dir, "input");
-    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toTensor(inputs[i]!)]));
+    const inputs = readDataSet(dir, "input");
+    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
     const out = await session.run(feeds);
-    expect(relativeL2(out[session.outputNames[0]!]!, loadDataSet(dir, "output")[0]!)).toBeLessThanOrEqual(1e-5);
-    expect(session.inputMetadata[0]).toMatchObject({ name: "query", isTensor: true, type: "float32", shape: [2, 4, 2, 16] });
+    expect(relativeL2(out[session.outputNames[0]!]!, readDataSet(dir, "output")[0]!)).toBeLessThanOrEqual(
+      TOLERANCE.float32,
+    );
+    expect(session.inputMetadata[0]).toMatchObject({
+      name: "query",
+      isTensor: true,
+      type: "float32",
+      shape: [2, 4, 2, 16],
+    });
     await session.release();
   });
 });
@@ -107,30 +118,8 @@ describe("gdn backend: external data", () => {
     try {
       const w = new Float32Array([10, 20, 30]);
       writeFileSync(join(dir, "weights.bin"), new Uint8Array(w.buffer));
-      const vi = (name: string) => ({ name, type: { tensorType: { elemType: T.FLOAT, shape: { dim: [{ dimValue: 3 }] } } } });
-      const bytes = onnx.ModelProto.encode({
-        irVersion: 8,
-        opsetImport: [{ domain: "", version: 17 }],
-        graph: {
-          name: "ext",
-          node: [{ opType: "Add", input: ["x", "w"], output: ["y"] }],
-          initializer: [
-            {
-              name: "w",
-              dims: [3],
-              dataType: T.FLOAT,
-              dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-              externalData: [
-                { key: "location", value: "weights.bin" },
-                { key: "offset", value: "0" },
-                { key: "length", value: "12" },
-              ],
-            },
-          ],
-          input: [vi("x")],
-          output: [vi("y")],
-        },
-      }).finish();
+      const location = { key: "location", value: "weights.bin" };
+      const bytes = externalWeightModel([location, { key: "offset", value: "0" }, { key: "length", value: "12" }]);
       writeFileSync(join(dir, "model.onnx"), bytes);
       const session = await ort.InferenceSession.create(join(dir, "model.onnx"), GDN);
       const { y } = await session.run({ x: new ort.Tensor("float32", new Float32Array([1, 2, 3]), [3]) });
@@ -158,7 +147,10 @@ describe("gdn backend: element types", () => {
     ["bfloat16", T.BFLOAT16, () => new ort.Tensor("uint16", new Uint16Array([0x3f80, 0xc000, 0x4040, 0]), [2, 2])],
   ];
   it.each(cases)("%s round-trips through Identity", async (type, elem, make) => {
-    const session = await ort.InferenceSession.create(tinyModel("Identity", [["x", elem, [2, 2]]], [["y", elem, [2, 2]]]), GDN);
+    const session = await ort.InferenceSession.create(
+      tinyModel("Identity", [["x", elem, [2, 2]]], [["y", elem, [2, 2]]]),
+      GDN,
+    );
     const x = make();
     const { y } = await session.run({ x });
     expect(y!.type).toBe(type === "bfloat16" ? "uint16" : type);
@@ -170,7 +162,14 @@ describe("gdn backend: element types", () => {
 
   it("computes, not just copies (Add in float16)", async () => {
     const session = await ort.InferenceSession.create(
-      tinyModel("Add", [["a", T.FLOAT16, [3]], ["b", T.FLOAT16, [3]]], [["c", T.FLOAT16, [3]]]),
+      tinyModel(
+        "Add",
+        [
+          ["a", T.FLOAT16, [3]],
+          ["b", T.FLOAT16, [3]],
+        ],
+        [["c", T.FLOAT16, [3]]],
+      ),
       GDN,
     );
     const h = (xs: number[]) => new ort.Tensor("float16", new Uint16Array(xs.map(numberToFloat16)), [3]);
@@ -185,30 +184,30 @@ describe("gdn backend: preallocated outputs", () => {
     const name = "recurrent_t1_b3";
     const dir = join(CORPUS, name, "test_data_set_0");
     const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), GDN);
-    const inputs = loadDataSet(dir, "input");
-    const expected = loadDataSet(dir, "output");
-    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toTensor(inputs[i]!)]));
+    const inputs = readDataSet(dir, "input");
+    const expected = readDataSet(dir, "output");
+    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
     const buffer = new Float32Array(3 * 1 * 4 * 48).fill(Number.NaN);
     const out = new ort.Tensor("float32", buffer, [3, 1, 4, 48]);
     const results = await session.run(feeds, { core_attn_out: out });
     expect(results.core_attn_out).toBe(out);
     expect(results.core_attn_out!.data).toBe(buffer);
-    expect(relativeL2(buffer, expected[0]!)).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(buffer, expected[0]!)).toBeLessThanOrEqual(TOLERANCE.float32);
     expect(Object.keys(results)).toEqual(["core_attn_out"]);
 
     // mixed: one preallocated, one allocated by ORT
     const state = new ort.Tensor("float32", new Float32Array(3 * 4 * 32 * 48), [3, 4, 32, 48]);
     const both = await session.run(feeds, { core_attn_out: null, final_state: state });
     expect(both.final_state).toBe(state);
-    expect(relativeL2(state, expected[1]!)).toBeLessThanOrEqual(1e-5);
-    expect(relativeL2(both.core_attn_out!, expected[0]!)).toBeLessThanOrEqual(1e-5);
+    expect(relativeL2(state, expected[1]!)).toBeLessThanOrEqual(TOLERANCE.float32);
+    expect(relativeL2(both.core_attn_out!, expected[0]!)).toBeLessThanOrEqual(TOLERANCE.float32);
     await session.release();
   });
 
   it("rejects a preallocated output of the wrong shape", async () => {
     const session = await ort.InferenceSession.create(join(CORPUS, "recurrent_t1_b3", "model.onnx"), GDN);
-    const inputs = loadDataSet(join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), "input");
-    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toTensor(inputs[i]!)]));
+    const inputs = readDataSet(join(CORPUS, "recurrent_t1_b3", "test_data_set_0"), "input");
+    const feeds = Object.fromEntries(session.inputNames.map((n, i) => [n, toOrtTensor(inputs[i]!)]));
     const bad = new ort.Tensor("float32", new Float32Array(10), [10]);
     await expect(session.run(feeds, { core_attn_out: bad })).rejects.toMatchObject({ code: "E_RUNTIME" });
     await session.release();
@@ -285,7 +284,9 @@ describe("gdn backend: errors reject with ORT's message, the process survives", 
   });
 
   it("garbage model bytes", async () => {
-    const err = await ort.InferenceSession.create(new Uint8Array([8, 1, 0xff, 0xff, 0x13, 7, 7]), GDN).catch((e: unknown) => e);
+    const err = await ort.InferenceSession.create(new Uint8Array([8, 1, 0xff, 0xff, 0x13, 7, 7]), GDN).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ code: "E_RUNTIME", ortErrorCode: "ORT_INVALID_PROTOBUF" });
     expect((err as Error).message).toContain("protobuf parsing failed");
   });
@@ -299,7 +300,10 @@ describe("gdn backend: errors reject with ORT's message, the process survives", 
   it("bad session options", async () => {
     await expect(
       ort.InferenceSession.create(model, { ...GDN, graphOptimizationLevel: "max" as "all" }),
-    ).rejects.toMatchObject({ code: "E_USAGE", message: expect.stringContaining("graphOptimizationLevel must be one of") });
+    ).rejects.toMatchObject({
+      code: "E_USAGE",
+      message: expect.stringContaining("graphOptimizationLevel must be one of"),
+    });
   });
 
   it("accepts the common session and run options", async () => {

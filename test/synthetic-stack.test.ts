@@ -5,8 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { fuseModel } from "../src/pipeline/index.js";
-import { buildLayerStack } from "../src/synthetic/stack.js";
-import { loadCase } from "./helpers/cases.js";
+import { buildLayerStack, loadCase } from "./helpers/index.js";
 
 describe("synthetic 48-layer stack", () => {
   it("fuses all 36 gated-delta layers", async () => {

@@ -33,8 +33,15 @@ function model(name: string, ops: [string, number?][]): string {
     node.push({ opType, input: inputs, output: [out], name: `n${i}` });
     cur = out;
   });
-  const vi = (n: string): onnx.IValueInfoProto => ({ name: n, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: X.length }] } } } });
-  const proto: onnx.IModelProto = { irVersion: 8, opsetImport: [{ domain: "", version: 17 }], graph: { name, node, initializer, input: [vi("x")], output: [vi("y")] } };
+  const vi = (n: string): onnx.IValueInfoProto => ({
+    name: n,
+    type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: X.length }] } } },
+  });
+  const proto: onnx.IModelProto = {
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }],
+    graph: { name, node, initializer, input: [vi("x")], output: [vi("y")] },
+  };
   const file = path.join(tmp, `${name}.onnx`);
   fs.writeFileSync(file, encodeMessage(onnx.ModelProto, onnx.ModelProto.fromObject(proto)));
   return file;
@@ -49,7 +56,11 @@ function dataDir(): string {
 
 describe("compareValues", () => {
   test("Inf - Inf of the same sign is no difference; the finite entries are compared", () => {
-    expect(compareValues([Infinity, -Infinity, 1, 2], [Infinity, -Infinity, 1, 2])).toEqual({ relL2: 0, maxAbs: 0, mismatch: undefined });
+    expect(compareValues([Infinity, -Infinity, 1, 2], [Infinity, -Infinity, 1, 2])).toEqual({
+      relL2: 0,
+      maxAbs: 0,
+      mismatch: undefined,
+    });
     expect(relativeL2([Infinity, 3, 4], [Infinity, 3, 4.5])).toBeCloseTo(0.5 / Math.sqrt(9 + 4.5 * 4.5), 12);
   });
 
@@ -72,18 +83,26 @@ describe.skipIf(!!noRuntime)("verifyModels: special values", () => {
   test("NaN where the original is finite fails, naming the output, the count and the first index", async () => {
     const r = await verifyModels(model("identity", [["Identity"]]), model("sqrt", [["Sqrt"]]), { dataDir: data });
     expect(r.ok).toBe(false);
-    expect(r.outputs[0]!.specialValues).toBe('output "y": NaN at 3 positions where the original has finite values (first at index 1)');
-    expect(formatVerify(r)).toMatch(/^FAIL y: .*; output "y": NaN at 3 positions where the original has finite values \(first at index 1\)$/);
+    expect(r.outputs[0]!.specialValues).toBe(
+      'output "y": NaN at 3 positions where the original has finite values (first at index 1)',
+    );
+    expect(formatVerify(r)).toMatch(
+      /^FAIL y: .*; output "y": NaN at 3 positions where the original has finite values \(first at index 1\)$/,
+    );
   });
 
   test("finite values where the original has NaN fail (a fusion that hides a NaN)", async () => {
     const r = await verifyModels(log, model("log_abs", [["Abs"], ["Log"]]), { dataDir: data });
     expect(r.ok).toBe(false);
-    expect(r.outputs[0]!.specialValues).toBe('output "y": finite values at 3 positions where the original has NaN (first at index 1)');
+    expect(r.outputs[0]!.specialValues).toBe(
+      'output "y": finite values at 3 positions where the original has NaN (first at index 1)',
+    );
   });
 
   test("an infinity of the other sign fails", async () => {
-    const r = await verifyModels(model("div0", [["Div", 0]]), model("neg_div0", [["Neg"], ["Div", 0]]), { dataDir: data });
+    const r = await verifyModels(model("div0", [["Div", 0]]), model("neg_div0", [["Neg"], ["Div", 0]]), {
+      dataDir: data,
+    });
     expect(r.ok).toBe(false);
     expect(r.outputs[0]!.specialValues).toBe(
       'output "y": -Inf at 4 positions where the original has +Inf (first at index 0); +Inf at 3 positions where the original has -Inf (first at index 1)',

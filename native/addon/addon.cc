@@ -33,6 +33,10 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New<Init>(env, "init"));
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
   exports.Set("ascendStats", Napi::Function::New<AscendStats>(env, "ascendStats"));
+  exports.Set("ascendSimCounters", Napi::Function::New<AscendSimCounters>(env, "ascendSimCounters"));
+  exports.Set("ascendRunBound", Napi::Function::New<AscendRunBound>(env, "ascendRunBound"));
+  exports.Set("ascendDeviceRead", Napi::Function::New<AscendDeviceRead>(env, "ascendDeviceRead"));
+  exports.Set("ascendDeviceRelease", Napi::Function::New<AscendDeviceRelease>(env, "ascendDeviceRelease"));
   return exports;
 }
 

@@ -37,12 +37,13 @@ class Session : public Napi::ObjectWrap<Session> {
   static Napi::Value Create(const Napi::CallbackInfo& info);
 
   explicit Session(const Napi::CallbackInfo& info);
+  // The live session state (throws once disposed); the ascend device-loop runs (ep.cc) use it too.
+  std::shared_ptr<SessionState> Live(Napi::Env env) const;
 
  private:
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value EndProfiling(const Napi::CallbackInfo& info);
   void Dispose(const Napi::CallbackInfo& info);
-  std::shared_ptr<SessionState> Live(Napi::Env env) const;
 
   std::shared_ptr<SessionState> state_;
 };

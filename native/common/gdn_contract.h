@@ -72,6 +72,8 @@ constexpr const char* kInputNames[kNumInputs] = {"query", "key", "value", "g", "
                                                  "cu_seqlens", "ssm_state_indices", "num_accepted_tokens"};
 enum Output : int { kOutput = 0, kFinalState = 1, kNumOutputs = 2 };
 constexpr const char* kOutputNames[kNumOutputs] = {"output", "final_state"};
+constexpr int kNumRequiredInputs = kBeta + 1;          // query .. beta
+constexpr int kNumChunkInputs = kNumAcceptedTokens;    // ChunkGatedDeltaRule has no num_accepted_tokens
 
 constexpr const char* kAttrScale = "scale";                  // float, 0 => 1/sqrt(K)
 constexpr const char* kAttrUseQkL2norm = "use_qk_l2norm";    // int 0/1
@@ -138,6 +140,7 @@ enum Input : int { kX = 0, kWeight = 1, kBias = 2, kConvState = 3, kNumInputs = 
 constexpr const char* kInputNames[kNumInputs] = {"x", "weight", "bias", "conv_state"};
 enum Output : int { kY = 0, kConvStateOut = 1, kNumOutputs = 2 };
 constexpr const char* kOutputNames[kNumOutputs] = {"y", "conv_state_out"};
+constexpr int kNumRequiredInputs = kWeight + 1;  // x, weight
 constexpr const char* kAttrActivation = "activation";  // "silu" | "none"
 constexpr const char* kAttrStateSize = "state_size";   // int, 0 => W-1 (or conv_state's last dim)
 constexpr const char* kDefaultActivation = "silu";
@@ -182,6 +185,7 @@ enum Input : int { kA = 0, kB = 1, kALog = 2, kDtBias = 3, kNumInputs = 4 };
 constexpr const char* kInputNames[kNumInputs] = {"a", "b", "A_log", "dt_bias"};
 enum Output : int { kG = 0, kBeta = 1, kNumOutputs = 2 };
 constexpr const char* kOutputNames[kNumOutputs] = {"g", "beta"};
+constexpr int kNumRequiredInputs = kNumInputs;
 constexpr float kSoftplusThreshold = 20.f;  // torch softplus: x for x > 20
 }  // namespace gating
 
@@ -208,6 +212,7 @@ enum Input : int { kX = 0, kGate = 1, kWeight = 2, kNumInputs = 3 };
 constexpr const char* kInputNames[kNumInputs] = {"x", "gate", "weight"};
 enum Output : int { kY = 0, kNumOutputs = 1 };
 constexpr const char* kOutputNames[kNumOutputs] = {"y"};
+constexpr int kNumRequiredInputs = kNumInputs;
 constexpr const char* kAttrEpsilon = "epsilon";
 constexpr float kDefaultEpsilon = 1e-6f;
 constexpr AttrSpec kAttrs[] = {{kAttrEpsilon, AttrType::kFloat}};

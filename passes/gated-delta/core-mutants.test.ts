@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import type { Node } from "../../src/ir/graph.js";
 import { constantOf, isConstantValue } from "../../src/ir/constant.js";
-import { firstSkip, mutateAndFuse, type Mutator } from "../../test/helpers/mutate.js";
+import { firstSkip, mutateAndFuse, type Mutator } from "../../test/helpers/index.js";
 
 interface Mutant {
   name: string;

@@ -17,15 +17,12 @@
  * Transpose bounded by the entries, plus the nodes that finish the final state. Roles, the l2norm
  * flag, eps and scale are read from the graph and checked; a probe run confirms the semantics.
  */
-import type { Node, Value } from "../../src/ir/graph.js";
-import { constantOf, fromTensor, isConstantValue, scalarOf } from "../../src/ir/constant.js";
-import { check, close, fail, isPerm, permOf } from "../../src/pattern/match.js";
+import { constantOf, type Dim, fromTensor, isConstantValue, type Node, scalarOf, type Value } from "../../src/ir/index.js";
+import { check, close, fail, isPerm, matchL2norm, permOf } from "../../src/pattern/index.js";
+import { FLOAT, FLOAT_TYPES, L2NORM_EPS } from "../../src/ops.js";
 import { explainRegion, type Source } from "./explain.js";
 
-export const L2NORM_EPS = 1e-6;
 const MAX_REGION = 200_000;
-/** float, float16, bfloat16 */
-export const FLOAT_TYPES = new Set([1, 10, 16]);
 
 export interface Entry {
   transpose: Node; // the Transpose that moves heads before time
@@ -59,7 +56,6 @@ export interface CoreRegion {
 /** What the calling pass knows of its form: the chunked form's CumSum of g and chunk size. */
 export type CoreForm = { kind: "chunk"; cumsum: Node; chunkSize: number } | { kind: "recurrent" };
 
-type Dim = number | string | undefined;
 const shapeOf = (v: Value): Dim[] | undefined => v.type?.shape;
 /** Batch size the probe uses when the graph's batch is symbolic. */
 export const PROBE_BATCH = 2;
@@ -132,7 +128,7 @@ export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreReg
   check(FLOAT_TYPES.has(vType), "types", `value has element type ${vType}; float32, float16 or bfloat16 expected`, value.transpose);
   for (const e of [query, key, beta])
     check(e.boundary.type?.elemType === vType, "types", `${e.boundary.name} has element type ${e.boundary.type?.elemType}, value has ${vType}`, e.transpose);
-  check(g.boundary.type?.elemType === 1, "types", `g must be float32, it is element type ${g.boundary.type?.elemType}`, g.transpose);
+  check(g.boundary.type?.elemType === FLOAT, "types", `g must be float32, it is element type ${g.boundary.type?.elemType}`, g.transpose);
   if ((output.type?.elemType ?? 1) !== vType) {
     const cast = [...output.consumers][0];
     check(output.consumers.size === 1 && cast?.opType === "Cast" && cast.attrInt("to") === vType, "outputs",
@@ -293,45 +289,6 @@ function valueAfterEntry(t: Node): Value {
   const out = t.output();
   const cast = [...out.consumers].find((n) => n.opType === "Cast");
   return out.consumers.size === 1 && cast ? cast.output() : out;
-}
-
-export interface L2normMatch {
-  out: Value;
-  eps: number;
-  node: Node;
-  nodes: Node[];
-}
-
-/**
- * x * rsqrt(sum(x*x, -1, keepdims) + eps) in the forms the exporter emits:
- * Mul(x,x) | Pow(x,2) -> ReduceSum -> Add(eps) -> Sqrt -> Reciprocal -> Mul(x, .)   (or Div(x, Sqrt))
- */
-export function matchL2norm(x: Value): L2normMatch | undefined {
-  for (const sq of x.consumers) {
-    const isSquare = (sq.opType === "Mul" && sq.inputs[0] === x && sq.inputs[1] === x) || (sq.opType === "Pow" && sq.inputs[0] === x && scalarOf(sq.inputs[1]) === 2);
-    if (!isSquare) continue;
-    const sum = [...sq.output().consumers][0];
-    if (!sum || sum.opType !== "ReduceSum" || sq.output().consumers.size !== 1) continue;
-    const axes = sum.inputs[1] ? constantOf(sum.inputs[1])?.data : sum.attrInts("axes");
-    const rank = x.rank ?? 4;
-    if (!axes || axes.length !== 1 || !(axes[0] === -1 || axes[0] === rank - 1) || sum.attrInt("keepdims", 1) !== 1) continue;
-    const add = [...sum.output().consumers][0];
-    if (!add || add.opType !== "Add") continue;
-    const epsV = add.inputs[0] === sum.output() ? add.inputs[1] : add.inputs[0];
-    const eps = scalarOf(epsV);
-    if (eps === undefined) continue;
-    const sqrt = [...add.output().consumers][0];
-    if (!sqrt || sqrt.opType !== "Sqrt") continue;
-    const next = [...sqrt.output().consumers][0];
-    if (next?.opType === "Reciprocal") {
-      const mul = [...next.output().consumers][0];
-      if (mul?.opType === "Mul" && mul.inputs.includes(x) && mul.inputs.includes(next.output()))
-        return { out: mul.output(), eps, node: add, nodes: [sq, sum, add, sqrt, next, mul] };
-    } else if (next?.opType === "Div" && next.inputs[0] === x && next.inputs[1] === sqrt.output()) {
-      return { out: next.output(), eps, node: add, nodes: [sq, sum, add, sqrt, next] };
-    }
-  }
-  return undefined;
 }
 
 /** The scalar the query is multiplied by (Mul by c, or Div by c = scale 1/c), a few view ops downstream. */

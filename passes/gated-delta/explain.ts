@@ -11,9 +11,8 @@
  *    order checked (l2norm, scale, decay, masks, eye, delta Sub, state products);
  *  - any other op (Clip, Min, Relu, ...) is not part of the algorithm.
  */
-import type { Node, Value } from "../../src/ir/graph.js";
-import { constantOf, isConstantValue, scalarOf } from "../../src/ir/constant.js";
-import { check, fail, permOf } from "../../src/pattern/match.js";
+import { constantOf, isConstantValue, type Node, scalarOf, type Value } from "../../src/ir/index.js";
+import { check, fail, permOf } from "../../src/pattern/index.js";
 
 export const SOURCES = ["query", "key", "value", "g", "beta", "state"] as const;
 export type Source = (typeof SOURCES)[number];

@@ -2,14 +2,10 @@
  * What the chunked and recurrent core passes share once a region is delimited and checked:
  * the probe run and the rewrite into one fused node.
  */
-import type { Node } from "../../src/ir/graph.js";
-import { attr } from "../../src/ir/graph.js";
-import { setNodeMetadata } from "../../src/ir/onnx.js";
-import { probeRegion, type ProbeInput } from "../../src/pattern/probe.js";
+import { attr, type Node } from "../../src/ir/index.js";
+import { addGdnNode, fail, type PassContext, type ProbeInput, probeRegion } from "../../src/pattern/index.js";
+import { DeltaRuleAttr } from "../../src/ops.js";
 import { gatedDeltaReference } from "../../src/reference/gated-delta.js";
-import { CREATED_BY_KEY, type PassContext } from "../../src/pipeline/pass.js";
-import { GDN_DOMAIN, GDN_OPSET } from "../../src/ops.js";
-import { fail } from "../../src/pattern/match.js";
 import type { CoreRegion } from "./core-region.js";
 
 /**
@@ -72,22 +68,19 @@ export function rewriteCore(ctx: PassContext, r: CoreRegion, opType: string, pas
   // Constant helpers that other nodes also read stay; dead-node removal drops them later if unused.
   const sharedConstant = (n: Node) => n.outputs.some((o) => o && [...o.consumers].some((c) => !r.nodes.has(c)) && o !== r.output && o !== r.finalState);
   g.removeNodes([...r.nodes].filter((n) => !sharedConstant(n)));
-  const node = g.addNode({
+  // In DeltaRuleIn order; an absent initial state (the trailing optional input) is left out.
+  const inputs = [r.query.boundary, r.key.boundary, r.value.boundary, r.g.boundary, r.beta.boundary];
+  if (r.state) inputs.push(r.state);
+  return addGdnNode(ctx, passName, {
     opType,
-    domain: GDN_DOMAIN,
     name: opType,
-    inputs: [r.query.boundary, r.key.boundary, r.value.boundary, r.g.boundary, r.beta.boundary, r.state],
+    inputs,
     outputs,
     attributes: [
-      attr.float("scale", r.scale),
-      attr.int("use_qk_l2norm", r.useQkL2norm ? 1 : 0),
-      attr.string("state_layout", "kv"),
+      attr.float(DeltaRuleAttr.scale, r.scale),
+      attr.int(DeltaRuleAttr.useQkL2norm, r.useQkL2norm ? 1 : 0),
+      attr.string(DeltaRuleAttr.stateLayout, "kv"),
       ...extraAttrs,
     ],
   });
-  // drop a trailing omitted optional input
-  if (!r.state) node.inputs.pop();
-  setNodeMetadata(node.proto, CREATED_BY_KEY, passName);
-  ctx.requireOpset(GDN_DOMAIN, GDN_OPSET);
-  return node;
 }

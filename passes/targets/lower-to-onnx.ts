@@ -8,9 +8,17 @@
  *   gdn.GatedRMSNorm      -> RMSNormalization-23, Sigmoid, Mul, Mul
  * onnxruntime 1.30 loads opset 27 only with ALLOW_RELEASED_ONNX_OPSET_ONLY=0 (docs/targets.md).
  */
-import { attr, type Node } from "../../src/ir/graph.js";
-import type { Pass } from "../../src/pipeline/pass.js";
-import { GdnOp } from "../../src/ops.js";
+import { attr, type Node } from "../../src/ir/index.js";
+import type { Pass } from "../../src/pattern/index.js";
+import {
+  GatingIn,
+  GatingOut,
+  GdnOp,
+  RMS_NORM_EPS,
+  RmsNormAttr,
+  RmsNormIn,
+  RmsNormOut,
+} from "../../src/ops.js";
 import { checkGatingTypes, decayScale, detach, lowerAll, lowerConv, lowerCore } from "./lowering.js";
 
 const NAME = "lower-to-onnx";
@@ -32,25 +40,25 @@ export const lowerToOnnx: Pass = {
   anchors: ["gdn.*"],
   targets: ["onnx"],
   async run(ctx) {
-    if (ctx.target !== "onnx") return;
     await lowerAll(ctx, NAME, (n: Node) => TARGET_OP[n.opType] ?? n.opType, {
       core: (e, n, d) => lowerCore(e, n, d, "", true),
       conv: (e, n) => lowerConv(e, n, ""),
       gating: (e, n) => {
         checkGatingTypes(n);
         const { ins, outs } = detach(e, n);
-        const [a, b, aLog, dtBias] = ins;
+        const [a, b] = [ins[GatingIn.a], ins[GatingIn.b]];
+        const [aLog, dtBias] = [ins[GatingIn.aLog]!, ins[GatingIn.dtBias]];
         const sp = e.one("Softplus", [e.one("Add", [a, dtBias])]);
-        e.op("Mul", [decayScale(e, aLog!), sp], [outs[0]!]);
-        e.op("Sigmoid", [b], [outs[1]!]);
+        e.op("Mul", [decayScale(e, aLog), sp], [outs[GatingOut.g]!]);
+        e.op("Sigmoid", [b], [outs[GatingOut.beta]!]);
       },
       norm: (e, n) => {
-        const eps = n.attrFloat("epsilon", 1e-6)!;
+        const eps = n.attrFloat(RmsNormAttr.epsilon, RMS_NORM_EPS)!;
         const { ins, outs } = detach(e, n);
-        const [x, gate, weight] = ins;
+        const [x, gate, weight] = [ins[RmsNormIn.x], ins[RmsNormIn.gate], ins[RmsNormIn.weight]];
         const normed = e.one("RMSNormalization", [x, weight], [attr.int("axis", -1), attr.float("epsilon", eps)]);
         const silu = e.one("Mul", [gate, e.one("Sigmoid", [gate])]);
-        e.op("Mul", [normed, silu], [outs[0]!]);
+        e.op("Mul", [normed, silu], [outs[RmsNormOut.y]!]);
       },
     });
     if (ctx.graph.nodes.some((n) => n.domain === "" && ["LinearAttention", "CausalConvWithState", "RMSNormalization"].includes(n.opType))) {

@@ -8,9 +8,17 @@
  *   gdn.GatedRMSNorm      -> com.microsoft.GatedRMSNorm(x, weight, gate)
  * Runs only for target "ort"; reads nothing but ctx.target's gdn nodes.
  */
-import { attr, type Node } from "../../src/ir/graph.js";
-import type { Pass } from "../../src/pipeline/pass.js";
-import { GdnOp } from "../../src/ops.js";
+import { attr, type Node } from "../../src/ir/index.js";
+import type { Pass } from "../../src/pattern/index.js";
+import {
+  GatingIn,
+  GatingOut,
+  GdnOp,
+  RMS_NORM_EPS,
+  RmsNormAttr,
+  RmsNormIn,
+  RmsNormOut,
+} from "../../src/ops.js";
 import { MS_DOMAIN, checkGatingTypes, decayScale, detach, lowerAll, lowerConv, lowerCore } from "./lowering.js";
 
 const NAME = "lower-to-ort";
@@ -29,20 +37,22 @@ export const lowerToOrt: Pass = {
   anchors: ["gdn.*"],
   targets: ["ort"],
   async run(ctx) {
-    if (ctx.target !== "ort") return;
     await lowerAll(ctx, NAME, (n: Node) => TARGET_OP[n.opType] ?? n.opType, {
       core: (e, n, d) => lowerCore(e, n, d, MS_DOMAIN, false),
       conv: (e, n) => lowerConv(e, n, MS_DOMAIN),
       gating: (e, n) => {
         checkGatingTypes(n);
         const { ins, outs } = detach(e, n);
-        const [a, b, aLog, dtBias] = ins as [Node["inputs"][0], Node["inputs"][0], Node["inputs"][0], Node["inputs"][0]];
-        e.op("LinearAttentionGate", [a, dtBias, decayScale(e, aLog!), b], [outs[0]!, outs[1]!], [], MS_DOMAIN);
+        const [a, b] = [ins[GatingIn.a], ins[GatingIn.b]];
+        const [aLog, dtBias] = [ins[GatingIn.aLog]!, ins[GatingIn.dtBias]];
+        const gateOutputs = [outs[GatingOut.g]!, outs[GatingOut.beta]!];
+        e.op("LinearAttentionGate", [a, dtBias, decayScale(e, aLog), b], gateOutputs, [], MS_DOMAIN);
       },
       norm: (e, n) => {
-        const eps = n.attrFloat("epsilon", 1e-6)!;
+        const eps = n.attrFloat(RmsNormAttr.epsilon, RMS_NORM_EPS)!;
         const { ins, outs } = detach(e, n);
-        e.op("GatedRMSNorm", [ins[0], ins[2], ins[1]], [outs[0]!], [attr.float("epsilon", eps)], MS_DOMAIN);
+        const normInputs = [ins[RmsNormIn.x], ins[RmsNormIn.weight], ins[RmsNormIn.gate]];
+        e.op("GatedRMSNorm", normInputs, [outs[RmsNormOut.y]!], [attr.float("epsilon", eps)], MS_DOMAIN);
       },
     });
     ctx.requireOpset(MS_DOMAIN, 1);

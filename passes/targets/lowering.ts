@@ -4,16 +4,37 @@
  * express and fails at stage "target" with a reason otherwise; the gdn node then stays (and the
  * report lists it as skipped).
  */
-import type { Graph, Node, Value } from "../../src/ir/graph.js";
-import { attr } from "../../src/ir/graph.js";
-import { constantOf } from "../../src/ir/constant.js";
-import { int64ToNumber, type onnx } from "../../src/ir/onnx.js";
-import { arrayToTensor } from "../../src/ir/tensor.js";
-import { check } from "../../src/pattern/match.js";
-import type { PassContext } from "../../src/pipeline/pass.js";
-import { L2NORM_EPS } from "../gated-delta/core-region.js";
-import { GDN_DOMAIN, GdnOp } from "../../src/ops.js";
-import { addTagged, dimsOf, forEachCandidate, showDims, staticDim } from "../layer-common.js";
+import {
+  addTagged,
+  arrayToTensor,
+  attr,
+  constantOf,
+  dimsOf,
+  type Graph,
+  defaultOpset,
+  type onnx,
+  type Node,
+  showDims,
+  staticDim,
+  type Value,
+} from "../../src/ir/index.js";
+import { check, forEachCandidate, type PassContext } from "../../src/pattern/index.js";
+import {
+  ConvAttr,
+  ConvIn,
+  ConvOut,
+  DEFAULT_CONV_ACTIVATION,
+  DEFAULT_STATE_LAYOUT,
+  DeltaRuleAttr,
+  DeltaRuleIn,
+  DeltaRuleOut,
+  FLOAT,
+  GDN_CONTRACT,
+  GDN_DOMAIN,
+  GatingIn,
+  GdnOp,
+  L2NORM_EPS,
+} from "../../src/ops.js";
 
 export const MS_DOMAIN = "com.microsoft";
 const INT64_MAX = 9223372036854775807n;
@@ -51,12 +72,6 @@ export class Emitter {
   sliceTail(x: Value, start: number): Value {
     return this.one("Slice", [x, this.ints([start]), this.ints([INT64_MAX]), this.ints([2])]);
   }
-}
-
-/** The default-domain opset the model imports. */
-export function defaultOpset(model: onnx.IModelProto): number {
-  const o = model.opsetImport?.find((x) => (x.domain ?? "") === "");
-  return o ? int64ToNumber(o.version) : 0;
 }
 
 export interface Lowerings {
@@ -102,18 +117,21 @@ export function detach(e: Emitter, n: Node): { ins: (Value | undefined)[]; outs:
 
 export function coreDims(n: Node): CoreDims {
   // Head counts and sizes become attributes and must be numbers; the batch and T may be symbolic.
-  const [q, v] = [n.inputs[0], n.inputs[2]];
+  const [q, v] = [n.inputs[DeltaRuleIn.query], n.inputs[DeltaRuleIn.value]];
   const [Hk, K, Hv, V] = [staticDim(q, 2), staticDim(q, 3), staticDim(v, 2), staticDim(v, 3)];
   check(q?.rank === 4 && v?.rank === 4 && Hk !== undefined && K !== undefined && Hv !== undefined && V !== undefined, "target",
     `query ${showDims(dimsOf(q))} / value ${showDims(dimsOf(v))} are not [B,T,H,D] tensors with static heads and head sizes (they are needed as attributes)`, n);
-  const layout = n.attrString("state_layout") ?? "kv";
+  const layout = n.attrString(DeltaRuleAttr.stateLayout) ?? DEFAULT_STATE_LAYOUT;
   check(layout === "kv", "target", `state_layout "${layout}": LinearAttention keeps the state as [B,H,K,V] ("kv") only`, n);
-  for (const [i, what] of [[0, "query"], [1, "key"], [2, "value"], [3, "g"], [4, "beta"], [5, "initial_state"]] as const) {
+  const { query, key, value, g, beta, initialState } = DeltaRuleIn;
+  for (const i of [query, key, value, g, beta, initialState]) {
     const t = n.inputs[i]?.type?.elemType;
-    if (n.inputs[i]) check(t === 1, "target", `${what} has element type ${t}; the lowering handles float32 only (LinearAttention's decay/beta share the query's type)`, n);
+    const what = GDN_CONTRACT.RecurrentGatedDeltaRule.inputs[i];
+    const reason = `${what} has element type ${t}; the lowering handles float32 only (LinearAttention's decay/beta share the query's type)`;
+    if (n.inputs[i]) check(t === FLOAT, "target", reason, n);
   }
   check(Hv % Hk === 0, "target", `value heads ${Hv} are not a multiple of key heads ${Hk}`, n);
-  const scale = n.attrFloat("scale", 0)!;
+  const scale = n.attrFloat(DeltaRuleAttr.scale, 0)!;
   check(scale !== 0, "target", "scale 0 means 1/sqrt(K) in LinearAttention; an explicit non-zero scale is required", n);
   return { Hk, Hv, K, V };
 }
@@ -128,12 +146,14 @@ export function l2norm(e: Emitter, x: Value): Value {
 
 /** The core as (com.microsoft | ONNX-27) LinearAttention on packed [B,T,H*D] tensors. */
 export function lowerCore(e: Emitter, n: Node, d: CoreDims, domain: string, repeatKeys: boolean): void {
-  const l2 = n.attrInt("use_qk_l2norm", 0) === 1;
-  const scale = n.attrFloat("scale", 0)!;
-  const chunk = n.attrInt("chunk_size");
+  const l2 = n.attrInt(DeltaRuleAttr.useQkL2norm, 0) === 1;
+  const scale = n.attrFloat(DeltaRuleAttr.scale, 0)!;
+  const chunk = n.attrInt(DeltaRuleAttr.chunkSize);
   const { ins, outs } = detach(e, n);
-  let [q, k] = [ins[0]!, ins[1]!];
-  const [v, g, beta, state] = [ins[2]!, ins[3]!, ins[4]!, ins[5]];
+  let [q, k] = [ins[DeltaRuleIn.query]!, ins[DeltaRuleIn.key]!];
+  const [v, g, beta] = [ins[DeltaRuleIn.value]!, ins[DeltaRuleIn.g]!, ins[DeltaRuleIn.beta]!];
+  const state = ins[DeltaRuleIn.initialState];
+  const [output, finalState] = [outs[DeltaRuleOut.output]!, outs[DeltaRuleOut.finalState]];
   if (l2) [q, k] = [l2norm(e, q), l2norm(e, k)];
   const n_ = d.Hv / d.Hk;
   const pack = (x: Value, H: number, D: number) => e.one("Reshape", [x, e.ints([0, 0, H * D])]);
@@ -144,29 +164,32 @@ export function lowerCore(e: Emitter, n: Node, d: CoreDims, domain: string, repe
   const attrs = [attr.string("update_rule", "gated_delta"), attr.int("q_num_heads", qHeads), attr.int("kv_num_heads", d.Hv), attr.float("scale", scale)];
   if (chunk !== undefined && domain === MS_DOMAIN) attrs.push(attr.int("chunk_size", chunk));
   // Both outputs are required by the schema (onnxruntime 1.30 rejects a node without present_state).
-  const la = e.op("LinearAttention", [q3, k3, v3, state, g, beta], [`${e.base}_packed`, outs[1] ?? `${e.base}_present_state`], attrs, domain);
-  e.op("Reshape", [la[0]!, e.ints([0, 0, d.Hv, d.V])], [outs[0]!]);
+  const laOutputs = [`${e.base}_packed`, finalState ?? `${e.base}_present_state`];
+  const la = e.op("LinearAttention", [q3, k3, v3, state, g, beta], laOutputs, attrs, domain);
+  e.op("Reshape", [la[0]!, e.ints([0, 0, d.Hv, d.V])], [output]);
 }
 
 /** gdn.CausalConv1d as (com.microsoft | ONNX-27) CausalConvWithState, whose state holds W-1 positions. */
 export function lowerConv(e: Emitter, n: Node, domain: string): void {
-  const w = n.inputs[1];
+  const w = n.inputs[ConvIn.weight];
   const W = staticDim(w, 2);
   check(w?.rank === 3 && staticDim(w, 1) === 1 && W !== undefined, "target", `the conv weight ${showDims(dimsOf(w))} is not a static [C,1,W] tensor`, n);
-  const state = n.inputs[3];
-  const S = state ? staticDim(state, 2) : (n.attrInt("state_size", 0) || W - 1);
+  const state = n.inputs[ConvIn.convState];
+  const S = state ? staticDim(state, 2) : (n.attrInt(ConvAttr.stateSize, 0) || W - 1);
   check(S !== undefined, "target", `the conv state ${showDims(dimsOf(state))} has no static length (dim 2)`, n);
-  const activation = n.attrString("activation") ?? "none";
+  const activation = n.attrString(ConvAttr.activation) ?? DEFAULT_CONV_ACTIVATION;
   const { ins, outs } = detach(e, n);
-  const [x, weight, bias] = [ins[0]!, ins[1]!, ins[2]];
+  const [x, weight, bias] = [ins[ConvIn.x]!, ins[ConvIn.weight]!, ins[ConvIn.bias]];
+  const [y, stateOut] = [outs[ConvOut.y]!, outs[ConvOut.convStateOut]];
   // CausalConvWithState keeps W-1 positions; a longer state (HF keeps W) is trimmed on the way in
   // and rebuilt on the way out (the last S columns of concat(state, x)).
   const past = state && S > W - 1 ? e.sliceTail(state, S - (W - 1)) : state;
-  const keepsOwnState = S === W - 1 && outs[1];
-  e.op("CausalConvWithState", [x, weight, bias, past], [outs[0]!, keepsOwnState ? outs[1]! : `${e.base}_present`], [attr.string("activation", activation)], domain);
-  if (outs[1] && !keepsOwnState) {
+  const keepsOwnState = S === W - 1 && stateOut;
+  const convOutputs = [y, keepsOwnState ? stateOut : `${e.base}_present`];
+  e.op("CausalConvWithState", [x, weight, bias, past], convOutputs, [attr.string("activation", activation)], domain);
+  if (stateOut && !keepsOwnState) {
     const cat = state ? e.one("Concat", [state, x], [attr.int("axis", 2)]) : e.one("Pad", [x, e.ints([0, 0, S, 0, 0, 0])]);
-    e.op("Slice", [cat, e.ints([-S]), e.ints([INT64_MAX]), e.ints([2])], [outs[1]]);
+    e.op("Slice", [cat, e.ints([-S]), e.ints([INT64_MAX]), e.ints([2])], [stateOut]);
   }
 }
 
@@ -178,5 +201,6 @@ export function decayScale(e: Emitter, aLog: Value): Value {
 }
 
 export function checkGatingTypes(n: Node): void {
-  for (const i of [0, 1]) check(n.inputs[i]?.type?.elemType === 1, "target", "a/b are not float32 (the gate ops return g in the type of a; the contract's g is float32)", n);
+  const reason = "a/b are not float32 (the gate ops return g in the type of a; the contract's g is float32)";
+  for (const i of [GatingIn.a, GatingIn.b]) check(n.inputs[i]?.type?.elemType === FLOAT, "target", reason, n);
 }

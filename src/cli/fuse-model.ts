@@ -11,8 +11,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
 import { fileKind, ioReason, PathGuard } from "../ir/file-safety.js";
-import { addModelInputs, atomicWrite, loadModel, planSave, saveModel, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
-import { fuseModel, type FuseOptions, type FuseReport } from "../pipeline/index.js";
+import { addModelInputs, atomicWrite, loadModel, planSave, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
+// The package entry, which registers the built-in passes.
+import { fuseModelFile, TARGETS, type FuseOptions, type FuseReport } from "../index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
 
 export interface CliIo {
@@ -29,12 +30,14 @@ Fuses the unrolled Gated DeltaNet subgraphs of a torch.onnx export into single o
 Options:
   -o, --output FILE        where to write the fused model (its external data goes beside it)
   --passes LIST|none       comma-separated pass names to run, in order; "none" writes the model back unchanged
-  --target gdn|ort|onnx    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
+  --target ${TARGETS.join("|")}    ops the fusions emit: gdn domain ops (default), ORT contrib ops, or ONNX standard ops
   --report FILE.json       write a JSON report (fused counts, node counts, per-pass details, verification)
   --dry-run                run the passes and write only the report (no model)
   --no-probe               skip the probe run that confirms each match before rewriting (faster)
   --verify [DIR]           run original and fused model in onnxruntime and compare outputs,
                            on DIR's input_N.pb (an ONNX test_data_set folder) or on random inputs
+  --ep gdn|ascend          where --verify runs the fused model: the gdn CPU backend (default) or an Ascend
+                           NPU (the CANN simulator when GDN_FUSE_ASCEND=sim; docs/ascend.md)
   --inline-below N         store external tensors smaller than N bytes inside the model
   --external-data MODE     copy (default; reflink where supported) | link (hard link) | inline
   --force                  allow overwriting the input model
@@ -45,7 +48,7 @@ Exit codes: 0 done, 1 bad input or a failed check (including --verify), 2 usage 
 output path that is an input, another output, or not a regular file).
 `;
 
-const TARGETS = ["gdn", "ort", "onnx"] as const;
+const EPS = ["gdn", "ascend"] as const;
 const EXTERNAL = ["copy", "link", "inline"] as const;
 
 export interface ReportFile extends FuseReport {
@@ -109,6 +112,7 @@ interface Parsed {
   dryRun: boolean;
   verify: boolean;
   verifyDir: string | undefined;
+  ep: (typeof EPS)[number];
   inlineBelow: number | undefined;
   externalData: (typeof EXTERNAL)[number];
   force: boolean;
@@ -133,6 +137,7 @@ function parse(argv: readonly string[]): Parsed {
         "no-probe": { type: "boolean" },
         verify: { type: "boolean" },
         "verify-dir": { type: "string" },
+        ep: { type: "string" },
         "inline-below": { type: "string" },
         "external-data": { type: "string" },
         force: { type: "boolean" },
@@ -171,6 +176,9 @@ function parse(argv: readonly string[]): Parsed {
   }
   const verify = values.verify ?? false;
   if (verify && dryRun) throw usage("--verify needs a written model; drop --dry-run");
+  const ep = values.ep ?? "gdn";
+  if (!(EPS as readonly string[]).includes(ep)) throw usage(`--ep must be one of ${EPS.join(", ")}, not "${ep}"`);
+  if (values.ep !== undefined && !verify) throw usage("--ep chooses where --verify runs the fused model; add --verify");
   return {
     input: positionals[0]!,
     output: values.output,
@@ -179,6 +187,7 @@ function parse(argv: readonly string[]): Parsed {
     dryRun,
     verify,
     verifyDir: values["verify-dir"],
+    ep: ep as Parsed["ep"],
     inlineBelow,
     externalData: externalData as Parsed["externalData"],
     force: values.force ?? false,
@@ -248,18 +257,17 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
   progress(`loading ${a.input}`);
   const model = await loadModel(a.input);
   claimPaths(a, model); // before the passes, so a long run is not wasted (saveModel checks again)
-  const report = await fuseModel(model.proto, { ...a.fuse, baseDir: model.baseDir, onProgress: progress });
+  // a dry run writes nothing, so it may have no -o
+  const fileOptions = { ...a.fuse, ...saveOptions(a), dryRun: a.dryRun, onProgress: progress };
+  const report = await fuseModelFile(model, a.output ?? "", fileOptions);
   const out: ReportFile = { version: packageVersion(), input: a.input, output: a.dryRun ? null : a.output!, ...report };
-  if (!a.dryRun) {
-    progress(`writing ${a.output!}`);
-    await saveModel(model, a.output!, saveOptions(a));
-  }
   let verifyFailure: string | undefined;
   if (a.verify) {
-    progress(`verifying ${a.output!} against ${a.input}${a.verifyDir ? ` on ${a.verifyDir}` : ""}`);
-    const v = await verifyModels(a.input, a.output!, a.verifyDir ? { dataDir: a.verifyDir } : {});
+    progress(`verifying ${a.output!} against ${a.input}${a.verifyDir ? ` on ${a.verifyDir}` : ""} (${a.ep})`);
+    // the loaded model: its graph inputs are the original's (fusion keeps them), its path the original's file
+    const v = await verifyModels(model, a.output!, { ...(a.verifyDir ? { dataDir: a.verifyDir } : {}), ep: a.ep });
     out.verify = v;
-    io.stdout(`verify on ${v.source}:\n${formatVerify(v)}\n`);
+    io.stdout(`verify on ${v.source}${v.runtime === "ascend" ? " (ascend)" : ""}:\n${formatVerify(v)}\n`);
     if (!v.ok) {
       const bad = v.outputs.filter((o) => !o.ok).map((o) => o.specialValues ?? `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
       verifyFailure = `verification failed: ${bad.join(", ") || "outputs differ"}; the fused model is at ${a.output!}`;

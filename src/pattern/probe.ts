@@ -14,6 +14,7 @@ import { onnx, encodeMessage } from "../ir/onnx.js";
 import { arrayToTensor, float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16, isExternal, readExternalBytes, tensorToFloat64 } from "../ir/tensor.js";
 import { TOLERANCE, compareValues, relativeL2, seededRandom } from "../numeric.js";
 import { structuralKey } from "./structural-key.js";
+import { BFLOAT16, FLOAT16, FLOAT_TYPES } from "../ops.js";
 
 // Kept exported here for the callers that import them from the probe.
 export { relativeL2, seededRandom };
@@ -52,8 +53,8 @@ function probeShape(inp: ProbeInput): number[] {
 
 /** Rounds float64 data to what a tensor of that element type holds. */
 function roundTo(data: Float64Array, elemType: number): Float64Array {
-  if (elemType === 10) return data.map((x) => float16ToFloat32(float32ToFloat16(x)));
-  if (elemType === 16) return data.map((x) => bfloat16ToFloat32(float32ToBfloat16(x)));
+  if (elemType === FLOAT16) return data.map((x) => float16ToFloat32(float32ToFloat16(x)));
+  if (elemType === BFLOAT16) return data.map((x) => bfloat16ToFloat32(float32ToBfloat16(x)));
   return data.map((x) => Math.fround(x));
 }
 
@@ -130,11 +131,12 @@ function buildProbeModel(spec: ProbeSpec): Uint8Array {
 }
 
 const DOUBLE = 11;
-const FLOAT_TYPES = new Set([1, 10, 16, DOUBLE]);
+/** Element types the probe computes in double: the gdn float types and double itself. */
+const PROBE_FLOAT_TYPES: ReadonlySet<number> = new Set([...FLOAT_TYPES, DOUBLE]);
 
 /** A float tensor as double (other element types unchanged). */
 function toDouble(t: onnx.ITensorProto): onnx.ITensorProto {
-  if (!FLOAT_TYPES.has(t.dataType ?? 0) || t.dataType === DOUBLE) return t;
+  if (!PROBE_FLOAT_TYPES.has(t.dataType ?? 0) || t.dataType === DOUBLE) return t;
   return arrayToTensor(t.name ?? "", (t.dims ?? []).map(Number), DOUBLE, tensorToFloat64(t));
 }
 
@@ -143,7 +145,7 @@ function toDouble(t: onnx.ITensorProto): onnx.ITensorProto {
  * ConstantOfShape fills of a float type become double.
  */
 function inDouble(opType: string, a: onnx.IAttributeProto): onnx.IAttributeProto {
-  if (opType === "Cast" && a.name === "to" && FLOAT_TYPES.has(Number(a.i))) return { ...a, i: DOUBLE };
+  if (opType === "Cast" && a.name === "to" && PROBE_FLOAT_TYPES.has(Number(a.i))) return { ...a, i: DOUBLE };
   if (a.t) return { ...a, t: toDouble(a.t) };
   if (opType === "Constant" && a.name === "value_float") return { name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: arrayToTensor("", [], DOUBLE, [a.f ?? 0]) };
   if (opType === "Constant" && a.name === "value_floats") return { name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: arrayToTensor("", [a.floats?.length ?? 0], DOUBLE, a.floats ?? []) };

@@ -7,12 +7,12 @@ import { performance } from "node:perf_hooks";
 import { int64ToNumber, type onnx } from "../ir/onnx.js";
 import { Graph } from "../ir/graph.js";
 import { GdnFuseError } from "../errors.js";
-import type { AppliedMatch, Pass, PassContext, SkippedCandidate, Target } from "./pass.js";
+import { TARGETS } from "../ops.js";
+import type { AppliedMatch, Pass, PassContext, SkippedCandidate, Target } from "../pattern/pass.js";
 import { DEFAULT_PASSES, getPass } from "./registry.js";
-import { registerBuiltinPasses } from "./builtin.js";
 
-export type { AppliedMatch, Pass, PassContext, SkippedCandidate, Target } from "./pass.js";
-export { registerPass, getPass, listPasses, DEFAULT_PASSES } from "./registry.js";
+export type { AppliedMatch, Pass, PassContext, SkippedCandidate, Target } from "../pattern/pass.js";
+export { registerPass, registerDefaultPasses, getPass, listPasses, DEFAULT_PASSES } from "./registry.js";
 
 export interface FuseOptions {
   /** Pass names to run, in order; "none" runs nothing (a round trip). Default: DEFAULT_PASSES. */
@@ -48,14 +48,13 @@ export interface FuseReport {
 
 /** Runs the passes on the model in place and returns the report. */
 export async function fuseModel(model: onnx.IModelProto, options: FuseOptions = {}): Promise<FuseReport> {
-  registerBuiltinPasses();
   const t0 = performance.now();
   const target = options.target ?? "gdn";
-  if (!["gdn", "ort", "onnx"].includes(target)) throw new GdnFuseError("E_USAGE", `unknown target "${target}" (gdn, ort or onnx)`);
+  if (!TARGETS.includes(target)) throw new GdnFuseError("E_USAGE", `unknown target "${target}" (${targetList()})`);
   if (!model.graph) throw new GdnFuseError("E_MODEL", "the model has no graph");
   const nodesBefore = model.graph.node?.length ?? 0;
   const report: FuseReport = { fused: {}, nodesBefore, nodesAfter: nodesBefore, ms: 0, target, passes: [] };
-  const passes = options.passes === "none" ? [] : (options.passes ?? DEFAULT_PASSES).map((p) => (typeof p === "string" ? getPass(p) : p));
+  const passes = options.passes === "none" ? [] : (options.passes ?? defaultPasses()).map((p) => (typeof p === "string" ? getPass(p) : p));
   if (passes.length === 0) return finish(report, t0);
 
   const graph = Graph.fromProto(model.graph, undefined, { baseDir: options.baseDir });
@@ -92,6 +91,16 @@ export async function fuseModel(model: onnx.IModelProto, options: FuseOptions = 
   report.fused = fusedInOutput(report.fused, used, model);
   report.nodesAfter = model.graph.node?.length ?? 0;
   return finish(report, t0);
+}
+
+/** "gdn, ort or onnx" */
+export const targetList = (): string => `${TARGETS.slice(0, -1).join(", ")} or ${TARGETS[TARGETS.length - 1]}`;
+
+/** The registered default list; none is registered when only src/pipeline was imported, not the package. */
+function defaultPasses(): readonly string[] {
+  if (DEFAULT_PASSES.length === 0)
+    throw new GdnFuseError("E_USAGE", "no default passes are registered (import the package entry, gdn-fuse)");
+  return DEFAULT_PASSES;
 }
 
 /**

@@ -1,11 +1,12 @@
 /**
- * The pass registry. Built-in passes register here; export pipelines may register their own.
- * `DEFAULT_PASSES` is the ordered list `fuse-model` runs; each entry says why it sits where it does.
+ * The pass registry. The package entry registers the built-in passes (passes/index.ts) as the default
+ * list; export pipelines may register their own passes and name them in `FuseOptions.passes`.
  */
 import { GdnFuseError } from "../errors.js";
-import type { Pass } from "./pass.js";
+import type { Pass } from "../pattern/pass.js";
 
 const registry = new Map<string, Pass>();
+const defaultNames: string[] = [];
 
 export function registerPass(pass: Pass): void {
   if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(pass.name))
@@ -13,6 +14,14 @@ export function registerPass(pass: Pass): void {
   if (registry.has(pass.name) && registry.get(pass.name) !== pass)
     throw new GdnFuseError("E_USAGE", `a pass named "${pass.name}" is already registered`);
   registry.set(pass.name, pass);
+}
+
+/** Registers `passes` and appends them, in order, to the default list (a pass already in it stays once). */
+export function registerDefaultPasses(passes: readonly Pass[]): void {
+  for (const pass of passes) {
+    registerPass(pass);
+    if (!defaultNames.includes(pass.name)) defaultNames.push(pass.name);
+  }
 }
 
 export function getPass(name: string): Pass {
@@ -25,27 +34,5 @@ export function listPasses(): Pass[] {
   return [...registry.values()];
 }
 
-/** The default order. */
-export const DEFAULT_PASSES: readonly string[] = [
-  // Cores first: the layer-level passes read the fused core's inputs (GQA repeat, l2norm, gating).
-  "gated-delta-chunk",
-  // After chunk: an unfused chunked core also contains Exp nodes, which the recurrent anchor filter skips anyway.
-  "gated-delta-recurrent",
-  // Layer level, after the cores: anchored on the fused core nodes (their q/k/g/beta inputs).
-  // Before gqa-repeat: an L2 norm applied after the repeat sits between the repeat and the core.
-  "layer-qk-l2norm",
-  // After qk-l2norm: the repeat_interleave is then the core's direct q/k producer.
-  "layer-gqa-repeat",
-  // Anchored on the cores' g/beta inputs; independent of the q/k folds.
-  "layer-gating",
-  // Anchored on Conv; independent of the core (runs on any depthwise causal conv + SiLU).
-  "layer-causal-conv1d",
-  // Anchored on ReduceMean; after the cores so the core's internal reductions are gone.
-  "layer-gated-rmsnorm",
-  // After every layer op exists: reads the layer as projections -> conv -> core -> norm -> out_proj
-  // and rewrites only the layout nodes between them (12 nodes per layer); needs all four gdn ops.
-  "layer-layout",
-  // Last: lower every gdn node for the chosen target; runs only for --target ort / onnx.
-  "lower-to-ort",
-  "lower-to-onnx",
-];
+/** The names `fuseModel` runs when no passes are given, in order (filled by registerDefaultPasses). */
+export const DEFAULT_PASSES: readonly string[] = defaultNames;

@@ -1,7 +1,7 @@
 /**
- * Float64 reference of the gated delta rule (docs/ops.md): the ground truth for probes, the
- * verifier's fallback and the kernel tests. Token by token, so it is also the definition the
- * chunked (WY) form must reproduce.
+ * Float64 reference of the gated delta rule (docs/ops.md): the ground truth the probe checks a
+ * matched region against (passes/gated-delta/fuse-core.ts) and the kernel tests check the ops
+ * against. Token by token, so it is also the definition the chunked (WY) form must reproduce.
  */
 export interface GatedDeltaDims {
   B: number;
@@ -49,8 +49,19 @@ export function gatedDeltaReference(
   const S = new Float64Array(K * V); // kv layout while computing
   // One concrete array type for the hot loops (ArrayLike access is polymorphic and slow in V8).
   const f64 = (a: ArrayLike<number>) => (a instanceof Float64Array ? a : Float64Array.from(a));
-  x = { query: f64(x.query), key: f64(x.key), value: f64(x.value), g: f64(x.g), beta: f64(x.beta), initialState: x.initialState && f64(x.initialState) };
-  const q = new Float64Array(K), k = new Float64Array(K), u = new Float64Array(V), kv = new Float64Array(V), o = new Float64Array(V);
+  x = {
+    query: f64(x.query),
+    key: f64(x.key),
+    value: f64(x.value),
+    g: f64(x.g),
+    beta: f64(x.beta),
+    initialState: x.initialState && f64(x.initialState),
+  };
+  const q = new Float64Array(K),
+    k = new Float64Array(K),
+    u = new Float64Array(V),
+    kv = new Float64Array(V),
+    o = new Float64Array(V);
   const load = (src: ArrayLike<number>, off: number, dst: Float64Array, norm: boolean) => {
     let ss = 0;
     for (let i = 0; i < K; i++) {
@@ -68,7 +79,8 @@ export function gatedDeltaReference(
       const hk = Math.floor(h / (Hv / Hk));
       const sOff = (b * Hv + h) * K * V;
       for (let i = 0; i < K; i++)
-        for (let j = 0; j < V; j++) S[i * V + j] = x.initialState ? x.initialState[sOff + (vk ? j * K + i : i * V + j)]! : 0;
+        for (let j = 0; j < V; j++)
+          S[i * V + j] = x.initialState ? x.initialState[sOff + (vk ? j * K + i : i * V + j)]! : 0;
       for (let t = 0; t < T; t++) {
         load(x.query, ((b * T + t) * Hk + hk) * K, q, !!a.useQkL2norm);
         load(x.key, ((b * T + t) * Hk + hk) * K, k, !!a.useQkL2norm);
@@ -90,7 +102,8 @@ export function gatedDeltaReference(
         // ... then S += k u^T and o = S^T q in one more pass.
         o.fill(0);
         for (let i = 0; i < K; i++) {
-          const ki = k[i]!, qi = q[i]!;
+          const ki = k[i]!,
+            qi = q[i]!;
           for (let j = 0, r = i * V; j < V; j++, r++) {
             const sv = S[r]! + ki * u[j]!;
             S[r] = sv;
@@ -99,7 +112,8 @@ export function gatedDeltaReference(
         }
         for (let j = 0; j < V; j++) output[vOff + j] = o[j]! * scale;
       }
-      for (let i = 0; i < K; i++) for (let j = 0; j < V; j++) finalState[sOff + (vk ? j * K + i : i * V + j)] = S[i * V + j]!;
+      for (let i = 0; i < K; i++)
+        for (let j = 0; j < V; j++) finalState[sOff + (vk ? j * K + i : i * V + j)] = S[i * V + j]!;
     }
   }
   return { output, finalState };

@@ -11,12 +11,13 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Backend, InferenceSession, InferenceSessionHandler } from "onnxruntime-node";
+import type { Backend, InferenceSession, InferenceSessionHandler, Tensor } from "onnxruntime-node";
 import { GdnFuseError } from "../errors.js";
-import { loadAddon, type NativeSession } from "./addon.js";
+import { loadAddon, type NativeSession, type NativeTensor } from "./addon.js";
 import { GdnSessionHandler } from "./backend.js";
 import { sessionConfig } from "./options.js";
 import { opsLibraryPath, packageRoot } from "./paths.js";
+import { fromNative, toNative } from "./tensors.js";
 
 /** What ran where and what moved, for a session on the `ascend` backend. */
 export interface AscendStats {
@@ -26,16 +27,18 @@ export interface AscendStats {
   nodesOnCpu: Record<string, number>;
   /** one line per gdn node left on the CPU: the node and why */
   fallbackReasons: string[];
-  /** host<->device copies through the EP's data transfer; process-wide totals in this slice */
+  /** host<->device copies of this session (graph inputs and outputs, and the copies ORT inserts between CPU
+   * nodes and device nodes), since it was created */
   copiesH2D: number;
   copiesD2H: number;
   bytesH2D: number;
   bytesD2H: number;
 }
 
-/** Test-only faults of the EP (never for production use): `skip_sync` drops the kernels' stream synchronisation,
- * `host_pointer` hands the aclnn op a host buffer as its query. */
-export type AscendTestFault = "skip_sync" | "host_pointer";
+/** Test-only faults of the EP (never for production use): `skip_sync` drops every host synchronisation with the
+ * device (end of run, D2H copies, CPU nodes waiting for device nodes), `host_pointer` hands the aclnn op a host
+ * buffer as its query, `decline_all` makes the EP claim no node (everything runs on the CPU). */
+export type AscendTestFault = "skip_sync" | "host_pointer" | "decline_all";
 
 function libraryCandidates(name: string): string[] {
   const root = packageRoot();
@@ -80,6 +83,7 @@ function epMessage(message: string): string {
 // The EP keeps placement statistics by a per-session id, stored on the session handler. Both live on globalThis
 // so that two instances of this module in one process (src and dist) agree.
 const STATS_ID = Symbol.for("gdn-fuse.runtime.ascend-stats-id");
+const NATIVE = Symbol.for("gdn-fuse.runtime.ascend-native-session"); // for AscendDeviceLoop
 const counter = globalThis as { [STATS_ID]?: number };
 
 export class AscendBackend implements Backend {
@@ -112,7 +116,39 @@ export class AscendBackend implements Backend {
     } catch (e) {
       throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${epMessage((e as Error).message)}`, { cause: e });
     }
-    return Object.assign(new GdnSessionHandler(native), { [STATS_ID]: statsId });
+    return Object.assign(new GdnSessionHandler(native), { [STATS_ID]: statsId, [NATIVE]: native });
+  }
+}
+
+/** Process-wide counters of the gdn-fuse CANN simulator (gdnSimGetCounters): device work, not time. */
+export interface AscendSimCounters {
+  mallocs: number;
+  frees: number;
+  liveBytes: number;
+  copiesH2D: number;
+  copiesD2H: number;
+  copiesD2D: number;
+  bytesH2D: number;
+  bytesD2H: number;
+  /** aclnn ops run */
+  launches: number;
+  /** aclrtSynchronizeStream calls (the host waits for a whole stream) */
+  streamSyncs: number;
+  /** aclrtSynchronizeEvent calls (the host waits for part of a stream) */
+  eventSyncs: number;
+  /** aclrtStreamWaitEvent calls (one stream waits for another on the device) */
+  streamWaits: number;
+}
+
+/** The simulator's counters, for tests and `npm run bench:ascend`; E_USAGE unless GDN_FUSE_ASCEND=sim and an
+ * ascend session was created (which loads the simulator). */
+export function ascendSimCounters(): AscendSimCounters {
+  const { addon } = loadAddon();
+  const native = addon as unknown as { ascendSimCounters(library: string): AscendSimCounters };
+  try {
+    return native.ascendSimCounters(findLibrary("gdn_cann_sim"));
+  } catch (e) {
+    throw new GdnFuseError("E_USAGE", `ascendSimCounters: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -125,4 +161,102 @@ export function ascendStats(session: InferenceSession): AscendStats {
   const { addon } = loadAddon();
   const json = (addon as unknown as { ascendStats(library: string, id: number): string }).ascendStats(ascendEpLibraryPath(), id);
   return JSON.parse(json) as AscendStats;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Decode loops whose state stays on the device.
+
+interface DeviceHandle {
+  handle: unknown;
+  type: string;
+  dims: number[];
+}
+interface BoundAddon {
+  ascendRunBound(
+    session: NativeSession,
+    inputs: NativeTensor[],
+    deviceInputs: Record<string, unknown>,
+    hostOutputs: string[],
+    deviceOutputs: string[],
+  ): Promise<{ host: Record<string, NativeTensor>; device: Record<string, DeviceHandle> }>;
+  ascendDeviceRead(handle: unknown, name: string): NativeTensor;
+  ascendDeviceRelease(handle: unknown): void;
+}
+
+/**
+ * A decode loop on an `ascend` session whose loop-carried values stay on the device: `feedBack` maps an output
+ * to the input it feeds at the next step (e.g. `{ final_state: "initial_state" }`). The first `step` takes that
+ * input from `feeds` (one host-to-device copy); later steps must not pass it: it is the previous step's output,
+ * still on the device. Outputs in `feedBack` are not returned (no device-to-host copy); `read(output)` copies the
+ * latest one to the host when the caller needs it. The other inputs and outputs are ordinary host tensors.
+ */
+export class AscendDeviceLoop {
+  readonly #native: NativeSession;
+  readonly #feedBack: ReadonlyMap<string, string>; // output -> input
+  readonly #outputs: readonly string[];
+  readonly #inputTypes: ReadonlyMap<string, string | undefined>; // the model's, for bfloat16 fed as uint16 bits
+  #device = new Map<string, DeviceHandle>(); // input name -> the value the next step reads
+  #steps = 0;
+
+  constructor(session: InferenceSession, feedBack: Record<string, string>) {
+    const native = (session as unknown as { handler?: { [NATIVE]?: NativeSession } }).handler?.[NATIVE];
+    const usage = (message: string) => new GdnFuseError("E_USAGE", `AscendDeviceLoop: ${message}`);
+    if (native === undefined) throw usage("the session was not created on the ascend backend");
+    for (const [output, input] of Object.entries(feedBack)) {
+      if (!session.outputNames.includes(output)) throw usage(`the model has no output '${output}'`);
+      if (!session.inputNames.includes(input)) throw usage(`the model has no input '${input}'`);
+    }
+    this.#native = native;
+    this.#feedBack = new Map(Object.entries(feedBack));
+    this.#outputs = session.outputNames;
+    const metadata = session.inputMetadata as readonly { name: string; isTensor: boolean; type?: string }[];
+    this.#inputTypes = new Map(metadata.map((m) => [m.name, m.isTensor ? m.type : undefined]));
+  }
+
+  /** Runs one step; returns the outputs not fed back. */
+  async step(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    for (const input of this.#feedBack.values()) {
+      if (this.#steps === 0 && feeds[input] === undefined) {
+        throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: the first step needs input '${input}'`);
+      }
+      if (this.#steps > 0 && feeds[input] !== undefined) {
+        const message = `input '${input}' is fed back on the device after the first step; do not pass it`;
+        throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: ${message}`);
+      }
+    }
+    const inputs = Object.entries(feeds).map(([name, t]) =>
+      toNative(name, `input '${name}'`, t, this.#inputTypes.get(name)),
+    );
+    const deviceInputs = Object.fromEntries([...this.#device].map(([input, v]) => [input, v.handle]));
+    const hostOutputs = this.#outputs.filter((o) => !this.#feedBack.has(o));
+    const addon = loadAddon().addon as unknown as BoundAddon;
+    let result;
+    try {
+      result = await addon.ascendRunBound(this.#native, inputs, deviceInputs, hostOutputs, [...this.#feedBack.keys()]);
+    } catch (e) {
+      const message = `ascend device loop step ${this.#steps}: ${(e as Error).message}`;
+      throw new GdnFuseError("E_RUNTIME", message, { cause: e });
+    }
+    for (const v of this.#device.values()) addon.ascendDeviceRelease(v.handle);
+    this.#device = new Map([...this.#feedBack].map(([output, input]) => [input, result.device[output]!]));
+    this.#steps++;
+    return Object.fromEntries(Object.entries(result.host).map(([name, t]) => [name, fromNative(t)]));
+  }
+
+  /** The latest value of a fed-back output, copied to the host. */
+  read(output: string): Tensor {
+    const input = this.#feedBack.get(output);
+    const value = input === undefined ? undefined : this.#device.get(input);
+    if (value === undefined) {
+      throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: no device value of output '${output}' yet`);
+    }
+    return fromNative((loadAddon().addon as unknown as BoundAddon).ascendDeviceRead(value.handle, output));
+  }
+
+  /** Frees the device values now (otherwise when garbage-collected). */
+  release(): void {
+    const addon = loadAddon().addon as unknown as BoundAddon;
+    for (const v of this.#device.values()) addon.ascendDeviceRelease(v.handle);
+    this.#device.clear();
+  }
 }

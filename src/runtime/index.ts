@@ -40,7 +40,15 @@ registerBackend(BACKEND_NAME, gdnBackend, -1);
 const ASCEND_KEY = Symbol.for("gdn-fuse.runtime.ascend-backend");
 const ascendHolder = globalThis as { [ASCEND_KEY]?: AscendBackend };
 registerBackend("ascend", (ascendHolder[ASCEND_KEY] ??= new AscendBackend()), -1);
-export { ascendStats, ascendEpLibraryPath, type AscendStats, type AscendTestFault } from "./ascend.js";
+export {
+  ascendStats,
+  ascendSimCounters,
+  ascendEpLibraryPath,
+  AscendDeviceLoop,
+  type AscendStats,
+  type AscendSimCounters,
+  type AscendTestFault,
+} from "./ascend.js";
 
 /**
  * Loads the addon and ONNX Runtime now (otherwise the first session does) and reports what was found.

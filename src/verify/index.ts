@@ -3,7 +3,7 @@
  * the gdn runtime, on a test-data folder (ONNX backend-test layout: input_N.pb / output_N.pb) or on
  * random inputs of the right shapes, and compares every output.
  * An output passes when its NaN and ±Inf entries sit where the original's do (same signs) and its
- * finite entries agree in relative L2 (src/numeric.ts: float32 1e-5, float16/bfloat16 2e-3).
+ * finite entries agree in relative L2 within the tolerance of the output's type (src/numeric.ts TOLERANCE).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -11,8 +11,9 @@ import * as ort from "onnxruntime-node";
 import { GdnFuseError, type ErrorCode } from "../errors.js";
 import { decodeMessage, onnx } from "../ir/onnx.js";
 import { elemTypeName, float16ToFloat32, float32ToFloat16, tensorToArray } from "../ir/tensor.js";
-import { loadModel } from "../ir/model-io.js";
-import { TOLERANCE, compareValues, seededRandom } from "../numeric.js";
+import { loadModel, type LoadedModel } from "../ir/model-io.js";
+import { TOLERANCE, compareValues, seededRandom, toleranceOf } from "../numeric.js";
+import type { AscendStats } from "../runtime/ascend.js";
 
 export interface VerifyOutput {
   name: string;
@@ -29,8 +30,10 @@ export interface VerifyResult {
   outputs: VerifyOutput[];
   /** Where the inputs came from: the test-data folder, or "random". */
   source: string;
-  /** What ran the fused model. */
+  /** What ran the fused model: "gdn" or "ascend". */
   runtime: string;
+  /** With runtime "ascend": what ran where and what moved (ascendStats of the verifying session). */
+  ascendStats?: AscendStats;
 }
 
 /**
@@ -42,15 +45,52 @@ async function userFacing<T>(code: ErrorCode, describe: (reason: string) => stri
     return await fn();
   } catch (e) {
     if (e instanceof GdnFuseError) throw e;
-    const reason = (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
-    throw new GdnFuseError(code, describe(reason), { cause: e });
+    throw new GdnFuseError(code, describe(firstLine(e)), { cause: e });
   }
+}
+
+/** The first line of an error's message. */
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
 }
 
 export { TOLERANCE };
 
-export async function verifyModels(originalPath: string, fusedPath: string, options: { dataDir?: string; seed?: number } = {}): Promise<VerifyResult> {
-  const original = await loadModel(originalPath);
+/** Where the fused model runs: the gdn backend (CPU) or the ascend backend (an Ascend NPU, or the CANN simulator
+ * when GDN_FUSE_ASCEND=sim). */
+export type VerifyEp = "gdn" | "ascend";
+
+/**
+ * Relative L2 tolerance of an output computed on the Ascend device, whatever its element type: the aclnn
+ * gated-delta ops take bf16 inputs and state and return bf16 (8 mantissa bits, float32 accumulation), which
+ * puts the outputs about 4e-3 from a float32 or float64 computation (docs/ascend.md, "Precision").
+ */
+export const ASCEND_TOLERANCE = 1e-2;
+
+export interface VerifyOptions {
+  dataDir?: string;
+  seed?: number;
+  /** default "gdn" */
+  ep?: VerifyEp;
+}
+
+/**
+ * Runs the original model (stock onnxruntime) and the fused one (options.ep's runtime) on the same inputs and
+ * compares every output. `original` is the original's path, or the model as loadModel(path) returned it, so a
+ * caller that holds it does not decode it again: only its graph inputs (which fusion keeps) and its path are
+ * read, and onnxruntime loads the original from that path.
+ */
+export async function verifyModels(
+  original: string | LoadedModel,
+  fusedPath: string,
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
+  const ep = options.ep ?? "gdn";
+  const originalPath = typeof original === "string" ? original : original.path;
+  if (originalPath === undefined) {
+    throw new GdnFuseError("E_VERIFY", "the original model was loaded from bytes; verifying needs its file (loadModel(path))");
+  }
+  if (typeof original === "string") original = await loadModel(original);
   const graphInputs = (original.proto.graph?.input ?? []).filter((i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name));
   const feeds = await userFacing("E_VERIFY", (why) => `cannot make the model's inputs: ${why}`, () =>
     options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1),
@@ -65,27 +105,36 @@ export async function verifyModels(originalPath: string, fusedPath: string, opti
     }
   });
 
-  await import("../runtime/index.js"); // registers the "gdn" backend
-  const got = await userFacing("E_RUNTIME", (why) => `running the fused model on the gdn runtime failed: ${why}`, async () => {
-    const fused = await ort.InferenceSession.create(fusedPath, { executionProviders: ["gdn"], intraOpNumThreads: 2 });
+  const runtime = await import("../runtime/index.js"); // registers the "gdn" and "ascend" backends
+  let ascendStats: AscendStats | undefined;
+  const failed = (why: string) => `running the fused model on the ${ep} runtime failed: ${why}`;
+  const got = await userFacing("E_RUNTIME", failed, async () => {
+    const provider = ep === "ascend" ? ({ name: "ascend", deviceId: 0 } as unknown as string) : "gdn";
+    const options = { executionProviders: [provider], intraOpNumThreads: 2 };
+    const fused = await ort.InferenceSession.create(fusedPath, options);
     try {
-      return await fused.run(feeds);
+      const out = await fused.run(feeds);
+      if (ep === "ascend") ascendStats = runtime.ascendStats(fused);
+      return out;
     } finally {
       await fused.release();
     }
   });
 
+  const minTolerance = ep === "ascend" ? ASCEND_TOLERANCE : 0;
   const outputs = Object.keys(want).map((name): VerifyOutput => {
     const gotT = got[name] as ort.Tensor | undefined;
     if (!gotT) throw new GdnFuseError("E_VERIFY", `the fused model has no output "${name}"`);
-    return compareOutput(name, gotT, want[name] as ort.Tensor);
+    return compareOutput(name, gotT, want[name] as ort.Tensor, minTolerance);
   });
-  return { ok: outputs.every((o) => o.ok), outputs, source: options.dataDir ?? "random", runtime: "gdn" };
+  const source = options.dataDir ?? "random";
+  const result: VerifyResult = { ok: outputs.every((o) => o.ok), outputs, source, runtime: ep };
+  return ascendStats ? { ...result, ascendStats } : result;
 }
 
 /** Compares one output of the fused model with the original's (special values first, then relative L2). */
-export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor): VerifyOutput {
-  const tolerance = TOLERANCE[want.type] ?? 0;
+export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor, minTolerance = 0): VerifyOutput {
+  const tolerance = Math.max(toleranceOf(want.type) ?? 0, minTolerance);
   const c = compareValues(toNumbers(got, want.type), toNumbers(want));
   const specialValues = c.mismatch && `output "${name}": ${c.mismatch}`;
   return { name, maxAbs: c.maxAbs, relL2: c.relL2, tolerance, ok: !specialValues && c.relL2 <= tolerance, specialValues };
@@ -93,9 +142,12 @@ export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor): 
 
 /** Formats a result as the CLI prints it: one line per output. */
 export function formatVerify(r: VerifyResult): string {
-  return r.outputs
-    .map((o) => `${o.ok ? "ok  " : "FAIL"} ${o.name}: max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)} (tolerance ${o.tolerance})${o.specialValues ? `; ${o.specialValues}` : ""}`)
-    .join("\n");
+  return r.outputs.map(formatOutput).join("\n");
+}
+
+function formatOutput(o: VerifyOutput): string {
+  const errors = `max abs ${o.maxAbs.toExponential(3)}, relative L2 ${o.relL2.toExponential(3)}`;
+  return `${o.ok ? "ok  " : "FAIL"} ${o.name}: ${errors} (tolerance ${o.tolerance})${o.specialValues ? `; ${o.specialValues}` : ""}`;
 }
 
 function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string, ort.Tensor> {
@@ -113,7 +165,12 @@ function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string,
     }
     const name = inputs.some((x) => x.name === t.name) ? t.name! : inputs[i]?.name;
     if (!name) throw new GdnFuseError("E_VERIFY", `${f}: the model has no input ${i}`);
-    feeds[name] = toOrtTensor(t);
+    try {
+      feeds[name] = toOrtTensor(t);
+    } catch (e) {
+      // the tensor's own complaint (a GdnFuseError too) does not say which file it is in
+      throw new GdnFuseError("E_VERIFY", `${file}: ${firstLine(e)}`, { cause: e });
+    }
   }
   return feeds;
 }

@@ -1,27 +1,26 @@
 /**
- * Fixture cases under models/ (the project's own corpus, see models/README.md): loading, fusing,
+ * Fixture cases under models/ (the project's own corpus, see models/README.md): reading reports,
  * and running fused models on the gdn runtime against the case's test_data_set_0.
  */
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { loadModel, type LoadedModel } from "../../src/ir/model-io.js";
 import { encodeMessage, onnx } from "../../src/ir/onnx.js";
-import { DEFAULT_PASSES, fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
+import type { FuseReport } from "../../src/pipeline/index.js";
+import type { SkippedCandidate } from "../../src/pipeline/pass.js";
 import { loadRuntime } from "../../src/runtime/index.js";
-import { readTensorProto, relativeL2, type TensorFile } from "./tensor-io.js";
-import { TOLERANCE as SHARED_TOLERANCE } from "../../src/numeric.js";
+import { MODELS } from "./paths.js";
+import { readDataSet, relativeL2, toOrtTensor, type TensorFile } from "./tensor-io.js";
+import { TOLERANCE, toleranceOf } from "../../src/numeric.js";
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const MODELS = join(ROOT, "models");
-/** The shared corpus beside the checkout (CI lays ../shared next to the clone). */
-export const SHARED_CORPUS = resolve(ROOT, "..", "shared", "corpus");
+// Also reachable from here (files that import cases.js): the paths and the fusion helpers.
+export { ROOT, MODELS, SHARED_CORPUS } from "./paths.js";
+export { CORE_PASSES, LAYER_PASSES, fuseCase, loadCase } from "./fuse.js";
+export { TOLERANCE } from "../../src/numeric.js";
 
-/** The core passes, and the layer-level passes in their default order. */
-export const CORE_PASSES = ["gated-delta-chunk", "gated-delta-recurrent"];
-export const LAYER_PASSES = DEFAULT_PASSES.filter((p) => p.startsWith("layer-"));
+/** The issue's bound: a fused gated-delta layer is at most this many nodes (test/layer-fusion.test.ts counts them). */
+export const MAX_LAYER_NODES = 12;
 
 /** Why the gdn runtime cannot load here (its first line), or undefined when it can. */
 export function runtimeLoadError(): string | undefined {
@@ -36,16 +35,6 @@ export function runtimeLoadError(): string | undefined {
 /** Cases with test data (bench_* have none). */
 export function fixtureCases(): string[] {
   return readdirSync(MODELS).filter((c) => existsSync(join(MODELS, c, "test_data_set_0")));
-}
-
-export async function loadCase(name: string): Promise<LoadedModel> {
-  return loadModel(join(MODELS, name, "model.onnx"));
-}
-
-export async function fuseCase(name: string, options: FuseOptions = {}): Promise<{ model: LoadedModel; report: FuseReport }> {
-  const model = await loadCase(name);
-  const report = await fuseModel(model.proto, options);
-  return { model, report };
 }
 
 /** Fused op counts of a report, e.g. { "gdn.ChunkGatedDeltaRule": 1 }. */
@@ -68,22 +57,10 @@ export function histogram(model: onnx.IModelProto): Record<string, number> {
   return h;
 }
 
+/** The input or output tensors of a case's test-data set. */
 function dataSet(name: string, prefix: "input" | "output", set = "test_data_set_0"): TensorFile[] {
-  const dir = join(MODELS, name, set);
-  return readdirSync(dir)
-    .filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"))
-    .sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)))
-    .map((f) => readTensorProto(join(dir, f)));
+  return readDataSet(join(MODELS, name, set), prefix);
 }
-
-/** bfloat16 travels as uint16 bits through the gdn runtime. */
-const toTensor = (t: TensorFile) => new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
-
-/**
- * Tolerance on the relative L2 error against PyTorch's outputs, by element type: verify's (src/numeric.ts),
- * except bfloat16, whose PyTorch outputs round every intermediate op to 8 bits.
- */
-export const TOLERANCE: Record<string, number> = { ...SHARED_TOLERANCE, bfloat16: 1e-2 };
 
 /**
  * Runs a (fused) model on the gdn runtime on the case's inputs; returns each output's relative L2
@@ -104,18 +81,44 @@ export async function runAgainstCase(
   try {
     const inputs = dataSet(name, "input", set);
     const feeds: Record<string, ort.Tensor> = {};
-    session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+    session.inputNames.forEach((n, i) => (feeds[n] = toOrtTensor(inputs[i]!)));
     const out = await session.run(feeds);
     // A mutated model may have dropped trailing outputs; compare the ones it has.
-    return dataSet(name, "output", set).slice(0, session.outputNames.length).map((want, i) => {
-      const got = out[session.outputNames[i]!]!;
-      const tol = TOLERANCE[want.type] ?? 1e-5;
-      const actual = want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got;
-      return { name: session.outputNames[i]!, err: relativeL2(actual, want), tol };
-    });
+    return dataSet(name, "output", set)
+      .slice(0, session.outputNames.length)
+      .map((want, i) => {
+        const got = out[session.outputNames[i]!]!;
+        const tol = toleranceOf(want.type) ?? TOLERANCE.float32;
+        const actual = want.type === "bfloat16" ? { type: "bfloat16", data: got.data } : got;
+        return { name: session.outputNames[i]!, err: relativeL2(actual, want), tol };
+      });
   } finally {
     await session.release();
   }
 }
 
-export { relativeL2 };
+/** The candidates `pass` skipped in a report (throws when the pass did not run). */
+export function skippedOf(r: FuseReport, pass: string): SkippedCandidate[] {
+  return passReport(r, pass).skipped;
+}
+
+/** The stage and reason of each candidate `pass` skipped in a report. */
+export function refusals(r: FuseReport, pass: string): { stage: string; reason: string }[] {
+  return skippedOf(r, pass).map(({ stage, reason }) => ({ stage, reason }));
+}
+
+/** The ops `pass` created in a report, one per applied match (e.g. "gdn.ChunkGatedDeltaRule[gqa]"). */
+export function appliedOps(r: FuseReport, pass: string): string[] {
+  return passReport(r, pass).applied.map((a) => a.op);
+}
+
+/** The first candidate any pass skipped. */
+export function firstSkip(r: FuseReport): SkippedCandidate | undefined {
+  return r.passes.flatMap((p) => p.skipped)[0];
+}
+
+function passReport(r: FuseReport, pass: string) {
+  const p = r.passes.find((x) => x.name === pass);
+  if (!p) throw new Error(`the report has no pass ${pass} (ran: ${r.passes.map((x) => x.name).join(", ")})`);
+  return p;
+}

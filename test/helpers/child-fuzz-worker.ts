@@ -5,7 +5,9 @@
 const modulePath = process.env.GDN_FUZZ_CASE_MODULE;
 if (!modulePath || !process.send) throw new Error("child-fuzz-worker: run me through test/helpers/child-fuzz.ts");
 
-interface CaseModule { runCase(index: number): Promise<string | void> | string | void }
+interface CaseModule {
+  runCase(index: number): Promise<string | void> | string | void;
+}
 const mod = (await import(modulePath)) as CaseModule;
 
 /** "Name [code]: message", first line only. */

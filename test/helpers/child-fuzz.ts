@@ -43,7 +43,12 @@ const WORKER = path.join(HERE, "child-fuzz-worker.ts");
 const VITE_NODE = createRequire(import.meta.url).resolve("vite-node/vite-node.mjs");
 const START_TIMEOUT_MS = 120_000;
 
-interface Message { index?: number; status?: "ok" | "error"; detail?: string; ready?: boolean }
+interface Message {
+  index?: number;
+  status?: "ok" | "error";
+  detail?: string;
+  ready?: boolean;
+}
 
 export async function runInChildren(opts: ChildFuzzOptions): Promise<CaseResult[]> {
   const first = opts.first ?? 0;
@@ -71,7 +76,10 @@ export async function runInChildren(opts: ChildFuzzOptions): Promise<CaseResult[
 }
 
 /** Counts per status, and the first few cases of each status other than "ok". */
-export function summarize(results: CaseResult[], examples = 5): { counts: Record<CaseStatus, number>; examples: CaseResult[] } {
+export function summarize(
+  results: CaseResult[],
+  examples = 5,
+): { counts: Record<CaseStatus, number>; examples: CaseResult[] } {
   const counts: Record<CaseStatus, number> = { ok: 0, error: 0, crash: 0, timeout: 0 };
   const shown: CaseResult[] = [];
   for (const r of results) {
@@ -116,7 +124,11 @@ class Child {
       };
       child.onExit = (code, signal) => {
         clearTimeout(timer);
-        reject(new Error(`child-fuzz: the worker for ${opts.module} ended before its first case (${signal ?? `exit ${code}`}): ${child.stderrTail}`));
+        reject(
+          new Error(
+            `child-fuzz: the worker for ${opts.module} ended before its first case (${signal ?? `exit ${code}`}): ${child.stderrTail}`,
+          ),
+        );
       };
     });
   }
@@ -137,7 +149,11 @@ class Child {
         if (m.index === index) done({ index, status: m.status ?? "error", detail: m.detail ?? "" });
       };
       this.onExit = (code, signal) =>
-        done({ index, status: "crash", detail: `child ended by ${signal ?? `exit code ${code}`}; stderr: ${this.stderrTail.trim()}` });
+        done({
+          index,
+          status: "crash",
+          detail: `child ended by ${signal ?? `exit code ${code}`}; stderr: ${this.stderrTail.trim()}`,
+        });
       if (this.exited) return this.onExit(this.proc.exitCode, this.proc.signalCode);
       this.stderrTail = "";
       this.proc.send({ index });

@@ -12,10 +12,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+// The package entry registers the built-in passes (the child processes this runs in get no vitest setup).
+import "../../src/index.js";
 import { GdnFuseError } from "../../src/errors.js";
 import { loadModel, saveModel } from "../../src/ir/model-io.js";
 import { decodeMessage, encodeMessage, onnx } from "../../src/ir/onnx.js";
-import { seededRandom } from "../../src/pattern/probe.js";
+import { seededRandom } from "../../src/numeric.js";
 import { fuseModel } from "../../src/pipeline/index.js";
 
 const MODELS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../models");
@@ -26,14 +28,29 @@ type Rand = () => number;
 type Int64 = number | { low: number; high: number; unsigned: boolean };
 
 const f32 = (name: string, dims: number[]): onnx.IValueInfoProto => ({
-  name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+  name,
+  type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+});
+
+/** A graph attribute of an If: the one-node subgraph `node` (its output float32 [2]), named for the branch. */
+const branch = (name: string, node: onnx.INodeProto): onnx.IAttributeProto => ({
+  name,
+  type: 5,
+  g: { name: name.replace("_branch", ""), output: [f32(node.output![0]!, [2])], node: [node] },
 });
 
 /** y = If(c, then: x + w (w external, 8 bytes at offset 16 of w.bin), else: x - k); k a Constant. */
 function extSubgraphModel(): onnx.ModelProto {
   const ext = (name: string): onnx.ITensorProto => ({
-    name, dims: [2], dataType: 1, dataLocation: 1,
-    externalData: [{ key: "location", value: "w.bin" }, { key: "offset", value: "16" }, { key: "length", value: "8" }],
+    name,
+    dims: [2],
+    dataType: 1,
+    dataLocation: 1,
+    externalData: [
+      { key: "location", value: "w.bin" },
+      { key: "offset", value: "16" },
+      { key: "length", value: "8" },
+    ],
   });
   return onnx.ModelProto.create({
     irVersion: 8,
@@ -44,11 +61,20 @@ function extSubgraphModel(): onnx.ModelProto {
       output: [f32("y", [2])],
       initializer: [ext("w")],
       node: [
-        { name: "k0", opType: "Constant", output: ["k"], attribute: [{ name: "value", type: 4, t: { dims: [2], dataType: 1, floatData: [1, 2] } }] },
         {
-          name: "if0", opType: "If", input: ["c"], output: ["y"], attribute: [
-            { name: "then_branch", type: 5, g: { name: "then", output: [f32("t", [2])], node: [{ name: "add0", opType: "Add", input: ["x", "w"], output: ["t"] }] } },
-            { name: "else_branch", type: 5, g: { name: "else", output: [f32("e", [2])], node: [{ name: "sub0", opType: "Sub", input: ["x", "k"], output: ["e"] }] } },
+          name: "k0",
+          opType: "Constant",
+          output: ["k"],
+          attribute: [{ name: "value", type: 4, t: { dims: [2], dataType: 1, floatData: [1, 2] } }],
+        },
+        {
+          name: "if0",
+          opType: "If",
+          input: ["c"],
+          output: ["y"],
+          attribute: [
+            branch("then_branch", { name: "add0", opType: "Add", input: ["x", "w"], output: ["t"] }),
+            branch("else_branch", { name: "sub0", opType: "Sub", input: ["x", "k"], output: ["e"] }),
           ],
         },
       ],
@@ -60,7 +86,11 @@ const EXT_BYTES = Buffer.from(Float32Array.from({ length: 8 }, (_, i) => i).buff
 let bases: { name: string; bytes: Uint8Array; external: boolean }[] | undefined;
 function baseModels(): NonNullable<typeof bases> {
   bases ??= [
-    ...FIXTURES.map((f) => ({ name: f, bytes: fs.readFileSync(path.join(MODELS, f, "model.onnx")) as Uint8Array, external: false })),
+    ...FIXTURES.map((f) => ({
+      name: f,
+      bytes: fs.readFileSync(path.join(MODELS, f, "model.onnx")) as Uint8Array,
+      external: false,
+    })),
     { name: "ext-subgraph", bytes: encodeMessage(onnx.ModelProto, extSubgraphModel()), external: true },
   ];
   return bases;
@@ -68,14 +98,19 @@ function baseModels(): NonNullable<typeof bases> {
 
 // ---- picking targets ----------------------------------------------------------------------------
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-const int64 = (v: bigint): Int64 => ({ low: Number(BigInt.asIntN(32, v)), high: Number(BigInt.asIntN(32, v >> 32n)), unsigned: false });
+const int64 = (v: bigint): Int64 => ({
+  low: Number(BigInt.asIntN(32, v)),
+  high: Number(BigInt.asIntN(32, v >> 32n)),
+  unsigned: false,
+});
 
 /** Every graph of the model: the main one and all subgraphs. */
 function graphs(m: onnx.IModelProto): onnx.IGraphProto[] {
   const out: onnx.IGraphProto[] = [];
   const visit = (g: onnx.IGraphProto): void => {
     out.push(g);
-    for (const n of g.node ?? []) for (const a of n.attribute ?? []) for (const s of [a.g, ...(a.graphs ?? [])]) if (s) visit(s);
+    for (const n of g.node ?? [])
+      for (const a of n.attribute ?? []) for (const s of [a.g, ...(a.graphs ?? [])]) if (s) visit(s);
   };
   if (m.graph) visit(m.graph);
   return out;
@@ -100,7 +135,17 @@ const allNames = (m: onnx.IModelProto): string[] =>
 // ---- mutations ----------------------------------------------------------------------------------
 const HOSTILE_DIMS: Int64[] = [-1, 0, 2 ** 31, 2 ** 40, int64(2n ** 63n - 1n), int64(-(2n ** 63n)), 1, 3];
 const HOSTILE_TYPES = [0, 8, 99, -1, 10, 7, 16, 21, 14, 24, 25];
-const LOCATIONS = ["w.bin", "../w.bin", "/etc/passwd", ".", "", "missing.bin", "sub/../w.bin", "w.bin\u0000x", "model.onnx"];
+const LOCATIONS = [
+  "w.bin",
+  "../w.bin",
+  "/etc/passwd",
+  ".",
+  "",
+  "missing.bin",
+  "sub/../w.bin",
+  "w.bin\u0000x",
+  "model.onnx",
+];
 const NUMBERS = ["0", "16", "8", "0x10", "-1", "1e2", " 8", "99999999999999999999", "4", "12", "1000000"];
 
 type Mutation = (m: onnx.ModelProto, r: Rand) => string;
@@ -126,7 +171,10 @@ const MUTATIONS: Mutation[] = [
     return `data_type of ${t.name} = ${t.dataType}`;
   },
   function rawDataLength(m, r) {
-    const t = pick(r, tensors(m).filter((x) => (x.rawData?.length ?? 0) > 0));
+    const t = pick(
+      r,
+      tensors(m).filter((x) => (x.rawData?.length ?? 0) > 0),
+    );
     if (!t) return "no raw_data";
     const raw = t.rawData!;
     const len = pick(r, [0, 1, raw.length - 1, raw.length + 1, raw.length * 2, Math.floor(raw.length / 2)]);
@@ -165,18 +213,34 @@ const MUTATIONS: Mutation[] = [
     if (!a) return "no attribute";
     const rec = a as Record<string, unknown>;
     switch (Math.floor(r() * 7)) {
-      case 0: rec.i = pick(r, [-1, 0, 2 ** 31, int64(2n ** 63n - 1n), 1_000_000]); break;
-      case 1: rec.ints = [pick(r, [-1, 0, 2 ** 40, 7]), pick(r, [-5, 3])]; break;
-      case 2: rec.f = pick(r, [NaN, Infinity, -0, 1e30]); break;
-      case 3: rec.s = new Uint8Array([0xff, 0xfe]); break;
-      case 4: rec.t = { dims: [2], dataType: 1, rawData: new Uint8Array(3) }; break;
-      case 5: rec.g = { name: "bogus", output: [{ name: "nowhere" }] }; break;
-      default: a.name = pick(r, ["", "axis", "value", "then_branch"]);
+      case 0:
+        rec.i = pick(r, [-1, 0, 2 ** 31, int64(2n ** 63n - 1n), 1_000_000]);
+        break;
+      case 1:
+        rec.ints = [pick(r, [-1, 0, 2 ** 40, 7]), pick(r, [-5, 3])];
+        break;
+      case 2:
+        rec.f = pick(r, [NaN, Infinity, -0, 1e30]);
+        break;
+      case 3:
+        rec.s = new Uint8Array([0xff, 0xfe]);
+        break;
+      case 4:
+        rec.t = { dims: [2], dataType: 1, rawData: new Uint8Array(3) };
+        break;
+      case 5:
+        rec.g = { name: "bogus", output: [{ name: "nowhere" }] };
+        break;
+      default:
+        a.name = pick(r, ["", "axis", "value", "then_branch"]);
     }
     return `value of attribute ${a.name}`;
   },
   function dropAttribute(m, r) {
-    const n = pick(r, nodes(m).filter((x) => (x.attribute?.length ?? 0) > 0));
+    const n = pick(
+      r,
+      nodes(m).filter((x) => (x.attribute?.length ?? 0) > 0),
+    );
     if (!n) return "no attribute";
     const as = n.attribute!;
     if (r() < 0.5) as.splice(Math.floor(r() * as.length), 1);
@@ -189,7 +253,14 @@ const MUTATIONS: Mutation[] = [
     if (!n) return "no inputs";
     const i = Math.floor(r() * n.input!.length);
     const later = pick(r, ns.slice(ns.indexOf(n)));
-    n.input![i] = pick(r, ["ghost", "", n.output?.[0] ?? "self", later.output?.[0] ?? "later", pick(r, allNames(m)), n.input![0]!]);
+    n.input![i] = pick(r, [
+      "ghost",
+      "",
+      n.output?.[0] ?? "self",
+      later.output?.[0] ?? "later",
+      pick(r, allNames(m)),
+      n.input![0]!,
+    ]);
     return `input ${i} of ${n.name} = ${n.input![i]}`;
   },
   function nodeOutput(m, r) {
@@ -217,10 +288,17 @@ const MUTATIONS: Mutation[] = [
     if (m.opsetImport.length === 0) m.opsetImport.push({ domain: "", version: 18 });
     const o = m.opsetImport[0]!;
     switch (Math.floor(r() * 4)) {
-      case 0: o.version = pick(r, [0, -1, 1, 99999, int64(2n ** 63n - 1n)]) as never; break;
-      case 1: m.opsetImport = []; break;
-      case 2: m.opsetImport.push({ domain: o.domain, version: 17 }); break;
-      default: o.domain = pick(r, ["gdn", "com.microsoft", "x"]);
+      case 0:
+        o.version = pick(r, [0, -1, 1, 99999, int64(2n ** 63n - 1n)]) as never;
+        break;
+      case 1:
+        m.opsetImport = [];
+        break;
+      case 2:
+        m.opsetImport.push({ domain: o.domain, version: 17 });
+        break;
+      default:
+        o.domain = pick(r, ["gdn", "com.microsoft", "x"]);
     }
     return "opset_import";
   },
@@ -236,7 +314,10 @@ const MUTATIONS: Mutation[] = [
       return `type of ${v.name}`;
     }
     if (r() < 0.4) tt.elemType = pick(r, HOSTILE_TYPES);
-    else tt.shape = { dim: [{ dimValue: pick(r, HOSTILE_DIMS) as never }, { dimParam: pick(r, ["", "batch", "\u0000"]) }] };
+    else
+      tt.shape = {
+        dim: [{ dimValue: pick(r, HOSTILE_DIMS) as never }, { dimParam: pick(r, ["", "batch", "\u0000"]) }],
+      };
     return `value_info ${v.name}`;
   },
   function nodeOrder(m, r) {
@@ -272,7 +353,11 @@ export function mutatedModel(index: number): { bytes: Uint8Array; external: bool
     const mutate = pick(r, MUTATIONS);
     done.push(`${mutate.name}: ${mutate(m, r)}`);
   }
-  return { bytes: encodeMessage(onnx.ModelProto, m), external: base.external, what: `${base.name}; ${done.join("; ")}` };
+  return {
+    bytes: encodeMessage(onnx.ModelProto, m),
+    external: base.external,
+    what: `${base.name}; ${done.join("; ")}`,
+  };
 }
 
 /** Load + fuse + save + reload one mutated model in a fresh folder. */

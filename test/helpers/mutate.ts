@@ -1,12 +1,10 @@
 /**
  * In-memory mutations of fixture graphs for near-miss and robustness tests: each edits the decoded
- * model the way a different (or wrong) exporter would, then the pipeline runs on the result.
+ * model the way a different (or wrong) exporter would, then the pipeline runs on the result (fuse.ts).
  */
 import { Graph, type NewNode, type Node, type Value } from "../../src/ir/graph.js";
+import type { onnx } from "../../src/ir/onnx.js";
 import { arrayToTensor, tensorToFloat64 } from "../../src/ir/tensor.js";
-import { fuseModel, type FuseOptions, type FuseReport } from "../../src/pipeline/index.js";
-import type { SkippedCandidate } from "../../src/pipeline/pass.js";
-import { loadCase } from "./cases.js";
 import { seededRandom } from "../../src/numeric.js";
 import type { CoreRegion } from "../../passes/gated-delta/core-region.js";
 import { matchChunk } from "../../passes/gated-delta-chunk.js";
@@ -14,6 +12,16 @@ import { matchRecurrent } from "../../passes/gated-delta-recurrent.js";
 
 export class Mutator {
   constructor(readonly graph: Graph) {}
+
+  /** Writes the edited graph back into `model` (initializers replaced on values go back under their names). */
+  writeBack(model: onnx.IModelProto): void {
+    const list = this.graph.proto.initializer ?? [];
+    for (let i = 0; i < list.length; i++) {
+      const v = this.graph.values.get(list[i]!.name ?? "");
+      if (v?.initializer) list[i] = v.initializer;
+    }
+    model.graph = this.graph.toProto();
+  }
 
   private initializers(): Value[] {
     return [...this.graph.values.values()].filter((v) => v.initializer);
@@ -36,7 +44,9 @@ export class Mutator {
 
   /** Flips one element of the bool initializer with these dims. */
   flipBoolInitializer(dims: number[], index: number): void {
-    const v = this.initializers().find((x) => x.initializer!.dataType === 9 && (x.initializer!.dims ?? []).map(Number).join() === dims.join());
+    const v = this.initializers().find(
+      (x) => x.initializer!.dataType === 9 && (x.initializer!.dims ?? []).map(Number).join() === dims.join(),
+    );
     if (!v) throw new Error(`flipBoolInitializer: no bool initializer [${dims}]`);
     const data = tensorToFloat64(v.initializer!);
     data[index] = data[index] ? 0 : 1;
@@ -49,13 +59,32 @@ export class Mutator {
    * An operand given as numbers becomes a constant of v's element type with dims `constDims` (default: scalar).
    * Returns the new node, so a test can name it in an expected refusal.
    */
-  insertOn(v: Value, opType: string, opts: { operands?: (number[] | Value)[]; first?: boolean; constDims?: number[]; attributes?: NewNode["attributes"]; only?: (n: Node) => boolean } = {}): Node {
+  insertOn(
+    v: Value,
+    opType: string,
+    opts: {
+      operands?: (number[] | Value)[];
+      first?: boolean;
+      constDims?: number[];
+      attributes?: NewNode["attributes"];
+      only?: (n: Node) => boolean;
+    } = {},
+  ): Node {
     const elemType = v.type?.elemType ?? 1;
     const consts = (opts.operands ?? []).map((o) =>
-      Array.isArray(o) ? this.graph.addInitializer(arrayToTensor(`${opType.toLowerCase()}_operand`, opts.constDims ?? [], elemType, o)) : o);
+      Array.isArray(o)
+        ? this.graph.addInitializer(arrayToTensor(`${opType.toLowerCase()}_operand`, opts.constDims ?? [], elemType, o))
+        : o,
+    );
     const users = [...v.consumers].filter((n) => !opts.only || opts.only(n));
     const inputs = opts.first === false ? [...consts, v] : [v, ...consts];
-    const node = this.graph.addNode({ opType, inputs, outputs: [`${v.name}_${opType.toLowerCase()}`], attributes: opts.attributes, name: `mutant_${opType.toLowerCase()}` });
+    const node = this.graph.addNode({
+      opType,
+      inputs,
+      outputs: [`${v.name}_${opType.toLowerCase()}`],
+      attributes: opts.attributes,
+      name: `mutant_${opType.toLowerCase()}`,
+    });
     const out = node.output();
     out.type = v.type ? { elemType, shape: v.type.shape ? [...v.type.shape] : undefined } : undefined;
     for (const n of users) {
@@ -69,7 +98,9 @@ export class Mutator {
 
   /** Swaps the operands of the first Sub whose second operand is the state's prediction (MatMul or ReduceSum). */
   swapInputsOfDeltaSub(): void {
-    const sub = this.graph.nodes.find((n) => n.opType === "Sub" && ["MatMul", "ReduceSum"].includes(n.inputs[1]?.producer?.opType ?? ""));
+    const sub = this.graph.nodes.find(
+      (n) => n.opType === "Sub" && ["MatMul", "ReduceSum"].includes(n.inputs[1]?.producer?.opType ?? ""),
+    );
     if (!sub) throw new Error("swapInputsOfDeltaSub: no delta-rule Sub");
     sub.inputs = [sub.inputs[1], sub.inputs[0]];
   }
@@ -112,7 +143,9 @@ export class Mutator {
     const rand = seededRandom(seed);
     for (const n of this.graph.nodes) n.proto.name = `n${Math.floor(rand() * 1e9)}`;
     const renamed = new Map<Value, string>();
-    for (const n of this.graph.nodes) for (const o of n.outputs) if (o && !o.isGraphOutput) renamed.set(o, `v${renamed.size}_${Math.floor(rand() * 1e6)}`);
+    for (const n of this.graph.nodes)
+      for (const o of n.outputs)
+        if (o && !o.isGraphOutput) renamed.set(o, `v${renamed.size}_${Math.floor(rand() * 1e6)}`);
     for (const [v, name] of renamed) this.graph.renameValue(v, name);
     const a = this.graph.nodes;
     for (let i = a.length - 1; i > 0; i--) {
@@ -187,28 +220,4 @@ export class Mutator {
     this.graph.removeNodes([n]);
     this.graph.removeDeadNodes();
   }
-}
-
-/** Loads a case, applies the mutation to its graph, writes it back, runs the passes. */
-export async function mutateAndFuse(name: string, mutate: (m: Mutator) => void, options: FuseOptions = {}): Promise<FuseReport & { model: Awaited<ReturnType<typeof loadCase>> }> {
-  const model = await loadCase(name);
-  const graph = Graph.fromProto(model.proto.graph!);
-  mutate(new Mutator(graph));
-  syncInitializers(graph);
-  model.proto.graph = graph.toProto();
-  const report = await fuseModel(model.proto, options);
-  return Object.assign(report, { model });
-}
-
-/** Initializers replaced on values (setScalar, flip) go back into the proto list under their names. */
-function syncInitializers(graph: Graph): void {
-  const list = graph.proto.initializer ?? [];
-  for (let i = 0; i < list.length; i++) {
-    const v = graph.values.get(list[i]!.name ?? "");
-    if (v?.initializer) list[i] = v.initializer;
-  }
-}
-
-export function firstSkip(r: FuseReport): SkippedCandidate | undefined {
-  return r.passes.flatMap((p) => p.skipped)[0];
 }

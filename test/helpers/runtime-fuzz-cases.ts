@@ -11,23 +11,18 @@
 import * as ort from "onnxruntime-node";
 import { GdnFuseError } from "../../src/errors.js";
 import { onnx } from "../../src/ir/onnx.js";
-import { GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, type OpContract } from "../../src/ops.js";
+import { seededRandom } from "../../src/numeric.js";
+import { oneNodeModel } from "../../src/ops-model.js";
+import { GDN_CONTRACT, type OpContract } from "../../src/ops.js";
 import "../../src/runtime/index.js";
 
 ort.env.logLevel = "fatal"; // the cases fail on purpose; ORT's log of each failure is noise
 const SEED = Number(process.env.GDN_FUZZ_SEED ?? 20261202);
 const OPS = Object.keys(GDN_CONTRACT) as (keyof typeof GDN_CONTRACT)[];
 
-/** mulberry32: small, fast, good enough for case generation. */
+/** The project's seeded generator (src/numeric.ts) with the draws case generation needs. */
 function makeRng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const next = seededRandom(seed);
   return {
     next,
     int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
@@ -37,10 +32,32 @@ function makeRng(seed: number) {
 }
 type Rng = ReturnType<typeof makeRng>;
 
-const DTYPES = ["float32", "float16", "bfloat16", "float64", "int32", "int64", "int8", "uint8", "uint16", "bool", "string"] as const;
+const DTYPES = [
+  "float32",
+  "float16",
+  "bfloat16",
+  "float64",
+  "int32",
+  "int64",
+  "int8",
+  "uint8",
+  "uint16",
+  "bool",
+  "string",
+] as const;
 type DType = (typeof DTYPES)[number];
 const ONNX_TYPE: Record<DType, number> = {
-  float32: 1, uint8: 2, int8: 3, uint16: 4, int32: 6, int64: 7, string: 8, bool: 9, float16: 10, float64: 11, bfloat16: 16,
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  bfloat16: 16,
 };
 const HUGE = [2 ** 31, 2 ** 32 + 1, 2 ** 40, 2 ** 53, 2 ** 62];
 
@@ -61,13 +78,27 @@ function validShapes(op: string, s: Record<string, number>, layout: string): Rec
     case "ChunkGatedDeltaRule":
     case "RecurrentGatedDeltaRule":
       return {
-        query: [B, T, Hk, K], key: [B, T, Hk, K], value: [B, T, Hv, V], g: [B, T, Hv], beta: [B, T, Hv],
+        query: [B, T, Hk, K],
+        key: [B, T, Hk, K],
+        value: [B, T, Hv, V],
+        g: [B, T, Hv],
+        beta: [B, T, Hv],
         initial_state: layout === "vk" ? [B, Hv, V, K] : [B, Hv, K, V],
-        cu_seqlens: [2], ssm_state_indices: [1], num_accepted_tokens: [1],
-        output: [B, T, Hv, V], final_state: layout === "vk" ? [B, Hv, V, K] : [B, Hv, K, V],
+        cu_seqlens: [2],
+        ssm_state_indices: [1],
+        num_accepted_tokens: [1],
+        output: [B, T, Hv, V],
+        final_state: layout === "vk" ? [B, Hv, V, K] : [B, Hv, K, V],
       };
     case "CausalConv1d":
-      return { x: [B, C, T], weight: s.w2 ? [C, W] : [C, 1, W], bias: [C], conv_state: [B, C, S], y: [B, C, T], conv_state_out: [B, C, S] };
+      return {
+        x: [B, C, T],
+        weight: s.w2 ? [C, W] : [C, 1, W],
+        bias: [C],
+        conv_state: [B, C, S],
+        y: [B, C, T],
+        conv_state_out: [B, C, S],
+      };
     case "GatedDeltaGating":
       return { a: [B, T, Hv], b: [B, T, Hv], A_log: [Hv], dt_bias: [Hv], g: [B, T, Hv], beta: [B, T, Hv] };
     default:
@@ -95,12 +126,22 @@ function mutateDims(rng: Rng, dims: number[]): { dims: number[]; claimed?: numbe
       return { dims: d.map((x) => (x === 0 || x > 2 ** 30 ? x : x)) };
     case 3: // a huge dim the data does not hold (the Tensor lies about its dims)
       if (!d.length) return { dims: d, claimed: [rng.pick(HUGE)] };
-      { const c = [...d]; c[rng.int(0, c.length - 1)] = rng.pick(HUGE); return { dims: d, claimed: c }; }
+      {
+        const c = [...d];
+        c[rng.int(0, c.length - 1)] = rng.pick(HUGE);
+        return { dims: d, claimed: c };
+      }
     case 4: // one dim off by one
-      if (d.length) { const i = rng.int(0, d.length - 1); d[i] = Math.max(0, d[i]! + rng.pick([-1, 1])); }
+      if (d.length) {
+        const i = rng.int(0, d.length - 1);
+        d[i] = Math.max(0, d[i]! + rng.pick([-1, 1]));
+      }
       return { dims: d };
     case 5: // one dim doubled
-      if (d.length) { const i = rng.int(0, d.length - 1); d[i] = d[i]! * 2; }
+      if (d.length) {
+        const i = rng.int(0, d.length - 1);
+        d[i] = d[i]! * 2;
+      }
       return { dims: d };
     default: // an extra or a missing axis
       return { dims: rng.chance(0.5) ? [...d, rng.int(1, 3)] : d.slice(1) };
@@ -120,12 +161,18 @@ function typed(kind: string, v: number | string): onnx.IAttributeProto {
   const num = typeof v === "number" ? v : 1;
   const type = onnx.AttributeProto.AttributeType;
   switch (kind) {
-    case "float": return { type: type.FLOAT, f: num };
-    case "int": return { type: type.INT, i: Number.isFinite(num) ? Math.trunc(num) : 0 };
-    case "string": return { type: type.STRING, s: new TextEncoder().encode(String(v)) };
-    case "floats": return { type: type.FLOATS, floats: [num, num] };
-    case "ints": return { type: type.INTS, ints: [1, 2] };
-    default: return { type: type.TENSOR, t: { dataType: 1, dims: [1], floatData: [num] } };
+    case "float":
+      return { type: type.FLOAT, f: num };
+    case "int":
+      return { type: type.INT, i: Number.isFinite(num) ? Math.trunc(num) : 0 };
+    case "string":
+      return { type: type.STRING, s: new TextEncoder().encode(String(v)) };
+    case "floats":
+      return { type: type.FLOATS, floats: [num, num] };
+    case "ints":
+      return { type: type.INTS, ints: [1, 2] };
+    default:
+      return { type: type.TENSOR, t: { dataType: 1, dims: [1], floatData: [num] } };
   }
 }
 
@@ -145,9 +192,17 @@ function plan(index: number): Plan {
   for (const [name, spec] of Object.entries(contract.attributes)) {
     if (!rng.chance(0.5)) continue;
     const valid = () =>
-      spec.kind === "string" ? rng.pick(name === "state_layout" ? ["kv", "vk"] : ["silu", "none"])
-      : name === "chunk_size" ? rng.pick([1, 16, 64, 1024]) : name === "use_qk_l2norm" ? rng.int(0, 1)
-      : name === "state_size" ? rng.int(0, 4) : name === "epsilon" ? rng.pick([1e-6, 1e-5, 0]) : rng.pick([0, 0.125, 1]);
+      spec.kind === "string"
+        ? rng.pick(name === "state_layout" ? ["kv", "vk"] : ["silu", "none"])
+        : name === "chunk_size"
+          ? rng.pick([1, 16, 64, 1024])
+          : name === "use_qk_l2norm"
+            ? rng.int(0, 1)
+            : name === "state_size"
+              ? rng.int(0, 4)
+              : name === "epsilon"
+                ? rng.pick([1e-6, 1e-5, 0])
+                : rng.pick([0, 0.125, 1]);
     const a = attrValue(rng, spec.kind, valid);
     if (name === "state_layout" && a.s) layout = new TextDecoder().decode(a.s as Uint8Array);
     attrs.push({ ...a, name });
@@ -156,14 +211,28 @@ function plan(index: number): Plan {
 
   const Hk = rng.int(1, 3);
   const sizes: Record<string, number> = {
-    B: rng.int(1, 3), T: rng.pick([1, 2, 3, 17, 65]), Hk, Hv: Hk * rng.int(1, 2), K: rng.int(1, 9), V: rng.int(1, 9),
-    C: rng.int(1, 6), W: rng.int(1, 4), D: rng.int(1, 33), w2: rng.int(0, 1),
+    B: rng.int(1, 3),
+    T: rng.pick([1, 2, 3, 17, 65]),
+    Hk,
+    Hv: Hk * rng.int(1, 2),
+    K: rng.int(1, 9),
+    V: rng.int(1, 9),
+    C: rng.int(1, 6),
+    W: rng.int(1, 4),
+    D: rng.int(1, 33),
+    w2: rng.int(0, 1),
   };
   sizes.S = Math.max(0, sizes.W! - 1 + rng.int(0, 1));
   const zeroSized = rng.chance(0.06);
   if (zeroSized) {
     // a consistent problem with zero elements but huge dims: loops over the huge dims must not run
-    const keys = op.endsWith("DeltaRule") ? ["B", "T", "Hk", "K", "V"] : op === "CausalConv1d" ? ["B", "C", "T"] : op === "GatedDeltaGating" ? ["B", "T", "Hk"] : ["B", "T", "D"];
+    const keys = op.endsWith("DeltaRule")
+      ? ["B", "T", "Hk", "K", "V"]
+      : op === "CausalConv1d"
+        ? ["B", "C", "T"]
+        : op === "GatedDeltaGating"
+          ? ["B", "T", "Hk"]
+          : ["B", "T", "D"];
     const zero = rng.pick(keys);
     sizes[zero] = 0;
     sizes[rng.pick(keys.filter((k) => k !== zero))] = rng.pick(HUGE);
@@ -188,7 +257,14 @@ function plan(index: number): Plan {
       else if (kind <= 5) target.declared = rng.pick(DTYPES);
       else if (kind === 6) target.buffer = rng.pick(["shared", "detached"] as const);
       else if (kind === 7) target.values = "extreme";
-      else if (kind === 8) inputs.push({ name: `extra${inputs.length}`, declared: "float32", dims: [1], buffer: "plain", values: "normal" });
+      else if (kind === 8)
+        inputs.push({
+          name: `extra${inputs.length}`,
+          declared: "float32",
+          dims: [1],
+          buffer: "plain",
+          values: "normal",
+        });
       else target.declared = rng.pick(["float16", "bfloat16"] as const);
     }
   } else if (rng.chance(0.3)) {
@@ -201,7 +277,13 @@ function plan(index: number): Plan {
     if (i > 0 && rng.chance(0.15)) return null;
     if (rng.chance(0.25)) {
       const mutated = broken && rng.chance(0.5) ? mutateDims(rng, shapes[name]!) : { dims: shapes[name]! };
-      o.prealloc = { name, declared: broken && rng.chance(0.2) ? rng.pick(DTYPES) : declared, ...mutated, buffer: broken && rng.chance(0.2) ? rng.pick(["shared", "detached"] as const) : "plain", values: "normal" };
+      o.prealloc = {
+        name,
+        declared: broken && rng.chance(0.2) ? rng.pick(DTYPES) : declared,
+        ...mutated,
+        buffer: broken && rng.chance(0.2) ? rng.pick(["shared", "detached"] as const) : "plain",
+        values: "normal",
+      };
     }
     return o;
   });
@@ -209,20 +291,15 @@ function plan(index: number): Plan {
   return { op, attrs, inputs, outputs: outputs.map((o) => o ?? { name: "", declared: "float32" as DType }) };
 }
 
+/** The plan's one-node model (an absent input or output is named ""). */
 function model(p: Plan): Uint8Array {
-  const vi = (name: string, t: DType) => ({ name, type: { tensorType: { elemType: ONNX_TYPE[t] } } });
-  const present = p.inputs.filter((x): x is InputCase => x !== null);
-  const outs = p.outputs.filter((o) => o.name);
-  return onnx.ModelProto.encode({
-    irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: GDN_DOMAIN, version: GDN_OPSET }],
-    graph: {
-      name: "fuzz",
-      node: [{ opType: p.op, domain: GDN_DOMAIN, input: p.inputs.map((x) => x?.name ?? ""), output: p.outputs.map((o) => o.name), attribute: p.attrs }],
-      input: present.map((x) => vi(x.name, x.declared)),
-      output: outs.map((o) => vi(o.name, o.declared)),
-    },
-  }).finish();
+  return oneNodeModel({
+    opType: p.op,
+    inputs: p.inputs.map((x) => (x ? { name: x.name, elemType: ONNX_TYPE[x.declared] } : { name: "" })),
+    outputs: p.outputs.map((o) => ({ name: o.name, elemType: ONNX_TYPE[o.declared] })),
+    attributes: p.attrs,
+    nodeName: "",
+  });
 }
 
 const MAX_ELEMENTS = 1 << 20;
@@ -238,10 +315,24 @@ function tensor(x: InputCase, rng: Rng): ort.Tensor {
   }
   let t: ort.Tensor;
   if (x.declared === "string") {
-    t = new ort.Tensor("string", Array.from({ length: count }, (_, i) => `s${i}`), x.dims);
+    t = new ort.Tensor(
+      "string",
+      Array.from({ length: count }, (_, i) => `s${i}`),
+      x.dims,
+    );
   } else {
     const type = x.declared === "bfloat16" ? "uint16" : x.declared;
-    const Ctor = { float32: Float32Array, float64: Float64Array, float16: Uint16Array, uint16: Uint16Array, int32: Int32Array, int64: BigInt64Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array }[type]!;
+    const Ctor = {
+      float32: Float32Array,
+      float64: Float64Array,
+      float16: Uint16Array,
+      uint16: Uint16Array,
+      int32: Int32Array,
+      int64: BigInt64Array,
+      int8: Int8Array,
+      uint8: Uint8Array,
+      bool: Uint8Array,
+    }[type]!;
     const bytes = count * Ctor.BYTES_PER_ELEMENT;
     const buf = x.buffer === "shared" ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
     const data = new Ctor(buf as ArrayBuffer);
@@ -277,7 +368,10 @@ function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
     if (sessions.size >= 64) {
       const [oldest, p] = sessions.entries().next().value!;
       sessions.delete(oldest);
-      void p.then((x) => x.release(), () => undefined);
+      void p.then(
+        (x) => x.release(),
+        () => undefined,
+      );
     }
     s = ort.InferenceSession.create(bytes, { executionProviders: ["gdn"], intraOpNumThreads: 1, logSeverityLevel: 4 });
     sessions.set(key, s);
@@ -288,8 +382,14 @@ function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
 /** A description of what a case does, for the report of a case that crashed. */
 export function describeCase(index: number): string {
   const p = plan(index);
-  const io = (x: InputCase | null) => (x ? `${x.name}:${x.declared}${JSON.stringify(x.dims)}${x.claimed ? `(claims ${JSON.stringify(x.claimed)})` : ""}${x.buffer !== "plain" ? `/${x.buffer}` : ""}${x.values !== "normal" ? "/extreme" : ""}` : "-");
-  const attrs = p.attrs.map((a) => `${a.name}=${a.type === 1 ? a.f : a.type === 2 ? a.i : a.type === 3 ? JSON.stringify(new TextDecoder().decode(a.s as Uint8Array)) : `<type ${a.type}>`}`);
+  const io = (x: InputCase | null) =>
+    x
+      ? `${x.name}:${x.declared}${JSON.stringify(x.dims)}${x.claimed ? `(claims ${JSON.stringify(x.claimed)})` : ""}${x.buffer !== "plain" ? `/${x.buffer}` : ""}${x.values !== "normal" ? "/extreme" : ""}`
+      : "-";
+  const attrs = p.attrs.map(
+    (a) =>
+      `${a.name}=${a.type === 1 ? a.f : a.type === 2 ? a.i : a.type === 3 ? JSON.stringify(new TextDecoder().decode(a.s as Uint8Array)) : `<type ${a.type}>`}`,
+  );
   const pre = p.outputs.filter((o) => o.prealloc).map((o) => io(o.prealloc!));
   return `${p.op}(${p.inputs.map(io).join(", ")}) attrs {${attrs.join(", ")}}${pre.length ? ` preallocated ${pre.join(", ")}` : ""}`;
 }
@@ -304,10 +404,14 @@ export async function runCase(index: number): Promise<string> {
     const fetches: Record<string, ort.Tensor | null> = {};
     for (const o of p.outputs) if (o.name) fetches[o.name] = o.prealloc ? tensor(o.prealloc, rng) : null;
     const res = await s.run(feeds, fetches as ort.InferenceSession.FetchesType);
-    return Object.entries(res).map(([n, t]) => `${n}${JSON.stringify(t.dims)}`).join(" ");
+    return Object.entries(res)
+      .map(([n, t]) => `${n}${JSON.stringify(t.dims)}`)
+      .join(" ");
   } catch (e) {
     if (e instanceof GdnFuseError && e.code && !e.message.includes("\n")) throw e;
     const m = e instanceof Error ? e.message : String(e);
-    throw new Error(`NOT A GDNFUSEERROR (${(e as Error)?.name}${e instanceof GdnFuseError ? ", " + JSON.stringify(e.message.split("\n").length) + " lines" : ""}): ${m.replace(/\n/g, "\\n").slice(0, 300)}`);
+    throw new Error(
+      `NOT A GDNFUSEERROR (${(e as Error)?.name}${e instanceof GdnFuseError ? ", " + JSON.stringify(e.message.split("\n").length) + " lines" : ""}): ${m.replace(/\n/g, "\\n").slice(0, 300)}`,
+    );
   }
 }

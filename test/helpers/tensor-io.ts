@@ -7,7 +7,9 @@
  * `type` uses onnxruntime's tensor type names; float16 and bfloat16 data are Uint16Array bit patterns,
  * bool is Uint8Array, string is string[].
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
 import onnxProto from "onnx-proto";
 
 const { onnx } = onnxProto;
@@ -34,7 +36,16 @@ export interface TensorFile {
 
 const DT = onnx.TensorProto.DataType;
 
-const TYPES: Record<number, { type: string; ctor: { new (b: ArrayBuffer): Exclude<TensorData, string[]>; from(a: ArrayLike<number> | ArrayLike<bigint>): Exclude<TensorData, string[]> } }> = {
+const TYPES: Record<
+  number,
+  {
+    type: string;
+    ctor: {
+      new (b: ArrayBuffer): Exclude<TensorData, string[]>;
+      from(a: ArrayLike<number> | ArrayLike<bigint>): Exclude<TensorData, string[]>;
+    };
+  }
+> = {
   [DT.FLOAT]: { type: "float32", ctor: Float32Array },
   [DT.DOUBLE]: { type: "float64", ctor: Float64Array },
   [DT.FLOAT16]: { type: "float16", ctor: Uint16Array },
@@ -94,6 +105,21 @@ export function decodeTensorProto(bytes: Uint8Array): TensorFile {
 /** Reads a TensorProto file (e.g. test_data_set_0/input_0.pb). */
 export function readTensorProto(path: string): TensorFile {
   return decodeTensorProto(readFileSync(path));
+}
+
+/** The input_N.pb or output_N.pb files of a test-data folder, in the order of N. */
+export function readDataSet(dir: string, prefix: "input" | "output"): TensorFile[] {
+  const index = (f: string) => Number(f.slice(prefix.length + 1, -3));
+  return readdirSync(dir)
+    .filter((f) => new RegExp(`^${prefix}_\\d+\\.pb$`).test(f))
+    .sort((a, b) => index(a) - index(b))
+    .map((f) => readTensorProto(join(dir, f)));
+}
+
+/** An onnxruntime Tensor of a TensorProto's data; bfloat16 travels as uint16 bits (the gdn runtime's convention). */
+export function toOrtTensor(t: TensorFile): ort.Tensor {
+  const type = t.type === "bfloat16" ? "uint16" : t.type;
+  return new ort.Tensor(type as "float32", t.data as Float32Array, t.dims);
 }
 
 /** IEEE half bits <-> number: the library's own converters (src/ir/tensor.ts). */

@@ -12,6 +12,7 @@ extern "C" {
 typedef int aclError;       // ACL_SUCCESS or an ACL_ERROR_* code
 typedef int32_t aclnnStatus;  // 0 or an ACLNN_ERR_* code
 typedef void* aclrtStream;
+typedef void* aclrtEvent;
 struct aclTensor;
 struct aclIntArray;
 struct aclScalar;
@@ -87,6 +88,11 @@ constexpr aclnnStatus kAclnnErrInnerTiling = 561002;    // ACLNN_ERR_INNER_TILIN
   X(aclrtCreateStream, aclError, (aclrtStream * stream))                                                    \
   X(aclrtDestroyStream, aclError, (aclrtStream stream))                                                     \
   X(aclrtSynchronizeStream, aclError, (aclrtStream stream))                                                 \
+  X(aclrtCreateEvent, aclError, (aclrtEvent * event))                                                       \
+  X(aclrtDestroyEvent, aclError, (aclrtEvent event))                                                        \
+  X(aclrtRecordEvent, aclError, (aclrtEvent event, aclrtStream stream))                                     \
+  X(aclrtStreamWaitEvent, aclError, (aclrtStream stream, aclrtEvent event))                                 \
+  X(aclrtSynchronizeEvent, aclError, (aclrtEvent event))                                                    \
   X(aclGetRecentErrMsg, const char*, ())
 
 #define GDN_CANN_NNOPBASE_FUNCTIONS(X)                                                                      \

@@ -8,6 +8,7 @@
 #include "ascend/ep/device_ops.h"
 #include "ascend/ep/ep.h"
 #include "ascend/ep/kernel_util.h"
+#include "ascend/ep/stream.h"
 #include "common/gdn_contract.h"
 
 namespace gdn_ascend {
@@ -135,7 +136,10 @@ class DeltaRuleKernel : public OrtKernelImpl {
     }
     if (B * T == 0) throw DeviceError("B*T = 0 is not supported by the aclnn gated-delta ops");
 
-    DeviceCall dev(*ep_->cann, ep_->stream);
+    const KernelStream stream = StreamFor(*ep_, ctx);
+    DeviceCall::FreeAfterSync free_after_sync;
+    if (stream.session) free_after_sync = [s = stream.session](void* p) { s->FreeAfterSync(p); };
+    DeviceCall dev(*ep_->cann, stream.handle, free_after_sync);
     q = PrepareQK(dev, q);
     key = PrepareQK(dev, key);
     if (ep_->fault == Fault::kHostPointer) {  // test-only: hand the op a host buffer as query
@@ -152,7 +156,8 @@ class DeltaRuleKernel : public OrtKernelImpl {
       }
     }
     if (final_out.data != nullptr) WriteState(dev, state_vk, final_out);
-    if (ep_->fault != Fault::kSkipSync) dev.Synchronize();  // test-only fault: the outputs are read before the work ran
+    // Only enqueued: ORT synchronises the session stream where the host reads (notifications, end of run).
+    if (stream.session == nullptr && ep_->fault != Fault::kSkipSync) dev.Synchronize();
   }
 
   void RunChunk(DeviceCall& dev, const View& q, const View& k, const View& v, const View& g, const View& beta,

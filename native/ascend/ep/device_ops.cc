@@ -39,7 +39,7 @@ DeviceCall::~DeviceCall() {
   for (aclTensor* t : tensors_) cann_.aclDestroyTensor(t);
   for (aclIntArray* a : arrays_) cann_.aclDestroyIntArray(a);
   for (aclScalar* a : scalars_) cann_.aclDestroyScalar(a);
-  for (void* p : scratch_) cann_.aclrtFree(p);
+  for (void* p : scratch_) free_after_sync_ ? free_after_sync_(p) : static_cast<void>(cann_.aclrtFree(p));
 }
 
 void DeviceCall::Check(const char* what, int code) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,8 +33,12 @@ size_t ElementSize(aclDataType t);
 
 class DeviceCall {
  public:
-  DeviceCall(const cann::Table& cann, aclrtStream stream) : cann_(cann), stream_(stream) {}
-  ~DeviceCall();  // frees scratch and destroys the aclTensors (after Finish, or on an error path)
+  // free_after_sync: where scratch goes when the call ends, to be freed once the stream is synchronised (the
+  // work queued on it may still use it); null: freed at once (the caller synchronised the stream).
+  using FreeAfterSync = std::function<void(void*)>;
+  DeviceCall(const cann::Table& cann, aclrtStream stream, FreeAfterSync free_after_sync = nullptr)
+      : cann_(cann), stream_(stream), free_after_sync_(std::move(free_after_sync)) {}
+  ~DeviceCall();  // releases scratch and destroys the aclTensors (after Finish, or on an error path)
   DeviceCall(const DeviceCall&) = delete;
   DeviceCall& operator=(const DeviceCall&) = delete;
 
@@ -80,6 +85,7 @@ class DeviceCall {
 
   const cann::Table& cann_;
   aclrtStream stream_;
+  FreeAfterSync free_after_sync_;
   std::vector<void*> scratch_;
   std::vector<aclTensor*> tensors_;
   std::vector<aclIntArray*> arrays_;

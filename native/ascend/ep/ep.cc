@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ascend/ep/device_ops.h"
+#include "ascend/ep/stream.h"
 #include "common/gdn_contract.h"
 
 namespace gdn_ascend {
@@ -24,6 +25,8 @@ std::string ConfigEntry(const OrtSessionOptions* so, const char* key) {
 
 // ------------------------------------------------------------------------------------------------- allocator
 
+// aclrtMalloc / aclrtFree. A block ORT allocates on a session stream (AllocOnStream) may still be used by work
+// queued on that stream when ORT frees it: it is freed after the stream's next synchronisation.
 struct DeviceAllocator : OrtAllocator {
   explicit DeviceAllocator(const OrtMemoryInfo* info) : OrtAllocator{}, info_(info) {
     version = ORT_API_VERSION;
@@ -31,6 +34,7 @@ struct DeviceAllocator : OrtAllocator {
     Free = FreeImpl;
     Info = InfoImpl;
     Reserve = AllocImpl;
+    AllocOnStream = AllocOnStreamImpl;
   }
   static void* ORT_API_CALL AllocImpl(OrtAllocator*, size_t size) noexcept {
     const cann::Table* t = cann::Loaded();
@@ -38,13 +42,35 @@ struct DeviceAllocator : OrtAllocator {
     if (t == nullptr || t->aclrtMalloc(&p, size == 0 ? 1 : size, ACL_MEM_MALLOC_HUGE_FIRST) != 0) return nullptr;
     return p;
   }
-  static void ORT_API_CALL FreeImpl(OrtAllocator*, void* p) noexcept {
-    if (const cann::Table* t = cann::Loaded(); t && p) t->aclrtFree(p);
+  static void* ORT_API_CALL AllocOnStreamImpl(OrtAllocator* self, size_t size, OrtSyncStream* ort_stream) noexcept {
+    void* p = AllocImpl(self, size);
+    Stream* stream = Stream::FromOrt(ort_stream);
+    if (p == nullptr || stream == nullptr) return p;
+    auto* a = static_cast<DeviceAllocator*>(self);
+    std::lock_guard<std::mutex> lock(a->mutex_);
+    a->on_stream_[p] = stream;
+    return p;
+  }
+  static void ORT_API_CALL FreeImpl(OrtAllocator* self, void* p) noexcept {
+    const cann::Table* t = cann::Loaded();
+    if (t == nullptr || p == nullptr) return;
+    auto* a = static_cast<DeviceAllocator*>(self);
+    Stream* stream = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(a->mutex_);
+      if (auto it = a->on_stream_.find(p); it != a->on_stream_.end()) {
+        stream = it->second;
+        a->on_stream_.erase(it);
+      }
+    }
+    if (stream == nullptr || !Stream::FreeAfterSyncIfLive(stream, p)) t->aclrtFree(p);
   }
   static const OrtMemoryInfo* ORT_API_CALL InfoImpl(const OrtAllocator* self) noexcept {
     return static_cast<const DeviceAllocator*>(self)->info_;
   }
   const OrtMemoryInfo* info_;
+  std::mutex mutex_;
+  std::map<void*, Stream*> on_stream_;  // blocks allocated on a stream, until freed
 };
 
 // ------------------------------------------------------------------------------------------- data transfer
@@ -68,36 +94,59 @@ struct DataTransfer : OrtDataTransferImpl {
     return (dt->Ours(src) && (dt->Ours(dst) || IsCpu(dst))) || (dt->Ours(dst) && IsCpu(src));
   }
 
-  // aclrtMemcpyAsync on the transfer's own stream, then one synchronisation for the batch.
+  // Each copy goes on the stream ORT gives it (the session's stream of the node that produces or consumes the
+  // tensor), or on the transfer's own stream when ORT gives none. H2D sources are staged (ORT may reuse them once
+  // the copy is enqueued); a stream that took a D2H copy is synchronised before returning, since the host reads
+  // the result next (graph outputs); the transfer's own stream is always synchronised.
   static OrtStatus* ORT_API_CALL CopyTensorsImpl(OrtDataTransferImpl* self, const OrtValue** src, OrtValue** dst,
-                                                 OrtSyncStream**, size_t n) noexcept {
+                                                 OrtSyncStream** streams, size_t n) noexcept {
     auto* dt = static_cast<DataTransfer*>(self);
     const cann::Table* t = cann::Loaded();
     if (t == nullptr) return Error("Ascend data transfer: CANN is not loaded");
     std::lock_guard<std::mutex> lock(dt->mutex_);
     if (dt->stream_ == nullptr && t->aclrtCreateStream(&dt->stream_) != 0) return Error("aclrtCreateStream failed");
+    std::vector<Stream*> to_sync;
+    bool own_stream_used = false;
     for (size_t i = 0; i < n; ++i) {
-      const void* s = nullptr;
-      void* d = nullptr;
-      size_t bytes = 0;
-      if (OrtStatus* st = g_ort->GetTensorData(src[i], &s)) return st;
-      if (OrtStatus* st = g_ort->GetTensorMutableData(dst[i], &d)) return st;
-      if (OrtStatus* st = g_ort->GetTensorSizeInBytes(src[i], &bytes)) return st;
-      if (bytes == 0) continue;
-      const bool from_device = dt->Ours(Ort::GetEpApi().Value_GetMemoryDevice(src[i]));
-      const bool to_device = dt->Ours(Ort::GetEpApi().Value_GetMemoryDevice(dst[i]));
-      const aclrtMemcpyKind kind = from_device ? (to_device ? ACL_MEMCPY_DEVICE_TO_DEVICE : ACL_MEMCPY_DEVICE_TO_HOST)
-                                               : (to_device ? ACL_MEMCPY_HOST_TO_DEVICE : ACL_MEMCPY_HOST_TO_HOST);
-      if (const int rc = t->aclrtMemcpyAsync(d, bytes, s, bytes, kind, dt->stream_)) {
-        return Error("aclrtMemcpyAsync failed with CANN error " + std::to_string(rc));
+      Stream* stream = Stream::FromOrt(streams ? streams[i] : nullptr);
+      aclrtMemcpyKind kind = ACL_MEMCPY_HOST_TO_HOST;
+      if (OrtStatus* st = dt->CopyOne(*t, src[i], dst[i], stream, &kind)) return st;
+      if (stream == nullptr) {
+        own_stream_used = true;
+      } else if (kind == ACL_MEMCPY_DEVICE_TO_HOST) {
+        to_sync.push_back(stream);
       }
-      CopyStats& c = Copies();
-      if (kind == ACL_MEMCPY_HOST_TO_DEVICE) { ++c.h2d; c.bytes_h2d += bytes; }
-      if (kind == ACL_MEMCPY_DEVICE_TO_HOST) { ++c.d2h; c.bytes_d2h += bytes; }
     }
-    if (const int rc = t->aclrtSynchronizeStream(dt->stream_)) {
-      return Error("aclrtSynchronizeStream failed with CANN error " + std::to_string(rc));
+    for (Stream* s : to_sync) {
+      if (OrtStatus* st = s->Synchronize()) return st;
     }
+    if (own_stream_used) {
+      if (const int rc = t->aclrtSynchronizeStream(dt->stream_)) {
+        return Error("aclrtSynchronizeStream failed with CANN error " + std::to_string(rc));
+      }
+    }
+    return nullptr;
+  }
+
+  OrtStatus* CopyOne(const cann::Table& t, const OrtValue* src, OrtValue* dst, Stream* stream,
+                     aclrtMemcpyKind* kind) const {
+    const void* s = nullptr;
+    void* d = nullptr;
+    size_t bytes = 0;
+    if (OrtStatus* st = g_ort->GetTensorData(src, &s)) return st;
+    if (OrtStatus* st = g_ort->GetTensorMutableData(dst, &d)) return st;
+    if (OrtStatus* st = g_ort->GetTensorSizeInBytes(src, &bytes)) return st;
+    if (bytes == 0) return nullptr;
+    const bool from_device = Ours(Ort::GetEpApi().Value_GetMemoryDevice(src));
+    const bool to_device = Ours(Ort::GetEpApi().Value_GetMemoryDevice(dst));
+    *kind = from_device ? (to_device ? ACL_MEMCPY_DEVICE_TO_DEVICE : ACL_MEMCPY_DEVICE_TO_HOST)
+                        : (to_device ? ACL_MEMCPY_HOST_TO_DEVICE : ACL_MEMCPY_HOST_TO_HOST);
+    if (stream != nullptr) stream->MarkWork();
+    if (stream != nullptr && *kind == ACL_MEMCPY_HOST_TO_DEVICE) s = stream->StageHost(s, bytes);
+    if (const int rc = t.aclrtMemcpyAsync(d, bytes, s, bytes, *kind, stream ? stream->handle() : stream_)) {
+      return Error("aclrtMemcpyAsync failed with CANN error " + std::to_string(rc));
+    }
+    (stream ? SessionCopies(stream->stats_id()) : UnattributedCopies()).Count(*kind, bytes);
     return nullptr;
   }
 
@@ -120,7 +169,8 @@ OrtStatus* ORT_API_CALL GetCapabilityImpl(OrtEp* self, const OrtGraph* graph, Or
     std::string strict_failure;  // the first node with a device kernel left on the CPU (strict placement)
     for (const Ort::ConstNode& node : Ort::ConstGraph(graph).GetNodes()) {
       const std::string key = OpKey(node);
-      std::string reason = DeviceDeclineReason(node);
+      std::string reason =
+          ep->fault == Fault::kDeclineAll ? std::string("declined (test fault decline_all)") : DeviceDeclineReason(node);
       const OrtKernelDef* def = nullptr;
       if (reason.empty()) Ort::ThrowOnError(Ort::GetEpApi().EpGraphSupportInfo_LookUpKernel(info, node, &def));
       if (reason.empty() && def == nullptr) reason = "no Ascend kernel matches the node (opset or element types)";
@@ -161,11 +211,11 @@ struct Factory : OrtEpFactory {
       *out = static_cast<Factory*>(f)->transfer.get();
       return nullptr;
     };
-    IsStreamAware = [](const OrtEpFactory*) noexcept { return false; };
+    IsStreamAware = [](const OrtEpFactory*) noexcept { return true; };
+    // A stream not tied to a session (CreateSyncStreamForEpDevice); sessions get theirs from the EP.
     CreateSyncStreamForDevice = [](OrtEpFactory*, const OrtMemoryDevice*, const OrtKeyValuePairs*,
                                    OrtSyncStreamImpl** out) noexcept -> OrtStatus* {
-      *out = nullptr;  // kernels synchronise the EP's aclrtStream before returning (not stream-aware yet)
-      return nullptr;
+      return CreateStream(cann::Loaded(), 0, Fault::kNone, out);
     };
     Ort::ThrowOnError(g_ort->CreateMemoryInfo_V2("GdnAscend", OrtMemoryInfoDeviceType_NPU, kHuaweiVendorId, 0,
                                                  OrtDeviceMemoryType_DEFAULT, 0, OrtDeviceAllocator, &memory_info));
@@ -222,11 +272,19 @@ struct Factory : OrtEpFactory {
         *r = *static_cast<Ep*>(e)->registry;
         return nullptr;
       };
+      // The session's streams: they carry its copy counters and test fault.
+      ep->CreateSyncStreamForDevice = [](OrtEp* e, const OrtMemoryDevice*, OrtSyncStreamImpl** out) noexcept {
+        auto* self = static_cast<Ep*>(e);
+        return CreateStream(self->cann, self->stats_id, self->fault, out);
+      };
       ep->registry = &static_cast<Factory*>(self)->registry;
       ep->cann = table;
       if (const int rc = table->aclrtCreateStream(&ep->stream)) return Error("aclrtCreateStream failed with CANN error " + std::to_string(rc));
       const std::string fault = ConfigEntry(so, "gdn_ascend.test_fault");
-      ep->fault = fault == "skip_sync" ? Fault::kSkipSync : fault == "host_pointer" ? Fault::kHostPointer : Fault::kNone;
+      ep->fault = fault == "skip_sync"      ? Fault::kSkipSync
+                  : fault == "host_pointer" ? Fault::kHostPointer
+                  : fault == "decline_all"  ? Fault::kDeclineAll
+                                            : Fault::kNone;
       ep->strict = ConfigEntry(so, "gdn_ascend.strict") == "1";
       const std::string id = ConfigEntry(so, "gdn_ascend.stats_id");
       ep->stats_id = id.empty() ? 0 : std::stoi(id);
@@ -278,11 +336,6 @@ std::string Quoted(const std::string& s) {
 
 }  // namespace
 
-CopyStats& Copies() {
-  static CopyStats stats;
-  return stats;
-}
-
 Ep::~Ep() {
   if (stream && cann) cann->aclrtDestroyStream(stream);
 }
@@ -328,7 +381,7 @@ __attribute__((visibility("default"))) size_t GdnAscendStatsJson(int stats_id, c
   AppendCounts(json, p.on_cpu);
   json += ",\"fallbackReasons\":[";
   for (size_t i = 0; i < p.fallback_reasons.size(); ++i) json += (i ? "," : "") + Quoted(p.fallback_reasons[i]);
-  const CopyStats& c = Copies();
+  const CopyCounters& c = SessionCopies(stats_id);
   json += "],\"copiesH2D\":" + std::to_string(c.h2d.load()) + ",\"copiesD2H\":" + std::to_string(c.d2h.load()) +
           ",\"bytesH2D\":" + std::to_string(c.bytes_h2d.load()) + ",\"bytesD2H\":" + std::to_string(c.bytes_d2h.load()) + "}";
   if (json.size() < size) std::memcpy(buffer, json.c_str(), json.size() + 1);

@@ -25,20 +25,15 @@ struct PlacementStats {
   std::vector<std::string> fallback_reasons;
 };
 
-// Copies through the EP's data transfer (process-wide: ORT does not tell the transfer which session copies).
-struct CopyStats {
-  std::atomic<uint64_t> h2d{0}, d2h{0}, bytes_h2d{0}, bytes_d2h{0};
-};
-CopyStats& Copies();
-
 // Test-only faults, selected by the session config entry gdn_ascend.test_fault.
-enum class Fault { kNone, kSkipSync, kHostPointer };
+// kDeclineAll: GetCapability claims no node (everything runs on the CPU, as when the EP declines a model).
+enum class Fault { kNone, kSkipSync, kHostPointer, kDeclineAll };
 
 struct Ep : OrtEp {
   Ep() : OrtEp{} {}
   OrtKernelRegistry* const* registry = nullptr;  // the factory's (shared by its EPs)
   const cann::Table* cann = nullptr;
-  aclrtStream stream = nullptr;
+  aclrtStream stream = nullptr;  // used only where ORT hands a kernel no stream (then the kernel synchronises it)
   Fault fault = Fault::kNone;
   bool strict = false;  // a node of an op with a device kernel left on the CPU fails session creation
   std::string strict_failure;  // that node and why (set by GetCapability)

@@ -1,5 +1,7 @@
 #include "ascend/ep/kernel_util.h"
 
+#include "ascend/ep/stream.h"
+
 namespace gdn_ascend {
 
 const std::vector<ONNXTensorElementDataType> kFloatTypes = {
@@ -90,9 +92,14 @@ OrtStatus* ORT_API_CALL DeviceKernel::ComputeImpl(OrtKernelImpl* self, OrtKernel
   try {
     if (k->ep_->cann == nullptr) throw DeviceError("CANN is not loaded");
     Ort::KernelContext ctx(context);
-    DeviceCall dev(*k->ep_->cann, k->ep_->stream);
+    // Enqueue on the session's stream; scratch is freed after that stream synchronises. Only a kernel run
+    // without a session stream synchronises here (the test-only fault skip_sync drops that wait).
+    const KernelStream stream = StreamFor(*k->ep_, ctx);
+    DeviceCall::FreeAfterSync free_after_sync;
+    if (stream.session) free_after_sync = [s = stream.session](void* p) { s->FreeAfterSync(p); };
+    DeviceCall dev(*k->ep_->cann, stream.handle, free_after_sync);
     k->Run(ctx, dev);
-    if (k->ep_->fault != Fault::kSkipSync) dev.Synchronize();  // test-only fault: outputs read before the work ran
+    if (stream.session == nullptr && k->ep_->fault != Fault::kSkipSync) dev.Synchronize();
     return nullptr;
   } catch (const ContractError& e) {
     return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());

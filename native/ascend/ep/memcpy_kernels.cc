@@ -2,6 +2,7 @@
 // graph (graph inputs and outputs go through the data transfer instead). A kernel-registry EP must provide
 // them; without them ORT would hand the device kernels host memory. Copies are ordered on the EP's stream.
 #include "ascend/ep/ep.h"
+#include "ascend/ep/stream.h"
 
 namespace gdn_ascend {
 namespace {
@@ -35,15 +36,21 @@ class MemcpyKernel : public OrtKernelImpl {
     if (bytes == 0) return;
     const cann::Table& t = *ep_->cann;
     const aclrtMemcpyKind kind = to_host_ ? ACL_MEMCPY_DEVICE_TO_HOST : ACL_MEMCPY_HOST_TO_DEVICE;
+    const KernelStream stream = StreamFor(*ep_, ctx);
+    const void* src = in.GetTensorRawData();
+    // The CPU producer's buffer may be reused once this kernel returns: the async copy reads a staged copy.
+    if (!to_host_ && stream.session) src = stream.session->StageHost(src, bytes);
     void* dst = out.GetTensorMutableRawData();
-    if (int rc = t.aclrtMemcpyAsync(dst, bytes, in.GetTensorRawData(), bytes, kind, ep_->stream)) {
+    if (int rc = t.aclrtMemcpyAsync(dst, bytes, src, bytes, kind, stream.handle)) {
       throw std::runtime_error("aclrtMemcpyAsync failed with CANN error " + std::to_string(rc));
     }
-    if (int rc = t.aclrtSynchronizeStream(ep_->stream)) {
-      throw std::runtime_error("aclrtSynchronizeStream failed with CANN error " + std::to_string(rc));
+    // On a session stream the CPU consumer of a D2H copy waits for it through ORT's notification (WaitOnHost).
+    if (stream.session == nullptr) {
+      if (int rc = t.aclrtSynchronizeStream(stream.handle)) {
+        throw std::runtime_error("aclrtSynchronizeStream failed with CANN error " + std::to_string(rc));
+      }
     }
-    CopyStats& c = Copies();
-    if (to_host_) { ++c.d2h; c.bytes_d2h += bytes; } else { ++c.h2d; c.bytes_h2d += bytes; }
+    SessionCopies(ep_->stats_id).Count(kind, bytes);
   }
 
   static size_t ElementBytes(ONNXTensorElementDataType t) {

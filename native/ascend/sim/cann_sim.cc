@@ -67,8 +67,19 @@ struct aclOpExecutor {
 
 namespace {
 
+// A stream is an ordered queue of tasks; task n (1-based, counting every task ever queued) runs only when
+// the stream is synchronised, or when an event recorded after it is synchronised or waited on.
 struct Stream {
   std::deque<std::function<std::string()>> work;
+  uint64_t queued = 0;  // tasks ever queued
+  uint64_t done = 0;    // tasks run (the first `done` of them)
+  std::string error;    // the first task error not yet reported by a synchronisation
+};
+
+// An event marks a point in one stream's queue: complete once the tasks queued before aclrtRecordEvent ran.
+struct Event {
+  Stream* stream = nullptr;  // null: never recorded (synchronising or waiting on it returns at once)
+  uint64_t mark = 0;
 };
 
 std::recursive_mutex g_mutex;
@@ -110,6 +121,7 @@ Arena& DeviceArena() {
 std::map<const char*, size_t> g_arena;      // live device allocations: base -> size
 std::map<const char*, size_t> g_freed;      // blocks freed (addresses are never reused), for messages
 std::set<Stream*> g_streams;
+std::set<Event*> g_events;
 std::set<const aclTensor*> g_tensors;
 std::set<const aclIntArray*> g_int_arrays;
 std::set<const aclScalar*> g_scalars;
@@ -268,6 +280,22 @@ int CheckShape(const char* op, const char* name, const aclTensor* t, const std::
 
 #define SIM_TRY(expr) do { const int rc_ = (expr); if (rc_ != 0) return rc_; } while (0)
 
+void Enqueue(Stream* s, std::function<std::string()> task) {
+  s->work.push_back(std::move(task));
+  ++s->queued;
+}
+
+// Runs the stream's tasks up to task number `mark`; keeps the first error for the next synchronisation.
+void RunUntil(Stream* s, uint64_t mark) {
+  while (s->done < mark && !s->work.empty()) {
+    auto task = std::move(s->work.front());
+    s->work.pop_front();
+    ++s->done;
+    std::string err = task();
+    if (!err.empty() && s->error.empty()) s->error = err;
+  }
+}
+
 aclnnStatus NewExecutor(const char* op, uint64_t workspace, std::vector<Region> regions,
                         std::function<std::string()> run, uint64_t* workspace_size, aclOpExecutor** executor) {
   if (workspace_size == nullptr || executor == nullptr) return Fail(kAclnnErrParamNullptr, "%s: workspaceSize or executor is null", op);
@@ -294,7 +322,7 @@ aclnnStatus Launch(const char* op, void* workspace, uint64_t size, aclOpExecutor
   std::vector<Region> regions = std::move(e->regions);
   std::function<std::string()> run = std::move(e->run);
   const std::string name = op;
-  s->work.push_back([regions, run, name]() -> std::string {
+  Enqueue(s, [regions, run, name]() -> std::string {
     for (const Region& r : regions) {  // memory freed between launch and execution
       if (r.end > r.begin && !IsDevice(r.begin, r.end - r.begin)) return name + ": device memory was freed before the task ran";
     }
@@ -393,7 +421,7 @@ SIM_EXPORT aclError aclrtMemcpyAsync(void* dst, size_t max, const void* src, siz
   auto* s = static_cast<Stream*>(stream);
   if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtMemcpyAsync: stream is not a live aclrtStream");
   SIM_TRY(CheckCopy("aclrtMemcpyAsync", dst, max, src, count, kind));
-  s->work.push_back([=]() -> std::string {
+  Enqueue(s, [=]() -> std::string {
     const bool dst_dev = kind == ACL_MEMCPY_HOST_TO_DEVICE || kind == ACL_MEMCPY_DEVICE_TO_DEVICE;
     const bool src_dev = kind == ACL_MEMCPY_DEVICE_TO_HOST || kind == ACL_MEMCPY_DEVICE_TO_DEVICE;
     if ((dst_dev && !IsDevice(dst, count)) || (src_dev && !IsDevice(src, count))) {
@@ -418,6 +446,9 @@ SIM_EXPORT aclError aclrtDestroyStream(aclrtStream stream) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   auto* s = static_cast<Stream*>(stream);
   if (!g_streams.erase(s)) return Fail(kAclErrorRtParamInvalid, "aclrtDestroyStream: not a live stream");
+  for (Event* e : g_events) {
+    if (e->stream == s) e->stream = nullptr;  // complete from now on: the stream's work is dropped
+  }
   delete s;  // work never synchronised is dropped
   return kAclSuccess;
 }
@@ -427,14 +458,70 @@ SIM_EXPORT aclError aclrtSynchronizeStream(aclrtStream stream) {
   auto* s = static_cast<Stream*>(stream);
   if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtSynchronizeStream: not a live stream");
   ++g_counters.syncs;
-  std::string first_error;
-  while (!s->work.empty()) {
-    auto task = std::move(s->work.front());
-    s->work.pop_front();
-    std::string err = task();
-    if (!err.empty() && first_error.empty()) first_error = err;
-  }
-  if (!first_error.empty()) return Fail(kAclErrorRtAicoreException, "%s", first_error.c_str());
+  RunUntil(s, s->queued);
+  if (s->error.empty()) return kAclSuccess;
+  const std::string error = std::move(s->error);
+  s->error.clear();
+  return Fail(kAclErrorRtAicoreException, "%s", error.c_str());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Events: stream-ordered markers. Recording marks the current end of a stream's queue; synchronising runs that
+// stream up to the mark (not further); a stream waiting on an event runs the recorded stream up to the mark
+// when the wait task itself runs. An event never recorded is complete: waiting on it orders nothing.
+
+SIM_EXPORT aclError aclrtCreateEvent(aclrtEvent* event) {
+  if (event == nullptr) return Fail(kAclErrorRtParamInvalid, "aclrtCreateEvent: null pointer");
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* e = new Event();
+  g_events.insert(e);
+  *event = e;
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtDestroyEvent(aclrtEvent event) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* e = static_cast<Event*>(event);
+  if (!g_events.erase(e)) return Fail(kAclErrorRtParamInvalid, "aclrtDestroyEvent: not a live event");
+  delete e;
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtRecordEvent(aclrtEvent event, aclrtStream stream) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* e = static_cast<Event*>(event);
+  auto* s = static_cast<Stream*>(stream);
+  if (!g_events.count(e)) return Fail(kAclErrorRtParamInvalid, "aclrtRecordEvent: not a live event");
+  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtRecordEvent: not a live stream");
+  e->stream = s;
+  e->mark = s->queued;
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtSynchronizeEvent(aclrtEvent event) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* e = static_cast<Event*>(event);
+  if (!g_events.count(e)) return Fail(kAclErrorRtParamInvalid, "aclrtSynchronizeEvent: not a live event");
+  ++g_counters.event_syncs;
+  if (e->stream == nullptr || !g_streams.count(e->stream)) return kAclSuccess;
+  RunUntil(e->stream, e->mark);
+  return kAclSuccess;
+}
+
+SIM_EXPORT aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent event) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  auto* s = static_cast<Stream*>(stream);
+  auto* e = static_cast<Event*>(event);
+  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtStreamWaitEvent: not a live stream");
+  if (!g_events.count(e)) return Fail(kAclErrorRtParamInvalid, "aclrtStreamWaitEvent: not a live event");
+  ++g_counters.stream_waits;
+  Stream* producer = e->stream;
+  const uint64_t mark = e->mark;  // the point recorded now; a later re-record does not move this wait
+  if (producer == nullptr || producer == s) return kAclSuccess;
+  Enqueue(s, [producer, mark]() -> std::string {
+    if (g_streams.count(producer)) RunUntil(producer, mark);
+    return "";
+  });
   return kAclSuccess;
 }
 

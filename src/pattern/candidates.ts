@@ -3,7 +3,7 @@
  * attempt returns as applied, and a MatchFailure as skipped with its stage, reason and node.
  */
 import type { Node } from "../ir/graph.js";
-import { MatchFailure } from "../pattern/match.js";
+import { MatchFailure } from "./match.js";
 import type { AppliedMatch, PassContext } from "./pass.js";
 
 export async function forEachCandidate(

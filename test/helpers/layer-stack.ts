@@ -3,16 +3,21 @@
  * (models/layer_qwen3next_prefill_t96: hidden_states [B,T,D] -> output [B,T,D]) replicated in series
  * with a residual connection, interleaved with plain MLP layers where Qwen3-Next has full attention
  * (3 gated-delta layers, then 1 other, repeated). 48 layers give 36 gated-delta cores.
+ * A fixture of the tests (synthetic-stack.test.ts) and the bench (bench/pass48.mjs, compiled with
+ * bench/tsconfig.json); not part of the package.
  */
-import { onnx } from "../ir/onnx.js";
-import { arrayToTensor } from "../ir/tensor.js";
+import { onnx } from "../../src/ir/onnx.js";
+import { arrayToTensor } from "../../src/ir/tensor.js";
 
 export interface StackOptions {
   layers: number; // total layers
   otherEvery: number; // every n-th layer is an MLP instead of a gated-delta layer (4 as in Qwen3-Next)
 }
 
-export function buildLayerStack(layer: onnx.IModelProto, opts: StackOptions = { layers: 48, otherEvery: 4 }): onnx.ModelProto {
+export function buildLayerStack(
+  layer: onnx.IModelProto,
+  opts: StackOptions = { layers: 48, otherEvery: 4 },
+): onnx.ModelProto {
   const g = layer.graph!;
   const input = g.input![0]!;
   const output = g.output![0]!;

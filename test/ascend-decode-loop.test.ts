@@ -1,0 +1,134 @@
+/**
+ * A decode loop whose recurrent state stays on the device (AscendDeviceLoop): four steps of the fused
+ * layer_qwen3next_decode_b2 copy the state to the device once and never back, and give the CPU backend's outputs
+ * within the device's bf16 tolerance. (Its own file: an ascend session per test would load the simulator anyway.)
+ */
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GdnFuseError } from "../src/errors.js";
+import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { AscendDeviceLoop, ascendSimCounters, ascendStats, type AscendStats } from "../src/runtime/index.js";
+import { ASCEND_TOLERANCE } from "../src/verify/index.js";
+import { fuseCase, MODELS, runtimeLoadError } from "./helpers/cases.js";
+import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+
+const REAL = process.env.GDN_FUSE_ASCEND_REAL === "1";
+const savedEnv = process.env.GDN_FUSE_ASCEND;
+beforeAll(() => {
+  if (REAL) delete process.env.GDN_FUSE_ASCEND;
+  else process.env.GDN_FUSE_ASCEND = "sim";
+});
+afterAll(() => {
+  if (savedEnv === undefined) delete process.env.GDN_FUSE_ASCEND;
+  else process.env.GDN_FUSE_ASCEND = savedEnv;
+});
+
+const CASE = "layer_qwen3next_decode_b2";
+const STEPS = 4;
+const STATE_BYTES = 2 * 4 * 16 * 24 * 4; // recurrent_state [2,4,16,24] float32
+const ASCEND = { name: "ascend", deviceId: 0 } as unknown as string;
+
+function inputs(): Record<string, ort.Tensor> {
+  const dir = join(MODELS, CASE, "test_data_set_0");
+  const names = ["hidden_states", "conv_state", "recurrent_state"];
+  const files = readdirSync(dir).filter((f) => /^input_\d+\.pb$/.test(f)).sort();
+  return Object.fromEntries(files.map((f, i) => {
+    const t = readTensorProto(join(dir, f));
+    return [names[i]!, new ort.Tensor("float32", t.data as Float32Array, t.dims)];
+  }));
+}
+
+/** Step k's hidden states: the case's, scaled, so that the steps differ. */
+const hidden = (x: ort.Tensor, k: number) =>
+  new ort.Tensor("float32", (x.data as Float32Array).map((v) => v * (1 + k / 4)), x.dims);
+
+async function fusedFile(): Promise<string> {
+  const { model } = await fuseCase(CASE, { probe: false });
+  const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-loop-")), "model.onnx");
+  writeFileSync(file, encodeMessage(onnx.ModelProto, model.proto as onnx.ModelProto));
+  return file;
+}
+
+/** The loop with the state fed back through the host: outputs per step and the last state. */
+async function hostLoop(session: ort.InferenceSession) {
+  const x = inputs();
+  let conv = x.conv_state!, state = x.recurrent_state!;
+  const outputs: ort.Tensor[] = [];
+  for (let k = 0; k < STEPS; k++) {
+    const feeds = { hidden_states: hidden(x.hidden_states!, k), conv_state: conv, recurrent_state: state };
+    const out = await session.run(feeds);
+    outputs.push(out.output!);
+    conv = out.new_conv_state!;
+    state = out.new_recurrent_state!;
+  }
+  return { outputs, state };
+}
+
+const copies = (s: AscendStats) => [s.copiesH2D, s.bytesH2D, s.copiesD2H, s.bytesD2H];
+
+describe.skipIf(runtimeLoadError() !== undefined)("ascend decode loop with the state on the device", () => {
+  it("copies the state to the device once and never back, and matches the CPU backend", async () => {
+    const file = await fusedFile();
+    const cpu = await ort.InferenceSession.create(file, { executionProviders: ["gdn"] });
+    const viaHost = await ort.InferenceSession.create(file, { executionProviders: [ASCEND] });
+    const bound = await ort.InferenceSession.create(file, { executionProviders: [ASCEND] });
+    try {
+      const want = await hostLoop(cpu);
+      const sim0 = REAL ? undefined : ascendSimCounters();
+      await hostLoop(viaHost);
+      const sim1 = REAL ? undefined : ascendSimCounters();
+      const x = inputs();
+      const loop = new AscendDeviceLoop(bound, { new_recurrent_state: "recurrent_state" });
+      let conv = x.conv_state!;
+      for (let k = 0; k < STEPS; k++) {
+        const feeds = { hidden_states: hidden(x.hidden_states!, k), conv_state: conv };
+        const out = await loop.step(k === 0 ? { ...feeds, recurrent_state: x.recurrent_state! } : feeds);
+        expect(Object.keys(out).sort()).toEqual(["new_conv_state", "output"]);
+        expect(relativeL2(out.output!, want.outputs[k]!), `step ${k}`).toBeLessThan(ASCEND_TOLERANCE);
+        conv = out.new_conv_state!;
+      }
+      const sim2 = REAL ? undefined : ascendSimCounters();
+      const [h, hb, d, db] = copies(ascendStats(viaHost));
+      // Against the same loop through the host: no state copy out, and none in counted for the session (ORT copies
+      // an input bound on the host to the device when it is bound, without a stream: not attributed to a session).
+      const fewer = STEPS * STATE_BYTES;
+      expect(copies(ascendStats(bound))).toEqual([h - STEPS, hb - fewer, d - STEPS, db - fewer]);
+      if (sim0 && sim1 && sim2) {
+        // The device saw the state come in once: 3 state copies fewer than through the host.
+        expect(sim1.bytesH2D - sim0.bytesH2D - (sim2.bytesH2D - sim1.bytesH2D)).toBe(3 * STATE_BYTES);
+        expect(sim1.bytesD2H - sim0.bytesD2H - (sim2.bytesD2H - sim1.bytesD2H)).toBe(STEPS * STATE_BYTES);
+      }
+      expect(relativeL2(loop.read("new_recurrent_state"), want.state)).toBeLessThan(ASCEND_TOLERANCE);
+      loop.release();
+    } finally {
+      await Promise.all([cpu.release(), viaHost.release(), bound.release()]);
+    }
+  });
+
+  it("refuses a fed-back input after the first step, and one missing at the first", async () => {
+    const session = await ort.InferenceSession.create(await fusedFile(), { executionProviders: [ASCEND] });
+    try {
+      const x = inputs();
+      const loop = new AscendDeviceLoop(session, { new_recurrent_state: "recurrent_state" });
+      await expect(loop.step({ hidden_states: x.hidden_states!, conv_state: x.conv_state! })).rejects.toThrow(
+        new GdnFuseError("E_USAGE", "AscendDeviceLoop: the first step needs input 'recurrent_state'"),
+      );
+      await loop.step(x);
+      await expect(loop.step(x)).rejects.toThrow(
+        new GdnFuseError(
+          "E_USAGE",
+          "AscendDeviceLoop: input 'recurrent_state' is fed back on the device after the first step; do not pass it",
+        ),
+      );
+      expect(() => new AscendDeviceLoop(session, { nope: "recurrent_state" })).toThrow(
+        new GdnFuseError("E_USAGE", "AscendDeviceLoop: the model has no output 'nope'"),
+      );
+      loop.release();
+    } finally {
+      await session.release();
+    }
+  });
+});

@@ -1,0 +1,19 @@
+/**
+ * The shared test harness: import from here.
+ * - paths.ts: the root, models/ and the shared corpus; cases.ts: running a fused model on a case's test
+ *   data, reading reports (skippedOf, refusals, appliedOps), op counts.
+ * - fuse.ts: the one "load a case, fuse, edit, fuse" helper (mutateAndFuse, fuseLayers, fuseCase);
+ *   mutate.ts: the Mutator edits; graph-edit.ts: small lookups and edits of the layer tests.
+ * - tensor-io.ts: TensorProto files, test-data sets, ort.Tensor conversion, relativeL2 of tensors.
+ * - layer-stack.ts, models.ts: fixture models built in memory (the 48-layer stack, an external-weight model).
+ * The numeric comparison, the tolerance table and the seeded generator are the library's (src/numeric.ts).
+ */
+export * from "./cases.js";
+export * from "./paths.js";
+export * from "./fuse.js";
+export * from "./mutate.js";
+export * from "./tensor-io.js";
+export * from "./graph-edit.js";
+export { buildLayerStack } from "./layer-stack.js";
+export { externalWeightModel } from "./models.js";
+export { TOLERANCE, compareValues, seededRandom, toleranceOf } from "../../src/numeric.js";
