@@ -7,6 +7,7 @@
 
 #include "ascend/ep/device_ops.h"
 #include "ascend/ep/ep.h"
+#include "ascend/ep/kernel_util.h"
 #include "ascend/ep/stream.h"
 #include "common/gdn_contract.h"
 
@@ -14,22 +15,6 @@ namespace gdn_ascend {
 namespace {
 
 constexpr int64_t kMaxRecurrentTokens = gdn::delta_rule::kAscendMaxRecurrentTokens;
-
-aclDataType ToAcl(ONNXTensorElementDataType t) {
-  switch (t) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return ACL_FLOAT;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return ACL_FLOAT16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return ACL_BF16;
-    default: throw DeviceError("unsupported element type " + std::to_string(t));
-  }
-}
-
-// An ORT tensor as a contiguous device view.
-View AsView(const Ort::ConstValue& v) {
-  auto info = v.GetTensorTypeAndShapeInfo();
-  return View::Contiguous(const_cast<void*>(v.GetTensorRawData()), ToAcl(info.GetElementType()), info.GetShape());
-}
-View AsView(const Ort::UnownedValue& v) { return AsView(Ort::ConstValue(static_cast<const OrtValue*>(v))); }
 
 // Tokens [t0, t0+len) of a [B,T,...] view, as a [B,len,...] strided view.
 View TimeSlice(const View& full, int64_t t0, int64_t len) {
@@ -249,6 +234,8 @@ OrtStatus* CreateKernelRegistry(OrtKernelRegistry** out) {
   OrtStatus* st = AddKernel(*out, gdn::op::kChunkGatedDeltaRule, CreateKernel<true>);
   if (!st) st = AddKernel(*out, gdn::op::kRecurrentGatedDeltaRule, CreateKernel<false>);
   if (!st) st = AddMemcpyKernels(*out);
+  if (!st) st = AddLayerKernels(*out);
+  if (!st) st = AddStandardKernels(*out);
   return st;
 }
 
