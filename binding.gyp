@@ -70,9 +70,13 @@
         "native/ascend/ep/delta_rule_kernels.cc",
         "native/ascend/ep/device_ops.cc",
         "native/ascend/ep/ep.cc",
+        "native/ascend/ep/kernel_util.cc",
+        "native/ascend/ep/layer_kernels.cc",
         "native/ascend/ep/memcpy_kernels.cc",
         "native/ascend/ep/serving_plan.cc",
-        "native/ascend/ep/stream.cc"
+        "native/ascend/ep/standard_kernels.cc",
+        "native/ascend/ep/stream.cc",
+        "native/common/gdn_contract.cc"
       ],
       "include_dirs": ["<(ort_headers)", "native"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],

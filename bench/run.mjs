@@ -37,7 +37,10 @@ for (let i = 0; i < argv.length; i++) {
     process.exit(2);
   }
 }
-const ALL_CASES = ["pass_48layer", "prefill_t512", "prefill_t2048", "prefill_t8192", "decode_b1", "decode_b8", "decode_b64"];
+const ALL_CASES = [
+  "pass_48layer", "prefill_t512", "prefill_t2048", "prefill_t8192", "decode_b1", "decode_b8", "decode_b64",
+  "serve_prefill", "serve_decode",
+];
 const CASES = opt.cases ?? (opt.quick ? ALL_CASES.filter((c) => c !== "prefill_t8192") : ALL_CASES);
 const log = (...a) => console.error(...a);
 
@@ -341,6 +344,112 @@ async function decodeCase(name, B) {
   return res;
 }
 
+// ---- serving (gdn opset 2): packed sequences, state pools, speculative decoding vs the plain batch ----
+/** One-node opset-2 delta-rule model with the given serving inputs (dims symbolic). */
+function servingModel(op, serving) {
+  const F = onnx.TensorProto.DataType.FLOAT;
+  const I64 = onnx.TensorProto.DataType.INT64;
+  const vi = (name, elemType = F) => ({ name, type: { tensorType: { elemType } } });
+  const names = ["query", "key", "value", "g", "beta", "initial_state"];
+  const ins = [...names, serving.cu ? "cu_seqlens" : "", serving.idx ? "ssm_state_indices" : ""];
+  if (serving.accepted) ins.push("num_accepted_tokens");
+  while (ins.at(-1) === "") ins.pop();
+  const INT = onnx.AttributeProto.AttributeType.INT;
+  const attrs = [{ name: "use_qk_l2norm", type: INT, i: 1 }];
+  if (op === "ChunkGatedDeltaRule") attrs.push({ name: "chunk_size", type: INT, i: 64 });
+  return encode({
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: 2 }],
+    graph: {
+      name: "serve",
+      node: [{ opType: op, domain: "gdn", name: "core", input: ins, output: ["out", "final_state"], attribute: attrs }],
+      input: ins.filter((n) => n !== "").map((n) => vi(n, names.includes(n) ? F : I64)),
+      output: [vi("out"), vi("final_state")],
+    },
+  });
+}
+const i64 = (values, dims) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), dims);
+const cuOf = (lengths) => lengths.reduce((cu, n) => [...cu, cu.at(-1) + n], [0]);
+
+/**
+ * One serving step: tokens [B,T] (B = 1 when packed), `slots` state rows fed and fetched as the same Tensor (in
+ * place, as a serving loop runs), plus the serving inputs. Returns [run, tokens].
+ */
+async function servingStep(op, B, T, slots, serving, seed) {
+  const raw = inputs(B, T, H, K, V, seed);
+  const feeds = feedsOf(raw);
+  const pool = fill(slots * H * K * V, seed + 7, (u) => (u * 2 - 1) * 0.1);
+  const state = new ort.Tensor("float32", pool, [slots, H, K, V]);
+  feeds.initial_state = state;
+  if (serving.cu) feeds.cu_seqlens = i64(serving.cu, [serving.cu.length]);
+  if (serving.idx) {
+    const dims = Array.isArray(serving.idx[0]) ? [serving.idx.length, serving.idx[0].length] : [serving.idx.length];
+    feeds.ssm_state_indices = i64(serving.idx.flat(), dims);
+  }
+  if (serving.accepted) feeds.num_accepted_tokens = i64(serving.accepted, [serving.accepted.length]);
+  const s = await session(servingModel(op, serving), "gdn");
+  const out = new ort.Tensor("float32", new Float32Array(B * T * H * V), [B, T, H, V]);
+  const run = () => s.run(feeds, { out, final_state: state });
+  await run();
+  const first = { out: out.data.slice(), final_state: state.data.slice() }; // from the initial state
+  return { run, session: s, tokens: B * T, first };
+}
+
+/** Checks that two serving steps over the same tokens and states computed the same (their first runs). */
+function checkSame(caseName, a, b) {
+  for (const name of ["out", "final_state"]) {
+    const e = relL2(a.first[name], b.first[name]);
+    checks.push({ case: caseName, impl: "gdn", vs: "serve_prefill_b8_t512", output: name, rel_l2: e, ok: e < 1e-4 });
+  }
+}
+
+/** Times named steps in the same rounds; rows report ms and ms per token; returns {name: ms}. */
+async function timeSteps(steps, runs) {
+  const times = await timeInterleaved(steps.map(([name, st]) => [name, st.run]), runs, 2);
+  const res = {};
+  for (const [name, st] of steps) {
+    const t = times[name];
+    res[name] = t.ms / st.tokens;
+    const row = { case: name, impl: "gdn", ms: t.ms, min_ms: t.min, runs: t.samples, tokens: st.tokens };
+    rows.push({ ...row, ms_per_token: t.ms / st.tokens });
+    log(`  ${name}: ${t.ms.toFixed(2)} ms (${((1000 * t.ms) / st.tokens).toFixed(1)} us/token)`);
+    await st.session.release();
+  }
+  return res;
+}
+
+async function servePrefillCase() {
+  const CH = "ChunkGatedDeltaRule";
+  const eight = Array(8).fill(512);
+  const uneven = [100, 700, 1250];
+  const plain = await servingStep(CH, 8, 512, 8, {}, 3000);
+  const packed = await servingStep(CH, 1, 4096, 8, { cu: cuOf(eight) }, 3000); // the same tokens and states
+  checkSame("serve_prefill_packed_8x512", packed, plain);
+  return timeSteps(
+    [
+      ["serve_prefill_b8_t512", plain],
+      ["serve_prefill_packed_8x512", packed],
+      ["serve_prefill_uneven", await servingStep(CH, 1, 2050, 3, { cu: cuOf(uneven) }, 3100)],
+    ],
+    opt.runs,
+  );
+}
+
+async function serveDecodeCase() {
+  const RE = "RecurrentGatedDeltaRule";
+  const slots = Array.from({ length: 8 }, (_, n) => 7 * n + 3); // 8 of 64 pool slots
+  const spec = Array.from({ length: 8 }, (_, n) => [0, 1, 2, 3].map((t) => 4 * n + t)); // 32 slots: a draft each
+  const accepted = Array.from({ length: 8 }, (_, n) => (n % 4) + 1);
+  return timeSteps(
+    [
+      ["serve_decode_b8", await servingStep(RE, 8, 1, 8, {}, 4000)], // plain decode_b8, same rounds
+      ["serve_decode_pool64_b8", await servingStep(RE, 8, 1, 64, { idx: slots }, 4000)],
+      ["serve_spec_decode_b8_t4", await servingStep(RE, 1, 32, 64, { cu: cuOf(Array(8).fill(4)), idx: spec, accepted }, 41)],
+    ],
+    Math.max(opt.runs, 30),
+  );
+}
+
 function passCase() {
   const r = spawnSync(process.execPath, ["--expose-gc", join(ROOT, "bench", "pass48.mjs"), DIST], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`bench: pass48 failed: ${r.stderr}`);
@@ -369,6 +478,9 @@ for (const c of CASES) {
     summary[c] = await prefillCase(c, Number(m[1]), m[2] ? Number(m[2]) : H);
   }
   else if (c.startsWith("decode_b")) summary[c] = await decodeCase(c, Number(c.slice(8)));
+  else if (c === "serve_prefill") summary[c] = await servePrefillCase();
+  else if (c === "serve_decode") summary[c] = await serveDecodeCase();
+  else throw new Error(`bench: unknown case ${c}`);
 }
 
 // ---- derived figures and targets ----
@@ -392,6 +504,18 @@ for (const [c, r] of Object.entries(summary)) {
     targets.push({ case: c, target: "gdn >= 2x faster than ort-linear-attention", value: vsLa, met: vsLa >= 2 });
     const vsCopy = r.gdn / r["state-copy"];
     targets.push({ case: c, target: "gdn within 1.5x of state-copy", value: vsCopy, met: vsCopy <= 1.5 });
+  } else if (c === "serve_prefill") {
+    // time per token of packed / uneven sequences vs the plain batch B=8, T=512
+    for (const name of ["serve_prefill_packed_8x512", "serve_prefill_uneven"]) {
+      const x = r[name] / r.serve_prefill_b8_t512;
+      targets.push({ case: name, target: "per token within 1.2x of serve_prefill_b8_t512", value: x, met: x <= 1.2 });
+    }
+  } else if (c === "serve_decode") {
+    for (const name of ["serve_decode_pool64_b8", "serve_spec_decode_b8_t4"]) {
+      const x = r[name] / r.serve_decode_b8;
+      const target = "per token within 1.2x of serve_decode_b8 (plain decode_b8)";
+      targets.push({ case: name, target, value: x, met: x <= 1.2 });
+    }
   } else if (c === "pass_48layer") {
     targets.push({ case: c, target: "pass < 2000 ms", value: r.ms, met: r.ms < 2000 });
     targets.push({ case: c, target: "pass peak RSS < 1 GB", value: r.maxRssMB, met: r.maxRssMB * 2 ** 20 < 1e9 });
@@ -399,7 +523,7 @@ for (const [c, r] of Object.entries(summary)) {
 }
 for (const row of rows) {
   const r = summary[row.case];
-  if (row.impl !== "gdn" && r?.gdn) row.ratio_vs_gdn = row.ms / r.gdn;
+  if (row.impl !== "gdn" && typeof r?.gdn === "number") row.ratio_vs_gdn = row.ms / r.gdn;
 }
 
 const fmt = (x, d = 2) => (x === undefined ? "" : x.toFixed(d));

@@ -47,6 +47,7 @@ export { verifyModels, formatVerify, type VerifyResult, type VerifyOutput } from
 export * from "./ops.js";
 export { oneNodeModel, deltaRuleModel, type OneNodeSpec, type TensorSpec } from "./ops-model.js";
 export { gatedDeltaReference } from "./reference/gated-delta.js";
+export { toServingForm, SERVING_NAMES, type ServingFormOptions } from "./serving/index.js";
 
 export interface FuseFileOptions extends FuseOptions, SaveOptions {
   /** Run the passes but write no model. */

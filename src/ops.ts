@@ -5,6 +5,13 @@
  */
 export const GDN_DOMAIN = "gdn";
 export const GDN_OPSET = 1;
+/**
+ * gdn opset 2: the delta-rule ops' inputs 6-8 (cu_seqlens, ssm_state_indices, num_accepted_tokens) take the serving
+ * engines' meaning. Opset-1 models keep loading; the runtime refuses those inputs in them.
+ */
+export const GDN_OPSET_SERVING = 2;
+/** The gdn opsets this runtime implements. */
+export const GDN_OPSETS: readonly number[] = [GDN_OPSET, GDN_OPSET_SERVING];
 
 /** What a fusion run can emit: gdn ops, stock ORT contrib ops, or ONNX standard ops. */
 export const TARGETS = ["gdn", "ort", "onnx"] as const;
@@ -32,7 +39,17 @@ export const DeltaRuleIn = {
   numAcceptedTokens: 8,
 } as const;
 export const DeltaRuleOut = { output: 0, finalState: 1 } as const;
-export const ConvIn = { x: 0, weight: 1, bias: 2, convState: 3 } as const;
+/** CausalConv1d inputs (cu_seqlens and after: gdn opset 2). */
+export const ConvIn = {
+  x: 0,
+  weight: 1,
+  bias: 2,
+  convState: 3,
+  cuSeqlens: 4,
+  convStateIndices: 5,
+  numAcceptedTokens: 6,
+  hasInitialState: 7,
+} as const;
 export const ConvOut = { y: 0, convStateOut: 1 } as const;
 export const GatingIn = { a: 0, b: 1, aLog: 2, dtBias: 3 } as const;
 export const GatingOut = { g: 0, beta: 1 } as const;
@@ -90,6 +107,8 @@ export interface AttrContract {
 export interface OpContract {
   /** Input names by position; `required` leading ones must be present. */
   inputs: readonly string[];
+  /** How many of `inputs` gdn opset 1 has, when later opsets added some. */
+  opset1Inputs?: number;
   required: number;
   outputs: readonly string[];
   attributes: Readonly<Record<string, AttrContract>>;
@@ -116,8 +135,11 @@ const DELTA_RULE_ATTRS = {
 } satisfies Record<string, AttrContract>;
 
 /**
- * The op contract of gdn opset 1 (docs/ops.md; native/common/gdn_contract.h is the C++ version): input and
- * output names, and each attribute's type, default and allowed values.
+ * The op contract of gdn opsets 1 and 2 (docs/ops.md; native/common/gdn_contract.h is the C++ version): input and
+ * output names, and each attribute's type, default and allowed values. The names are the same in both opsets; in
+ * opset 2 the delta-rule inputs from DeltaRuleIn.cuSeqlens on (cu_seqlens int32/int64 [N+1],
+ * ssm_state_indices int32/int64 [N] or, recurrent only, [N,Tmax], num_accepted_tokens int32/int64 [N]) serve
+ * packed sequences, state pools and speculative decoding; opset 1 reserves them.
  */
 export const GDN_CONTRACT: Readonly<Record<keyof typeof GdnOp, OpContract>> = {
   ChunkGatedDeltaRule: {
@@ -136,7 +158,12 @@ export const GDN_CONTRACT: Readonly<Record<keyof typeof GdnOp, OpContract>> = {
     attributes: DELTA_RULE_ATTRS,
   },
   CausalConv1d: {
-    inputs: ["x", "weight", "bias", "conv_state"],
+    // From gdn opset 2: packed sequences, a conv state pool, speculative decoding (docs/ops.md).
+    inputs: [
+      "x", "weight", "bias", "conv_state",
+      "cu_seqlens", "conv_state_indices", "num_accepted_tokens", "has_initial_state",
+    ],
+    opset1Inputs: 4,
     required: 2,
     outputs: ["y", "conv_state_out"],
     attributes: {

@@ -68,8 +68,8 @@ describe.skipIf(!ready)("gdn backend: gdn nodes are checked against the op contr
       "ChunkGatedDeltaRule node 'n0': attribute chunk_size must be in 1..1024, got 4096"],
     ["a string value not allowed", gdnModel("ChunkGatedDeltaRule", [{ name: "state_layout", type: A.STRING, s: new TextEncoder().encode("KV") }]),
       `ChunkGatedDeltaRule node 'n0': attribute state_layout must be "kv" or "vk", got "KV"`],
-    ["another gdn opset", gdnModel("GatedRMSNorm", [], 2),
-      "the model imports gdn opset 2; this runtime implements gdn opset 1"],
+    ["another gdn opset", gdnModel("GatedRMSNorm", [], 3),
+      "the model imports gdn opset 3; this runtime implements gdn opsets 1 and 2"],
   ];
   it.each(cases)("%s, as bytes and by path", async (_what, bytes, message) => {
     const path = join(dir, `m${cases.findIndex((c) => c[1] === bytes)}.onnx`);

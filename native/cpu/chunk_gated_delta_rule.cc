@@ -100,8 +100,8 @@ GDN_INLINE void transpose(const float* src, int lds, int n, int m, float* dst, i
 
 // ---- key-head step: raw q, k rows, inverse norms, k^T, [q; k] k^T ----
 template <class Tile>
-GDN_INLINE void key_head_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t hk, int64_t t0,
-                               int L, const ChunkLayout& ly, float* ws, RowPrefetcher* pf) {
+GDN_INLINE void key_head_chunk(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t tok0, int64_t hk,
+                               int64_t t0, int L, const ChunkLayout& ly, float* ws, RowPrefetcher* pf) {
   const int K = ly.K, C = ly.C, Cp = ly.Cp;
   float* Q = ws + ly.QK;
   float* Kr = Q + (size_t)C * K;
@@ -110,7 +110,7 @@ GDN_INLINE void key_head_chunk(const DeltaRuleParams& p, const DeltaRuleTensors&
   const size_t esz = p.dtype == DType::kFloat32 ? 4 : 2;
   // The raw rows first (no dependent arithmetic between the loads, so that many rows' misses are in flight).
   for (int i = 0; i < L; ++i) {
-    const int64_t tok = b * p.T + t0 + i;
+    const int64_t tok = tok0 + t0 + i;
     if (i + kAhead < L) {
       const size_t next = (size_t)((tok + kAhead) * p.Hk + hk) * K * esz;
       prefetch_row_l1(t.query, next, (size_t)K * esz);
@@ -144,7 +144,7 @@ GDN_INLINE void key_head_chunk(const DeltaRuleParams& p, const DeltaRuleTensors&
 }
 
 // ---- value-head step, load: raw v rows (into the right-hand side), beta, cumulative g ----
-GDN_INLINE void load_values(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, int64_t t0,
+GDN_INLINE void load_values(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t tok0, int64_t h, int64_t t0,
                             int L, const ChunkLayout& ly, float* ws) {
   const int V = ly.V, ldx = ly.ldx;
   float* X = ws + ly.XQ + (size_t)ly.C * ldx;
@@ -153,7 +153,7 @@ GDN_INLINE void load_values(const DeltaRuleParams& p, const DeltaRuleTensors& t,
   const size_t esz = p.dtype == DType::kFloat32 ? 4 : 2;
   float gsum = 0.f;
   for (int i = 0; i < L; ++i) {
-    const int64_t tok = b * p.T + t0 + i;
+    const int64_t tok = tok0 + t0 + i;
     if (i + kAhead < L) prefetch_row_l1(t.value, (size_t)((tok + kAhead) * p.Hv + h) * V * esz, (size_t)V * esz);
     const size_t vh = (size_t)(tok * p.Hv + h);
     load_row(p.dtype, t.value, vh * V, V, X + (size_t)i * ldx);
@@ -301,13 +301,14 @@ GDN_INLINE void state_pass(int L, const ChunkLayout& ly, float* ws, float* S, Ro
 // What one (head, chunk) step prefetches while it computes (RowPrefetcher, between GEMM tiles): the rows of the
 // step that follows it (head hn, chunk at tn of Ln tokens; Ln = 0: none; its q and k only when it reads another
 // key head), then the write-allocation of its own output rows.
-GDN_INLINE void plan_prefetch(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, int64_t t0,
-                              int L, int64_t hn, int64_t tn, int Ln, bool next_reads_qk, RowPrefetcher& pf) {
+GDN_INLINE void plan_prefetch(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t tok0, int64_t h,
+                              int64_t t0, int L, int64_t hn, int64_t tn, int Ln, bool next_reads_qk,
+                              RowPrefetcher& pf) {
   const size_t esz = p.dtype == DType::kFloat32 ? 4 : 2;
   const size_t qk_row = (size_t)p.K * esz, v_row = (size_t)p.V * esz;
   pf.clear();
   if (Ln > 0) {
-    const int64_t tok = b * p.T + tn, hkn = hn / (p.Hv / p.Hk);
+    const int64_t tok = tok0 + tn, hkn = hn / (p.Hv / p.Hk);
     if (next_reads_qk) {
       const size_t qk_off = (size_t)(tok * p.Hk + hkn) * qk_row;
       pf.add(static_cast<const char*>(t.query) + qk_off, (size_t)p.Hk * qk_row, Ln, qk_row, false);
@@ -316,7 +317,7 @@ GDN_INLINE void plan_prefetch(const DeltaRuleParams& p, const DeltaRuleTensors& 
     pf.add(static_cast<const char*>(t.value) + (size_t)(tok * p.Hv + hn) * v_row, (size_t)p.Hv * v_row, Ln, v_row,
            false);
   }
-  pf.add(static_cast<const char*>(t.output) + (size_t)((b * p.T + t0) * p.Hv + h) * v_row, (size_t)p.Hv * v_row, L,
+  pf.add(static_cast<const char*>(t.output) + (size_t)((tok0 + t0) * p.Hv + h) * v_row, (size_t)p.Hv * v_row, L,
          v_row, true);
 }
 
@@ -337,59 +338,60 @@ GDN_INLINE void store_state(const DeltaRuleParams& p, const float* S, float* s1)
   else transpose(S, V, K, V, s1, K);
 }
 
-// One work item: heads [h0, h0 + G) of batch b, chunk by chunk and, within a chunk, head by head. The heads' rows
-// of one token are adjacent in memory, so the pages a chunk touches serve all G heads (with one head per work item
-// every chunk's strided rows are ~100 pages seen for the first time: a TLB miss each, and a two-level page walk
-// under a hypervisor), and consecutive value heads of one key head share its q/k work. The G states stay in
-// scratch (G x 64 KB at K=V=128).
+// One work item: heads [h0, h0 + G) of one sequence, chunk by chunk and, within a chunk, head by head. The heads'
+// rows of one token are adjacent in memory, so the pages a chunk touches serve all G heads (with one head per work
+// item every chunk's strided rows are ~100 pages seen for the first time: a TLB miss each, and a two-level page
+// walk under a hypervisor), and consecutive value heads of one key head share its q/k work. The G states stay in
+// scratch (G x 64 KB at K=V=128). Chunks never cross the sequence's end: its last chunk may be shorter.
 template <class Tile>
-GDN_INLINE void chunk_group_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h0, int G,
-                                 const ChunkLayout& ly, float* ws) {
+GDN_INLINE void chunk_group_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, const DeltaRuleSequence& seq,
+                                 int64_t h0, int G, const ChunkLayout& ly, float* ws) {
   const int K = ly.K, V = ly.V, C = ly.C;
   const size_t kv = (size_t)K * V;
-  const int64_t ratio = p.Hv / p.Hk;
+  const int64_t ratio = p.Hv / p.Hk, tok0 = seq.token0, T = seq.length;
   for (int g = 0; g < G; ++g)
-    load_state(p, t.initial_state != nullptr ? t.initial_state + (size_t)(b * p.Hv + h0 + g) * kv : nullptr,
+    load_state(p, seq.read_slot >= 0 ? t.initial_state + (size_t)(seq.read_slot * p.Hv + h0 + g) * kv : nullptr,
                ws + ly.S + g * kv);
-  for (int64_t t0 = 0; t0 < p.T; t0 += C) {
-    const int L = (int)std::min<int64_t>(C, p.T - t0);
-    const int Lnext = (int)std::max<int64_t>(0, std::min<int64_t>(C, p.T - t0 - C));
+  for (int64_t t0 = 0; t0 < T; t0 += C) {
+    const int L = (int)std::min<int64_t>(C, T - t0);
+    const int Lnext = (int)std::max<int64_t>(0, std::min<int64_t>(C, T - t0 - C));
     for (int g = 0; g < G; ++g) {
       const int64_t h = h0 + g;
       RowPrefetcher pf;
-      if (g + 1 < G) plan_prefetch(p, t, b, h, t0, L, h + 1, t0, L, (h + 1) % ratio == 0, pf);
-      else plan_prefetch(p, t, b, h, t0, L, h0, t0 + C, Lnext, true, pf);
-      if (g == 0 || h % ratio == 0) key_head_chunk<Tile>(p, t, b, h / ratio, t0, L, ly, ws, &pf);
-      load_values(p, t, b, h, t0, L, ly, ws);
+      if (g + 1 < G) plan_prefetch(p, t, tok0, h, t0, L, h + 1, t0, L, (h + 1) % ratio == 0, pf);
+      else plan_prefetch(p, t, tok0, h, t0, L, h0, t0 + C, Lnext, true, pf);
+      if (g == 0 || h % ratio == 0) key_head_chunk<Tile>(p, t, tok0, h / ratio, t0, L, ly, ws, &pf);
+      load_values(p, t, tok0, h, t0, L, ly, ws);
       intra_chunk<Tile>(L, ly, ws);
       state_pass<Tile>(L, ly, ws, ws + ly.S + g * kv, &pf);
       const float* O = ws + ly.OX;
       for (int i = 0; i < L; ++i) {
-        const int64_t tok = b * p.T + t0 + i;
+        const int64_t tok = tok0 + t0 + i;
         store_row(p.dtype, t.output, (size_t)(tok * p.Hv + h) * V, V, O + (size_t)i * V);
       }
     }
   }
   if (t.final_state != nullptr)
-    for (int g = 0; g < G; ++g) store_state(p, ws + ly.S + g * kv, t.final_state + (size_t)(b * p.Hv + h0 + g) * kv);
+    for (int g = 0; g < G; ++g)
+      store_state(p, ws + ly.S + g * kv, t.final_state + (size_t)(seq.write_slot * p.Hv + h0 + g) * kv);
 }
 
 GDN_DISPATCH(chunk_group,
-             (const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h0, int G, const ChunkLayout& ly,
-              float* ws),
-             (p, t, b, h0, G, ly, ws))
+             (const DeltaRuleParams& p, const DeltaRuleTensors& t, const DeltaRuleSequence& seq, int64_t h0, int G,
+              const ChunkLayout& ly, float* ws),
+             (p, t, seq, h0, G, ly, ws))
 
 // Heads per work item: as many as keep >= 2 work items per hardware thread (load balance) and the group's states
 // within a quarter of the L2 cache (they are reused every chunk), at most 8; a multiple of Hv / Hk where that
 // allows (the value heads of one key head share its work only inside a group). GDN_CPU_HEADS_PER_ITEM=n forces n
 // (tests: groups that do not divide the head count).
-int heads_per_item(const DeltaRuleParams& p) {
+int heads_per_item(const DeltaRuleParams& p, int64_t sequences) {
   static const int forced = std::getenv("GDN_CPU_HEADS_PER_ITEM") ? std::atoi(std::getenv("GDN_CPU_HEADS_PER_ITEM")) : 0;
   if (forced > 0) return (int)std::min<int64_t>(forced, p.Hv);
   const size_t state_bytes = sizeof(float) * (size_t)p.K * p.V;
   const int64_t by_cache = std::max<int64_t>(1, (int64_t)(l2_cache_bytes() / 4 / state_bytes));
   const int64_t threads = std::max<unsigned>(1, std::thread::hardware_concurrency());
-  const int64_t by_balance = std::max<int64_t>(1, p.B * p.Hv / (2 * threads));
+  const int64_t by_balance = std::max<int64_t>(1, sequences * p.Hv / (2 * threads));
   int64_t G = std::min<int64_t>({8, by_cache, by_balance, p.Hv});
   const int64_t ratio = p.Hv / p.Hk;
   if (G > ratio) G -= G % ratio;
@@ -399,22 +401,28 @@ int heads_per_item(const DeltaRuleParams& p) {
 }  // namespace
 
 void chunk_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t, const Parallel& par) {
+  DeltaRulePlan plain;
+  const DeltaRulePlan& plan = t.plan != nullptr ? *t.plan : plain_delta_rule_plan(p, t, &plain);
+  if (p.pool()) copy_pool_once(p, t);
+  if (plan.sequences.empty()) return;
   // chunk_size is a performance hint (docs/ops.md): the kernel works in chunks of at most 32 tokens. Measured
   // (AVX2, K=V=128, T=512, 2 threads): 64-token chunks 35 ms, 32: 25-28 ms, 16: 28-29 ms. The state GEMMs cost
   // the same per token for any chunk; the intra-chunk part (k k^T, q k^T, the triangular solve, U, W, P v')
   // grows with the chunk, and 32 rows still keep the register tiles busy.
   constexpr int64_t kMaxChunk = 32;
-  const int C = (int)std::max<int64_t>(1, std::min<int64_t>(std::min<int64_t>(p.chunk_size, kMaxChunk), p.T));
-  const int G = heads_per_item(p);
+  const int64_t longest = std::max<int64_t>(1, plan.max_length);
+  const int C = (int)std::min<int64_t>({p.chunk_size, kMaxChunk, longest});
+  const int64_t sequences = (int64_t)plan.sequences.size();
+  const int G = heads_per_item(p, sequences);
   const int64_t groups = (p.Hv + G - 1) / G;
   const ChunkLayout ly((int)p.K, (int)p.V, C, G);
   auto work = [&](size_t item) {
-    const int64_t b = (int64_t)item / groups;
+    const DeltaRuleSequence& seq = plan.sequences[(int64_t)item / groups];
     const int64_t h0 = (int64_t)item % groups * G;
     Scratch scratch((int64_t)ly.total, "a ChunkGatedDeltaRule head group (its states and chunk tiles)");
-    chunk_group(p, t, b, h0, (int)std::min<int64_t>(G, p.Hv - h0), ly, scratch.get());
+    chunk_group(p, t, seq, h0, (int)std::min<int64_t>(G, p.Hv - h0), ly, scratch.get());
   };
-  par.for_each((size_t)(p.B * groups), work);
+  par.for_each((size_t)(sequences * groups), work);
 }
 
 }  // namespace cpu

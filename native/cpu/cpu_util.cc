@@ -113,5 +113,24 @@ const char* isa_name() {
   }
 }
 
+const DeltaRulePlan& plain_delta_rule_plan(const DeltaRuleParams& p, const DeltaRuleTensors& t,
+                                          DeltaRulePlan* storage) {
+  storage->sequences.resize((size_t)p.B);
+  for (int64_t b = 0; b < p.B; ++b) {
+    DeltaRuleSequence& s = storage->sequences[b];
+    s.number = b, s.token0 = b * p.T, s.length = p.T;
+    s.read_slot = t.initial_state != nullptr ? b : -1;
+    s.write_slot = b;
+  }
+  storage->max_length = p.T;
+  return *storage;
+}
+
+void copy_pool_once(const DeltaRuleParams& p, const DeltaRuleTensors& t) {
+  if (t.final_state == nullptr || t.initial_state == nullptr || t.final_state == t.initial_state) return;
+  const size_t n = (size_t)checked_product({p.slots, p.Hv, p.K, p.V}, "a state pool");
+  std::memmove(t.final_state, t.initial_state, n * sizeof(float));
+}
+
 }  // namespace cpu
 }  // namespace gdn

@@ -325,6 +325,13 @@ class Scratch {
   size_t mapped_bytes_ = 0;  // 0: the thread's kept buffer
 };
 
+// The plan of a plain batch (no serving inputs): B sequences of T tokens, sequence b reading state row b (when there
+// is an initial state) and writing row b. For kernels called without a plan (DeltaRuleTensors::plan == nullptr).
+const DeltaRulePlan& plain_delta_rule_plan(const DeltaRuleParams& p, const DeltaRuleTensors& t, DeltaRulePlan* storage);
+// With a state pool given as an output other than the input pool: copies the whole pool once, so that the slots the
+// call does not write keep their values (the kernel then writes the touched slots). Nothing when it is in place.
+void copy_pool_once(const DeltaRuleParams& p, const DeltaRuleTensors& t);
+
 // n0 + a * b + ... style element counts for scratch, overflow-checked: throws (with `what`) when it does not fit.
 int64_t scratch_size(std::initializer_list<int64_t> terms_of_products, const char* what);
 int64_t checked_product(std::initializer_list<int64_t> factors, const char* what);

@@ -1,5 +1,5 @@
 // gdn-fuse CPU backend: RecurrentGatedDeltaRule (decode; any T). Per token rank-1 update of the fp32 state,
-// exactly transformers' torch_recurrent_gated_delta_rule. One work item = one (batch, value head).
+// exactly transformers' torch_recurrent_gated_delta_rule. One work item = one (sequence, value head).
 // Both state layouts are handled natively (no transpose): the inner loops run over the contiguous axis.
 #include <cstring>
 
@@ -58,22 +58,33 @@ GDN_INLINE void kv_panel(int K, int V, int j0, const float* src, float* dst, con
   }
 }
 
+// Where token ti of the sequence writes head h's state: its slot of final_state (2-D indices: the token's own slot),
+// or the scratch state when final_state is not requested.
+GDN_INLINE float* state_dst(const DeltaRuleParams& p, const DeltaRuleTensors& t, const DeltaRulePlan& plan,
+                            const DeltaRuleSequence& seq, int64_t h, int64_t ti, float* ws) {
+  if (t.final_state == nullptr) return ws;
+  const int64_t slot = seq.write_slot >= 0 ? seq.write_slot : plan.token_slots[seq.token_slots + ti];
+  return t.final_state + (size_t)(slot * p.Hv + h) * p.K * p.V;
+}
+
 template <class Tile>
-GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h,
-                                    float* ws) {
+GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTensors& t, const DeltaRulePlan& plan,
+                                    const DeltaRuleSequence& seq, int64_t h, float* ws) {
   constexpr int VL = Tile::kLanes;
   const int K = (int)p.K, V = (int)p.V;
   const int64_t hk = h / (p.Hv / p.Hk);
-  const size_t state_off = (size_t)(b * p.Hv + h) * K * V;
   const size_t nstate = (size_t)K * V;
-  float* dst = t.final_state != nullptr ? t.final_state + state_off : ws;
-  const float* src = t.initial_state != nullptr ? t.initial_state + state_off : nullptr;  // null: zeros
+  const float* src = seq.read_slot >= 0 ? t.initial_state + (size_t)(seq.read_slot * p.Hv + h) * nstate : nullptr;
+  float* dst = ws;
   float* q = ws + nstate;
   float* k = q + K;
   float* v = k + K;
   float* o = v + V;
-  for (int64_t ti = 0; ti < p.T; ++ti) {
-    const int64_t tok = b * p.T + ti;
+  for (int64_t ti = 0; ti < seq.length; ++ti) {
+    // In place (dst == src) for a pool slot the sequence reads and writes; a 2-D index row moves to a new slot
+    // every token, which the next token continues from.
+    dst = state_dst(p, t, plan, seq, h, ti, ws);
+    const int64_t tok = seq.token0 + ti;
     const size_t qk_off = (size_t)(tok * p.Hk + hk) * K;
     const size_t vh = (size_t)(tok * p.Hv + h);
     load_row(p.dtype, t.query, qk_off, K, q);
@@ -126,27 +137,33 @@ GDN_INLINE void recurrent_head_impl(const DeltaRuleParams& p, const DeltaRuleTen
     store_row(p.dtype, t.output, vh * V, V, o);
     src = dst;  // the next token continues from this token's state
   }
-  if (p.T == 0 && t.final_state != nullptr) {  // no token: final_state = initial_state (or zeros)
+  if (seq.length == 0 && t.final_state != nullptr) {  // no token: final_state = initial_state (or zeros)
+    dst = state_dst(p, t, plan, seq, h, 0, ws);
     if (src == nullptr) std::memset(dst, 0, sizeof(float) * nstate);
     else if (src != dst) std::memmove(dst, src, sizeof(float) * nstate);
   }
 }
 
-GDN_DISPATCH(recurrent_head, (const DeltaRuleParams& p, const DeltaRuleTensors& t, int64_t b, int64_t h, float* ws),
-             (p, t, b, h, ws))
+GDN_DISPATCH(recurrent_head,
+             (const DeltaRuleParams& p, const DeltaRuleTensors& t, const DeltaRulePlan& plan,
+              const DeltaRuleSequence& seq, int64_t h, float* ws),
+             (p, t, plan, seq, h, ws))
 
 }  // namespace
 
 void recurrent_gated_delta_rule(const DeltaRuleParams& p, const DeltaRuleTensors& t, const Parallel& par) {
   static const char* const kWhat = "a RecurrentGatedDeltaRule head (a K x V state and 2K + 2V floats)";
   const int64_t ws_size = scratch_size({checked_product({p.K, p.V}, kWhat), 2 * p.K, 2 * p.V}, kWhat);
+  DeltaRulePlan plain;
+  const DeltaRulePlan& plan = t.plan != nullptr ? *t.plan : plain_delta_rule_plan(p, t, &plain);
+  if (p.pool()) copy_pool_once(p, t);
   auto work = [&](size_t item) {
-    const int64_t b = (int64_t)item / p.Hv;
+    const DeltaRuleSequence& seq = plan.sequences[(int64_t)item / p.Hv];
     const int64_t h = (int64_t)item % p.Hv;
     Scratch scratch(ws_size, kWhat);
-    recurrent_head(p, t, b, h, scratch.get());
+    recurrent_head(p, t, plan, seq, h, scratch.get());
   };
-  par.for_each((size_t)(p.B * p.Hv), work);
+  par.for_each(plan.sequences.size() * (size_t)p.Hv, work);
 }
 
 }  // namespace cpu

@@ -3,6 +3,7 @@
 // which CPU kernel runs it (cpu/cpu_kernels.h). A binding holds no state; its Attrs are the kernel's state.
 #pragma once
 #include <array>
+#include <cstring>
 #include <string>
 
 #include "common/gdn_contract.h"
@@ -26,9 +27,14 @@ struct BindingBase {
   static std::string cpu_limit(const Params&) { return ""; }
 };
 
+// A delta-rule call: its params and the sequences it runs (from the serving inputs of gdn opset 2).
+struct DeltaRuleCall : DeltaRuleParams {
+  DeltaRulePlan plan;
+};
+
 template <bool kChunk>
 struct DeltaRuleBinding
-    : BindingBase<DeltaRuleAttrs, DeltaRuleParams, DeltaRuleTensors, delta_rule::kNumOutputs> {
+    : BindingBase<DeltaRuleAttrs, DeltaRuleCall, DeltaRuleTensors, delta_rule::kNumOutputs> {
   static constexpr const char* kName = kChunk ? op::kChunkGatedDeltaRule : op::kRecurrentGatedDeltaRule;
   static constexpr const char* const* kOutputNames = delta_rule::kOutputNames;
 
@@ -39,8 +45,14 @@ struct DeltaRuleBinding
     if (kChunk) r.read(delta_rule::kAttrChunkSize, &a->chunk_size);
     r.check(validate_delta_rule_attrs(r.op, kChunk, *a));
   }
+  // Inputs 6-8 with their opset-2 meaning: ORT gives a custom op no way to learn its node's opset (docs/ops.md).
   static std::string validate(const Attrs& a, const Inputs& in, Params* p) {
-    return validate_delta_rule(kName, kChunk, a, in.info.data(), in.info.size(), p);
+    const std::string err =
+        validate_delta_rule(kName, kChunk, a, in.info.data(), in.info.size(), p, kOpsetVersionServing);
+    if (!err.empty()) return err;
+    auto data_of = [&in](int i) { return (size_t)i < in.data.size() ? in.data[i] : nullptr; };
+    return build_delta_rule_plan(kName, *p, data_of(delta_rule::kCuSeqlens), data_of(delta_rule::kSsmStateIndices),
+                                 data_of(delta_rule::kNumAcceptedTokens), &p->plan);
   }
   // The kernels index heads with int and keep per-thread K x V / chunk tiles.
   static std::string cpu_limit(const Params& p) {
@@ -61,13 +73,12 @@ struct DeltaRuleBinding
     t.initial_state = p.has_initial_state ? static_cast<const float*>(in.data[delta_rule::kInitialState]) : nullptr;
     t.output = out[delta_rule::kOutput];
     t.final_state = static_cast<float*>(out[delta_rule::kFinalState]);
+    t.plan = &p.plan;
     return t;
   }
-  // No output requested (cannot happen for a valid node), or no token and no state to write (B may be huge when
-  // T = 0: never loop over it).
-  static bool has_work(const Params& p, const Tensors& t) {
-    return t.output != nullptr && !(p.T == 0 && t.final_state == nullptr);
-  }
+  // No token and no state to write (B may be huge when T = 0: never loop over it). An empty output has no data
+  // pointer: with T = 0 the kernels still write final_state, never the output.
+  static bool has_work(const Params& p, const Tensors& t) { return !(p.T == 0 && t.final_state == nullptr); }
   static void run(const Params& p, const Tensors& t, const Parallel& par) {
     if (kChunk) cpu::chunk_gated_delta_rule(p, t, par);
     else cpu::recurrent_gated_delta_rule(p, t, par);
@@ -76,8 +87,13 @@ struct DeltaRuleBinding
 using ChunkGatedDeltaRuleBinding = DeltaRuleBinding<true>;
 using RecurrentGatedDeltaRuleBinding = DeltaRuleBinding<false>;
 
+// CausalConv1d's params with the plan of its serving inputs (gdn opset 2), built from their values.
+struct CausalConv1dServingParams : CausalConv1dParams {
+  CausalConv1dPlan plan;
+};
+
 struct CausalConv1dBinding
-    : BindingBase<CausalConv1dAttrs, CausalConv1dParams, CausalConv1dTensors, causal_conv1d::kNumOutputs> {
+    : BindingBase<CausalConv1dAttrs, CausalConv1dServingParams, CausalConv1dTensors, causal_conv1d::kNumOutputs> {
   static constexpr const char* kName = op::kCausalConv1d;
   static constexpr const char* const* kOutputNames = causal_conv1d::kOutputNames;
 
@@ -86,8 +102,16 @@ struct CausalConv1dBinding
     r.read(causal_conv1d::kAttrStateSize, &a->state_size);
     r.check(validate_causal_conv1d_attrs(*a));
   }
+  // Inputs 4-7 with their opset-2 meaning: ORT gives a custom op no way to learn its node's opset; the runtime's
+  // model check refuses them in opset-1 models.
   static std::string validate(const Attrs& a, const Inputs& in, Params* p) {
-    return validate_causal_conv1d(a, in.info.data(), in.info.size(), p);
+    using namespace causal_conv1d;
+    const std::string err = validate_causal_conv1d(a, in.info.data(), in.info.size(), p, kFirstServingOpset);
+    if (!err.empty() || !p->serving()) return err;
+    const auto data = [&](int i) { return (size_t)i < in.data.size() ? in.data[i] : nullptr; };
+    const auto* has_initial_state = static_cast<const bool*>(data(kHasInitialState));
+    return build_causal_conv1d_plan(*p, data(kCuSeqlens), data(kConvStateIndices), data(kNumAcceptedTokens),
+                                    has_initial_state, &p->plan);
   }
   static Plan plan_outputs(const Params& p) {
     return {{{p.y_shape(), p.x_type}, {p.state_shape(), p.x_type}}};
@@ -100,15 +124,28 @@ struct CausalConv1dBinding
     t.conv_state = p.has_state ? in.data[causal_conv1d::kConvState] : nullptr;
     t.y = out[causal_conv1d::kY];
     t.conv_state_out = out[causal_conv1d::kConvStateOut];
+    t.plan = p.serving() ? &p.plan : nullptr;
     return t;
   }
-  // Nothing to write (B or C may be huge when T = 0): never loop over empty rows.
+  // Nothing to write (B or C may be huge when T = 0): never loop over empty rows. A serving call's rows are its
+  // plan's, bounded by its index inputs.
   static bool has_work(const Params& p, const Tensors& t) {
     if (t.y == nullptr) return false;
+    if (p.serving()) return true;
     const bool no_rows = p.B == 0 || p.C == 0;
     return !((p.T == 0 || no_rows) && (t.conv_state_out == nullptr || p.S == 0 || no_rows));
   }
-  static void run(const Params& p, const Tensors& t, const Parallel& par) { cpu::causal_conv1d(p, t, par); }
+  // With a pool, conv_state_out starts as a copy of it (slots no sequence writes keep their values), unless it is
+  // the pool itself (in place).
+  static void run(const Params& p, const Tensors& t, const Parallel& par) {
+    if (p.pool() && t.conv_state_out != nullptr && t.conv_state_out != t.conv_state) {
+      int64_t count = 0;
+      checked_numel(p.state_shape(), &count);  // the pool is an input: its size fits
+      const size_t elem = p.x_type == DType::kFloat32 ? 4 : 2;
+      std::memcpy(t.conv_state_out, t.conv_state, (size_t)count * elem);
+    }
+    cpu::causal_conv1d(p, t, par);
+  }
 };
 
 struct NoAttrs {};

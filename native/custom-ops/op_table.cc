@@ -147,20 +147,24 @@ const std::vector<OpSpec>& op_specs() {
   // Delta rule inputs: query, key, value, g, beta, initial_state, cu_seqlens, ssm_state_indices
   // [, num_accepted_tokens (recurrent only)]
   static const std::vector<IoSpec> dr_in_chunk = {{kT1, false}, {kT1, false}, {kT1, false}, {kF32, false},
-                                                  {kT1, false}, {kF32, true},  {kI64, true},  {kAny, true}};
+                                                  {kT1, false}, {kF32, true},  {kAny, true},  {kAny, true}};
   static const std::vector<IoSpec> dr_in_rec = [] {
     auto v = dr_in_chunk;
     v.push_back({kAny, true});
     return v;
   }();
   static const std::vector<IoSpec> dr_out = {{kT1, false}, {kF32, true}};
+  // CausalConv1d: x, weight, bias, conv_state; from opset 2 cu_seqlens, conv_state_indices, num_accepted_tokens
+  // (int32 or int64, checked at run time) and has_initial_state.
+  static const std::vector<IoSpec> conv_in = {{kT1, false}, {kT2, false}, {kT2, true},  {kT1, true},
+                                              {kAny, true}, {kAny, true}, {kAny, true}, {kBool, true}};
   static const std::vector<OpSpec> specs = {
       {op::kChunkGatedDeltaRule, dr_in_chunk, dr_out, kernel_fns<ChunkGatedDeltaRuleBinding>(), same,
        &infer_delta_rule},
       {op::kRecurrentGatedDeltaRule, dr_in_rec, dr_out, kernel_fns<RecurrentGatedDeltaRuleBinding>(), same,
        &infer_delta_rule},
-      {op::kCausalConv1d, {{kT1, false}, {kT2, false}, {kT2, true}, {kT1, true}}, {{kT1, false}, {kT1, true}},
-       kernel_fns<CausalConv1dBinding>(), with_f32_weight, &infer_causal_conv1d},
+      {op::kCausalConv1d, conv_in, {{kT1, false}, {kT1, true}}, kernel_fns<CausalConv1dBinding>(), with_f32_weight,
+       &infer_causal_conv1d},
       {op::kGatedDeltaGating, {{kT2, false}, {kT1, false}, {kF32, false}, {kF32, false}},
        {{kF32, false}, {kT1, false}}, kernel_fns<GatedDeltaGatingBinding>(), all_pairs, &infer_gating},
       {op::kGatedRMSNorm, {{kT1, false}, {kT1, false}, {kT2, false}}, {{kT1, false}},

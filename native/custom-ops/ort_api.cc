@@ -23,6 +23,7 @@ DType to_dtype(ONNXTensorElementDataType t) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return DType::kBFloat16;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DType::kInt32;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DType::kBool;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED: return DType::kUndefined;
     default: return DType::kOther;
   }

@@ -100,7 +100,8 @@ struct ShapeInfer {
   }
 };
 
-// output [B,T,Hv,V] like value; final_state like initial_state, else [B,Hv,K,V] ("kv") / [B,Hv,V,K] ("vk").
+// output [B,T,Hv,V] like value; final_state like initial_state (or the pool), else [B,Hv,K,V] ("kv") /
+// [B,Hv,V,K] ("vk"), with N (the length of cu_seqlens - 1) for B when there is a cu_seqlens input.
 void infer_delta_rule(ShapeInfer& si) {
   using namespace delta_rule;
   const bool has_value = si.same_as_input(kOutput, kValue, 4, kAny);
@@ -108,8 +109,14 @@ void infer_delta_rule(ShapeInfer& si) {
   const ShapeOf q = si.in(kQuery, 4), v = si.in(kValue, 4);
   if (!q.ok) return;
   const bool vk = si.attr_string(kAttrStateLayout, kDefaultStateLayout) == "vk";
+  const ShapeOf cu = si.in(kCuSeqlens, 1);  // packed: one state per sequence, N = its length - 1
   ShapeOf st;
-  st.push(q, 0);
+  if (cu.ok) {
+    st.dims.push_back(cu.dims[0] >= 1 ? cu.dims[0] - 1 : -1);
+    st.syms.push_back("");
+  } else {
+    st.push(q, 0);
+  }
   st.push(v, 2);
   st.push(vk ? v : q, 3);
   st.push(vk ? q : v, 3);
@@ -124,7 +131,9 @@ void infer_causal_conv1d(ShapeInfer& si) {
   const ShapeOf x = si.in(kX, 3);
   ShapeOf out;
   out.type = x.type;
-  out.push(x, 0);
+  const ShapeOf cu = si.in(kCuSeqlens, 1);  // packed (opset 2): one state row per sequence, N = length - 1
+  if (cu.ok) out.dims.push_back(cu.dims[0] > 0 ? cu.dims[0] - 1 : -1), out.syms.push_back("");
+  else out.push(x, 0);
   out.push(x, 1);
   int64_t S = si.attr_int(kAttrStateSize, kDefaultStateSize);
   if (S == 0) {

@@ -496,6 +496,81 @@ void run_parallel_errors() {
   }
 }
 
+// ---- serving inputs (gdn opset 2): a packed batch with a state pool gives what each sequence gives alone ----
+double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
+  return rel_l2(std::vector<double>(a.begin(), a.end()), std::vector<double>(b.begin(), b.end()));
+}
+
+void run_serving(bool chunk, StateLayout layout) {
+  const int Hk = 2, Hv = 4, K = 16, V = 24, S = 6;
+  const std::vector<int64_t> lengths = {3, 0, 70, 1}, slots = {4, 0, 1, 5};
+  std::vector<int64_t> cu = {0};
+  for (int64_t n : lengths) cu.push_back(cu.back() + n);
+  const int64_t T = cu.back(), N = (int64_t)lengths.size(), kv = (int64_t)Hv * K * V;
+  auto q = randn(T * Hk * K, 1.f), k = randn(T * Hk * K, 0.15f), v = randn(T * Hv * V, 1.f);
+  auto g = randu(T * Hv, -1.f, 0.f), beta = randu(T * Hv, 0.1f, 0.9f), pool = randn(S * kv, 0.5f);
+  const std::vector<float> before = pool;
+  DeltaRuleAttrs a;
+  a.state_layout = layout == StateLayout::kKV ? "kv" : "vk";
+  a.chunk_size = 16;
+  const char* opn = chunk ? op::kChunkGatedDeltaRule : op::kRecurrentGatedDeltaRule;
+  const std::vector<int64_t> st = layout == StateLayout::kKV ? std::vector<int64_t>{S, Hv, K, V}
+                                                               : std::vector<int64_t>{S, Hv, V, K};
+  TensorInfo in[8] = {{true, DType::kFloat32, {1, T, Hk, K}}, {true, DType::kFloat32, {1, T, Hk, K}},
+                      {true, DType::kFloat32, {1, T, Hv, V}}, {true, DType::kFloat32, {1, T, Hv}},
+                      {true, DType::kFloat32, {1, T, Hv}},    {true, DType::kFloat32, st},
+                      {true, DType::kInt64, {N + 1}},         {true, DType::kInt64, {N}}};
+  DeltaRuleParams p;
+  DeltaRulePlan plan;
+  std::string err = validate_delta_rule(opn, chunk, a, in, 8, &p, kOpsetVersionServing);
+  if (err.empty()) err = build_delta_rule_plan(opn, p, cu.data(), slots.data(), nullptr, &plan);
+  std::vector<float> out(T * Hv * V);
+  DeltaRuleTensors t{q.data(), k.data(), v.data(), g.data(), beta.data(), pool.data(), out.data(), pool.data(), &plan};
+  if (err.empty()) (chunk ? cpu::chunk_gated_delta_rule : cpu::recurrent_gated_delta_rule)(p, t, g_par);
+  const std::string name = std::string(opn) + " packed, pool in place, " + a.state_layout;
+  if (!err.empty()) std::printf("FAIL %s: %s\n", name.c_str(), err.c_str()), ++g_fail;
+  for (int64_t n = 0; n < N && err.empty(); ++n) {  // each sequence alone through the plain kernel
+    const int64_t L = lengths[n], t0 = cu[n];
+    DeltaRuleParams one = p;
+    one.T = L, one.N = 1, one.slots = 1, one.indices_type = one.cu_seqlens_type = DType::kUndefined;
+    std::vector<float> o1(L * Hv * V), s1(kv);
+    DeltaRuleTensors t1{q.data() + t0 * Hk * K, k.data() + t0 * Hk * K, v.data() + t0 * Hv * V, g.data() + t0 * Hv,
+                        beta.data() + t0 * Hv, before.data() + slots[n] * kv, o1.data(), s1.data(), nullptr};
+    (chunk ? cpu::chunk_gated_delta_rule : cpu::recurrent_gated_delta_rule)(one, t1, g_par);
+    const std::vector<float> got(out.begin() + t0 * Hv * V, out.begin() + (t0 + L) * Hv * V);
+    const std::vector<float> slot(pool.begin() + slots[n] * kv, pool.begin() + (slots[n] + 1) * kv);
+    if (L > 0) report(name + " sequence " + std::to_string(n), max_rel(got, o1), 1e-6);
+    report(name + " slot " + std::to_string(slots[n]), max_rel(slot, L > 0 ? s1 : std::vector<float>(
+        before.begin() + slots[n] * kv, before.begin() + (slots[n] + 1) * kv)), L > 0 ? 1e-6 : 0.0, "state");
+  }
+  for (int64_t untouched : {2, 3})
+    report(name + " untouched slot " + std::to_string(untouched),
+           max_rel(std::vector<float>(pool.begin() + untouched * kv, pool.begin() + (untouched + 1) * kv),
+                   std::vector<float>(before.begin() + untouched * kv, before.begin() + (untouched + 1) * kv)), 0.0,
+           "state");
+}
+
+void run_serving_validation() {
+  DeltaRuleAttrs a;
+  DeltaRuleParams p;
+  DeltaRulePlan plan;
+  const char* R = op::kRecurrentGatedDeltaRule;
+  TensorInfo in[9] = {{true, DType::kFloat32, {1, 4, 1, 4}}, {true, DType::kFloat32, {1, 4, 1, 4}},
+                      {true, DType::kFloat32, {1, 4, 1, 4}}, {true, DType::kFloat32, {1, 4, 1}},
+                      {true, DType::kFloat32, {1, 4, 1}},    {true, DType::kFloat32, {4, 1, 4, 4}},
+                      {true, DType::kInt32, {3}},            {true, DType::kInt32, {2, 2}},
+                      {true, DType::kInt32, {2}}};
+  expect_error("validate: opset 1 still refuses cu_seqlens", validate_delta_rule(R, false, a, in, 9, &p),
+               "input 6 (cu_seqlens) is reserved in gdn opset 1 and not implemented by the CPU backend");
+  const std::string ok = validate_delta_rule(R, false, a, in, 9, &p, kOpsetVersionServing);
+  expect_error("validate: opset 2 serving inputs", ok.empty() ? "valid" : ok, "valid");
+  const int32_t cu[3] = {0, 2, 4}, bad_cu[3] = {0, 5, 4}, idx[4] = {0, 1, 2, 3}, acc[2] = {2, 3};
+  expect_error("plan: cu_seqlens past T", build_delta_rule_plan(R, p, bad_cu, idx, nullptr, &plan),
+               "cu_seqlens must end at T = 4, got cu_seqlens[1] = 5");
+  expect_error("plan: accepted above Tmax", build_delta_rule_plan(R, p, cu, idx, acc, &plan),
+               "num_accepted_tokens[1] = 3 is out of range 1..2 (the columns of ssm_state_indices)");
+}
+
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
@@ -545,6 +620,9 @@ int main(int argc, char** argv) {
     run_rms(dt, DType::kFloat32, {5, 48}, 1e-5f);
   }
   run_validation();
+  run_serving_validation();
+  for (bool chunk : {true, false})
+    for (StateLayout lay : {StateLayout::kKV, StateLayout::kVK}) run_serving(chunk, lay);
   run_checked_arithmetic();
   run_parallel_errors();
   std::printf("%d passed, %d failed\n", g_pass, g_fail);

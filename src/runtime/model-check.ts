@@ -7,7 +7,9 @@
  */
 import { GdnFuseError } from "../errors.js";
 import { int64ToBigInt, onnx } from "../ir/onnx.js";
-import { ATTR_TYPE_CODE, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, type AttrContract } from "../ops.js";
+import {
+  ATTR_TYPE_CODE, DeltaRuleIn, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, GDN_OPSETS, type AttrContract,
+} from "../ops.js";
 
 const ATTR_TYPE_NAME: Record<number, string> = {
   1: "a float", 2: "an int", 3: "a string", 4: "a tensor", 5: "a graph", 6: "floats", 7: "ints", 8: "strings",
@@ -24,8 +26,11 @@ export function checkModel(bytes: Uint8Array, givenAsBytes: boolean): void {
     return;
   }
   const graphs = allGraphs(model);
-  if (graphs.some((g) => g.node?.some((n) => (n.domain ?? "") === GDN_DOMAIN))) checkGdnOpset(model);
-  for (const g of graphs) for (const node of g.node ?? []) if ((node.domain ?? "") === GDN_DOMAIN) checkGdnNode(node);
+  const usesGdn = graphs.some((g) => g.node?.some((n) => (n.domain ?? "") === GDN_DOMAIN));
+  const opset = usesGdn ? checkGdnOpset(model) : GDN_OPSET;
+  for (const g of graphs) {
+    for (const node of g.node ?? []) if ((node.domain ?? "") === GDN_DOMAIN) checkGdnNode(node, opset);
+  }
   if (givenAsBytes) checkNoExternalData(graphs);
 }
 
@@ -41,14 +46,35 @@ function allGraphs(model: onnx.IModelProto): onnx.IGraphProto[] {
   return out;
 }
 
-function checkGdnOpset(model: onnx.IModelProto): void {
+/** The model's gdn opset, when this runtime implements it. */
+function checkGdnOpset(model: onnx.IModelProto): number {
   const version = Number(model.opsetImport?.find((o) => (o.domain ?? "") === GDN_DOMAIN)?.version ?? GDN_OPSET);
-  if (version !== GDN_OPSET) {
-    throw new GdnFuseError("E_MODEL", `the model imports gdn opset ${version}; this runtime implements gdn opset ${GDN_OPSET}`);
+  if (!GDN_OPSETS.includes(version)) {
+    throw new GdnFuseError(
+      "E_MODEL",
+      `the model imports gdn opset ${version}; this runtime implements gdn opsets ${GDN_OPSETS.join(" and ")}`,
+    );
   }
+  return version;
 }
 
-function checkGdnNode(node: onnx.INodeProto): void {
+/**
+ * The delta-rule inputs 6-8 are reserved in gdn opset 1. The op library cannot tell a node's opset (ORT's custom-op
+ * API does not say it) and implements their opset-2 meaning, so opset-1 models are refused here.
+ */
+function checkOpset1Inputs(where: string, op: string, node: onnx.INodeProto): void {
+  if (op !== "ChunkGatedDeltaRule" && op !== "RecurrentGatedDeltaRule") return;
+  const names = GDN_CONTRACT[op].inputs;
+  (node.input ?? []).forEach((name, i) => {
+    if (i < DeltaRuleIn.cuSeqlens || name === "") return;
+    throw new GdnFuseError(
+      "E_MODEL",
+      `${where}: input ${i} (${names[i]}) is reserved in gdn opset 1 and not implemented by the CPU backend`,
+    );
+  });
+}
+
+function checkGdnNode(node: onnx.INodeProto, opset: number): void {
   const op = node.opType ?? "";
   const where = `${op} node '${node.name ?? ""}'`;
   const contract = (GDN_CONTRACT as Record<string, (typeof GDN_CONTRACT)[keyof typeof GDN_CONTRACT]>)[op];
@@ -59,6 +85,7 @@ function checkGdnNode(node: onnx.INodeProto): void {
   if (inputs > contract.inputs.length) {
     throw new GdnFuseError("E_MODEL", `${where}: has ${inputs} inputs, the op takes at most ${contract.inputs.length}`);
   }
+  if (opset === GDN_OPSET) checkOpset1Inputs(where, op, node);
   const outputs = node.output?.length ?? 0;
   if (outputs > contract.outputs.length) {
     throw new GdnFuseError("E_MODEL", `${where}: has ${outputs} outputs, the op has at most ${contract.outputs.length}`);
@@ -73,6 +100,7 @@ function checkGdnNode(node: onnx.INodeProto): void {
     }
     checkAttribute(where, name, attr, spec);
   }
+  if (opset === GDN_OPSET) checkAddedInputs(where, contract, node);
 }
 
 function checkAttribute(where: string, name: string, attr: onnx.IAttributeProto, spec: AttrContract): void {
@@ -107,4 +135,16 @@ function checkNoExternalData(graphs: onnx.IGraphProto[]): void {
       );
     }
   }
+}
+
+/** Inputs that a later gdn opset added (CausalConv1d's 4-7) are refused in opset-1 models. */
+type Contract = (typeof GDN_CONTRACT)[keyof typeof GDN_CONTRACT];
+function checkAddedInputs(where: string, contract: Contract, node: onnx.INodeProto): void {
+  const count = contract.opset1Inputs;
+  if (count === undefined) return;
+  (node.input ?? []).forEach((name, i) => {
+    if (i < count || name === "") return;
+    const why = `input ${i} (${contract.inputs[i]}) is defined from gdn opset 2 on; this model imports gdn opset 1`;
+    throw new GdnFuseError("E_MODEL", `${where}: ${why}`);
+  });
 }

@@ -15,6 +15,7 @@ typedef void* aclrtStream;
 typedef void* aclrtEvent;
 struct aclTensor;
 struct aclIntArray;
+struct aclScalar;
 struct aclOpExecutor;
 
 // aclDataType (acl/acl_base.h)
@@ -35,8 +36,14 @@ enum aclDataType {
   ACL_BF16 = 27,
 };
 
-// aclFormat (acl/acl_base.h); the ops used here take ND only.
-enum aclFormat { ACL_FORMAT_UNDEFINED = -1, ACL_FORMAT_NCHW = 0, ACL_FORMAT_NHWC = 1, ACL_FORMAT_ND = 2 };
+// aclFormat (acl/acl_base.h); the ops used here take ND, except aclnnConvolution (NCL for 1-D).
+enum aclFormat {
+  ACL_FORMAT_UNDEFINED = -1,
+  ACL_FORMAT_NCHW = 0,
+  ACL_FORMAT_NHWC = 1,
+  ACL_FORMAT_ND = 2,
+  ACL_FORMAT_NCL = 47,
+};
 
 // aclrtMemcpyKind (acl/acl_rt.h)
 enum aclrtMemcpyKind {
@@ -94,7 +101,9 @@ constexpr aclnnStatus kAclnnErrInnerTiling = 561002;    // ACLNN_ERR_INNER_TILIN
      int64_t offset, aclFormat format, const int64_t* storageDims, uint64_t storageDimsNum, void* tensorData)) \
   X(aclDestroyTensor, aclnnStatus, (const aclTensor* tensor))                                               \
   X(aclCreateIntArray, aclIntArray*, (const int64_t* value, uint64_t size))                                 \
-  X(aclDestroyIntArray, aclnnStatus, (const aclIntArray* array))
+  X(aclDestroyIntArray, aclnnStatus, (const aclIntArray* array))                                           \
+  X(aclCreateScalar, aclScalar*, (void* value, aclDataType dataType))                                       \
+  X(aclDestroyScalar, aclnnStatus, (const aclScalar* scalar))
 
 #define GDN_CANN_OPAPI_FUNCTIONS(X)                                                                         \
   X(aclnnCastGetWorkspaceSize, aclnnStatus,                                                                 \
@@ -122,3 +131,43 @@ constexpr aclnnStatus kAclnnErrInnerTiling = 561002;    // ACLNN_ERR_INNER_TILIN
      aclTensor* out, uint64_t* workspaceSize, aclOpExecutor** executor))                                    \
   X(aclnnRecurrentGatedDeltaRule, aclnnStatus,                                                              \
     (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream))
+
+// The layer's primitives (ops-nn / ops-math op pages): GetWorkspaceSize signatures; each has the usual second
+// phase (workspace, workspaceSize, executor, stream), listed by GDN_CANN_LAUNCH.
+#define GDN_CANN_LAUNCH(X, name) \
+  X(name, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream))
+#define GDN_CANN_UNARY(X, name)                                                                           \
+  X(name##GetWorkspaceSize, aclnnStatus,                                                                  \
+    (const aclTensor* self, aclTensor* out, uint64_t* workspaceSize, aclOpExecutor** executor))          \
+  GDN_CANN_LAUNCH(X, name)
+#define GDN_CANN_LAYER_FUNCTIONS(X)                                                                       \
+  GDN_CANN_UNARY(X, aclnnSilu)                                                                            \
+  GDN_CANN_UNARY(X, aclnnSigmoid)                                                                         \
+  GDN_CANN_UNARY(X, aclnnExp)                                                                             \
+  GDN_CANN_UNARY(X, aclnnNeg)                                                                             \
+  X(aclnnSoftplusGetWorkspaceSize, aclnnStatus,                                                           \
+    (const aclTensor* self, const aclScalar* beta, const aclScalar* threshold, aclTensor* out,           \
+     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
+  GDN_CANN_LAUNCH(X, aclnnSoftplus)                                                                       \
+  X(aclnnMulGetWorkspaceSize, aclnnStatus,                                                                \
+    (const aclTensor* self, const aclTensor* other, aclTensor* out, uint64_t* workspaceSize,             \
+     aclOpExecutor** executor))                                                                           \
+  GDN_CANN_LAUNCH(X, aclnnMul)                                                                            \
+  X(aclnnAddGetWorkspaceSize, aclnnStatus,                                                                \
+    (const aclTensor* self, const aclTensor* other, const aclScalar* alpha, aclTensor* out,              \
+     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
+  GDN_CANN_LAUNCH(X, aclnnAdd)                                                                            \
+  X(aclnnMatmulGetWorkspaceSize, aclnnStatus,                                                             \
+    (const aclTensor* self, const aclTensor* mat2, aclTensor* out, int8_t cubeMathType,                  \
+     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
+  GDN_CANN_LAUNCH(X, aclnnMatmul)                                                                         \
+  X(aclnnIndexSelectGetWorkspaceSize, aclnnStatus,                                                        \
+    (const aclTensor* self, int64_t dim, const aclTensor* index, aclTensor* out, uint64_t* workspaceSize, \
+     aclOpExecutor** executor))                                                                           \
+  GDN_CANN_LAUNCH(X, aclnnIndexSelect)                                                                    \
+  X(aclnnConvolutionGetWorkspaceSize, aclnnStatus,                                                        \
+    (const aclTensor* input, const aclTensor* weight, const aclTensor* bias, const aclIntArray* stride,  \
+     const aclIntArray* padding, const aclIntArray* dilation, bool transposed,                           \
+     const aclIntArray* outputPadding, const int64_t groups, aclTensor* output, int8_t cubeMathType,     \
+     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
+  GDN_CANN_LAUNCH(X, aclnnConvolution)

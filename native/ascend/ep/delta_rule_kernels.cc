@@ -12,6 +12,7 @@
 
 #include "ascend/ep/device_ops.h"
 #include "ascend/ep/ep.h"
+#include "ascend/ep/kernel_util.h"
 #include "ascend/ep/serving_plan.h"
 #include "ascend/ep/stream.h"
 #include "common/gdn_contract.h"
@@ -21,22 +22,6 @@ namespace {
 
 constexpr int64_t kMaxRecurrentTokens = gdn::delta_rule::kAscendMaxRecurrentTokens;
 constexpr int kOpsetServing = 2;  // gdn opset 2: the delta-rule inputs 6-8 are the serving inputs
-
-aclDataType ToAcl(ONNXTensorElementDataType t) {
-  switch (t) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return ACL_FLOAT;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return ACL_FLOAT16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return ACL_BF16;
-    default: throw DeviceError("unsupported element type " + std::to_string(t));
-  }
-}
-
-// An ORT tensor as a contiguous device view.
-View AsView(const Ort::ConstValue& v) {
-  auto info = v.GetTensorTypeAndShapeInfo();
-  return View::Contiguous(const_cast<void*>(v.GetTensorRawData()), ToAcl(info.GetElementType()), info.GetShape());
-}
-View AsView(const Ort::UnownedValue& v) { return AsView(Ort::ConstValue(static_cast<const OrtValue*>(v))); }
 
 // Tokens [t0, t0+len) of a [B,T,...] view, as a [B,len,...] strided view.
 View TimeSlice(const View& full, int64_t t0, int64_t len) {
@@ -486,6 +471,8 @@ OrtStatus* CreateKernelRegistry(OrtKernelRegistry** out) {
   OrtStatus* st = AddKernel(*out, gdn::op::kChunkGatedDeltaRule, CreateKernel<true>);
   if (!st) st = AddKernel(*out, gdn::op::kRecurrentGatedDeltaRule, CreateKernel<false>);
   if (!st) st = AddMemcpyKernels(*out);
+  if (!st) st = AddLayerKernels(*out);
+  if (!st) st = AddStandardKernels(*out);
   return st;
 }
 

@@ -162,35 +162,26 @@ std::string OpKey(const Ort::ConstNode& node) {
   return domain.empty() || domain == "ai.onnx" ? node.GetOperatorType() : domain + "." + node.GetOperatorType();
 }
 
-bool IsDeltaRule(const Ort::ConstNode& node) {
-  const std::string op = node.GetOperatorType();
-  return node.GetDomain() == gdn::kDomain && (op == gdn::op::kChunkGatedDeltaRule || op == gdn::op::kRecurrentGatedDeltaRule);
-}
-
 OrtStatus* ORT_API_CALL GetCapabilityImpl(OrtEp* self, const OrtGraph* graph, OrtEpGraphSupportInfo* info) noexcept {
   try {
     auto* ep = static_cast<Ep*>(self);
     PlacementStats stats;
-    std::string strict_failure;  // the first gdn node left on the CPU, when strict placement is asked for
+    std::string strict_failure;  // the first node with a device kernel left on the CPU (strict placement)
     for (const Ort::ConstNode& node : Ort::ConstGraph(graph).GetNodes()) {
       const std::string key = OpKey(node);
-      std::string reason = "no Ascend kernel for this op yet";
-      if (ep->fault == Fault::kDeclineAll) {
-        reason = "declined (test fault decline_all)";
-      } else if (IsDeltaRule(node)) {
-        reason = DeviceDeclineReason(node);
-        const OrtKernelDef* def = nullptr;
-        if (reason.empty()) Ort::ThrowOnError(Ort::GetEpApi().EpGraphSupportInfo_LookUpKernel(info, node, &def));
-        if (reason.empty() && def == nullptr) reason = "no Ascend kernel matches the node";
-        if (reason.empty()) {
-          Ort::ThrowOnError(Ort::GetEpApi().EpGraphSupportInfo_AddSingleNode(info, node));
-          ++stats.on_device[key];
-          continue;
-        }
+      std::string reason =
+          ep->fault == Fault::kDeclineAll ? std::string("declined (test fault decline_all)") : DeviceDeclineReason(node);
+      const OrtKernelDef* def = nullptr;
+      if (reason.empty()) Ort::ThrowOnError(Ort::GetEpApi().EpGraphSupportInfo_LookUpKernel(info, node, &def));
+      if (reason.empty() && def == nullptr) reason = "no Ascend kernel matches the node (opset or element types)";
+      if (reason.empty()) {
+        Ort::ThrowOnError(Ort::GetEpApi().EpGraphSupportInfo_AddSingleNode(info, node));
+        ++stats.on_device[key];
+        continue;
       }
       stats.fallback_reasons.push_back(key + " node '" + node.GetName() + "': " + reason);
       ++stats.on_cpu[key];
-      if (ep->strict && strict_failure.empty() && node.GetDomain() == gdn::kDomain) strict_failure = stats.fallback_reasons.back();
+      if (ep->strict && strict_failure.empty() && HasDeviceKernel(node)) strict_failure = stats.fallback_reasons.back();
     }
     // ORT only logs a GetCapability error; the session fails in OnSessionInitializationEnd instead.
     ep->strict_failure = strict_failure;

@@ -35,7 +35,7 @@ struct Ep : OrtEp {
   const cann::Table* cann = nullptr;
   aclrtStream stream = nullptr;  // used only where ORT hands a kernel no stream (then the kernel synchronises it)
   Fault fault = Fault::kNone;
-  bool strict = false;  // a gdn node left on the CPU fails session creation
+  bool strict = false;  // a node of an op with a device kernel left on the CPU fails session creation
   std::string strict_failure;  // that node and why (set by GetCapability)
   int stats_id = 0;
   ~Ep();
@@ -46,7 +46,10 @@ struct Ep : OrtEp {
 OrtStatus* CreateKernelRegistry(OrtKernelRegistry** out);
 OrtStatus* AddMemcpyKernels(OrtKernelRegistry* registry);
 
-// Why the device path cannot run a gdn node (empty: it can), from its static types and shapes.
+// Why the device path cannot run a node (empty: it can), from its static types, shapes and constant inputs.
 std::string DeviceDeclineReason(const Ort::ConstNode& node);
+// Whether the EP has a kernel for the node's op (the gdn ops and the layer's standard ops): strict placement
+// fails session creation when such a node stays on the CPU.
+bool HasDeviceKernel(const Ort::ConstNode& node);
 
 }  // namespace gdn_ascend

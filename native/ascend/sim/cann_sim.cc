@@ -48,6 +48,11 @@ struct aclIntArray {
   std::vector<int64_t> values;
 };
 
+struct aclScalar {
+  double value = 0;
+  aclDataType dtype = ACL_DT_UNDEFINED;
+};
+
 struct Region {  // bytes an op touches: [begin, end)
   const char* begin;
   const char* end;
@@ -119,6 +124,7 @@ std::set<Stream*> g_streams;
 std::set<Event*> g_events;
 std::set<const aclTensor*> g_tensors;
 std::set<const aclIntArray*> g_int_arrays;
+std::set<const aclScalar*> g_scalars;
 std::set<aclOpExecutor*> g_executors;
 GdnSimCounters g_counters{};
 thread_local std::string t_error;
@@ -150,6 +156,7 @@ const char* DtypeName(aclDataType t) {
     case ACL_BF16: return "BFLOAT16";
     case ACL_INT32: return "INT32";
     case ACL_INT64: return "INT64";
+    case ACL_BOOL: return "BOOL";
     default: return "other";
   }
 }
@@ -245,10 +252,13 @@ int32_t LoadInt32(const aclTensor& t, int64_t i) {
 }
 
 // Checks common to every op input/output: a live aclTensor, ND, its view inside one device allocation.
-int CheckTensor(const char* op, const char* name, const aclTensor* t, std::vector<Region>* regions) {
+int CheckTensor(const char* op, const char* name, const aclTensor* t, std::vector<Region>* regions,
+                aclFormat format = ACL_FORMAT_ND) {
   if (t == nullptr) return Fail(kAclnnErrParamNullptr, "%s: %s is a null pointer", op, name);
   if (!g_tensors.count(t)) return Fail(kAclnnErrParamInvalid, "%s: %s is not a live aclTensor", op, name);
-  if (t->format != ACL_FORMAT_ND) return Fail(kAclnnErrParamInvalid, "%s: %s must have format ND", op, name);
+  if (t->format != format) {
+    return Fail(kAclnnErrParamInvalid, "%s: %s must have format %s", op, name, format == ACL_FORMAT_ND ? "ND" : "NCL");
+  }
   const Region r = ViewRegion(*t);
   if (r.end > r.begin && !IsDevice(r.begin, static_cast<size_t>(r.end - r.begin))) {
     return Fail(kAclnnErrParamInvalid, "%s: %s data is %s (%p, %td bytes)", op, name,
@@ -905,4 +915,403 @@ SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(
 
 SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRule(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
   return Launch("aclnnRecurrentGatedDeltaRule", w, size, e, s);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scalars (libnnopbase)
+
+SIM_EXPORT aclScalar* aclCreateScalar(void* value, aclDataType dtype) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (value == nullptr) {
+    Fail(kAclnnErrParamNullptr, "aclCreateScalar: value is a null pointer");
+    return nullptr;
+  }
+  auto* s = new aclScalar{0, dtype};
+  switch (dtype) {
+    case ACL_FLOAT: { float f; std::memcpy(&f, value, 4); s->value = f; break; }
+    case ACL_DOUBLE: std::memcpy(&s->value, value, 8); break;
+    case ACL_INT32: { int32_t i; std::memcpy(&i, value, 4); s->value = i; break; }
+    case ACL_INT64: { int64_t i; std::memcpy(&i, value, 8); s->value = static_cast<double>(i); break; }
+    default:
+      delete s;
+      Fail(kAclnnErrParamInvalid, "aclCreateScalar: dtype %s is not simulated", DtypeName(dtype));
+      return nullptr;
+  }
+  g_scalars.insert(s);
+  return s;
+}
+
+SIM_EXPORT aclnnStatus aclDestroyScalar(const aclScalar* s) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (s == nullptr) return kAclnnSuccess;
+  if (!g_scalars.erase(s)) return Fail(kAclnnErrParamInvalid, "aclDestroyScalar: not a live aclScalar");
+  delete s;
+  return kAclnnSuccess;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The layer's primitives (ops-math / ops-nn): element-wise ops, Matmul, IndexSelect, Convolution. Every one
+// reads its inputs as float32 and rounds its output to the output's dtype, as the vector / cube units do.
+
+namespace {
+
+constexpr std::initializer_list<aclDataType> kFloatTypes = {ACL_FLOAT, ACL_FLOAT16, ACL_BF16};
+
+// Byte offset in `t` of the element that broadcasts to element `linear` of a row-major `out_dims` array.
+int64_t BroadcastOffset(const aclTensor& t, const std::vector<int64_t>& out_dims, int64_t linear) {
+  int64_t off = t.offset;
+  const size_t shift = out_dims.size() - t.dims.size();
+  for (size_t i = out_dims.size(); i-- > 0;) {
+    const int64_t idx = linear % out_dims[i];
+    linear /= out_dims[i];
+    if (i >= shift && t.dims[i - shift] != 1) off += idx * t.strides[i - shift];
+  }
+  return off * static_cast<int64_t>(ElementSize(t.dtype));
+}
+
+// The broadcast shape of a and b (numpy rules), or false.
+bool BroadcastDims(const std::vector<int64_t>& a, const std::vector<int64_t>& b, std::vector<int64_t>* out) {
+  const size_t n = std::max(a.size(), b.size());
+  out->assign(n, 1);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1) return false;
+    (*out)[i] = da == 1 ? db : da;
+  }
+  return true;
+}
+
+// self -> out, element-wise; out has self's shape and dtype (the ops' documented constraint).
+aclnnStatus UnaryOp(const char* op, const aclTensor* self, const aclTensor* out, float (*f)(float), uint64_t* ws,
+                    aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "self", self, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
+  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
+  SIM_TRY(CheckShape(op, "out", out, self->dims, kAclnnErrParamInvalid));
+  const aclTensor in = *self, o = *out;
+  return NewExecutor(op, 0, regions, [in, o, f]() {
+    const int64_t n = Numel(in.dims);
+    for (int64_t i = 0; i < n; ++i) StoreAt(o, ElementOffset(o, i), f(LoadAt(in, ElementOffset(in, i))));
+    return std::string();
+  }, ws, ex);
+}
+
+// out = self (op) other * alpha, with broadcasting; out has the broadcast shape and a float dtype.
+aclnnStatus BinaryOp(const char* op, const aclTensor* self, const aclTensor* other, double alpha, const aclTensor* out,
+                     bool multiply, uint64_t* ws, aclOpExecutor** ex) {
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "self", self, &regions));
+  SIM_TRY(CheckTensor(op, "other", other, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
+  SIM_TRY(CheckDtype(op, "other", other, kFloatTypes));
+  SIM_TRY(CheckDtype(op, "out", out, kFloatTypes));
+  std::vector<int64_t> dims;
+  if (!BroadcastDims(self->dims, other->dims, &dims)) {
+    return Fail(kAclnnErrParamInvalid, "%s: self %s and other %s do not broadcast", op, DimsStr(self->dims).c_str(),
+                DimsStr(other->dims).c_str());
+  }
+  SIM_TRY(CheckShape(op, "out", out, dims, kAclnnErrParamInvalid));
+  const aclTensor a = *self, b = *other, o = *out;
+  const float scale = static_cast<float>(alpha);
+  return NewExecutor(op, 0, regions, [a, b, o, scale, multiply]() {
+    const int64_t n = Numel(o.dims);
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = LoadAt(a, BroadcastOffset(a, o.dims, i)), y = LoadAt(b, BroadcastOffset(b, o.dims, i));
+      StoreAt(o, ElementOffset(o, i), multiply ? x * y : x + scale * y);
+    }
+    return std::string();
+  }, ws, ex);
+}
+
+int CheckScalar(const char* op, const char* name, const aclScalar* s) {
+  if (s == nullptr) return Fail(kAclnnErrParamNullptr, "%s: %s is a null pointer", op, name);
+  if (!g_scalars.count(s)) return Fail(kAclnnErrParamInvalid, "%s: %s is not a live aclScalar", op, name);
+  return kAclnnSuccess;
+}
+
+// fp32 rounded to HFLOAT32 (11 explicit mantissa bits): the cube unit's fp32 "down precision" mode.
+float ToHf32(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u = (u + 0x800u) & ~0xFFFu;  // round to nearest on the 12 dropped bits
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+
+float Silu(float x) { return x / (1.f + std::exp(-x)); }
+float Sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+float Exp(float x) { return std::exp(x); }
+float Neg(float x) { return -x; }
+
+}  // namespace
+
+#define SIM_UNARY(name, fn)                                                                                 \
+  SIM_EXPORT aclnnStatus name##GetWorkspaceSize(const aclTensor* self, aclTensor* out, uint64_t* ws,        \
+                                                aclOpExecutor** ex) {                                       \
+    return UnaryOp(#name, self, out, fn, ws, ex);                                                           \
+  }                                                                                                         \
+  SIM_EXPORT aclnnStatus name(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {                    \
+    return Launch(#name, w, size, e, s);                                                                    \
+  }
+SIM_UNARY(aclnnSilu, Silu)
+SIM_UNARY(aclnnSigmoid, Sigmoid)
+SIM_UNARY(aclnnExp, Exp)
+SIM_UNARY(aclnnNeg, Neg)
+#undef SIM_UNARY
+
+// out = x if beta*x > threshold else log1p(exp(beta*x)) / beta (aclnnSoftplus, torch's definition).
+SIM_EXPORT aclnnStatus aclnnSoftplusGetWorkspaceSize(const aclTensor* self, const aclScalar* beta,
+                                                     const aclScalar* threshold, aclTensor* out, uint64_t* ws,
+                                                     aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnSoftplus";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "self", self, &regions));
+  SIM_TRY(CheckScalar(op, "beta", beta));
+  SIM_TRY(CheckScalar(op, "threshold", threshold));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
+  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
+  SIM_TRY(CheckShape(op, "out", out, self->dims, kAclnnErrParamInvalid));
+  const aclTensor in = *self, o = *out;
+  const float b = static_cast<float>(beta->value), th = static_cast<float>(threshold->value);
+  return NewExecutor(op, 0, regions, [in, o, b, th]() {
+    const int64_t n = Numel(in.dims);
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = LoadAt(in, ElementOffset(in, i));
+      StoreAt(o, ElementOffset(o, i), b * x > th ? x : std::log1p(std::exp(b * x)) / b);
+    }
+    return std::string();
+  }, ws, ex);
+}
+SIM_EXPORT aclnnStatus aclnnSoftplus(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnSoftplus", w, size, e, s);
+}
+
+SIM_EXPORT aclnnStatus aclnnMulGetWorkspaceSize(const aclTensor* self, const aclTensor* other, aclTensor* out,
+                                                uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  return BinaryOp("aclnnMul", self, other, 1.0, out, true, ws, ex);
+}
+SIM_EXPORT aclnnStatus aclnnMul(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnMul", w, size, e, s);
+}
+
+SIM_EXPORT aclnnStatus aclnnAddGetWorkspaceSize(const aclTensor* self, const aclTensor* other, const aclScalar* alpha,
+                                                aclTensor* out, uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  SIM_TRY(CheckScalar("aclnnAdd", "alpha", alpha));
+  return BinaryOp("aclnnAdd", self, other, alpha->value, out, false, ws, ex);
+}
+SIM_EXPORT aclnnStatus aclnnAdd(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnAdd", w, size, e, s);
+}
+
+// self [..., M, K] x mat2 [K, N] or [..., K, N] (same batch dims) -> out [..., M, N]; float32 accumulation.
+SIM_EXPORT aclnnStatus aclnnMatmulGetWorkspaceSize(const aclTensor* self, const aclTensor* mat2, aclTensor* out,
+                                                   int8_t cube_math, uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnMatmul";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "self", self, &regions));
+  SIM_TRY(CheckTensor(op, "mat2", mat2, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
+  SIM_TRY(CheckDtype(op, "mat2", mat2, {self->dtype}));
+  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
+  if (cube_math < 0 || cube_math > 3) {
+    return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
+  }
+  if (cube_math == 2 && self->dtype == ACL_BF16) {
+    return Fail(kAclnnErrParamInvalid, "%s: USE_FP16 with BFLOAT16 input", op);
+  }
+  const size_t rank = self->dims.size(), rank2 = mat2->dims.size();
+  if (rank < 2 || rank > 6 || (rank2 != 2 && rank2 != rank)) {
+    return Fail(kAclnnErrParamInvalid, "%s: self rank %zu, mat2 rank %zu (simulated: self 2..6, mat2 2 or self's)", op,
+                rank, rank2);
+  }
+  const int64_t M = self->dims[rank - 2], K = self->dims[rank - 1], N = mat2->dims[rank2 - 1];
+  if (mat2->dims[rank2 - 2] != K) {
+    return Fail(kAclnnErrParamInvalid, "%s: mat2 has %lld rows, self has %lld columns", op,
+                (long long)mat2->dims[rank2 - 2], (long long)K);
+  }
+  std::vector<int64_t> want_mat2 = rank2 == 2 ? std::vector<int64_t>{K, N} : self->dims;
+  if (rank2 != 2) want_mat2.back() = N;
+  SIM_TRY(CheckShape(op, "mat2", mat2, want_mat2, kAclnnErrParamInvalid));
+  std::vector<int64_t> want = self->dims;
+  want.back() = N;
+  SIM_TRY(CheckShape(op, "out", out, want, kAclnnErrParamInvalid));
+  const aclTensor a = *self, b = *mat2, o = *out;
+  return NewExecutor(op, 0, regions, [a, b, o, M, K, N]() {
+    const int64_t batches = Numel(a.dims) / std::max<int64_t>(M * K, 1);
+    const bool batched_b = b.dims.size() > 2;
+    for (int64_t p = 0; p < batches; ++p) {
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) {
+          float acc = 0.f;
+          for (int64_t k = 0; k < K; ++k) {
+            acc += LoadAt(a, ElementOffset(a, (p * M + m) * K + k)) *
+                   LoadAt(b, ElementOffset(b, ((batched_b ? p * K : 0) + k) * N + n));
+          }
+          StoreAt(o, ElementOffset(o, (p * M + m) * N + n), acc);
+        }
+      }
+    }
+    return std::string();
+  }, ws, ex);
+}
+SIM_EXPORT aclnnStatus aclnnMatmul(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnMatmul", w, size, e, s);
+}
+
+// out = self with axis `dim` gathered at `index` (INT32 / INT64, rank 1); indices outside the axis fault the task.
+SIM_EXPORT aclnnStatus aclnnIndexSelectGetWorkspaceSize(const aclTensor* self, int64_t dim, const aclTensor* index,
+                                                        aclTensor* out, uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnIndexSelect";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "self", self, &regions));
+  SIM_TRY(CheckTensor(op, "index", index, &regions));
+  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(CheckDtype(op, "self", self, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32, ACL_INT64}));
+  SIM_TRY(CheckDtype(op, "index", index, {ACL_INT32, ACL_INT64}));
+  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
+  const int64_t rank = static_cast<int64_t>(self->dims.size());
+  if (rank < 1 || rank > 8 || dim < -rank || dim >= rank) {
+    return Fail(kAclnnErrParamInvalid, "%s: dim %lld outside [-%lld, %lld)", op, (long long)dim, (long long)rank,
+                (long long)rank);
+  }
+  if (index->dims.size() > 1) return Fail(kAclnnErrParamInvalid, "%s: index must have rank 0 or 1", op);
+  const size_t axis = static_cast<size_t>(dim < 0 ? dim + rank : dim);
+  std::vector<int64_t> want = self->dims;
+  want[axis] = Numel(index->dims);
+  SIM_TRY(CheckShape(op, "out", out, want, kAclnnErrParamInvalid));
+  const aclTensor in = *self, idx = *index, o = *out;
+  return NewExecutor(op, 0, regions, [in, idx, o, axis, op]() {
+    int64_t inner = 1;
+    for (size_t i = axis + 1; i < in.dims.size(); ++i) inner *= in.dims[i];
+    const int64_t n = Numel(o.dims), picked = o.dims[axis], size = in.dims[axis];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t j = (i / inner) % picked, outer = i / inner / picked;
+      int64_t at = 0;
+      if (idx.dtype == ACL_INT64) std::memcpy(&at, idx.data + ElementOffset(idx, j), 8);
+      else at = LoadInt32(idx, j);
+      if (at < 0 || at >= size) {
+        return std::string(op) + ": index " + std::to_string(at) + " is outside [0, " + std::to_string(size) + ")";
+      }
+      const int64_t src = (outer * size + at) * inner + i % inner;
+      std::memcpy(o.data + ElementOffset(o, i), in.data + ElementOffset(in, src), ElementSize(in.dtype));
+    }
+    return std::string();
+  }, ws, ex);
+}
+SIM_EXPORT aclnnStatus aclnnIndexSelect(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnIndexSelect", w, size, e, s);
+}
+
+namespace {
+
+// One entry of a conv parameter array of length `len`, each in [lo, hi].
+int ConvArray(const char* op, const char* name, const aclIntArray* a, std::initializer_list<size_t> lens, int64_t lo,
+              int64_t hi) {
+  if (a == nullptr) return Fail(kAclnnErrParamNullptr, "%s: %s is a null pointer", op, name);
+  if (!g_int_arrays.count(a)) return Fail(kAclnnErrParamInvalid, "%s: %s is not a live aclIntArray", op, name);
+  if (std::find(lens.begin(), lens.end(), a->values.size()) == lens.end()) {
+    return Fail(kAclnnErrParamInvalid, "%s: %s has %zu entries", op, name, a->values.size());
+  }
+  for (int64_t v : a->values) {
+    if (v < lo || v > hi) return Fail(kAclnnErrParamInvalid, "%s: %s value %lld outside [%lld, %lld]", op, name,
+                                      (long long)v, (long long)lo, (long long)hi);
+  }
+  return kAclnnSuccess;
+}
+
+struct Conv1dShape {
+  int64_t N, Cin, L, Cout, Kw, stride, pad, dilation, groups, Lout;
+};
+
+}  // namespace
+
+// 1-D convolution (NCL input, weight [Cout, Cin/groups, K], bias [Cout]), float32 accumulation. The simulator
+// implements the forward 1-D case only; the documented A2/A3 constraints on dtypes and cubeMathType apply.
+SIM_EXPORT aclnnStatus aclnnConvolutionGetWorkspaceSize(const aclTensor* input, const aclTensor* weight,
+                                                        const aclTensor* bias, const aclIntArray* stride,
+                                                        const aclIntArray* padding, const aclIntArray* dilation,
+                                                        bool transposed, const aclIntArray* output_padding,
+                                                        const int64_t groups, aclTensor* output, int8_t cube_math,
+                                                        uint64_t* ws, aclOpExecutor** ex) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const char* op = "aclnnConvolution";
+  std::vector<Region> regions;
+  SIM_TRY(CheckTensor(op, "input", input, &regions, ACL_FORMAT_NCL));
+  SIM_TRY(CheckTensor(op, "weight", weight, &regions, ACL_FORMAT_NCL));
+  if (bias != nullptr) SIM_TRY(CheckTensor(op, "bias", bias, &regions));
+  SIM_TRY(CheckTensor(op, "output", output, &regions, ACL_FORMAT_NCL));
+  SIM_TRY(CheckDtype(op, "input", input, kFloatTypes));
+  SIM_TRY(CheckDtype(op, "weight", weight, {input->dtype}));
+  if (bias != nullptr) SIM_TRY(CheckDtype(op, "bias", bias, {input->dtype}));
+  SIM_TRY(CheckDtype(op, "output", output, {input->dtype}));
+  if (cube_math < 0 || cube_math > 3) {
+    return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
+  }
+  if (cube_math == 0 && input->dtype == ACL_FLOAT) {
+    return Fail(kAclnnErrParamInvalid, "%s: cubeMathType KEEP_DTYPE is not supported for FLOAT input", op);
+  }
+  if (cube_math == 2 && input->dtype == ACL_BF16) {
+    return Fail(kAclnnErrParamInvalid, "%s: USE_FP16 with BFLOAT16 input", op);
+  }
+  if (transposed) return Fail(kAclnnErrParamInvalid, "%s: transposed convolution is not simulated", op);
+  if (input->dims.size() != 3 || weight->dims.size() != 3) {
+    return Fail(kAclnnErrParamInvalid, "%s: input and weight must be rank 3 (the simulator implements conv1d)", op);
+  }
+  SIM_TRY(ConvArray(op, "stride", stride, {1}, 1, INT64_MAX));
+  SIM_TRY(ConvArray(op, "padding", padding, {1, 2}, 0, 255));
+  SIM_TRY(ConvArray(op, "dilation", dilation, {1}, 1, INT64_MAX));
+  if (output_padding != nullptr) SIM_TRY(ConvArray(op, "outputPadding", output_padding, {1}, 0, INT64_MAX));
+  Conv1dShape c{input->dims[0], input->dims[1], input->dims[2], weight->dims[0], weight->dims[2],
+                stride->values[0], padding->values[0], dilation->values[0], groups, 0};
+  if (groups < 1 || groups > 65535 || weight->dims[1] * groups != c.Cin || c.Cout % groups != 0) {
+    return Fail(kAclnnErrParamInvalid, "%s: groups %lld does not fit input channels %lld and weight %s", op,
+                (long long)groups, (long long)c.Cin, DimsStr(weight->dims).c_str());
+  }
+  if (bias != nullptr) SIM_TRY(CheckShape(op, "bias", bias, {c.Cout}, kAclnnErrParamInvalid));
+  const int64_t span = c.dilation * (c.Kw - 1) + 1, padded = c.L + 2 * c.pad;
+  if (padded < span) return Fail(kAclnnErrParamInvalid, "%s: padded input length %lld is shorter than the kernel",
+                                 op, (long long)padded);
+  c.Lout = (padded - span) / c.stride + 1;
+  SIM_TRY(CheckShape(op, "output", output, {c.N, c.Cout, c.Lout}, kAclnnErrParamInvalid));
+  const aclTensor x = *input, w = *weight, o = *output;
+  const aclTensor b = bias ? *bias : aclTensor{};
+  const bool has_bias = bias != nullptr, hf32 = input->dtype == ACL_FLOAT && cube_math != 0;
+  return NewExecutor(op, 0, regions, [x, w, o, b, has_bias, hf32, c]() {
+    const int64_t per_group_in = c.Cin / c.groups, per_group_out = c.Cout / c.groups;
+    auto in = [&](float v) { return hf32 ? ToHf32(v) : v; };
+    for (int64_t n = 0; n < c.N; ++n) {
+      for (int64_t co = 0; co < c.Cout; ++co) {
+        const int64_t g = co / per_group_out;
+        for (int64_t t = 0; t < c.Lout; ++t) {
+          float acc = has_bias ? LoadAt(b, ElementOffset(b, co)) : 0.f;
+          for (int64_t ci = 0; ci < per_group_in; ++ci) {
+            for (int64_t k = 0; k < c.Kw; ++k) {
+              const int64_t pos = t * c.stride + k * c.dilation - c.pad;
+              if (pos < 0 || pos >= c.L) continue;
+              const int64_t cin = g * per_group_in + ci;
+              acc += in(LoadAt(x, ElementOffset(x, (n * c.Cin + cin) * c.L + pos))) *
+                     in(LoadAt(w, ElementOffset(w, (co * per_group_in + ci) * c.Kw + k)));
+            }
+          }
+          StoreAt(o, ElementOffset(o, (n * c.Cout + co) * c.Lout + t), acc);
+        }
+      }
+    }
+    return std::string();
+  }, ws, ex);
+}
+SIM_EXPORT aclnnStatus aclnnConvolution(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
+  return Launch("aclnnConvolution", w, size, e, s);
 }

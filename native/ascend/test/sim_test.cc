@@ -4,6 +4,7 @@
 //   ./sim_test build/Release/gdn_cann_sim.so
 #include <dlfcn.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -311,6 +312,217 @@ void ServingChecks() {
   T->aclrtDestroyStream(s);
 }
 
+// ------------------------------------------------------------------------------------------------------------
+// The layer's primitives: for each, a bad-dtype call, a bad-shape call and a correct one against a host reference.
+
+// A device float32 tensor holding `values` (shape `dims`), or of another dtype (contents unset).
+struct DevTensor {
+  void* data = nullptr;
+  aclTensor* t = nullptr;
+  std::vector<int64_t> dims;
+  DevTensor(std::vector<int64_t> d, const std::vector<float>& values, aclDataType dtype = ACL_FLOAT,
+            aclFormat format = ACL_FORMAT_ND)
+      : dims(std::move(d)) {
+    size_t n = 1;
+    for (int64_t x : dims) n *= static_cast<size_t>(x);
+    const size_t es = dtype == ACL_FLOAT || dtype == ACL_INT32 ? 4 : dtype == ACL_INT64 ? 8 : 2;
+    data = DeviceAlloc(n * es);
+    if (!values.empty()) T->aclrtMemcpy(data, n * 4, values.data(), n * 4, ACL_MEMCPY_HOST_TO_DEVICE);
+    t = T->aclCreateTensor(dims.data(), dims.size(), dtype, nullptr, 0, format, dims.data(), dims.size(), data);
+  }
+  ~DevTensor() {
+    T->aclDestroyTensor(t);
+    T->aclrtFree(data);
+  }
+  std::vector<float> Read() const {
+    size_t n = 1;
+    for (int64_t x : dims) n *= static_cast<size_t>(x);
+    std::vector<float> out(n);
+    T->aclrtMemcpy(out.data(), n * 4, data, n * 4, ACL_MEMCPY_DEVICE_TO_HOST);
+    return out;
+  }
+};
+
+std::vector<float> Ramp(size_t n, float lo, float step) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = lo + step * static_cast<float>(i);
+  return v;
+}
+
+bool Near(const std::vector<float>& got, const std::vector<float>& want, float tol = 1e-5f) {
+  if (got.size() != want.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::fabs(got[i] - want[i]) > tol * (1.f + std::fabs(want[i]))) {
+      std::printf("  [%zu] got %g, want %g\n", i, got[i], want[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Runs phase two of an op and synchronises; the code of the first failure.
+template <typename Launch>
+int RunOp(int rc, const uint64_t& ws, aclOpExecutor* const& ex, Launch launch, aclrtStream s) {  // after the call
+  if (rc != 0) return rc;
+  void* w = ws > 0 ? DeviceAlloc(ws) : nullptr;
+  rc = launch(w, ws, ex, s);
+  if (rc == 0) rc = T->aclrtSynchronizeStream(s);
+  if (w) T->aclrtFree(w);
+  return rc;
+}
+
+using UnaryWs = aclnnStatus (*)(const aclTensor*, aclTensor*, uint64_t*, aclOpExecutor**);
+using LaunchFn = aclnnStatus (*)(void*, uint64_t, aclOpExecutor*, aclrtStream);
+
+void UnaryChecks(const char* name, UnaryWs get, LaunchFn launch, float (*ref)(float), aclrtStream s) {
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  const std::string label(name);
+  {
+    DevTensor in({2, 3}, {}, ACL_INT32), out({2, 3}, {}, ACL_INT32);
+    Expect(get(in.t, out.t, &ws, &ex), cann::kAclnnErrParamInvalid, "self has dtype INT32",
+           (label + ": an INT32 input is ACLNN_ERR_PARAM_INVALID").c_str());
+  }
+  {
+    DevTensor in({2, 3}, Ramp(6, -1, 0.4f)), out({3, 2}, {});
+    Expect(get(in.t, out.t, &ws, &ex), cann::kAclnnErrParamInvalid, "out has shape (3,2), expected (2,3)",
+           (label + ": an out of another shape is refused").c_str());
+  }
+  DevTensor in({2, 3}, Ramp(6, -1, 0.4f)), out({2, 3}, {});
+  const int rc = RunOp(get(in.t, out.t, &ws, &ex), ws, ex, launch, s);
+  std::vector<float> want;
+  for (float x : Ramp(6, -1, 0.4f)) want.push_back(ref(x));
+  Check(rc == 0 && Near(out.Read(), want), (label + " matches the host reference").c_str());
+}
+
+float RefSilu(float x) { return x / (1.f + std::exp(-x)); }
+float RefSigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+float RefExp(float x) { return std::exp(x); }
+float RefNeg(float x) { return -x; }
+
+void ElementwiseChecks(aclrtStream s) {
+  UnaryChecks("aclnnSilu", T->aclnnSiluGetWorkspaceSize, T->aclnnSilu, RefSilu, s);
+  UnaryChecks("aclnnSigmoid", T->aclnnSigmoidGetWorkspaceSize, T->aclnnSigmoid, RefSigmoid, s);
+  UnaryChecks("aclnnExp", T->aclnnExpGetWorkspaceSize, T->aclnnExp, RefExp, s);
+  UnaryChecks("aclnnNeg", T->aclnnNegGetWorkspaceSize, T->aclnnNeg, RefNeg, s);
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  float one = 1.f, twenty = 20.f, half = 0.5f;
+  aclScalar *beta = T->aclCreateScalar(&one, ACL_FLOAT), *th = T->aclCreateScalar(&twenty, ACL_FLOAT);
+  aclScalar* alpha = T->aclCreateScalar(&half, ACL_FLOAT);
+  {  // Softplus: x > 20 passes through, else log1p(exp(x))
+    DevTensor in({4}, {-3.f, 0.f, 2.f, 25.f}), out({4}, {}), bad({4}, {}, ACL_INT32);
+    Expect(T->aclnnSoftplusGetWorkspaceSize(bad.t, beta, th, out.t, &ws, &ex), cann::kAclnnErrParamInvalid,
+           "self has dtype INT32", "aclnnSoftplus: an INT32 input is refused");
+    Expect(T->aclnnSoftplusGetWorkspaceSize(in.t, nullptr, th, out.t, &ws, &ex), cann::kAclnnErrParamNullptr,
+           "beta is a null pointer", "aclnnSoftplus: a null beta is ACLNN_ERR_PARAM_NULLPTR");
+    const int rc =
+        RunOp(T->aclnnSoftplusGetWorkspaceSize(in.t, beta, th, out.t, &ws, &ex), ws, ex, T->aclnnSoftplus, s);
+    Check(rc == 0 && Near(out.Read(), {std::log1p(std::exp(-3.f)), std::log(2.f), std::log1p(std::exp(2.f)), 25.f}),
+          "aclnnSoftplus matches the host reference");
+  }
+  {  // Mul and Add broadcast [2,3] with [3]; Add scales other by alpha
+    DevTensor a({2, 3}, Ramp(6, 1, 1)), b({3}, {10, 20, 30}), out({2, 3}, {}), wrong({3, 2}, {}), c({2}, {1, 2});
+    Expect(T->aclnnMulGetWorkspaceSize(a.t, c.t, out.t, &ws, &ex), cann::kAclnnErrParamInvalid, "do not broadcast",
+           "aclnnMul: shapes that do not broadcast are refused");
+    Expect(T->aclnnMulGetWorkspaceSize(a.t, b.t, wrong.t, &ws, &ex), cann::kAclnnErrParamInvalid,
+           "out has shape (3,2), expected (2,3)", "aclnnMul: an out of another shape is refused");
+    DevTensor bad({3}, {}, ACL_INT32);
+    Expect(T->aclnnAddGetWorkspaceSize(a.t, bad.t, alpha, out.t, &ws, &ex), cann::kAclnnErrParamInvalid,
+           "other has dtype INT32", "aclnnAdd: an INT32 operand is refused");
+    int rc = RunOp(T->aclnnMulGetWorkspaceSize(a.t, b.t, out.t, &ws, &ex), ws, ex, T->aclnnMul, s);
+    Check(rc == 0 && Near(out.Read(), {10, 40, 90, 40, 100, 180}), "aclnnMul broadcasts like numpy");
+    rc = RunOp(T->aclnnAddGetWorkspaceSize(a.t, b.t, alpha, out.t, &ws, &ex), ws, ex, T->aclnnAdd, s);
+    Check(rc == 0 && Near(out.Read(), {6, 12, 18, 9, 15, 21}), "aclnnAdd computes self + alpha * other");
+  }
+  for (aclScalar* x : {beta, th, alpha}) T->aclDestroyScalar(x);
+}
+
+void MatmulChecks(aclrtStream s) {
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  DevTensor a({2, 2, 3}, Ramp(12, 0, 1)), b({3, 2}, {1, 0, 0, 1, 1, 1}), out({2, 2, 2}, {});
+  DevTensor b16({3, 2}, {}, ACL_BF16), wrong({2, 2}, {});
+  Expect(T->aclnnMatmulGetWorkspaceSize(a.t, b16.t, out.t, 0, &ws, &ex), cann::kAclnnErrParamInvalid,
+         "mat2 has dtype BFLOAT16", "aclnnMatmul: mixed dtypes are refused");
+  Expect(T->aclnnMatmulGetWorkspaceSize(a.t, wrong.t, out.t, 0, &ws, &ex), cann::kAclnnErrParamInvalid,
+         "mat2 has 2 rows, self has 3 columns", "aclnnMatmul: inner dimensions must agree");
+  const int rc = RunOp(T->aclnnMatmulGetWorkspaceSize(a.t, b.t, out.t, 0, &ws, &ex), ws, ex, T->aclnnMatmul, s);
+  // rows r = (3i, 3i+1, 3i+2): r x b = (r0 + r2, r1 + r2)
+  Check(rc == 0 && Near(out.Read(), {2, 3, 8, 9, 14, 15, 20, 21}), "aclnnMatmul matches the host reference");
+}
+
+void IndexSelectChecks(aclrtStream s) {
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  const std::vector<int64_t> picks = {2, 0, 2};
+  DevTensor x({2, 3}, Ramp(6, 0, 1)), out({2, 3}, {}), idx({3}, {}, ACL_INT64), fidx({3}, {});
+  T->aclrtMemcpy(idx.data, 24, picks.data(), 24, ACL_MEMCPY_HOST_TO_DEVICE);
+  Expect(T->aclnnIndexSelectGetWorkspaceSize(x.t, 1, fidx.t, out.t, &ws, &ex), cann::kAclnnErrParamInvalid,
+         "index has dtype FLOAT", "aclnnIndexSelect: a float index is refused");
+  Expect(T->aclnnIndexSelectGetWorkspaceSize(x.t, 2, idx.t, out.t, &ws, &ex), cann::kAclnnErrParamInvalid,
+         "dim 2 outside [-2, 2)", "aclnnIndexSelect: a dim outside the rank is refused");
+  int rc = RunOp(T->aclnnIndexSelectGetWorkspaceSize(x.t, 1, idx.t, out.t, &ws, &ex), ws, ex, T->aclnnIndexSelect, s);
+  Check(rc == 0 && Near(out.Read(), {2, 0, 2, 5, 3, 5}), "aclnnIndexSelect matches the host reference");
+  const std::vector<int64_t> outside = {0, 3, 1};
+  T->aclrtMemcpy(idx.data, 24, outside.data(), 24, ACL_MEMCPY_HOST_TO_DEVICE);
+  rc = RunOp(T->aclnnIndexSelectGetWorkspaceSize(x.t, 1, idx.t, out.t, &ws, &ex), ws, ex, T->aclnnIndexSelect, s);
+  Expect(rc, cann::kAclErrorRtAicoreException, "index 3 is outside [0, 3)",
+         "aclnnIndexSelect: an index outside the axis faults the task");
+}
+
+void ConvolutionChecks(aclrtStream s) {
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  const int64_t one[] = {1}, zero[] = {0};
+  aclIntArray *stride = T->aclCreateIntArray(one, 1), *pad = T->aclCreateIntArray(zero, 1);
+  aclIntArray* dil = T->aclCreateIntArray(one, 1);
+  // depthwise: 2 channels, length 4, kernel 2: y[c,t] = w[c,0] x[c,t] + w[c,1] x[c,t+1] + bias[c]
+  DevTensor x({1, 2, 4}, {1, 2, 3, 4, 10, 20, 30, 40}, ACL_FLOAT, ACL_FORMAT_NCL);
+  DevTensor w({2, 1, 2}, {1, 1, 0.5f, -1}, ACL_FLOAT, ACL_FORMAT_NCL), bias({2}, {0.25f, 0});
+  DevTensor out({1, 2, 3}, {}, ACL_FLOAT, ACL_FORMAT_NCL), wrong({1, 2, 4}, {}, ACL_FLOAT, ACL_FORMAT_NCL);
+  DevTensor w16({2, 1, 2}, {}, ACL_FLOAT16, ACL_FORMAT_NCL), nd({1, 2, 4}, {1, 2, 3, 4, 10, 20, 30, 40});
+  auto conv = [&](aclTensor* in, aclTensor* wt, aclTensor* o, int8_t cube) {
+    return T->aclnnConvolutionGetWorkspaceSize(in, wt, bias.t, stride, pad, dil, false, nullptr, 2, o, cube, &ws, &ex);
+  };
+  Expect(conv(x.t, w16.t, out.t, 1), cann::kAclnnErrParamInvalid, "weight has dtype FLOAT16",
+         "aclnnConvolution: a weight of another dtype is refused");
+  Expect(conv(x.t, w.t, wrong.t, 1), cann::kAclnnErrParamInvalid, "output has shape (1,2,4), expected (1,2,3)",
+         "aclnnConvolution: an output of another length is refused");
+  Expect(conv(nd.t, w.t, out.t, 1), cann::kAclnnErrParamInvalid, "input must have format NCL",
+         "aclnnConvolution: an ND input is refused");
+  Expect(conv(x.t, w.t, out.t, 0), cann::kAclnnErrParamInvalid, "KEEP_DTYPE is not supported for FLOAT",
+         "aclnnConvolution: KEEP_DTYPE with float32 is refused (A2/A3)");
+  const int rc = RunOp(conv(x.t, w.t, out.t, 1), ws, ex, T->aclnnConvolution, s);
+  Check(rc == 0 && Near(out.Read(), {3.25f, 5.25f, 7.25f, -15, -20, -25}, 1e-3f),
+        "aclnnConvolution (depthwise, HFLOAT32) matches the host reference");
+  for (aclIntArray* a : {stride, pad, dil}) T->aclDestroyIntArray(a);
+}
+
+void RmsNormChecks(aclrtStream s) {
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  DevTensor x({2, 2}, {3, 4, 1, -1}), g({2}, {1, 2}), y({2, 2}, {}), rstd({2, 1}, {});
+  DevTensor wrong({1, 2}, {});
+  Expect(T->aclnnRmsNormGetWorkspaceSize(x.t, g.t, 0.0, y.t, wrong.t, &ws, &ex), cann::kAclnnErrParamInvalid,
+         "rstdOut has shape (1,2), expected (2,1)", "aclnnRmsNorm: a rstd of another shape is refused");
+  const int rc =
+      RunOp(T->aclnnRmsNormGetWorkspaceSize(x.t, g.t, 0.0, y.t, rstd.t, &ws, &ex), ws, ex, T->aclnnRmsNorm, s);
+  const float r0 = 1.f / std::sqrt(12.5f), r1 = 1.f;
+  Check(rc == 0 && Near(y.Read(), {3 * r0, 8 * r0, 1 * r1, -2 * r1}), "aclnnRmsNorm matches the host reference");
+}
+
+void LayerPrimitives() {
+  aclrtStream s = nullptr;
+  T->aclrtCreateStream(&s);
+  ElementwiseChecks(s);
+  MatmulChecks(s);
+  IndexSelectChecks(s);
+  ConvolutionChecks(s);
+  RmsNormChecks(s);
+  T->aclrtDestroyStream(s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -328,6 +540,7 @@ int main(int argc, char** argv) {
   GatedDeltaChecks();
   RecurrentChecks();
   ServingChecks();
+  LayerPrimitives();
   std::printf("%d of %d checks passed\n", g_checks - g_failures, g_checks);
   return g_failures == 0 ? 0 : 1;
 }
