@@ -7,24 +7,17 @@ import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { AscendDeviceLoop, ascendSimCounters, ascendStats, type AscendStats } from "../src/runtime/index.js";
 import { ASCEND_TOLERANCE } from "../src/verify/index.js";
 import { fuseCase, MODELS, runtimeLoadError } from "./helpers/cases.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
+import { REAL_ASCEND, useAscendDevice } from "./helpers/ascend.js";
 
-const REAL = process.env.GDN_FUSE_ASCEND_REAL === "1";
-const savedEnv = process.env.GDN_FUSE_ASCEND;
-beforeAll(() => {
-  if (REAL) delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = "sim";
-});
-afterAll(() => {
-  if (savedEnv === undefined) delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = savedEnv;
-});
+const REAL = REAL_ASCEND;
+useAscendDevice();
 
 const CASE = "layer_qwen3next_decode_b2";
 const STEPS = 4;
@@ -91,11 +84,13 @@ describe.skipIf(runtimeLoadError() !== undefined)("ascend decode loop with the s
         conv = out.new_conv_state!;
       }
       const sim2 = REAL ? undefined : ascendSimCounters();
-      const [h, hb, d, db] = copies(ascendStats(viaHost));
-      // Against the same loop through the host: no state copy out, and none in counted for the session (ORT copies
-      // an input bound on the host to the device when it is bound, without a stream: not attributed to a session).
+      const [h, , d, db] = copies(ascendStats(viaHost));
+      // Against the same loop through the host: no state copy out. No copy in is counted for the session: the
+      // layer runs wholly on the device, so every input is bound on the host and ORT copies it to the device when
+      // it is bound, outside a run and without a stream (not attributed to a session; the simulator sees them).
       const fewer = STEPS * STATE_BYTES;
-      expect(copies(ascendStats(bound))).toEqual([h - STEPS, hb - fewer, d - STEPS, db - fewer]);
+      expect(h).toBeGreaterThan(STEPS);
+      expect(copies(ascendStats(bound))).toEqual([0, 0, d - STEPS, db - fewer]);
       if (sim0 && sim1 && sim2) {
         // The device saw the state come in once: 3 state copies fewer than through the host.
         expect(sim1.bytesH2D - sim0.bytesH2D - (sim2.bytesH2D - sim1.bytesH2D)).toBe(3 * STATE_BYTES);

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { seededRandom } from "../src/numeric.js";
@@ -16,18 +16,10 @@ import { oneNodeModel } from "../src/ops-model.js";
 import { ascendStats } from "../src/runtime/index.js";
 import { fixtureCases, fuseCase, histogram, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
 import { numberToFloat16, readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
+import { useAscendDevice } from "./helpers/ascend.js";
 
-const REAL = process.env.GDN_FUSE_ASCEND_REAL === "1";
 const skip = runtimeLoadError();
-const savedEnv = process.env.GDN_FUSE_ASCEND;
-beforeAll(() => {
-  if (REAL) delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = "sim";
-});
-afterAll(() => {
-  if (savedEnv === undefined) delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = savedEnv;
-});
+useAscendDevice();
 
 /**
  * The device runs the delta-rule core in bf16 (q, k, v, beta, state rounded to 8 mantissa bits, unit roundoff

@@ -8,45 +8,30 @@ import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { ascendStats, type AscendTestFault } from "../src/runtime/index.js";
 import { fixtureCases, fuseCase, histogram, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
 import { readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
+import { useAscendDevice } from "./helpers/ascend.js";
 
 /**
  * The op types the Ascend EP must run on the device in every fused fixture: the single list to extend when the
  * layer ops (gdn.CausalConv1d, gdn.GatedDeltaGating, gdn.GatedRMSNorm, MatMul, ...) get device kernels.
  */
+// Every gdn op runs on the device; test/ascend-layer.test.ts checks the standard ops of each layer too.
 export const DEVICE_OPS = [
   "gdn.ChunkGatedDeltaRule",
   "gdn.RecurrentGatedDeltaRule",
   "gdn.CausalConv1d",
   "gdn.GatedDeltaGating",
   "gdn.GatedRMSNorm",
-  "MatMul",
-  "Einsum",
-  "Transpose",
-  "Split",
-  "Reshape",
-  "Gather",
-  "Cast",
 ];
-
 /** The device computes in bf16 with float32 accumulation, whatever the model's element type. */
 const DEVICE_TOLERANCE = TOLERANCE.bfloat16!;
 
-const REAL = process.env.GDN_FUSE_ASCEND_REAL === "1";
 const skip = runtimeLoadError();
-const savedEnv = process.env.GDN_FUSE_ASCEND;
-beforeAll(() => {
-  if (REAL) delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = "sim";
-});
-afterAll(() => {
-  if (savedEnv === undefined) delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = savedEnv;
-});
+useAscendDevice();
 
 function dataSet(name: string, prefix: "input" | "output"): TensorFile[] {
   const dir = join(MODELS, name, "test_data_set_0");

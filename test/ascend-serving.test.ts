@@ -7,24 +7,19 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { onnx } from "../src/ir/onnx.js";
 import { TOLERANCE } from "../src/numeric.js";
 import { oneNodeModel, type TensorSpec } from "../src/ops-model.js";
 import { ascendStats } from "../src/runtime/index.js";
 import { runtimeLoadError } from "./helpers/cases.js";
+import { useAscendDevice } from "./helpers/ascend.js";
 import { relativeL2 } from "./helpers/tensor-io.js";
 
 const skip = runtimeLoadError();
-const savedEnv = process.env.GDN_FUSE_ASCEND;
-beforeAll(() => {
-  if (process.env.GDN_FUSE_ASCEND_REAL === "1") delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = "sim";
-});
+useAscendDevice();
 afterAll(async () => {
   for (const s of plainSessions.values()) await (await s).release();
-  if (savedEnv === undefined) delete process.env.GDN_FUSE_ASCEND;
-  else process.env.GDN_FUSE_ASCEND = savedEnv;
 });
 
 type Op = "ChunkGatedDeltaRule" | "RecurrentGatedDeltaRule";

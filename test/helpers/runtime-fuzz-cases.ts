@@ -96,6 +96,10 @@ function validShapes(op: string, s: Record<string, number>, layout: string): Rec
         weight: s.w2 ? [C, W] : [C, 1, W],
         bias: [C],
         conv_state: [B, C, S],
+        cu_seqlens: [2],
+        conv_state_indices: [1],
+        num_accepted_tokens: [1],
+        has_initial_state: [1],
         y: [B, C, T],
         conv_state_out: [B, C, S],
       };
@@ -107,8 +111,17 @@ function validShapes(op: string, s: Record<string, number>, layout: string): Rec
 }
 
 /** The dtype the contract wants for an input (float32 for most; int64 for the reserved index inputs). */
+/** The serving inputs of gdn opset 2 (the fuzzer's models are opset 1, where they are refused). */
+const SERVING_INPUTS = new Set([
+  "cu_seqlens",
+  "ssm_state_indices",
+  "conv_state_indices",
+  "num_accepted_tokens",
+  "has_initial_state",
+]);
+
 function validType(name: string): DType {
-  return name === "cu_seqlens" || name === "ssm_state_indices" || name === "num_accepted_tokens" ? "int64" : "float32";
+  return SERVING_INPUTS.has(name) ? "int64" : "float32";
 }
 
 function mutateDims(rng: Rng, dims: number[]): { dims: number[]; claimed?: number[] } {
@@ -242,7 +255,7 @@ function plan(index: number): Plan {
   const broken = !zeroSized && rng.chance(0.6); // about 40% of cases stay fully valid
   const inputs: (InputCase | null)[] = contract.inputs.map((name, i) => {
     const optional = i >= contract.required;
-    const reserved = name === "cu_seqlens" || name === "ssm_state_indices" || name === "num_accepted_tokens";
+    const reserved = SERVING_INPUTS.has(name);
     if (optional && (reserved ? !rng.chance(0.05) : rng.chance(0.4))) return null;
     if (!optional && broken && rng.chance(0.04)) return null; // a required input missing
     return { name, declared: validType(name), dims: shapes[name]!, buffer: "plain", values: "normal" };

@@ -15,6 +15,7 @@ namespace {
 const OrtApi* g_ort = nullptr;
 std::mutex g_stats_mutex;
 std::map<int, PlacementStats> g_stats;  // by stats_id
+thread_local int g_running_stats_id = 0;  // the session whose Run is on this thread (0: none)
 
 OrtStatus* Error(const std::string& message) { return g_ort->CreateStatus(ORT_EP_FAIL, message.c_str()); }
 
@@ -146,7 +147,10 @@ struct DataTransfer : OrtDataTransferImpl {
     if (const int rc = t.aclrtMemcpyAsync(d, bytes, s, bytes, *kind, stream ? stream->handle() : stream_)) {
       return Error("aclrtMemcpyAsync failed with CANN error " + std::to_string(rc));
     }
-    (stream ? SessionCopies(stream->stats_id()) : UnattributedCopies()).Count(*kind, bytes);
+    // A copy ORT makes without a stream (graph inputs and outputs of a graph wholly on the device) belongs to
+    // the session whose run is on this thread (OnRunStart / OnRunEnd), if any.
+    const int session = stream ? stream->stats_id() : g_running_stats_id;
+    (session != 0 ? SessionCopies(session) : UnattributedCopies()).Count(*kind, bytes);
     return nullptr;
   }
 
@@ -270,6 +274,15 @@ struct Factory : OrtEpFactory {
       };
       ep->GetKernelRegistry = [](OrtEp* e, const OrtKernelRegistry** r) noexcept -> OrtStatus* {
         *r = *static_cast<Ep*>(e)->registry;
+        return nullptr;
+      };
+      // A run's copies without a stream (its graph inputs and outputs) are counted for the session running.
+      ep->OnRunStart = [](OrtEp* e, const OrtRunOptions*) noexcept -> OrtStatus* {
+        g_running_stats_id = static_cast<Ep*>(e)->stats_id;
+        return nullptr;
+      };
+      ep->OnRunEnd = [](OrtEp*, const OrtRunOptions*, bool) noexcept -> OrtStatus* {
+        g_running_stats_id = 0;
         return nullptr;
       };
       // The session's streams: they carry its copy counters and test fault.
