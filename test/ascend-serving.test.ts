@@ -24,9 +24,13 @@ afterAll(async () => {
 
 type Op = "ChunkGatedDeltaRule" | "RecurrentGatedDeltaRule";
 type Layout = "kv" | "vk";
-const Hk = 2, Hv = 4, K = 16, V = 8;
+const Hk = 2,
+  Hv = 4,
+  K = 16,
+  V = 8;
 const STATE = Hv * K * V; // floats per state slot
-const I64 = onnx.TensorProto.DataType.INT64, I32 = onnx.TensorProto.DataType.INT32;
+const I64 = onnx.TensorProto.DataType.INT64,
+  I32 = onnx.TensorProto.DataType.INT32;
 
 function attributes(layout: Layout): onnx.IAttributeProto[] {
   return [
@@ -77,7 +81,8 @@ interface Serving {
 }
 
 function servingModel(c: Serving): Uint8Array {
-  const T = c.lengths.reduce((a, b) => a + b, 0), N = c.lengths.length;
+  const T = c.lengths.reduce((a, b) => a + b, 0),
+    N = c.lengths.length;
   const rows = c.slots ?? N;
   const idx = c.indices;
   const inputs: TensorSpec[] = [
@@ -94,7 +99,10 @@ function servingModel(c: Serving): Uint8Array {
     opType: c.op,
     nodeName: "core",
     inputs,
-    outputs: [{ name: "output", dims: [1, T, Hv, V] }, { name: "final_state", dims: stateDims(rows, c.layout) }],
+    outputs: [
+      { name: "output", dims: [1, T, Hv, V] },
+      { name: "final_state", dims: stateDims(rows, c.layout) },
+    ],
     attributes: attributes(c.layout),
     gdnOpset: c.opset ?? 2,
   });
@@ -154,7 +162,8 @@ interface Result {
 async function runServing(c: Serving, x: Tokens, pool: Float32Array): Promise<Result> {
   const session = await ascendSession(file(servingModel(c)));
   try {
-    const T = c.lengths.reduce((a, b) => a + b, 0), N = c.lengths.length;
+    const T = c.lengths.reduce((a, b) => a + b, 0),
+      N = c.lengths.length;
     const cu = [0];
     for (const l of c.lengths) cu.push(cu.at(-1)! + l);
     const feeds: Record<string, ort.Tensor> = {
@@ -188,7 +197,10 @@ function plainSession(op: Op, layout: Layout, T: number): Promise<ort.InferenceS
     const bytes = oneNodeModel({
       opType: op,
       inputs: [...tokenSpecs(1, T), { name: "initial_state", dims: stateDims(1, layout) }],
-      outputs: [{ name: "output", dims: [1, T, Hv, V] }, { name: "final_state", dims: stateDims(1, layout) }],
+      outputs: [
+        { name: "output", dims: [1, T, Hv, V] },
+        { name: "final_state", dims: stateDims(1, layout) },
+      ],
       attributes: attributes(layout),
     });
     s = ascendSession(file(bytes));
@@ -282,7 +294,11 @@ describe.skipIf(skip !== undefined)("ascend serving inputs (gdn opset 2) on the 
     it(`recurrent, ${layout}: spec decode, 1..8 tokens with 2-D indices and several acceptance counts`, async () => {
       const lengths = [1, 4, 8, 3, 2];
       const indices = lengths.map((_, n) => Array.from({ length: 8 }, (_, t) => n * 8 + t));
-      for (const accepted of [[1, 1, 1, 1, 1], [8, 3, 8, 2, 5], [4, 4, 2, 3, 1]]) {
+      for (const accepted of [
+        [1, 1, 1, 1, 1],
+        [8, 3, 8, 2, 5],
+        [4, 4, 2, 3, 1],
+      ]) {
         const c: Serving = { op: "RecurrentGatedDeltaRule", layout, lengths, slots: 44, indices, accepted };
         await check(c, 40 + accepted[1]!);
       }
@@ -290,7 +306,10 @@ describe.skipIf(skip !== undefined)("ascend serving inputs (gdn opset 2) on the 
   }
 
   it("recurrent: 2-D indices without num_accepted_tokens start from the first column", async () => {
-    const indices = [[3, 1, 7], [0, 2, 4]];
+    const indices = [
+      [3, 1, 7],
+      [0, 2, 4],
+    ];
     await check({ op: "RecurrentGatedDeltaRule", layout: "kv", lengths: [3, 2], slots: 9, indices }, 50);
   });
 
@@ -301,7 +320,9 @@ describe.skipIf(skip !== undefined)("ascend serving inputs (gdn opset 2) on the 
   });
 
   it("a decode loop over a pool: sequences join and leave, slots are reused", async () => {
-    const op = "RecurrentGatedDeltaRule", layout = "kv", slots = 4;
+    const op = "RecurrentGatedDeltaRule",
+      layout = "kv",
+      slots = 4;
     let pool: Float32Array = rand(slots * STATE, 70, -0.5, 0.5);
     let reference: Float32Array = pool.slice();
     const steps: Serving[] = [
@@ -311,7 +332,10 @@ describe.skipIf(skip !== undefined)("ascend serving inputs (gdn opset 2) on the 
       { op, layout, lengths: [1], slots, indices: [0] }, // a new sequence reuses slot 0 (its state as left)
     ];
     for (const [i, step] of steps.entries()) {
-      const x = tokens(step.lengths.reduce((a, b) => a + b, 0), 80 + i);
+      const x = tokens(
+        step.lengths.reduce((a, b) => a + b, 0),
+        80 + i,
+      );
       pool = (await runServing(step, x, pool)).pool;
       reference = (await expected(step, x, reference)).pool;
       expect(relativeL2(pool, reference)).toBeLessThan(TOLERANCE.bfloat16!);
@@ -359,16 +383,29 @@ describe.skipIf(skip !== undefined)("ascend serving inputs (gdn opset 2) on the 
   });
 
   it("spec decode: num_accepted_tokens out of range and a start slot another sequence writes are refused", async () => {
-    const indices = [[0, 1, 2], [3, 4, 5]];
+    const indices = [
+      [0, 1, 2],
+      [3, 4, 5],
+    ];
     const base: Serving = { op: "RecurrentGatedDeltaRule", layout: "kv", lengths: [2, 1], slots: 6, indices };
     const range = (n: number, a: number) =>
       `num_accepted_tokens[${n}] = ${a} is out of range 1..3 (the columns of ssm_state_indices)`;
     const cases: [number[][], number[], string][] = [
       [indices, [0, 1], range(0, 0)],
       [indices, [1, 4], range(1, 4)],
-      [[[0, 1, 2], [3, 0, 5]], [1, 2], "sequence 1 starts from slot 0, which sequence 0 writes in the same call"],
       [
-        [[0, 1, 2], [1, 4, 5]],
+        [
+          [0, 1, 2],
+          [3, 0, 5],
+        ],
+        [1, 2],
+        "sequence 1 starts from slot 0, which sequence 0 writes in the same call",
+      ],
+      [
+        [
+          [0, 1, 2],
+          [1, 4, 5],
+        ],
         [1, 1],
         "ssm_state_indices writes slot 1 twice in one call (sequence 0 token 1 and sequence 1 token 0)",
       ],
@@ -389,4 +426,68 @@ describe.skipIf(skip !== undefined)("ascend serving inputs (gdn opset 2) on the 
       await session.release();
     }
   });
+});
+
+describe.skipIf(skip !== undefined)("CausalConv1d in gdn opset 2 on the ascend backend", () => {
+  const C = 3,
+    W = 4,
+    S = 3,
+    T = 5;
+  const convModel = (serving: boolean) =>
+    oneNodeModel({
+      opType: "CausalConv1d",
+      nodeName: "conv",
+      inputs: [
+        { name: "x", dims: [1, C, T] },
+        { name: "weight", dims: [C, 1, W] },
+        { name: "bias", dims: [C] },
+        { name: "conv_state", dims: [serving ? 4 : 1, C, S] },
+        ...(serving
+          ? [
+              { name: "cu_seqlens", elemType: I64, dims: [3] },
+              { name: "conv_state_indices", elemType: I64, dims: [2] },
+            ]
+          : []),
+      ],
+      outputs: [
+        { name: "y", dims: [1, C, T] },
+        { name: "conv_state_out", dims: [serving ? 4 : 1, C, S] },
+      ],
+      gdnOpset: 2,
+    });
+  const feeds = (serving: boolean): Record<string, ort.Tensor> => ({
+    x: new ort.Tensor("float32", rand(C * T, 5, -1, 1), [1, C, T]),
+    weight: new ort.Tensor("float32", rand(C * W, 6, -1, 1), [C, 1, W]),
+    bias: new ort.Tensor("float32", rand(C, 7, -1, 1), [C]),
+    conv_state: new ort.Tensor("float32", rand((serving ? 4 : 1) * C * S, 8, -1, 1), [serving ? 4 : 1, C, S]),
+    ...(serving
+      ? { cu_seqlens: indexTensor([0, 2, 5], [3], I64), conv_state_indices: indexTensor([3, 1], [2], I64) }
+      : {}),
+  });
+
+  it.each([false, true])(
+    "serving inputs %s: on the device only without them; the gdn backend's numbers",
+    async (serving) => {
+      const path = file(convModel(serving));
+      const device = await ascendSession(path);
+      const cpu = await ort.InferenceSession.create(path, { executionProviders: ["gdn"] });
+      try {
+        const [got, want] = [await device.run(feeds(serving)), await cpu.run(feeds(serving))];
+        const stats = ascendStats(device);
+        if (serving) {
+          expect(stats.nodesOnCpu).toEqual({ "gdn.CausalConv1d": 1 });
+          expect(stats.fallbackReasons).toEqual([
+            "gdn.CausalConv1d node 'conv': serving input cu_seqlens has no Ascend kernel yet",
+          ]);
+          expect(got.y!.data).toEqual(want.y!.data); // the CPU kernels ran it
+          expect(got.conv_state_out!.data).toEqual(want.conv_state_out!.data);
+        } else {
+          expect(stats.nodesOnDevice).toEqual({ "gdn.CausalConv1d": 1 });
+          expect(relativeL2(got.y!, want.y!)).toBeLessThan(TOLERANCE.bfloat16!);
+        }
+      } finally {
+        await Promise.all([device.release(), cpu.release()]);
+      }
+    },
+  );
 });

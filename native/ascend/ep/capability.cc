@@ -110,6 +110,10 @@ std::string DeltaRuleReason(const Ort::ConstNode& node) {
 // aclnnConvolution: groups (= channels here) in [1, 65535], every dim <= 1000000.
 std::string ConvReason(const std::vector<Ort::ConstValueInfo>& inputs) {
   using namespace gdn::causal_conv1d;
+  // The device kernel implements the plain convolution only: a node with serving inputs stays on the CPU.
+  for (size_t i = kNumInputsOpset1; i < kNumInputs; ++i) {
+    if (Present(inputs, i)) return std::string("serving input ") + kInputNames[i] + " has no Ascend kernel yet";
+  }
   for (size_t i : {size_t(kX), size_t(kWeight), size_t(kBias), size_t(kConvState)}) {
     if (std::string r = FloatInput(inputs, i, kInputNames[i]); !r.empty()) return r;
   }

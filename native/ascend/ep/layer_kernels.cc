@@ -177,7 +177,8 @@ class RmsNormKernel : public DeviceKernel {
 };
 
 KernelSpec GdnSpec(const char* op, OrtKernelCreateFunc create) {
-  return KernelSpec{op, gdn::kDomain, gdn::kOpsetVersion, gdn::kOpsetVersion, {}, {}, {}, create};
+  // Opset 2 adds serving inputs to CausalConv1d only; GetCapability keeps a node that has them on the CPU.
+  return KernelSpec{op, gdn::kDomain, gdn::kOpsetVersion, gdn::kOpsetVersionServing, {}, {}, {}, create};
 }
 
 }  // namespace
