@@ -5,9 +5,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
-import { main, type CliIo } from "../src/cli/fuse-model.js";
 import type { VerifyResult } from "../src/verify/index.js";
 import { MODELS, runtimeLoadError } from "./helpers/cases.js";
+import { runCli } from "./helpers/cli.js";
 
 const CASE = path.join(MODELS, "recurrent_t1_b3");
 const MODEL = path.join(CASE, "model.onnx");
@@ -23,13 +23,7 @@ afterAll(() => {
   }
 });
 
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), isTTY: false };
-  const code = await main(argv, io);
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 const out = (...parts: string[]): string => path.join(tmp, ...parts);
 const REAL = process.env.GDN_FUSE_ASCEND_REAL === "1";

@@ -6,10 +6,10 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
-import { main, type CliIo } from "../src/cli/fuse-model.js";
 import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import { registerPass } from "../src/pipeline/index.js";
+import { runCli } from "./helpers/cli.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CORPUS = path.join(ROOT, "models"); // the project's own fixtures
@@ -17,19 +17,7 @@ const MODEL = path.join(CORPUS, "recurrent_t1_b3", "model.onnx");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-cli-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(...argv: string[]): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), isTTY: false };
-  const code = await main(argv, io);
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 const out = (...parts: string[]): string => path.join(tmp, ...parts);
 /** What a lossless load + save of the model must produce, byte for byte. */

@@ -4,6 +4,7 @@
  *   data, reading reports (skippedOf, refusals, appliedOps), op counts.
  * - fuse.ts: the one "load a case, fuse, edit, fuse" helper (mutateAndFuse, fuseLayers, fuseCase);
  *   mutate.ts: the Mutator edits; graph-edit.ts: small lookups and edits of the layer tests.
+ * - cli.ts: fuse-model run in-process (runCli).
  * - tensor-io.ts: TensorProto files, test-data sets, ort.Tensor conversion, relativeL2 of tensors.
  * - layer-stack.ts, models.ts: fixture models built in memory (the 48-layer stack, an external-weight model).
  * The numeric comparison, the tolerance table and the seeded generator are the library's (src/numeric.ts).
@@ -14,6 +15,7 @@ export * from "./fuse.js";
 export * from "./mutate.js";
 export * from "./tensor-io.js";
 export * from "./graph-edit.js";
+export * from "./cli.js";
 export { buildLayerStack } from "./layer-stack.js";
 export { externalWeightModel } from "./models.js";
 export { TOLERANCE, compareValues, seededRandom, toleranceOf } from "../../src/numeric.js";
