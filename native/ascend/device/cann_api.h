@@ -105,69 +105,43 @@ constexpr aclnnStatus kAclnnErrInnerTiling = 561002;    // ACLNN_ERR_INNER_TILIN
   X(aclCreateScalar, aclScalar*, (void* value, aclDataType dataType))                                       \
   X(aclDestroyScalar, aclnnStatus, (const aclScalar* scalar))
 
-#define GDN_CANN_OPAPI_FUNCTIONS(X)                                                                         \
-  X(aclnnCastGetWorkspaceSize, aclnnStatus,                                                                 \
-    (const aclTensor* self, aclDataType dtype, aclTensor* out, uint64_t* workspaceSize, aclOpExecutor** executor)) \
-  X(aclnnCast, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream)) \
-  X(aclnnPermuteGetWorkspaceSize, aclnnStatus,                                                              \
-    (const aclTensor* self, const aclIntArray* dims, aclTensor* out, uint64_t* workspaceSize,              \
-     aclOpExecutor** executor))                                                                             \
-  X(aclnnPermute, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream)) \
-  X(aclnnRmsNormGetWorkspaceSize, aclnnStatus,                                                              \
-    (const aclTensor* x, const aclTensor* gamma, double epsilon, const aclTensor* yOut, const aclTensor* rstdOut, \
-     uint64_t* workspaceSize, aclOpExecutor** executor))                                                    \
-  X(aclnnRmsNorm, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream)) \
-  X(aclnnChunkGatedDeltaRuleGetWorkspaceSize, aclnnStatus,                                                  \
-    (const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,           \
-     const aclTensor* initialState, const aclTensor* actualSeqLengths, const aclTensor* gOptional,         \
-     float scaleValue, const aclTensor* out, const aclTensor* finalState, uint64_t* workspaceSize,         \
-     aclOpExecutor** executor))                                                                             \
-  X(aclnnChunkGatedDeltaRule, aclnnStatus,                                                                  \
-    (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream))                 \
-  X(aclnnRecurrentGatedDeltaRuleGetWorkspaceSize, aclnnStatus,                                              \
-    (const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,           \
-     aclTensor* stateRef, const aclTensor* actualSeqLengths, const aclTensor* ssmStateIndices,             \
-     const aclTensor* g, const aclTensor* gk, const aclTensor* numAcceptedTokens, float scaleValue,        \
-     aclTensor* out, uint64_t* workspaceSize, aclOpExecutor** executor))                                    \
-  X(aclnnRecurrentGatedDeltaRule, aclnnStatus,                                                              \
-    (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream))
+// Every aclnn op has two phases: <op>GetWorkspaceSize(<its arguments>, workspaceSize, executor) checks the
+// arguments and plans the work, <op>(workspace, workspaceSize, executor, stream) queues it on the stream.
+// GDN_CANN_ACLNN_OPS lists each op once, as OP(X, name, (its arguments)); GDN_CANN_OPAPI_FUNCTIONS(X) makes the
+// two X(name, return, params) entries of each (the simulator generates its launch functions from the same list).
+#define GDN_CANN_ACLNN_OPS(OP, X)                                                                          \
+  OP(X, aclnnCast, (const aclTensor* self, aclDataType dtype, aclTensor* out))                             \
+  OP(X, aclnnPermute, (const aclTensor* self, const aclIntArray* dims, aclTensor* out))                    \
+  OP(X, aclnnRmsNorm,                                                                                      \
+     (const aclTensor* x, const aclTensor* gamma, double epsilon, const aclTensor* yOut,                   \
+      const aclTensor* rstdOut))                                                                           \
+  OP(X, aclnnChunkGatedDeltaRule,                                                                          \
+     (const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,         \
+      const aclTensor* initialState, const aclTensor* actualSeqLengths, const aclTensor* gOptional,        \
+      float scaleValue, const aclTensor* out, const aclTensor* finalState))                                \
+  OP(X, aclnnRecurrentGatedDeltaRule,                                                                      \
+     (const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,         \
+      aclTensor* stateRef, const aclTensor* actualSeqLengths, const aclTensor* ssmStateIndices,            \
+      const aclTensor* g, const aclTensor* gk, const aclTensor* numAcceptedTokens, float scaleValue,       \
+      aclTensor* out))                                                                                     \
+  /* the layer's primitives (ops-nn / ops-math op pages) */                                                \
+  OP(X, aclnnSilu, (const aclTensor* self, aclTensor* out))                                                \
+  OP(X, aclnnSigmoid, (const aclTensor* self, aclTensor* out))                                             \
+  OP(X, aclnnExp, (const aclTensor* self, aclTensor* out))                                                 \
+  OP(X, aclnnNeg, (const aclTensor* self, aclTensor* out))                                                 \
+  OP(X, aclnnSoftplus,                                                                                     \
+     (const aclTensor* self, const aclScalar* beta, const aclScalar* threshold, aclTensor* out))           \
+  OP(X, aclnnMul, (const aclTensor* self, const aclTensor* other, aclTensor* out))                         \
+  OP(X, aclnnAdd, (const aclTensor* self, const aclTensor* other, const aclScalar* alpha, aclTensor* out)) \
+  OP(X, aclnnMatmul, (const aclTensor* self, const aclTensor* mat2, aclTensor* out, int8_t cubeMathType))  \
+  OP(X, aclnnIndexSelect, (const aclTensor* self, int64_t dim, const aclTensor* index, aclTensor* out))    \
+  OP(X, aclnnConvolution,                                                                                  \
+     (const aclTensor* input, const aclTensor* weight, const aclTensor* bias, const aclIntArray* stride,   \
+      const aclIntArray* padding, const aclIntArray* dilation, bool transposed,                            \
+      const aclIntArray* outputPadding, const int64_t groups, aclTensor* output, int8_t cubeMathType))
 
-// The layer's primitives (ops-nn / ops-math op pages): GetWorkspaceSize signatures; each has the usual second
-// phase (workspace, workspaceSize, executor, stream), listed by GDN_CANN_LAUNCH.
-#define GDN_CANN_LAUNCH(X, name) \
+#define GDN_CANN_WITH_EXECUTOR(...) (__VA_ARGS__, uint64_t* workspaceSize, aclOpExecutor** executor)
+#define GDN_CANN_OP_PHASES(X, name, params)                                 \
+  X(name##GetWorkspaceSize, aclnnStatus, GDN_CANN_WITH_EXECUTOR params)     \
   X(name, aclnnStatus, (void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream))
-#define GDN_CANN_UNARY(X, name)                                                                           \
-  X(name##GetWorkspaceSize, aclnnStatus,                                                                  \
-    (const aclTensor* self, aclTensor* out, uint64_t* workspaceSize, aclOpExecutor** executor))          \
-  GDN_CANN_LAUNCH(X, name)
-#define GDN_CANN_LAYER_FUNCTIONS(X)                                                                       \
-  GDN_CANN_UNARY(X, aclnnSilu)                                                                            \
-  GDN_CANN_UNARY(X, aclnnSigmoid)                                                                         \
-  GDN_CANN_UNARY(X, aclnnExp)                                                                             \
-  GDN_CANN_UNARY(X, aclnnNeg)                                                                             \
-  X(aclnnSoftplusGetWorkspaceSize, aclnnStatus,                                                           \
-    (const aclTensor* self, const aclScalar* beta, const aclScalar* threshold, aclTensor* out,           \
-     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
-  GDN_CANN_LAUNCH(X, aclnnSoftplus)                                                                       \
-  X(aclnnMulGetWorkspaceSize, aclnnStatus,                                                                \
-    (const aclTensor* self, const aclTensor* other, aclTensor* out, uint64_t* workspaceSize,             \
-     aclOpExecutor** executor))                                                                           \
-  GDN_CANN_LAUNCH(X, aclnnMul)                                                                            \
-  X(aclnnAddGetWorkspaceSize, aclnnStatus,                                                                \
-    (const aclTensor* self, const aclTensor* other, const aclScalar* alpha, aclTensor* out,              \
-     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
-  GDN_CANN_LAUNCH(X, aclnnAdd)                                                                            \
-  X(aclnnMatmulGetWorkspaceSize, aclnnStatus,                                                             \
-    (const aclTensor* self, const aclTensor* mat2, aclTensor* out, int8_t cubeMathType,                  \
-     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
-  GDN_CANN_LAUNCH(X, aclnnMatmul)                                                                         \
-  X(aclnnIndexSelectGetWorkspaceSize, aclnnStatus,                                                        \
-    (const aclTensor* self, int64_t dim, const aclTensor* index, aclTensor* out, uint64_t* workspaceSize, \
-     aclOpExecutor** executor))                                                                           \
-  GDN_CANN_LAUNCH(X, aclnnIndexSelect)                                                                    \
-  X(aclnnConvolutionGetWorkspaceSize, aclnnStatus,                                                        \
-    (const aclTensor* input, const aclTensor* weight, const aclTensor* bias, const aclIntArray* stride,  \
-     const aclIntArray* padding, const aclIntArray* dilation, bool transposed,                           \
-     const aclIntArray* outputPadding, const int64_t groups, aclTensor* output, int8_t cubeMathType,     \
-     uint64_t* workspaceSize, aclOpExecutor** executor))                                                  \
-  GDN_CANN_LAUNCH(X, aclnnConvolution)
+#define GDN_CANN_OPAPI_FUNCTIONS(X) GDN_CANN_ACLNN_OPS(GDN_CANN_OP_PHASES, X)

@@ -13,7 +13,6 @@ struct Table {
   GDN_CANN_RUNTIME_FUNCTIONS(GDN_CANN_FIELD)
   GDN_CANN_NNOPBASE_FUNCTIONS(GDN_CANN_FIELD)
   GDN_CANN_OPAPI_FUNCTIONS(GDN_CANN_FIELD)
-  GDN_CANN_LAYER_FUNCTIONS(GDN_CANN_FIELD)
 #undef GDN_CANN_FIELD
   bool simulated = false;
   std::string origin;  // the libraries the table came from

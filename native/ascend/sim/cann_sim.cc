@@ -332,7 +332,102 @@ aclnnStatus Launch(const char* op, void* workspace, uint64_t size, aclOpExecutor
   return kAclnnSuccess;
 }
 
+// The first phase of an aclnn op (GetWorkspaceSize) holds the simulator's lock, checks the op's tensors in the
+// order the op takes them (a failure returns the op's code with its message), collects the device memory they
+// touch, and ends by making the executor whose task runs when the launch is synchronised.
+class OpCheck {
+ public:
+  explicit OpCheck(const char* op) : op(op), lock_(g_mutex) {}
+
+  int Tensor(const char* name, const aclTensor* t, aclFormat format = ACL_FORMAT_ND) {
+    return CheckTensor(op, name, t, &regions_, format);
+  }
+  int Tensors(std::initializer_list<std::pair<const char*, const aclTensor*>> tensors) {
+    for (const auto& [name, t] : tensors) SIM_TRY(Tensor(name, t));
+    return kAclnnSuccess;
+  }
+  int Dtype(const char* name, const aclTensor* t, std::initializer_list<aclDataType> allowed) const {
+    return CheckDtype(op, name, t, allowed);
+  }
+  int Dtypes(std::initializer_list<std::pair<const char*, const aclTensor*>> tensors,
+             std::initializer_list<aclDataType> allowed) const {
+    for (const auto& [name, t] : tensors) SIM_TRY(Dtype(name, t, allowed));
+    return kAclnnSuccess;
+  }
+  int Shape(const char* name, const aclTensor* t, const std::vector<int64_t>& want,
+            int code = kAclnnErrParamInvalid) const {
+    return CheckShape(op, name, t, want, code);
+  }
+  aclnnStatus Executor(uint64_t workspace, std::function<std::string()> task, uint64_t* ws, aclOpExecutor** ex) {
+    return NewExecutor(op, workspace, std::move(regions_), std::move(task), ws, ex);
+  }
+
+  const char* const op;
+
+ private:
+  std::lock_guard<std::recursive_mutex> lock_;
+  std::vector<Region> regions_;
+};
+
+// The task of an element-wise op: out[i] = f(in[i]) over out's elements (row-major), computed in float32.
+template <typename F>
+std::function<std::string()> ElementwiseTask(const aclTensor& in, const aclTensor& out, F f) {
+  return [in, out, f]() {
+    const int64_t n = Numel(out.dims);
+    for (int64_t i = 0; i < n; ++i) StoreAt(out, ElementOffset(out, i), f(LoadAt(in, ElementOffset(in, i))));
+    return std::string();
+  };
+}
+
+// `handle` as a live stream or event of `live`; otherwise ACL_ERROR_RT_PARAM_INVALID "<fn>: not a live <what>".
+template <typename H>
+aclError FindLive(const std::set<H*>& live, void* handle, const char* fn, const char* what, H** out) {
+  *out = static_cast<H*>(handle);
+  return live.count(*out) ? kAclSuccess : Fail(kAclErrorRtParamInvalid, "%s: not a live %s", fn, what);
+}
+
+// aclrtCreateStream / aclrtCreateEvent: a new live handle in *out.
+template <typename H>
+aclError CreateLive(std::set<H*>* live, void** out, const char* fn) {
+  if (out == nullptr) return Fail(kAclErrorRtParamInvalid, "%s: null pointer", fn);
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  H* h = new H();
+  live->insert(h);
+  *out = h;
+  return kAclSuccess;
+}
+
+// aclrtDestroyStream / aclrtDestroyEvent: `forget(h)` drops what still refers to the handle before it goes.
+template <typename H, typename Forget>
+aclError DestroyLive(std::set<H*>* live, void* handle, const char* fn, const char* what, Forget forget) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  H* h = nullptr;
+  SIM_TRY(FindLive(*live, handle, fn, what, &h));
+  live->erase(h);
+  forget(h);
+  delete h;
+  return kAclSuccess;
+}
+
+// aclDestroyTensor / aclDestroyIntArray / aclDestroyScalar: null is a no-op, anything else must be live.
+template <typename T>
+aclnnStatus DestroyLive(std::set<const T*>* live, const T* p, const char* fn, const char* type) {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  if (p == nullptr) return kAclnnSuccess;
+  if (!live->erase(p)) return Fail(kAclnnErrParamInvalid, "%s: not a live %s", fn, type);
+  delete p;
+  return kAclnnSuccess;
+}
+
 }  // namespace
+
+// The second phase of every aclnn op (cann_api.h lists them): queue the planned work on the stream.
+#define SIM_LAUNCH(X, name, params)                                                          \
+  SIM_EXPORT aclnnStatus name(void* workspace, uint64_t size, aclOpExecutor* e, aclrtStream s) { \
+    return Launch(#name, workspace, size, e, s);                                             \
+  }
+GDN_CANN_ACLNN_OPS(SIM_LAUNCH, unused)
+#undef SIM_LAUNCH
 
 // ---------------------------------------------------------------------------------------------------------
 // Runtime (libascendcl)
@@ -434,29 +529,22 @@ SIM_EXPORT aclError aclrtMemcpyAsync(void* dst, size_t max, const void* src, siz
 }
 
 SIM_EXPORT aclError aclrtCreateStream(aclrtStream* stream) {
-  if (stream == nullptr) return Fail(kAclErrorRtParamInvalid, "aclrtCreateStream: null pointer");
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* s = new Stream();
-  g_streams.insert(s);
-  *stream = s;
-  return kAclSuccess;
+  return CreateLive(&g_streams, stream, "aclrtCreateStream");
 }
 
+// Work never synchronised is dropped with the stream.
 SIM_EXPORT aclError aclrtDestroyStream(aclrtStream stream) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* s = static_cast<Stream*>(stream);
-  if (!g_streams.erase(s)) return Fail(kAclErrorRtParamInvalid, "aclrtDestroyStream: not a live stream");
-  for (Event* e : g_events) {
-    if (e->stream == s) e->stream = nullptr;  // complete from now on: the stream's work is dropped
-  }
-  delete s;  // work never synchronised is dropped
-  return kAclSuccess;
+  return DestroyLive(&g_streams, stream, "aclrtDestroyStream", "stream", [](Stream* s) {
+    for (Event* e : g_events) {
+      if (e->stream == s) e->stream = nullptr;  // complete from now on: the stream's work is dropped
+    }
+  });
 }
 
 SIM_EXPORT aclError aclrtSynchronizeStream(aclrtStream stream) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* s = static_cast<Stream*>(stream);
-  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtSynchronizeStream: not a live stream");
+  Stream* s = nullptr;
+  SIM_TRY(FindLive(g_streams, stream, "aclrtSynchronizeStream", "stream", &s));
   ++g_counters.syncs;
   RunUntil(s, s->queued);
   if (s->error.empty()) return kAclSuccess;
@@ -470,29 +558,18 @@ SIM_EXPORT aclError aclrtSynchronizeStream(aclrtStream stream) {
 // stream up to the mark (not further); a stream waiting on an event runs the recorded stream up to the mark
 // when the wait task itself runs. An event never recorded is complete: waiting on it orders nothing.
 
-SIM_EXPORT aclError aclrtCreateEvent(aclrtEvent* event) {
-  if (event == nullptr) return Fail(kAclErrorRtParamInvalid, "aclrtCreateEvent: null pointer");
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* e = new Event();
-  g_events.insert(e);
-  *event = e;
-  return kAclSuccess;
-}
+SIM_EXPORT aclError aclrtCreateEvent(aclrtEvent* event) { return CreateLive(&g_events, event, "aclrtCreateEvent"); }
 
 SIM_EXPORT aclError aclrtDestroyEvent(aclrtEvent event) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* e = static_cast<Event*>(event);
-  if (!g_events.erase(e)) return Fail(kAclErrorRtParamInvalid, "aclrtDestroyEvent: not a live event");
-  delete e;
-  return kAclSuccess;
+  return DestroyLive(&g_events, event, "aclrtDestroyEvent", "event", [](Event*) {});
 }
 
 SIM_EXPORT aclError aclrtRecordEvent(aclrtEvent event, aclrtStream stream) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* e = static_cast<Event*>(event);
-  auto* s = static_cast<Stream*>(stream);
-  if (!g_events.count(e)) return Fail(kAclErrorRtParamInvalid, "aclrtRecordEvent: not a live event");
-  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtRecordEvent: not a live stream");
+  Event* e = nullptr;
+  Stream* s = nullptr;
+  SIM_TRY(FindLive(g_events, event, "aclrtRecordEvent", "event", &e));
+  SIM_TRY(FindLive(g_streams, stream, "aclrtRecordEvent", "stream", &s));
   e->stream = s;
   e->mark = s->queued;
   return kAclSuccess;
@@ -500,8 +577,8 @@ SIM_EXPORT aclError aclrtRecordEvent(aclrtEvent event, aclrtStream stream) {
 
 SIM_EXPORT aclError aclrtSynchronizeEvent(aclrtEvent event) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* e = static_cast<Event*>(event);
-  if (!g_events.count(e)) return Fail(kAclErrorRtParamInvalid, "aclrtSynchronizeEvent: not a live event");
+  Event* e = nullptr;
+  SIM_TRY(FindLive(g_events, event, "aclrtSynchronizeEvent", "event", &e));
   ++g_counters.event_syncs;
   if (e->stream == nullptr || !g_streams.count(e->stream)) return kAclSuccess;
   RunUntil(e->stream, e->mark);
@@ -510,10 +587,10 @@ SIM_EXPORT aclError aclrtSynchronizeEvent(aclrtEvent event) {
 
 SIM_EXPORT aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent event) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  auto* s = static_cast<Stream*>(stream);
-  auto* e = static_cast<Event*>(event);
-  if (!g_streams.count(s)) return Fail(kAclErrorRtParamInvalid, "aclrtStreamWaitEvent: not a live stream");
-  if (!g_events.count(e)) return Fail(kAclErrorRtParamInvalid, "aclrtStreamWaitEvent: not a live event");
+  Stream* s = nullptr;
+  Event* e = nullptr;
+  SIM_TRY(FindLive(g_streams, stream, "aclrtStreamWaitEvent", "stream", &s));
+  SIM_TRY(FindLive(g_events, event, "aclrtStreamWaitEvent", "event", &e));
   ++g_counters.stream_waits;
   Stream* producer = e->stream;
   const uint64_t mark = e->mark;  // the point recorded now; a later re-record does not move this wait
@@ -570,11 +647,7 @@ SIM_EXPORT aclTensor* aclCreateTensor(const int64_t* view_dims, uint64_t n, aclD
 }
 
 SIM_EXPORT aclnnStatus aclDestroyTensor(const aclTensor* t) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  if (t == nullptr) return kAclnnSuccess;
-  if (!g_tensors.erase(t)) return Fail(kAclnnErrParamInvalid, "aclDestroyTensor: not a live aclTensor");
-  delete t;
-  return kAclnnSuccess;
+  return DestroyLive(&g_tensors, t, "aclDestroyTensor", "aclTensor");
 }
 
 SIM_EXPORT aclIntArray* aclCreateIntArray(const int64_t* value, uint64_t size) {
@@ -586,11 +659,7 @@ SIM_EXPORT aclIntArray* aclCreateIntArray(const int64_t* value, uint64_t size) {
 }
 
 SIM_EXPORT aclnnStatus aclDestroyIntArray(const aclIntArray* a) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  if (a == nullptr) return kAclnnSuccess;
-  if (!g_int_arrays.erase(a)) return Fail(kAclnnErrParamInvalid, "aclDestroyIntArray: not a live aclIntArray");
-  delete a;
-  return kAclnnSuccess;
+  return DestroyLive(&g_int_arrays, a, "aclDestroyIntArray", "aclIntArray");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -598,33 +667,24 @@ SIM_EXPORT aclnnStatus aclDestroyIntArray(const aclIntArray* a) {
 
 SIM_EXPORT aclnnStatus aclnnCastGetWorkspaceSize(const aclTensor* self, aclDataType dtype, aclTensor* out,
                                                  uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnCast";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "self", self, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  SIM_TRY(CheckDtype(op, "self", self, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32}));
-  if (out->dtype != dtype) return Fail(kAclnnErrParamInvalid, "%s: out has dtype %s, dtype argument is %s", op, DtypeName(out->dtype), DtypeName(dtype));
-  SIM_TRY(CheckDtype(op, "out", out, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32}));
-  SIM_TRY(CheckShape(op, "out", out, self->dims, kAclnnErrParamInvalid));
-  const aclTensor in = *self, o = *out;
-  return NewExecutor(op, 0, regions, [in, o]() {
-    const int64_t n = Numel(in.dims);
-    for (int64_t i = 0; i < n; ++i) StoreAt(o, ElementOffset(o, i), LoadAt(in, ElementOffset(in, i)));
-    return std::string();
-  }, ws, ex);
+  OpCheck c("aclnnCast");
+  SIM_TRY(c.Tensors({{"self", self}, {"out", out}}));
+  SIM_TRY(c.Dtype("self", self, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32}));
+  if (out->dtype != dtype) {
+    return Fail(kAclnnErrParamInvalid, "%s: out has dtype %s, dtype argument is %s", c.op, DtypeName(out->dtype),
+                DtypeName(dtype));
+  }
+  SIM_TRY(c.Dtype("out", out, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32}));
+  SIM_TRY(c.Shape("out", out, self->dims));
+  return c.Executor(0, ElementwiseTask(*self, *out, [](float x) { return x; }), ws, ex);
 }
-
-SIM_EXPORT aclnnStatus aclnnCast(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) { return Launch("aclnnCast", w, size, e, s); }
 
 SIM_EXPORT aclnnStatus aclnnPermuteGetWorkspaceSize(const aclTensor* self, const aclIntArray* dims, aclTensor* out,
                                                     uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnPermute";
-  std::vector<Region> regions;
+  OpCheck c("aclnnPermute");
+  const char* op = c.op;
   if (dims == nullptr) return Fail(kAclnnErrParamNullptr, "%s: dims is a null pointer", op);
-  SIM_TRY(CheckTensor(op, "self", self, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
+  SIM_TRY(c.Tensors({{"self", self}, {"out", out}}));
   if (out->dtype != self->dtype) return Fail(kAclnnErrParamInvalid, "%s: out dtype differs from self", op);
   const size_t rank = self->dims.size();
   std::vector<int64_t> perm = dims->values, want(rank);
@@ -637,47 +697,36 @@ SIM_EXPORT aclnnStatus aclnnPermuteGetWorkspaceSize(const aclTensor* self, const
     perm[i] = d;
     want[i] = self->dims[d];
   }
-  SIM_TRY(CheckShape(op, "out", out, want, kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("out", out, want));
   aclTensor permuted = *self;  // self seen through the permutation: same elements, out's order
   for (size_t i = 0; i < rank; ++i) {
     permuted.dims[i] = self->dims[perm[i]];
     permuted.strides[i] = self->strides[perm[i]];
   }
-  const aclTensor o = *out;
-  return NewExecutor(op, 0, regions, [permuted, o]() {
-    const int64_t n = Numel(o.dims);
-    for (int64_t i = 0; i < n; ++i) StoreAt(o, ElementOffset(o, i), LoadAt(permuted, ElementOffset(permuted, i)));
-    return std::string();
-  }, ws, ex);
+  return c.Executor(0, ElementwiseTask(permuted, *out, [](float x) { return x; }), ws, ex);
 }
-
-SIM_EXPORT aclnnStatus aclnnPermute(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) { return Launch("aclnnPermute", w, size, e, s); }
 
 // y = x * rsqrt(mean(x^2 over gamma's dims) + eps) * gamma; rstd = that rsqrt (float32).
 SIM_EXPORT aclnnStatus aclnnRmsNormGetWorkspaceSize(const aclTensor* x, const aclTensor* gamma, double eps,
                                                     const aclTensor* y, const aclTensor* rstd, uint64_t* ws,
                                                     aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnRmsNorm";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "x", x, &regions));
-  SIM_TRY(CheckTensor(op, "gamma", gamma, &regions));
-  SIM_TRY(CheckTensor(op, "yOut", y, &regions));
-  SIM_TRY(CheckTensor(op, "rstdOut", rstd, &regions));
-  SIM_TRY(CheckDtype(op, "x", x, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16}));
-  SIM_TRY(CheckDtype(op, "gamma", gamma, {x->dtype, ACL_FLOAT}));
-  SIM_TRY(CheckDtype(op, "yOut", y, {x->dtype}));
-  SIM_TRY(CheckDtype(op, "rstdOut", rstd, {ACL_FLOAT}));
+  OpCheck c("aclnnRmsNorm");
+  const char* op = c.op;
+  SIM_TRY(c.Tensors({{"x", x}, {"gamma", gamma}, {"yOut", y}, {"rstdOut", rstd}}));
+  SIM_TRY(c.Dtype("x", x, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16}));
+  SIM_TRY(c.Dtype("gamma", gamma, {x->dtype, ACL_FLOAT}));
+  SIM_TRY(c.Dtype("yOut", y, {x->dtype}));
+  SIM_TRY(c.Dtype("rstdOut", rstd, {ACL_FLOAT}));
   const size_t g_rank = gamma->dims.size(), rank = x->dims.size();
   if (g_rank == 0 || g_rank > rank || !std::equal(gamma->dims.begin(), gamma->dims.end(), x->dims.end() - g_rank)) {
     return Fail(kAclnnErrParamInvalid, "%s: gamma shape %s is not a suffix of x shape %s", op, DimsStr(gamma->dims).c_str(), DimsStr(x->dims).c_str());
   }
-  SIM_TRY(CheckShape(op, "yOut", y, x->dims, kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("yOut", y, x->dims));
   std::vector<int64_t> rstd_dims = x->dims;
   for (size_t i = rank - g_rank; i < rank; ++i) rstd_dims[i] = 1;
-  SIM_TRY(CheckShape(op, "rstdOut", rstd, rstd_dims, kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("rstdOut", rstd, rstd_dims));
   const aclTensor xs = *x, gs = *gamma, ys = *y, rs = *rstd;
-  return NewExecutor(op, 0, regions, [xs, gs, ys, rs, eps]() {
+  return c.Executor(0, [xs, gs, ys, rs, eps]() {
     const int64_t d = Numel(gs.dims), rows = Numel(xs.dims) / std::max<int64_t>(d, 1);
     for (int64_t r = 0; r < rows; ++r) {
       float sum = 0.f;
@@ -692,8 +741,6 @@ SIM_EXPORT aclnnStatus aclnnRmsNormGetWorkspaceSize(const aclTensor* x, const ac
     return std::string();
   }, ws, ex);
 }
-
-SIM_EXPORT aclnnStatus aclnnRmsNorm(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) { return Launch("aclnnRmsNorm", w, size, e, s); }
 
 // ---------------------------------------------------------------------------------------------------------
 // Gated delta rule (ops-transformer attention/chunk_gated_delta_rule, attention/recurrent_gated_delta_rule)
@@ -775,50 +822,50 @@ std::string SeqStarts(const aclTensor& seqlens, int64_t T, int64_t max_len, cons
   return "";
 }
 
+// The token tensors of both gated-delta ops against query (T, Nk, Dk) and value (T, Nv, Dv): key, value, beta and g.
+int CheckTokenShapes(const OpCheck& c, const aclTensor* query, const aclTensor* key, const aclTensor* value,
+                     const aclTensor* beta, const aclTensor* g, const char* g_name, int code) {
+  const int64_t T = query->dims[0], Nk = query->dims[1], Dk = query->dims[2], Nv = value->dims[1], Dv = value->dims[2];
+  SIM_TRY(c.Shape("key", key, {T, Nk, Dk}, code));
+  SIM_TRY(c.Shape("value", value, {T, Nv, Dv}, code));
+  SIM_TRY(c.Shape("beta", beta, {T, Nv}, code));
+  if (g != nullptr) SIM_TRY(c.Shape(g_name, g, {T, Nv}, code));
+  return kAclnnSuccess;
+}
+
 }  // namespace
 
 SIM_EXPORT aclnnStatus aclnnChunkGatedDeltaRuleGetWorkspaceSize(
     const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta,
     const aclTensor* initial_state, const aclTensor* seqlens, const aclTensor* g, float scale, const aclTensor* out,
     const aclTensor* final_state, uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnChunkGatedDeltaRule";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "query", query, &regions));
-  SIM_TRY(CheckTensor(op, "key", key, &regions));
-  SIM_TRY(CheckTensor(op, "value", value, &regions));
-  SIM_TRY(CheckTensor(op, "beta", beta, &regions));
-  SIM_TRY(CheckTensor(op, "initialState", initial_state, &regions));
-  SIM_TRY(CheckTensor(op, "actualSeqLengths", seqlens, &regions));
-  if (g != nullptr) SIM_TRY(CheckTensor(op, "gOptional", g, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  SIM_TRY(CheckTensor(op, "finalState", final_state, &regions));
-  for (auto [name, t] : {std::pair{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"out", out}}) {
-    SIM_TRY(CheckDtype(op, name, t, {ACL_BF16}));
-  }
-  SIM_TRY(CheckDtype(op, "initialState", initial_state, {ACL_BF16, ACL_FLOAT}));  // FLOAT32: Ascend 950 only
-  SIM_TRY(CheckDtype(op, "finalState", final_state, {initial_state->dtype}));
-  SIM_TRY(CheckDtype(op, "actualSeqLengths", seqlens, {ACL_INT32}));
-  if (g != nullptr) SIM_TRY(CheckDtype(op, "gOptional", g, {ACL_FLOAT}));
+  OpCheck c("aclnnChunkGatedDeltaRule");
+  const char* op = c.op;
+  SIM_TRY(c.Tensors({{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"initialState", initial_state},
+                     {"actualSeqLengths", seqlens}}));
+  if (g != nullptr) SIM_TRY(c.Tensor("gOptional", g));
+  SIM_TRY(c.Tensors({{"out", out}, {"finalState", final_state}}));
+  SIM_TRY(c.Dtypes({{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"out", out}}, {ACL_BF16}));
+  SIM_TRY(c.Dtype("initialState", initial_state, {ACL_BF16, ACL_FLOAT}));  // FLOAT32: Ascend 950 only
+  SIM_TRY(c.Dtype("finalState", final_state, {initial_state->dtype}));
+  SIM_TRY(c.Dtype("actualSeqLengths", seqlens, {ACL_INT32}));
+  if (g != nullptr) SIM_TRY(c.Dtype("gOptional", g, {ACL_FLOAT}));
   if (query->dims.size() != 3 || value->dims.size() != 3 || initial_state->dims.size() != 4 || seqlens->dims.size() != 1) {
     return Fail(kAclnnErrInnerTiling, "%s: query/key/value must be rank 3, initialState rank 4, actualSeqLengths rank 1", op);
   }
   const int64_t T = query->dims[0], Nk = query->dims[1], Dk = query->dims[2], Nv = value->dims[1], Dv = value->dims[2];
   const int64_t B = seqlens->dims[0];
-  SIM_TRY(CheckShape(op, "key", key, {T, Nk, Dk}, kAclnnErrInnerTiling));
-  SIM_TRY(CheckShape(op, "value", value, {T, Nv, Dv}, kAclnnErrInnerTiling));
-  SIM_TRY(CheckShape(op, "beta", beta, {T, Nv}, kAclnnErrInnerTiling));
-  if (g != nullptr) SIM_TRY(CheckShape(op, "gOptional", g, {T, Nv}, kAclnnErrInnerTiling));
-  SIM_TRY(CheckShape(op, "initialState", initial_state, {B, Nv, Dv, Dk}, kAclnnErrInnerTiling));
-  SIM_TRY(CheckShape(op, "out", out, {T, Nv, Dv}, kAclnnErrInnerTiling));
-  SIM_TRY(CheckShape(op, "finalState", final_state, {B, Nv, Dv, Dk}, kAclnnErrInnerTiling));
+  SIM_TRY(CheckTokenShapes(c, query, key, value, beta, g, "gOptional", kAclnnErrInnerTiling));
+  SIM_TRY(c.Shape("initialState", initial_state, {B, Nv, Dv, Dk}, kAclnnErrInnerTiling));
+  SIM_TRY(c.Shape("out", out, {T, Nv, Dv}, kAclnnErrInnerTiling));
+  SIM_TRY(c.Shape("finalState", final_state, {B, Nv, Dv, Dk}, kAclnnErrInnerTiling));
   if (!(Nv > 0 && Nv <= 64 && Nk > 0 && Nk <= 64 && Nv % Nk == 0 && Dv > 0 && Dv <= 128 && Dk > 0 && Dk <= 128 && B > 0 && T > 0)) {
     return Fail(kAclnnErrInnerTiling, "%s: Nk=%lld Nv=%lld Dk=%lld Dv=%lld B=%lld T=%lld outside 0<Nk,Nv<=64, Nv%%Nk==0, 0<Dk,Dv<=128, B,T>0",
                 op, (long long)Nk, (long long)Nv, (long long)Dk, (long long)Dv, (long long)B, (long long)T);
   }
   GdrTensors x{*query, *key, *value, *beta, g ? *g : aclTensor{}, *initial_state, *final_state, *seqlens, *out, g != nullptr, {}, {}};
   const uint64_t workspace = static_cast<uint64_t>(B * Nv * Dv * Dk * 4 + 16 * 1024);  // an fp32 state per head, plus tiling data
-  return NewExecutor(op, workspace, regions, [x, scale, op]() {
+  return c.Executor(workspace, [x, scale, op]() {
     std::vector<int64_t> starts;
     std::string err = SeqStarts(x.seqlens, x.q.dims[0], 0, op, &starts);
     if (!err.empty()) return err;
@@ -835,57 +882,41 @@ SIM_EXPORT aclnnStatus aclnnChunkGatedDeltaRuleGetWorkspaceSize(
   }, ws, ex);
 }
 
-SIM_EXPORT aclnnStatus aclnnChunkGatedDeltaRule(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnChunkGatedDeltaRule", w, size, e, s);
-}
-
 // Sequence b reads its state from slot ssmStateIndices[start_b + numAcceptedTokens[b] - 1] and writes the state
 // after each of its tokens i to slot ssmStateIndices[start_b + i] (stateRef is updated in place).
 SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(
     const aclTensor* query, const aclTensor* key, const aclTensor* value, const aclTensor* beta, aclTensor* state,
     const aclTensor* seqlens, const aclTensor* ssm, const aclTensor* g, const aclTensor* gk, const aclTensor* accepted,
     float scale, aclTensor* out, uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnRecurrentGatedDeltaRule";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "query", query, &regions));
-  SIM_TRY(CheckTensor(op, "key", key, &regions));
-  SIM_TRY(CheckTensor(op, "value", value, &regions));
-  SIM_TRY(CheckTensor(op, "beta", beta, &regions));
-  SIM_TRY(CheckTensor(op, "stateRef", state, &regions));
-  SIM_TRY(CheckTensor(op, "actualSeqLengths", seqlens, &regions));
-  SIM_TRY(CheckTensor(op, "ssmStateIndices", ssm, &regions));
-  SIM_TRY(CheckTensor(op, "numAcceptedTokens", accepted, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  if (g != nullptr) SIM_TRY(CheckTensor(op, "g", g, &regions));
+  OpCheck c("aclnnRecurrentGatedDeltaRule");
+  const char* op = c.op;
+  SIM_TRY(c.Tensors({{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"stateRef", state},
+                     {"actualSeqLengths", seqlens}, {"ssmStateIndices", ssm}, {"numAcceptedTokens", accepted},
+                     {"out", out}}));
+  if (g != nullptr) SIM_TRY(c.Tensor("g", g));
   if (gk != nullptr) return Fail(kAclnnErrParamInvalid, "%s: gk is reserved and must be nullptr", op);
-  for (auto [name, t] : {std::pair{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"out", out},
-                         {"stateRef", (const aclTensor*)state}}) {
-    SIM_TRY(CheckDtype(op, name, t, {ACL_BF16}));
-  }
-  for (auto [name, t] : {std::pair{"actualSeqLengths", seqlens}, {"ssmStateIndices", ssm}, {"numAcceptedTokens", accepted}}) {
-    SIM_TRY(CheckDtype(op, name, t, {ACL_INT32}));
-  }
-  if (g != nullptr) SIM_TRY(CheckDtype(op, "g", g, {ACL_FLOAT}));
+  SIM_TRY(c.Dtypes(
+      {{"query", query}, {"key", key}, {"value", value}, {"beta", beta}, {"out", out}, {"stateRef", state}},
+      {ACL_BF16}));
+  SIM_TRY(c.Dtypes({{"actualSeqLengths", seqlens}, {"ssmStateIndices", ssm}, {"numAcceptedTokens", accepted}},
+                   {ACL_INT32}));
+  if (g != nullptr) SIM_TRY(c.Dtype("g", g, {ACL_FLOAT}));
   if (query->dims.size() != 3 || value->dims.size() != 3 || state->dims.size() != 4 || seqlens->dims.size() != 1) {
     return Fail(kAclnnErrParamInvalid, "%s: query/key/value must be rank 3, stateRef rank 4, actualSeqLengths rank 1", op);
   }
   const int64_t T = query->dims[0], Nk = query->dims[1], Dk = query->dims[2], Nv = value->dims[1], Dv = value->dims[2];
   const int64_t B = seqlens->dims[0], blocks = state->dims[0];
-  SIM_TRY(CheckShape(op, "key", key, {T, Nk, Dk}, kAclnnErrParamInvalid));
-  SIM_TRY(CheckShape(op, "value", value, {T, Nv, Dv}, kAclnnErrParamInvalid));
-  SIM_TRY(CheckShape(op, "beta", beta, {T, Nv}, kAclnnErrParamInvalid));
-  if (g != nullptr) SIM_TRY(CheckShape(op, "g", g, {T, Nv}, kAclnnErrParamInvalid));
-  SIM_TRY(CheckShape(op, "stateRef", state, {blocks, Nv, Dv, Dk}, kAclnnErrParamInvalid));
-  SIM_TRY(CheckShape(op, "ssmStateIndices", ssm, {T}, kAclnnErrParamInvalid));
-  SIM_TRY(CheckShape(op, "numAcceptedTokens", accepted, {B}, kAclnnErrParamInvalid));
-  SIM_TRY(CheckShape(op, "out", out, {T, Nv, Dv}, kAclnnErrParamInvalid));
+  SIM_TRY(CheckTokenShapes(c, query, key, value, beta, g, "g", kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("stateRef", state, {blocks, Nv, Dv, Dk}));
+  SIM_TRY(c.Shape("ssmStateIndices", ssm, {T}));
+  SIM_TRY(c.Shape("numAcceptedTokens", accepted, {B}));
+  SIM_TRY(c.Shape("out", out, {T, Nv, Dv}));
   if (!(Nk > 0 && Nk <= 256 && Nv > 0 && Nv <= 256 && Nv % Nk == 0 && Dk > 0 && Dk <= 256 && Dv > 0 && Dv <= 256 && T > 0 && blocks > 0)) {
     return Fail(kAclnnErrParamInvalid, "%s: Nk=%lld Nv=%lld Dk=%lld Dv=%lld outside 0<Nk,Nv,Dk,Dv<=256, Nv%%Nk==0", op,
                 (long long)Nk, (long long)Nv, (long long)Dk, (long long)Dv);
   }
   GdrTensors x{*query, *key, *value, *beta, g ? *g : aclTensor{}, *state, *state, *seqlens, *out, g != nullptr, *ssm, *accepted};
-  return NewExecutor(op, 0, regions, [x, scale, op]() {
+  return c.Executor(0, [x, scale, op]() {
     std::vector<int64_t> starts;
     std::string err = SeqStarts(x.seqlens, x.q.dims[0], 8, op, &starts);
     if (!err.empty()) return err;
@@ -913,10 +944,6 @@ SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(
   }, ws, ex);
 }
 
-SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRule(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnRecurrentGatedDeltaRule", w, size, e, s);
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Scalars (libnnopbase)
 
@@ -942,11 +969,7 @@ SIM_EXPORT aclScalar* aclCreateScalar(void* value, aclDataType dtype) {
 }
 
 SIM_EXPORT aclnnStatus aclDestroyScalar(const aclScalar* s) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  if (s == nullptr) return kAclnnSuccess;
-  if (!g_scalars.erase(s)) return Fail(kAclnnErrParamInvalid, "aclDestroyScalar: not a live aclScalar");
-  delete s;
-  return kAclnnSuccess;
+  return DestroyLive(&g_scalars, s, "aclDestroyScalar", "aclScalar");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -982,43 +1005,37 @@ bool BroadcastDims(const std::vector<int64_t>& a, const std::vector<int64_t>& b,
   return true;
 }
 
-// self -> out, element-wise; out has self's shape and dtype (the ops' documented constraint).
-aclnnStatus UnaryOp(const char* op, const aclTensor* self, const aclTensor* out, float (*f)(float), uint64_t* ws,
-                    aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "self", self, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
-  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
-  SIM_TRY(CheckShape(op, "out", out, self->dims, kAclnnErrParamInvalid));
-  const aclTensor in = *self, o = *out;
-  return NewExecutor(op, 0, regions, [in, o, f]() {
-    const int64_t n = Numel(in.dims);
-    for (int64_t i = 0; i < n; ++i) StoreAt(o, ElementOffset(o, i), f(LoadAt(in, ElementOffset(in, i))));
-    return std::string();
-  }, ws, ex);
+// An element-wise op's float self and its out: out has self's shape and dtype (the ops' documented constraint).
+int CheckElementwise(const OpCheck& c, const aclTensor* self, const aclTensor* out) {
+  SIM_TRY(c.Dtype("self", self, kFloatTypes));
+  SIM_TRY(c.Dtype("out", out, {self->dtype}));
+  return c.Shape("out", out, self->dims);
 }
 
-// out = self (op) other * alpha, with broadcasting; out has the broadcast shape and a float dtype.
-aclnnStatus BinaryOp(const char* op, const aclTensor* self, const aclTensor* other, double alpha, const aclTensor* out,
+// self -> out, element-wise (aclnnSilu, aclnnSigmoid, aclnnExp, aclnnNeg).
+aclnnStatus UnaryOp(const char* op, const aclTensor* self, const aclTensor* out, float (*f)(float), uint64_t* ws,
+                    aclOpExecutor** ex) {
+  OpCheck c(op);
+  SIM_TRY(c.Tensors({{"self", self}, {"out", out}}));
+  SIM_TRY(CheckElementwise(c, self, out));
+  return c.Executor(0, ElementwiseTask(*self, *out, f), ws, ex);
+}
+
+// out = self (op) other * alpha, with broadcasting; out has the broadcast shape and a float dtype. Checks the
+// tensors after the caller has checked its scalars (`c` holds the lock).
+aclnnStatus BinaryOp(OpCheck& c, const aclTensor* self, const aclTensor* other, double alpha, const aclTensor* out,
                      bool multiply, uint64_t* ws, aclOpExecutor** ex) {
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "self", self, &regions));
-  SIM_TRY(CheckTensor(op, "other", other, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
-  SIM_TRY(CheckDtype(op, "other", other, kFloatTypes));
-  SIM_TRY(CheckDtype(op, "out", out, kFloatTypes));
+  SIM_TRY(c.Tensors({{"self", self}, {"other", other}, {"out", out}}));
+  SIM_TRY(c.Dtypes({{"self", self}, {"other", other}, {"out", out}}, kFloatTypes));
   std::vector<int64_t> dims;
   if (!BroadcastDims(self->dims, other->dims, &dims)) {
-    return Fail(kAclnnErrParamInvalid, "%s: self %s and other %s do not broadcast", op, DimsStr(self->dims).c_str(),
+    return Fail(kAclnnErrParamInvalid, "%s: self %s and other %s do not broadcast", c.op, DimsStr(self->dims).c_str(),
                 DimsStr(other->dims).c_str());
   }
-  SIM_TRY(CheckShape(op, "out", out, dims, kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("out", out, dims));
   const aclTensor a = *self, b = *other, o = *out;
   const float scale = static_cast<float>(alpha);
-  return NewExecutor(op, 0, regions, [a, b, o, scale, multiply]() {
+  return c.Executor(0, [a, b, o, scale, multiply]() {
     const int64_t n = Numel(o.dims);
     for (int64_t i = 0; i < n; ++i) {
       const float x = LoadAt(a, BroadcastOffset(a, o.dims, i)), y = LoadAt(b, BroadcastOffset(b, o.dims, i));
@@ -1050,13 +1067,10 @@ float Neg(float x) { return -x; }
 
 }  // namespace
 
-#define SIM_UNARY(name, fn)                                                                                 \
-  SIM_EXPORT aclnnStatus name##GetWorkspaceSize(const aclTensor* self, aclTensor* out, uint64_t* ws,        \
-                                                aclOpExecutor** ex) {                                       \
-    return UnaryOp(#name, self, out, fn, ws, ex);                                                           \
-  }                                                                                                         \
-  SIM_EXPORT aclnnStatus name(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {                    \
-    return Launch(#name, w, size, e, s);                                                                    \
+#define SIM_UNARY(name, fn)                                                                          \
+  SIM_EXPORT aclnnStatus name##GetWorkspaceSize(const aclTensor* self, aclTensor* out, uint64_t* ws, \
+                                                aclOpExecutor** ex) {                                \
+    return UnaryOp(#name, self, out, fn, ws, ex);                                                    \
   }
 SIM_UNARY(aclnnSilu, Silu)
 SIM_UNARY(aclnnSigmoid, Sigmoid)
@@ -1068,62 +1082,38 @@ SIM_UNARY(aclnnNeg, Neg)
 SIM_EXPORT aclnnStatus aclnnSoftplusGetWorkspaceSize(const aclTensor* self, const aclScalar* beta,
                                                      const aclScalar* threshold, aclTensor* out, uint64_t* ws,
                                                      aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnSoftplus";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "self", self, &regions));
-  SIM_TRY(CheckScalar(op, "beta", beta));
-  SIM_TRY(CheckScalar(op, "threshold", threshold));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
-  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
-  SIM_TRY(CheckShape(op, "out", out, self->dims, kAclnnErrParamInvalid));
-  const aclTensor in = *self, o = *out;
+  OpCheck c("aclnnSoftplus");
+  SIM_TRY(c.Tensor("self", self));
+  SIM_TRY(CheckScalar(c.op, "beta", beta));
+  SIM_TRY(CheckScalar(c.op, "threshold", threshold));
+  SIM_TRY(c.Tensor("out", out));
+  SIM_TRY(CheckElementwise(c, self, out));
   const float b = static_cast<float>(beta->value), th = static_cast<float>(threshold->value);
-  return NewExecutor(op, 0, regions, [in, o, b, th]() {
-    const int64_t n = Numel(in.dims);
-    for (int64_t i = 0; i < n; ++i) {
-      const float x = LoadAt(in, ElementOffset(in, i));
-      StoreAt(o, ElementOffset(o, i), b * x > th ? x : std::log1p(std::exp(b * x)) / b);
-    }
-    return std::string();
-  }, ws, ex);
-}
-SIM_EXPORT aclnnStatus aclnnSoftplus(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnSoftplus", w, size, e, s);
+  auto softplus = [b, th](float x) { return b * x > th ? x : std::log1p(std::exp(b * x)) / b; };
+  return c.Executor(0, ElementwiseTask(*self, *out, softplus), ws, ex);
 }
 
 SIM_EXPORT aclnnStatus aclnnMulGetWorkspaceSize(const aclTensor* self, const aclTensor* other, aclTensor* out,
                                                 uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  return BinaryOp("aclnnMul", self, other, 1.0, out, true, ws, ex);
-}
-SIM_EXPORT aclnnStatus aclnnMul(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnMul", w, size, e, s);
+  OpCheck c("aclnnMul");
+  return BinaryOp(c, self, other, 1.0, out, true, ws, ex);
 }
 
 SIM_EXPORT aclnnStatus aclnnAddGetWorkspaceSize(const aclTensor* self, const aclTensor* other, const aclScalar* alpha,
                                                 aclTensor* out, uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  SIM_TRY(CheckScalar("aclnnAdd", "alpha", alpha));
-  return BinaryOp("aclnnAdd", self, other, alpha->value, out, false, ws, ex);
-}
-SIM_EXPORT aclnnStatus aclnnAdd(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnAdd", w, size, e, s);
+  OpCheck c("aclnnAdd");
+  SIM_TRY(CheckScalar(c.op, "alpha", alpha));
+  return BinaryOp(c, self, other, alpha->value, out, false, ws, ex);
 }
 
 // self [..., M, K] x mat2 [K, N] or [..., K, N] (same batch dims) -> out [..., M, N]; float32 accumulation.
 SIM_EXPORT aclnnStatus aclnnMatmulGetWorkspaceSize(const aclTensor* self, const aclTensor* mat2, aclTensor* out,
                                                    int8_t cube_math, uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnMatmul";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "self", self, &regions));
-  SIM_TRY(CheckTensor(op, "mat2", mat2, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  SIM_TRY(CheckDtype(op, "self", self, kFloatTypes));
-  SIM_TRY(CheckDtype(op, "mat2", mat2, {self->dtype}));
-  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
+  OpCheck c("aclnnMatmul");
+  const char* op = c.op;
+  SIM_TRY(c.Tensors({{"self", self}, {"mat2", mat2}, {"out", out}}));
+  SIM_TRY(c.Dtype("self", self, kFloatTypes));
+  SIM_TRY(c.Dtypes({{"mat2", mat2}, {"out", out}}, {self->dtype}));
   if (cube_math < 0 || cube_math > 3) {
     return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
   }
@@ -1142,12 +1132,12 @@ SIM_EXPORT aclnnStatus aclnnMatmulGetWorkspaceSize(const aclTensor* self, const 
   }
   std::vector<int64_t> want_mat2 = rank2 == 2 ? std::vector<int64_t>{K, N} : self->dims;
   if (rank2 != 2) want_mat2.back() = N;
-  SIM_TRY(CheckShape(op, "mat2", mat2, want_mat2, kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("mat2", mat2, want_mat2));
   std::vector<int64_t> want = self->dims;
   want.back() = N;
-  SIM_TRY(CheckShape(op, "out", out, want, kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("out", out, want));
   const aclTensor a = *self, b = *mat2, o = *out;
-  return NewExecutor(op, 0, regions, [a, b, o, M, K, N]() {
+  return c.Executor(0, [a, b, o, M, K, N]() {
     const int64_t batches = Numel(a.dims) / std::max<int64_t>(M * K, 1);
     const bool batched_b = b.dims.size() > 2;
     for (int64_t p = 0; p < batches; ++p) {
@@ -1165,22 +1155,16 @@ SIM_EXPORT aclnnStatus aclnnMatmulGetWorkspaceSize(const aclTensor* self, const 
     return std::string();
   }, ws, ex);
 }
-SIM_EXPORT aclnnStatus aclnnMatmul(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnMatmul", w, size, e, s);
-}
 
 // out = self with axis `dim` gathered at `index` (INT32 / INT64, rank 1); indices outside the axis fault the task.
 SIM_EXPORT aclnnStatus aclnnIndexSelectGetWorkspaceSize(const aclTensor* self, int64_t dim, const aclTensor* index,
                                                         aclTensor* out, uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnIndexSelect";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "self", self, &regions));
-  SIM_TRY(CheckTensor(op, "index", index, &regions));
-  SIM_TRY(CheckTensor(op, "out", out, &regions));
-  SIM_TRY(CheckDtype(op, "self", self, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32, ACL_INT64}));
-  SIM_TRY(CheckDtype(op, "index", index, {ACL_INT32, ACL_INT64}));
-  SIM_TRY(CheckDtype(op, "out", out, {self->dtype}));
+  OpCheck c("aclnnIndexSelect");
+  const char* op = c.op;
+  SIM_TRY(c.Tensors({{"self", self}, {"index", index}, {"out", out}}));
+  SIM_TRY(c.Dtype("self", self, {ACL_FLOAT, ACL_FLOAT16, ACL_BF16, ACL_INT32, ACL_INT64}));
+  SIM_TRY(c.Dtype("index", index, {ACL_INT32, ACL_INT64}));
+  SIM_TRY(c.Dtype("out", out, {self->dtype}));
   const int64_t rank = static_cast<int64_t>(self->dims.size());
   if (rank < 1 || rank > 8 || dim < -rank || dim >= rank) {
     return Fail(kAclnnErrParamInvalid, "%s: dim %lld outside [-%lld, %lld)", op, (long long)dim, (long long)rank,
@@ -1190,9 +1174,9 @@ SIM_EXPORT aclnnStatus aclnnIndexSelectGetWorkspaceSize(const aclTensor* self, i
   const size_t axis = static_cast<size_t>(dim < 0 ? dim + rank : dim);
   std::vector<int64_t> want = self->dims;
   want[axis] = Numel(index->dims);
-  SIM_TRY(CheckShape(op, "out", out, want, kAclnnErrParamInvalid));
+  SIM_TRY(c.Shape("out", out, want));
   const aclTensor in = *self, idx = *index, o = *out;
-  return NewExecutor(op, 0, regions, [in, idx, o, axis, op]() {
+  return c.Executor(0, [in, idx, o, axis, op]() {
     int64_t inner = 1;
     for (size_t i = axis + 1; i < in.dims.size(); ++i) inner *= in.dims[i];
     const int64_t n = Numel(o.dims), picked = o.dims[axis], size = in.dims[axis];
@@ -1209,9 +1193,6 @@ SIM_EXPORT aclnnStatus aclnnIndexSelectGetWorkspaceSize(const aclTensor* self, i
     }
     return std::string();
   }, ws, ex);
-}
-SIM_EXPORT aclnnStatus aclnnIndexSelect(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnIndexSelect", w, size, e, s);
 }
 
 namespace {
@@ -1245,17 +1226,16 @@ SIM_EXPORT aclnnStatus aclnnConvolutionGetWorkspaceSize(const aclTensor* input, 
                                                         bool transposed, const aclIntArray* output_padding,
                                                         const int64_t groups, aclTensor* output, int8_t cube_math,
                                                         uint64_t* ws, aclOpExecutor** ex) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const char* op = "aclnnConvolution";
-  std::vector<Region> regions;
-  SIM_TRY(CheckTensor(op, "input", input, &regions, ACL_FORMAT_NCL));
-  SIM_TRY(CheckTensor(op, "weight", weight, &regions, ACL_FORMAT_NCL));
-  if (bias != nullptr) SIM_TRY(CheckTensor(op, "bias", bias, &regions));
-  SIM_TRY(CheckTensor(op, "output", output, &regions, ACL_FORMAT_NCL));
-  SIM_TRY(CheckDtype(op, "input", input, kFloatTypes));
-  SIM_TRY(CheckDtype(op, "weight", weight, {input->dtype}));
-  if (bias != nullptr) SIM_TRY(CheckDtype(op, "bias", bias, {input->dtype}));
-  SIM_TRY(CheckDtype(op, "output", output, {input->dtype}));
+  OpCheck check("aclnnConvolution");
+  const char* op = check.op;
+  SIM_TRY(check.Tensor("input", input, ACL_FORMAT_NCL));
+  SIM_TRY(check.Tensor("weight", weight, ACL_FORMAT_NCL));
+  if (bias != nullptr) SIM_TRY(check.Tensor("bias", bias));
+  SIM_TRY(check.Tensor("output", output, ACL_FORMAT_NCL));
+  SIM_TRY(check.Dtype("input", input, kFloatTypes));
+  SIM_TRY(check.Dtype("weight", weight, {input->dtype}));
+  if (bias != nullptr) SIM_TRY(check.Dtype("bias", bias, {input->dtype}));
+  SIM_TRY(check.Dtype("output", output, {input->dtype}));
   if (cube_math < 0 || cube_math > 3) {
     return Fail(kAclnnErrParamInvalid, "%s: cubeMathType %d is not 0..3", op, cube_math);
   }
@@ -1279,16 +1259,16 @@ SIM_EXPORT aclnnStatus aclnnConvolutionGetWorkspaceSize(const aclTensor* input, 
     return Fail(kAclnnErrParamInvalid, "%s: groups %lld does not fit input channels %lld and weight %s", op,
                 (long long)groups, (long long)c.Cin, DimsStr(weight->dims).c_str());
   }
-  if (bias != nullptr) SIM_TRY(CheckShape(op, "bias", bias, {c.Cout}, kAclnnErrParamInvalid));
+  if (bias != nullptr) SIM_TRY(check.Shape("bias", bias, {c.Cout}));
   const int64_t span = c.dilation * (c.Kw - 1) + 1, padded = c.L + 2 * c.pad;
   if (padded < span) return Fail(kAclnnErrParamInvalid, "%s: padded input length %lld is shorter than the kernel",
                                  op, (long long)padded);
   c.Lout = (padded - span) / c.stride + 1;
-  SIM_TRY(CheckShape(op, "output", output, {c.N, c.Cout, c.Lout}, kAclnnErrParamInvalid));
+  SIM_TRY(check.Shape("output", output, {c.N, c.Cout, c.Lout}));
   const aclTensor x = *input, w = *weight, o = *output;
   const aclTensor b = bias ? *bias : aclTensor{};
   const bool has_bias = bias != nullptr, hf32 = input->dtype == ACL_FLOAT && cube_math != 0;
-  return NewExecutor(op, 0, regions, [x, w, o, b, has_bias, hf32, c]() {
+  return check.Executor(0, [x, w, o, b, has_bias, hf32, c]() {
     const int64_t per_group_in = c.Cin / c.groups, per_group_out = c.Cout / c.groups;
     auto in = [&](float v) { return hf32 ? ToHf32(v) : v; };
     for (int64_t n = 0; n < c.N; ++n) {
@@ -1311,7 +1291,4 @@ SIM_EXPORT aclnnStatus aclnnConvolutionGetWorkspaceSize(const aclTensor* input, 
     }
     return std::string();
   }, ws, ex);
-}
-SIM_EXPORT aclnnStatus aclnnConvolution(void* w, uint64_t size, aclOpExecutor* e, aclrtStream s) {
-  return Launch("aclnnConvolution", w, size, e, s);
 }
