@@ -92,7 +92,6 @@ constexpr AttrSpec kChunkAttrs[] = {{kAttrScale, AttrType::kFloat}, {kAttrUseQkL
 constexpr AttrSpec kRecurrentAttrs[] = {{kAttrScale, AttrType::kFloat}, {kAttrUseQkL2norm, AttrType::kInt},
                                         {kAttrStateLayout, AttrType::kString}};
 constexpr float kL2normEps = 1e-6f;  // x * rsqrt(sum(x^2) + eps), as transformers' l2norm
-constexpr int64_t kAscendMaxRecurrentTokens = 8;  // documented limit of aclnnRecurrentGatedDeltaRule
 }  // namespace delta_rule
 
 enum class StateLayout { kKV, kVK };

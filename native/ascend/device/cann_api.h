@@ -72,6 +72,9 @@ constexpr aclnnStatus kAclnnErrParamNullptr = 161001;   // ACLNN_ERR_PARAM_NULLP
 constexpr aclnnStatus kAclnnErrParamInvalid = 161002;   // ACLNN_ERR_PARAM_INVALID
 constexpr aclnnStatus kAclnnErrInnerTiling = 561002;    // ACLNN_ERR_INNER_TILING_ERROR (shape mismatch, chunk op)
 
+// aclnnRecurrentGatedDeltaRule's documented limit: tokens of one sequence in one call.
+constexpr int64_t kRecurrentMaxTokens = 8;
+
 }  // namespace cann
 
 // Function pointer types of every CANN function the device layer resolves. X(name, return, params...)

@@ -20,7 +20,7 @@
 namespace gdn_ascend {
 namespace {
 
-constexpr int64_t kMaxRecurrentTokens = gdn::delta_rule::kAscendMaxRecurrentTokens;
+constexpr int64_t kMaxRecurrentTokens = cann::kRecurrentMaxTokens;
 constexpr int kOpsetServing = 2;  // gdn opset 2: the delta-rule inputs 6-8 are the serving inputs
 
 // Tokens [t0, t0+len) of a [B,T,...] view, as a [B,len,...] strided view.
@@ -46,76 +46,41 @@ View Rows(const View& full, int64_t row0, int64_t rows) {
   return r;
 }
 
-// An index input (int32 or int64, on the CPU: the kernel declares it OrtMemTypeCPUInput), widened to int64.
-IndexInput ReadIndexInput(Ort::KernelContext& ctx, size_t i) {
-  IndexInput in;
-  if (ctx.GetInputCount() <= i) return in;
-  Ort::ConstValue v = ctx.GetInput(i);
-  if (v == nullptr) return in;
-  auto info = v.GetTensorTypeAndShapeInfo();
-  in.present = true;
-  in.shape = info.GetShape();
-  const size_t n = info.GetElementCount();
-  const ONNXTensorElementDataType t = info.GetElementType();
-  if (t == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32) {
-    const int32_t* p = v.GetTensorData<int32_t>();
-    in.values.assign(p, p + n);
-  } else if (t == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64) {
-    const int64_t* p = v.GetTensorData<int64_t>();
-    in.values.assign(p, p + n);
-  } else {
-    throw std::invalid_argument(std::string(gdn::delta_rule::kInputNames[i]) +
-                                " must be int32 or int64, got element type " + std::to_string(t));
-  }
-  return in;
+bool HasInput(Ort::KernelContext& ctx, size_t i) { return ctx.GetInputCount() > i && ctx.GetInput(i) != nullptr; }
+
+// The host data of input i (the index inputs: the kernel declares them OrtMemTypeCPUInput), or null when absent.
+const void* HostInput(Ort::KernelContext& ctx, size_t i) {
+  return HasInput(ctx, i) ? ctx.GetInput(i).GetTensorRawData() : nullptr;
 }
 
-struct Attrs {
-  float scale = 0.f;
-  bool l2norm = false;
-  bool kv_layout = true;
-};
-
-class DeltaRuleKernel : public OrtKernelImpl {
+class DeltaRuleKernel : public EpKernel {
  public:
-  DeltaRuleKernel(const OrtKernelInfo* info, bool chunk) : OrtKernelImpl{}, chunk_(chunk) {
-    ort_version_supported = ORT_API_VERSION;
-    Compute = ComputeImpl;
-    Release = ReleaseImpl;
-    const OrtEp* ep = nullptr;
-    Ort::ThrowOnError(Ort::GetEpApi().KernelInfo_GetEp(info, &ep));
-    ep_ = static_cast<const Ep*>(ep);
+  DeltaRuleKernel(const OrtKernelInfo* info, bool chunk) : EpKernel(info), chunk_(chunk) {
     // Absent attributes take the contract's defaults (docs/ops.md).
-    const OrtApi& api = Ort::GetApi();
-    int64_t l2norm = gdn::delta_rule::kDefaultUseQkL2norm;
-    if (OrtStatus* st = api.KernelInfoGetAttribute_float(info, gdn::delta_rule::kAttrScale, &attrs_.scale)) api.ReleaseStatus(st);
-    if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, gdn::delta_rule::kAttrUseQkL2norm, &l2norm)) api.ReleaseStatus(st);
-    attrs_.l2norm = l2norm != 0;
-    char layout[8] = {0};
-    size_t size = sizeof layout;
-    if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, gdn::delta_rule::kAttrStateLayout, layout, &size)) {
-      api.ReleaseStatus(st);
-    } else {
-      attrs_.kv_layout = std::string(layout) != "vk";
-    }
+    using namespace gdn::delta_rule;
+    attrs_.scale = FloatAttr(info, kAttrScale, kDefaultScale);
+    attrs_.use_qk_l2norm = IntAttr(info, kAttrUseQkL2norm, kDefaultUseQkL2norm);
+    attrs_.state_layout = StringAttr(info, kAttrStateLayout, kDefaultStateLayout);
+    if (chunk_) attrs_.chunk_size = IntAttr(info, kAttrChunkSize, kDefaultChunkSize);
+    l2norm_ = attrs_.use_qk_l2norm != 0;
+    kv_layout_ = attrs_.state_layout != "vk";
   }
 
  private:
-  static OrtStatus* ORT_API_CALL ComputeImpl(OrtKernelImpl* self, OrtKernelContext* context) noexcept {
-    auto* k = static_cast<DeltaRuleKernel*>(self);
+  const char* Op() const { return chunk_ ? gdn::op::kChunkGatedDeltaRule : gdn::op::kRecurrentGatedDeltaRule; }
+
+  OrtStatus* ComputeOnEp(OrtKernelContext* context) noexcept override {
     try {
-      k->Run(Ort::KernelContext(context));
+      Run(Ort::KernelContext(context));
       return nullptr;
     } catch (const std::exception& e) {
-      const char* op = k->chunk_ ? "ChunkGatedDeltaRule" : "RecurrentGatedDeltaRule";
-      return Ort::GetApi().CreateStatus(ORT_EP_FAIL, (std::string(op) + " on Ascend: " + e.what()).c_str());
+      return Ort::GetApi().CreateStatus(ORT_EP_FAIL, (std::string(Op()) + " on Ascend: " + e.what()).c_str());
     }
   }
-  static void ORT_API_CALL ReleaseImpl(OrtKernelImpl* self) noexcept { delete static_cast<DeltaRuleKernel*>(self); }
 
   // q or k [B,T,Hk,K] -> bf16 [B,T,Hk,K] (L2-normalised in float32 first when asked).
   View PrepareQK(DeviceCall& dev, View x) const {
-    if (attrs_.l2norm) {
+    if (l2norm_) {
       View f32 = x;
       if (x.dtype != ACL_FLOAT) {
         f32 = dev.NewTensor(ACL_FLOAT, x.dims);
@@ -143,7 +108,7 @@ class DeltaRuleKernel : public OrtKernelImpl {
       return zeros;
     }
     View s = AsView(state);
-    if (attrs_.kv_layout) {
+    if (kv_layout_) {
       View vk = dev.NewTensor(ACL_FLOAT, {B, Hv, V, K});
       dev.Permute(s, {0, 1, 3, 2}, vk);
       s = vk;
@@ -153,7 +118,7 @@ class DeltaRuleKernel : public OrtKernelImpl {
 
   // bf16 (B,Hv,V,K) -> the final_state output (float32, kv or vk).
   void WriteState(DeviceCall& dev, const View& vk_bf16, const View& out) const {
-    if (!attrs_.kv_layout) return dev.Cast(vk_bf16, out);
+    if (!kv_layout_) return dev.Cast(vk_bf16, out);
     View f32 = Convert(dev, vk_bf16, ACL_FLOAT);
     dev.Permute(f32, {0, 1, 3, 2}, out);
   }
@@ -164,24 +129,25 @@ class DeltaRuleKernel : public OrtKernelImpl {
     View q = AsView(ctx.GetInput(kQuery)), key = AsView(ctx.GetInput(kKey)), v = AsView(ctx.GetInput(kValue));
     View g = AsView(ctx.GetInput(kG)), beta = AsView(ctx.GetInput(kBeta));
     Ort::ConstValue state = ctx.GetInputCount() > kInitialState ? ctx.GetInput(kInitialState) : Ort::ConstValue{nullptr};
-    const IndexInput cu = ReadIndexInput(ctx, kCuSeqlens), idx = ReadIndexInput(ctx, kSsmStateIndices);
-    const IndexInput acc = chunk_ ? IndexInput{} : ReadIndexInput(ctx, kNumAcceptedTokens);
-    if (cu.present || idx.present || acc.present) return RunServing(ctx, q, key, v, g, beta, state, {cu, idx, acc});
+    const bool accepted = !chunk_ && HasInput(ctx, kNumAcceptedTokens);
+    if (HasInput(ctx, kCuSeqlens) || HasInput(ctx, kSsmStateIndices) || accepted) {
+      const ServingInputs serving{HostInput(ctx, kCuSeqlens), HostInput(ctx, kSsmStateIndices),
+                                  accepted ? HostInput(ctx, kNumAcceptedTokens) : nullptr};
+      return RunServing(ctx, q, key, v, g, beta, state, serving);
+    }
     const int64_t B = q.dims[0], T = q.dims[1], K = q.dims[3], Hv = v.dims[2], V = v.dims[3];
     const float scale = attrs_.scale != 0.f ? attrs_.scale : 1.f / std::sqrt(static_cast<float>(K));
     View out = AsView(ctx.GetOutput(kOutput, v.dims));
     View final_out;  // stays empty when final_state is not an output of the node
     if (ctx.GetOutputCount() > kFinalState) {
-      const Dims sd = attrs_.kv_layout ? Dims{B, Hv, K, V} : Dims{B, Hv, V, K};
+      const Dims sd = kv_layout_ ? Dims{B, Hv, K, V} : Dims{B, Hv, V, K};
       Ort::UnownedValue fs = ctx.GetOutput(kFinalState, sd);
       if (fs != nullptr) final_out = AsView(fs);
     }
     if (B * T == 0) throw DeviceError("B*T = 0 is not supported by the aclnn gated-delta ops");
 
-    const KernelStream stream = StreamFor(*ep_, ctx);
-    DeviceCall::FreeAfterSync free_after_sync;
-    if (stream.session) free_after_sync = [s = stream.session](void* p) { s->FreeAfterSync(p); };
-    DeviceCall dev(*ep_->cann, stream.handle, free_after_sync);
+    KernelRun run(*ep_, ctx);
+    DeviceCall& dev = run.dev;
     q = PrepareQK(dev, q);
     key = PrepareQK(dev, key);
     if (ep_->fault == Fault::kHostPointer) {  // test-only: hand the op a host buffer as query
@@ -199,7 +165,7 @@ class DeltaRuleKernel : public OrtKernelImpl {
     }
     if (final_out.data != nullptr) WriteState(dev, state_vk, final_out);
     // Only enqueued: ORT synchronises the session stream where the host reads (notifications, end of run).
-    if (stream.session == nullptr && ep_->fault != Fault::kSkipSync) dev.Synchronize();
+    run.Finish();
   }
 
   void RunChunk(DeviceCall& dev, const View& q, const View& k, const View& v, const View& g, const View& beta,
@@ -238,9 +204,6 @@ class DeltaRuleKernel : public OrtKernelImpl {
 
   // ---------------------------------------------------------------------------------------- serving inputs
 
-  struct ServingInputs {
-    IndexInput cu_seqlens, indices, accepted;
-  };
   // q, k, v, beta as packed (B*T, H, D) bf16 and g as (B*T, Hv) float32: the whole call's tokens.
   struct PackedTokens {
     View q, k, v, beta, g;
@@ -254,19 +217,10 @@ class DeltaRuleKernel : public OrtKernelImpl {
   void RunServing(Ort::KernelContext& ctx, View q, View key, const View& v, const View& g, const View& beta,
                   const Ort::ConstValue& state, const ServingInputs& in) const {
     using namespace gdn::delta_rule;
-    const int64_t B = q.dims[0], T = q.dims[1], K = q.dims[3], Hv = v.dims[2], V = v.dims[3];
-    View state_in;
-    ServingSizes sizes{B, T, -1};
-    if (state != nullptr) {
-      state_in = AsView(state);
-      sizes.state_rows = state_in.dims.empty() ? 0 : state_in.dims[0];
-    }
-    const ServingPlan plan = BuildServingPlan(chunk_, sizes, in.cu_seqlens, in.indices, in.accepted);
-    const Dims state_dims = attrs_.kv_layout ? Dims{plan.slots, Hv, K, V} : Dims{plan.slots, Hv, V, K};
-    if (state != nullptr && state_in.dims != state_dims) {
-      throw std::invalid_argument("initial_state has shape " + DimsText(state_in.dims) + ", expected " +
-                                  DimsText(state_dims));
-    }
+    const int64_t K = q.dims[3], Hv = v.dims[2], V = v.dims[3];
+    const ServingPlan plan = BuildServingPlan(Op(), chunk_, attrs_, InputInfos(ctx), in);
+    const View state_in = state != nullptr ? AsView(state) : View{};
+    const Dims state_dims = kv_layout_ ? Dims{plan.slots, Hv, K, V} : Dims{plan.slots, Hv, V, K};
     const float scale = attrs_.scale != 0.f ? attrs_.scale : 1.f / std::sqrt(static_cast<float>(K));
     const View out = Packed(AsView(ctx.GetOutput(kOutput, v.dims)));
     View final_out;  // stays empty when final_state is not an output of the node
@@ -274,10 +228,8 @@ class DeltaRuleKernel : public OrtKernelImpl {
       Ort::UnownedValue fs = ctx.GetOutput(kFinalState, state_dims);
       if (fs != nullptr) final_out = AsView(fs);
     }
-    const KernelStream stream = StreamFor(*ep_, ctx);
-    DeviceCall::FreeAfterSync free_after_sync;
-    if (stream.session) free_after_sync = [s = stream.session](void* p) { s->FreeAfterSync(p); };
-    DeviceCall dev(*ep_->cann, stream.handle, free_after_sync);
+    KernelRun run(*ep_, ctx);
+    DeviceCall& dev = run.dev;
     std::vector<Written> written;
     View pool;  // bf16 (S,Hv,V,K): the recurrent op updates it in place
     if (!plan.sequences.empty()) {
@@ -294,13 +246,7 @@ class DeltaRuleKernel : public OrtKernelImpl {
     }
     if (final_out.data != nullptr) WriteSlots(dev, state != nullptr ? &state_in : nullptr, written, final_out);
     // Only enqueued, as the plain path: ORT synchronises the session stream where the host reads.
-    if (stream.session == nullptr && ep_->fault != Fault::kSkipSync) dev.Synchronize();
-  }
-
-  static std::string DimsText(const Dims& d) {
-    std::string s = "[";
-    for (size_t i = 0; i < d.size(); ++i) s += (i ? "," : "") + std::to_string(d[i]);
-    return s + "]";
+    run.Finish();
   }
 
   static void UploadInt32(DeviceCall& dev, const View& dst, const std::vector<int32_t>& host) {
@@ -415,7 +361,7 @@ class DeltaRuleKernel : public OrtKernelImpl {
     }
     for (const Written& w : written) {
       const View dst = Rows(out, w.slot, 1);
-      if (!attrs_.kv_layout) {
+      if (!kv_layout_) {
         dev.Cast(w.state, dst);
         continue;
       }
@@ -424,43 +370,22 @@ class DeltaRuleKernel : public OrtKernelImpl {
   }
 
   bool chunk_;
-  const Ep* ep_ = nullptr;
-  Attrs attrs_;
+  gdn::DeltaRuleAttrs attrs_;  // as the node has them, for the contract's checks of serving calls
+  bool l2norm_ = false;
+  bool kv_layout_ = true;
 };
 
-template <bool kChunk>
-OrtStatus* ORT_API_CALL CreateKernel(void*, const OrtKernelInfo* info, OrtKernelImpl** out) noexcept {
-  try {
-    *out = new DeltaRuleKernel(info, kChunk);
-    return nullptr;
-  } catch (const std::exception& e) {
-    *out = nullptr;
-    return Ort::GetApi().CreateStatus(ORT_EP_FAIL, e.what());
+// gdn opsets 1 and 2. ORT gives a custom op's nodes the schema's since-version (1) in every opset, so the kernel
+// covers 1..2 from version 1; GetCapability refuses the serving inputs in opset-1 models. The index inputs are
+// read on the host (small): ORT hands them over in CPU memory, no device round trip.
+KernelSpec DeltaRuleSpec(bool chunk) {
+  using namespace gdn::delta_rule;
+  if (chunk) {
+    return {gdn::op::kChunkGatedDeltaRule, gdn::kDomain, gdn::kOpsetVersion, kOpsetServing, {},
+            {kCuSeqlens, kSsmStateIndices}, {}, Create<DeltaRuleKernel, true>};
   }
-}
-
-OrtStatus* AddKernel(OrtKernelRegistry* registry, const char* op, OrtKernelCreateFunc create) {
-  const OrtEpApi& api = Ort::GetEpApi();
-  OrtKernelDefBuilder* b = nullptr;
-  if (OrtStatus* st = api.CreateKernelDefBuilder(&b)) return st;
-  OrtKernelDef* def = nullptr;
-  OrtStatus* st = api.KernelDefBuilder_SetOperatorType(b, op);
-  if (!st) st = api.KernelDefBuilder_SetDomain(b, gdn::kDomain);
-  // gdn opsets 1 and 2. ORT gives a custom op's nodes the schema's since-version (1) in every opset, so the kernel
-  // covers 1..2 from version 1; GetCapability refuses the serving inputs in opset-1 models.
-  if (!st) st = api.KernelDefBuilder_SetSinceVersion(b, gdn::kOpsetVersion, kOpsetServing);
-  if (!st) st = api.KernelDefBuilder_SetExecutionProvider(b, kEpName);
-  // The index inputs are read on the host (small): ORT hands them over in CPU memory, no device round trip.
-  const size_t last_index = std::string(op) == gdn::op::kChunkGatedDeltaRule ? gdn::delta_rule::kSsmStateIndices
-                                                                               : gdn::delta_rule::kNumAcceptedTokens;
-  for (size_t i = gdn::delta_rule::kCuSeqlens; i <= last_index && !st; ++i) {
-    st = api.KernelDefBuilder_SetInputMemType(b, i, OrtMemTypeCPUInput);
-  }
-  if (!st) st = api.KernelDefBuilder_Build(b, &def);
-  api.ReleaseKernelDefBuilder(b);
-  if (!st) st = api.KernelRegistry_AddKernel(registry, def, create, nullptr);
-  if (def) api.ReleaseKernelDef(def);
-  return st;
+  return {gdn::op::kRecurrentGatedDeltaRule, gdn::kDomain, gdn::kOpsetVersion, kOpsetServing, {},
+          {kCuSeqlens, kSsmStateIndices, kNumAcceptedTokens}, {}, Create<DeltaRuleKernel, false>};
 }
 
 }  // namespace
@@ -468,8 +393,8 @@ OrtStatus* AddKernel(OrtKernelRegistry* registry, const char* op, OrtKernelCreat
 OrtStatus* CreateKernelRegistry(OrtKernelRegistry** out) {
   const OrtEpApi& api = Ort::GetEpApi();
   if (OrtStatus* st = api.CreateKernelRegistry(out)) return st;
-  OrtStatus* st = AddKernel(*out, gdn::op::kChunkGatedDeltaRule, CreateKernel<true>);
-  if (!st) st = AddKernel(*out, gdn::op::kRecurrentGatedDeltaRule, CreateKernel<false>);
+  OrtStatus* st = AddKernel(*out, DeltaRuleSpec(true));
+  if (!st) st = AddKernel(*out, DeltaRuleSpec(false));
   if (!st) st = AddMemcpyKernels(*out);
   if (!st) st = AddLayerKernels(*out);
   if (!st) st = AddStandardKernels(*out);

@@ -1,7 +1,5 @@
 #include "ascend/ep/kernel_util.h"
 
-#include "ascend/ep/stream.h"
-
 namespace gdn_ascend {
 
 const std::vector<ONNXTensorElementDataType> kFloatTypes = {
@@ -49,6 +47,54 @@ std::vector<gdn::TensorInfo> InputInfos(Ort::KernelContext& ctx) {
   return infos;
 }
 
+namespace {
+
+// A scalar attribute read with `get` (one of OrtApi's KernelInfoGetAttribute_*), or `fallback` when absent.
+template <typename T, typename Get>
+T ScalarAttr(Get get, const OrtKernelInfo* info, const char* name, T fallback) {
+  T v = fallback;
+  if (OrtStatus* st = get(info, name, &v)) {
+    Ort::GetApi().ReleaseStatus(st);
+    return fallback;
+  }
+  return v;
+}
+
+}  // namespace
+
+int64_t IntAttr(const OrtKernelInfo* info, const char* name, int64_t fallback) {
+  return ScalarAttr(Ort::GetApi().KernelInfoGetAttribute_int64, info, name, fallback);
+}
+
+float FloatAttr(const OrtKernelInfo* info, const char* name, float fallback) {
+  return ScalarAttr(Ort::GetApi().KernelInfoGetAttribute_float, info, name, fallback);
+}
+
+std::string StringAttr(const OrtKernelInfo* info, const char* name, const std::string& fallback) {
+  size_t size = 0;
+  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &size)) {
+    Ort::GetApi().ReleaseStatus(st);
+    return fallback;
+  }
+  std::string v(size, '\0');
+  Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttribute_string(info, name, &v[0], &size));
+  while (!v.empty() && v.back() == '\0') v.pop_back();
+  return v;
+}
+
+std::vector<int64_t> IntsAttr(const OrtKernelInfo* info, const char* name, bool* present) {
+  size_t n = 0;
+  *present = false;
+  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, nullptr, &n)) {
+    Ort::GetApi().ReleaseStatus(st);
+    return {};
+  }
+  std::vector<int64_t> v(n);
+  if (n > 0) Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, v.data(), &n));
+  *present = true;
+  return v;
+}
+
 View OutputView(Ort::KernelContext& ctx, size_t i, const Dims& shape) {
   if (i >= ctx.GetOutputCount()) return View{};
   Ort::UnownedValue v = ctx.GetOutput(i, shape);
@@ -77,34 +123,49 @@ std::string AtNode(const std::string& node, const std::string& op, const std::st
   return op + " node '" + node + "': " + rest;
 }
 
-DeviceKernel::DeviceKernel(const OrtKernelInfo* info, std::string op) : OrtKernelImpl{}, op_(std::move(op)) {
+KernelRun::KernelRun(const Ep& ep, const Ort::KernelContext& ctx) : KernelRun(ep, StreamFor(ep, ctx)) {}
+
+KernelRun::KernelRun(const Ep& ep, const KernelStream& stream)
+    : dev(*ep.cann, stream.handle,
+          stream.session ? DeviceCall::FreeAfterSync([s = stream.session](void* p) { s->FreeAfterSync(p); }) : nullptr),
+      ep_(ep),
+      stream_(stream) {}
+
+void KernelRun::Finish() {
+  if (stream_.session == nullptr && ep_.fault != Fault::kSkipSync) dev.Synchronize();
+}
+
+EpKernel::EpKernel(const OrtKernelInfo* info) : OrtKernelImpl{} {
   ort_version_supported = ORT_API_VERSION;
-  Compute = ComputeImpl;
-  Release = [](OrtKernelImpl* self) noexcept { delete static_cast<DeviceKernel*>(self); };
+  Compute = [](OrtKernelImpl* self, OrtKernelContext* context) noexcept {
+    return static_cast<EpKernel*>(self)->ComputeOnEp(context);
+  };
+  Release = [](OrtKernelImpl* self) noexcept { delete static_cast<EpKernel*>(self); };
   const OrtEp* ep = nullptr;
   Ort::ThrowOnError(Ort::GetEpApi().KernelInfo_GetEp(info, &ep));
   ep_ = static_cast<const Ep*>(ep);
+}
+
+DeviceKernel::DeviceKernel(const OrtKernelInfo* info, std::string op) : EpKernel(info), op_(std::move(op)) {
   node_ = Ort::ConstKernelInfo(info).GetNodeName();
 }
 
-OrtStatus* ORT_API_CALL DeviceKernel::ComputeImpl(OrtKernelImpl* self, OrtKernelContext* context) noexcept {
-  auto* k = static_cast<DeviceKernel*>(self);
+void DeviceKernel::CheckAttrs(const std::string& contract_error) const {
+  if (!contract_error.empty()) throw ContractError(AtNode(node_, op_, contract_error));
+}
+
+OrtStatus* DeviceKernel::ComputeOnEp(OrtKernelContext* context) noexcept {
   try {
-    if (k->ep_->cann == nullptr) throw DeviceError("CANN is not loaded");
+    if (ep_->cann == nullptr) throw DeviceError("CANN is not loaded");
     Ort::KernelContext ctx(context);
-    // Enqueue on the session's stream; scratch is freed after that stream synchronises. Only a kernel run
-    // without a session stream synchronises here (the test-only fault skip_sync drops that wait).
-    const KernelStream stream = StreamFor(*k->ep_, ctx);
-    DeviceCall::FreeAfterSync free_after_sync;
-    if (stream.session) free_after_sync = [s = stream.session](void* p) { s->FreeAfterSync(p); };
-    DeviceCall dev(*k->ep_->cann, stream.handle, free_after_sync);
-    k->Run(ctx, dev);
-    if (stream.session == nullptr && k->ep_->fault != Fault::kSkipSync) dev.Synchronize();
+    KernelRun run(*ep_, ctx);
+    Run(ctx, run.dev);
+    run.Finish();
     return nullptr;
   } catch (const ContractError& e) {
     return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
   } catch (const std::exception& e) {
-    const std::string message = k->op_ + " node '" + k->node_ + "' on Ascend: " + e.what();
+    const std::string message = op_ + " node '" + node_ + "' on Ascend: " + e.what();
     return Ort::GetApi().CreateStatus(ORT_EP_FAIL, message.c_str());
   }
 }
@@ -133,6 +194,9 @@ OrtStatus* Describe(OrtKernelDefBuilder* b, const KernelSpec& spec) {
   }
   for (size_t i : spec.cpu_inputs) {
     if (OrtStatus* st = api.KernelDefBuilder_SetInputMemType(b, i, OrtMemTypeCPUInput)) return st;
+  }
+  for (size_t i : spec.cpu_outputs) {
+    if (OrtStatus* st = api.KernelDefBuilder_SetOutputMemType(b, i, OrtMemTypeCPUOutput)) return st;
   }
   for (const auto& [in, out] : spec.aliases) {
     if (OrtStatus* st = api.KernelDefBuilder_AddInputOutputAliases(b, &in, &out, 1)) return st;

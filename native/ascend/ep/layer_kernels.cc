@@ -9,41 +9,6 @@
 namespace gdn_ascend {
 namespace {
 
-// An attribute of the node, or `fallback` when it is absent.
-int64_t IntAttr(const OrtKernelInfo* info, const char* name, int64_t fallback) {
-  int64_t v = fallback;
-  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v)) {
-    Ort::GetApi().ReleaseStatus(st);
-    return fallback;
-  }
-  return v;
-}
-
-float FloatAttr(const OrtKernelInfo* info, const char* name, float fallback) {
-  float v = fallback;
-  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_float(info, name, &v)) {
-    Ort::GetApi().ReleaseStatus(st);
-    return fallback;
-  }
-  return v;
-}
-
-std::string StringAttr(const OrtKernelInfo* info, const char* name, const std::string& fallback) {
-  size_t size = 0;
-  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &size)) {
-    Ort::GetApi().ReleaseStatus(st);
-    return fallback;
-  }
-  std::string v(size, '\0');
-  Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttribute_string(info, name, &v[0], &size));
-  while (!v.empty() && v.back() == '\0') v.pop_back();
-  return v;
-}
-
-void ThrowIf(const std::string& contract_error) {
-  if (!contract_error.empty()) throw ContractError(contract_error);
-}
-
 // The result `f32` (float32) written to `out` (any float type).
 void Store(DeviceCall& dev, const View& f32, const View& out) {
   if (out.data != nullptr) dev.Cast(f32, out);
@@ -62,16 +27,14 @@ class CausalConv1dKernel : public DeviceKernel {
     using namespace gdn::causal_conv1d;
     attrs_.activation = StringAttr(info, kAttrActivation, kDefaultActivation);
     attrs_.state_size = IntAttr(info, kAttrStateSize, kDefaultStateSize);
-    const std::string err = gdn::validate_causal_conv1d_attrs(attrs_);
-    if (!err.empty()) throw ContractError(AtNode(Node(), Op(), err));
+    CheckAttrs(gdn::validate_causal_conv1d_attrs(attrs_));
   }
 
  private:
   void Run(Ort::KernelContext& ctx, DeviceCall& dev) override {
     using namespace gdn::causal_conv1d;
-    const std::vector<gdn::TensorInfo> infos = InputInfos(ctx);
-    gdn::CausalConv1dParams p;
-    ThrowIf(gdn::validate_causal_conv1d(attrs_, infos.data(), infos.size(), &p));
+    const auto p = CheckedInputs<gdn::CausalConv1dParams>(
+        ctx, [this](auto... args) { return gdn::validate_causal_conv1d(attrs_, args...); });
     const View y = OutputView(ctx, kY, p.y_shape());
     const View state_out = OutputView(ctx, kConvStateOut, p.state_shape());
     if (p.B == 0 || p.C == 0) return;
@@ -115,9 +78,7 @@ class GatingKernel : public DeviceKernel {
  private:
   void Run(Ort::KernelContext& ctx, DeviceCall& dev) override {
     using namespace gdn::gating;
-    const std::vector<gdn::TensorInfo> infos = InputInfos(ctx);
-    gdn::GatingParams p;
-    ThrowIf(gdn::validate_gating(infos.data(), infos.size(), &p));
+    const auto p = CheckedInputs<gdn::GatingParams>(ctx, gdn::validate_gating);
     const View g = OutputView(ctx, kG, p.shape);
     const View beta = OutputView(ctx, kBeta, p.shape);
     if (p.N == 0 || p.H == 0) return;
@@ -150,16 +111,14 @@ class RmsNormKernel : public DeviceKernel {
  public:
   explicit RmsNormKernel(const OrtKernelInfo* info) : DeviceKernel(info, gdn::op::kGatedRMSNorm) {
     epsilon_ = FloatAttr(info, gdn::rms_norm::kAttrEpsilon, gdn::rms_norm::kDefaultEpsilon);
-    const std::string err = gdn::validate_rms_norm_attrs(epsilon_);
-    if (!err.empty()) throw ContractError(AtNode(Node(), Op(), err));
+    CheckAttrs(gdn::validate_rms_norm_attrs(epsilon_));
   }
 
  private:
   void Run(Ort::KernelContext& ctx, DeviceCall& dev) override {
     using namespace gdn::rms_norm;
-    const std::vector<gdn::TensorInfo> infos = InputInfos(ctx);
-    gdn::RMSNormParams p;
-    ThrowIf(gdn::validate_rms_norm(epsilon_, infos.data(), infos.size(), &p));
+    const auto p = CheckedInputs<gdn::RMSNormParams>(
+        ctx, [this](auto... args) { return gdn::validate_rms_norm(epsilon_, args...); });
     const View y = OutputView(ctx, kY, p.shape);
     if (y.data == nullptr || p.N == 0 || p.D == 0) return;
     const View x = AsFloat32(dev, AsView(ctx.GetInput(kX)));

@@ -1,27 +1,19 @@
 // MemcpyFromHost / MemcpyToHost: the copy nodes ORT inserts between CPU nodes and this EP's nodes inside a
 // graph (graph inputs and outputs go through the data transfer instead). A kernel-registry EP must provide
 // them; without them ORT would hand the device kernels host memory. Copies are ordered on the EP's stream.
-#include "ascend/ep/ep.h"
-#include "ascend/ep/stream.h"
+#include "ascend/ep/kernel_util.h"
 
 namespace gdn_ascend {
 namespace {
 
-class MemcpyKernel : public OrtKernelImpl {
+class MemcpyKernel : public EpKernel {
  public:
-  MemcpyKernel(const OrtKernelInfo* info, bool to_host) : OrtKernelImpl{}, to_host_(to_host) {
-    ort_version_supported = ORT_API_VERSION;
-    Compute = ComputeImpl;
-    Release = [](OrtKernelImpl* self) noexcept { delete static_cast<MemcpyKernel*>(self); };
-    const OrtEp* ep = nullptr;
-    Ort::ThrowOnError(Ort::GetEpApi().KernelInfo_GetEp(info, &ep));
-    ep_ = static_cast<const Ep*>(ep);
-  }
+  MemcpyKernel(const OrtKernelInfo* info, bool to_host) : EpKernel(info), to_host_(to_host) {}
 
  private:
-  static OrtStatus* ORT_API_CALL ComputeImpl(OrtKernelImpl* self, OrtKernelContext* context) noexcept {
+  OrtStatus* ComputeOnEp(OrtKernelContext* context) noexcept override {
     try {
-      static_cast<MemcpyKernel*>(self)->Run(Ort::KernelContext(context));
+      Run(Ort::KernelContext(context));
       return nullptr;
     } catch (const std::exception& e) {
       return Ort::GetApi().CreateStatus(ORT_EP_FAIL, e.what());
@@ -65,55 +57,25 @@ class MemcpyKernel : public OrtKernelImpl {
   }
 
   bool to_host_;
-  const Ep* ep_ = nullptr;
 };
-
-template <bool kToHost>
-OrtStatus* ORT_API_CALL CreateMemcpy(void*, const OrtKernelInfo* info, OrtKernelImpl** out) noexcept {
-  try {
-    *out = new MemcpyKernel(info, kToHost);
-    return nullptr;
-  } catch (const std::exception& e) {
-    *out = nullptr;
-    return Ort::GetApi().CreateStatus(ORT_EP_FAIL, e.what());
-  }
-}
-
-OrtStatus* AddMemcpy(OrtKernelRegistry* registry, bool to_host) {
-  const OrtEpApi& api = Ort::GetEpApi();
-  std::vector<const OrtDataType*> types;
-  for (ONNXTensorElementDataType t :
-       {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16,
-        ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
-        ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64,
-        ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
-        ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL}) {
-    const OrtDataType* dt = nullptr;
-    if (OrtStatus* st = api.GetTensorDataType(t, &dt)) return st;
-    types.push_back(dt);
-  }
-  OrtKernelDefBuilder* b = nullptr;
-  if (OrtStatus* st = api.CreateKernelDefBuilder(&b)) return st;
-  OrtKernelDef* def = nullptr;
-  OrtStatus* st = api.KernelDefBuilder_SetOperatorType(b, to_host ? "MemcpyToHost" : "MemcpyFromHost");
-  if (!st) st = api.KernelDefBuilder_SetDomain(b, "");
-  if (!st) st = api.KernelDefBuilder_SetSinceVersion(b, 1, 1);
-  if (!st) st = api.KernelDefBuilder_SetExecutionProvider(b, kEpName);
-  if (!st) st = to_host ? api.KernelDefBuilder_SetOutputMemType(b, 0, OrtMemTypeCPUOutput)
-                        : api.KernelDefBuilder_SetInputMemType(b, 0, OrtMemTypeCPUInput);
-  if (!st) st = api.KernelDefBuilder_AddTypeConstraint(b, "T", types.data(), types.size());
-  if (!st) st = api.KernelDefBuilder_Build(b, &def);
-  api.ReleaseKernelDefBuilder(b);
-  if (!st) st = api.KernelRegistry_AddKernel(registry, def, to_host ? CreateMemcpy<true> : CreateMemcpy<false>, nullptr);
-  if (def) api.ReleaseKernelDef(def);
-  return st;
-}
 
 }  // namespace
 
 OrtStatus* AddMemcpyKernels(OrtKernelRegistry* registry) {
-  if (OrtStatus* st = AddMemcpy(registry, false)) return st;
-  return AddMemcpy(registry, true);
+  const auto T = std::make_pair(
+      "T", std::vector<ONNXTensorElementDataType>{
+               ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
+               ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE,
+               ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+               ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
+               ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32,
+               ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
+               ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL});
+  // MemcpyFromHost reads its input on the host, MemcpyToHost writes its output there.
+  const KernelSpec from_host{"MemcpyFromHost", "", 1, 1, {T}, {0}, {}, Create<MemcpyKernel, false>};
+  const KernelSpec to_host{"MemcpyToHost", "", 1, 1, {T}, {}, {}, Create<MemcpyKernel, true>, {0}};
+  if (OrtStatus* st = AddKernel(registry, from_host)) return st;
+  return AddKernel(registry, to_host);
 }
 
 }  // namespace gdn_ascend

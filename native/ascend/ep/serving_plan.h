@@ -1,20 +1,16 @@
 // The serving inputs of a delta-rule node (gdn opset 2: cu_seqlens, ssm_state_indices, num_accepted_tokens)
-// resolved on the host before any device work: each sequence's tokens, the pool slot it starts from and the
-// slots it writes. The checks and messages follow the CPU contract (docs/ops.md, "Serving inputs").
+// checked and resolved by the op contract (native/common/gdn_contract: validate_delta_rule, build_delta_rule_plan)
+// and translated into what the aclnn operators take: the sequences of length > 0 in their order (actualSeqLengths),
+// the slot each starts from and the slots it writes (ssmStateIndices, numAcceptedTokens).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace gdn_ascend {
+#include "common/gdn_contract.h"
 
-// An index input as the kernel reads it on the CPU: its shape and its values widened to int64.
-struct IndexInput {
-  bool present = false;
-  std::vector<int64_t> shape;
-  std::vector<int64_t> values;
-};
+namespace gdn_ascend {
 
 struct ServingSequence {
   int64_t number = 0;  // n, for messages
@@ -28,16 +24,18 @@ struct ServingPlan {
   int64_t slots = 0;                       // rows of initial_state / final_state (N, or the pool's S)
   std::vector<ServingSequence> sequences;  // the sequences of length > 0, in order
   int64_t max_length = 0;
-  bool per_token_writes() const { return !sequences.empty() && sequences[0].write_slots.size() > 1; }
 };
 
-// The sizes the plan is checked against: B, T of the node and the rows of initial_state (-1: absent).
-struct ServingSizes {
-  int64_t B = 0, T = 0, state_rows = -1;
+// The host data of a call's serving inputs (null: absent).
+struct ServingInputs {
+  const void* cu_seqlens = nullptr;
+  const void* indices = nullptr;
+  const void* accepted = nullptr;
 };
 
-// Checks the serving inputs and resolves them; throws std::invalid_argument with a one-line message.
-ServingPlan BuildServingPlan(bool chunk, const ServingSizes& sizes, const IndexInput& cu_seqlens,
-                             const IndexInput& indices, const IndexInput& accepted);
+// Checks the call with the contract (gdn opset 2) and resolves its serving inputs; a refusal throws
+// std::invalid_argument with the contract's message without its "<op>: " prefix (the kernel names the op).
+ServingPlan BuildServingPlan(const char* op, bool chunk, const gdn::DeltaRuleAttrs& attrs,
+                             const std::vector<gdn::TensorInfo>& inputs, const ServingInputs& data);
 
 }  // namespace gdn_ascend

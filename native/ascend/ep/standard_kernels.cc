@@ -12,28 +12,6 @@
 namespace gdn_ascend {
 namespace {
 
-std::vector<int64_t> IntsAttr(const OrtKernelInfo* info, const char* name, bool* present) {
-  size_t n = 0;
-  *present = false;
-  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, nullptr, &n)) {
-    Ort::GetApi().ReleaseStatus(st);
-    return {};
-  }
-  std::vector<int64_t> v(n);
-  if (n > 0) Ort::ThrowOnError(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, v.data(), &n));
-  *present = true;
-  return v;
-}
-
-int64_t IntAttr(const OrtKernelInfo* info, const char* name, int64_t fallback) {
-  int64_t v = fallback;
-  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v)) {
-    Ort::GetApi().ReleaseStatus(st);
-    return fallback;
-  }
-  return v;
-}
-
 // `axis` of a rank-`rank` tensor in [0, rank), or an error naming the node.
 size_t NormalizeAxis(int64_t axis, size_t rank, const std::string& where) {
   const int64_t r = static_cast<int64_t>(rank);

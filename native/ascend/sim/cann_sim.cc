@@ -918,7 +918,7 @@ SIM_EXPORT aclnnStatus aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(
   GdrTensors x{*query, *key, *value, *beta, g ? *g : aclTensor{}, *state, *state, *seqlens, *out, g != nullptr, *ssm, *accepted};
   return c.Executor(0, [x, scale, op]() {
     std::vector<int64_t> starts;
-    std::string err = SeqStarts(x.seqlens, x.q.dims[0], 8, op, &starts);
+    std::string err = SeqStarts(x.seqlens, x.q.dims[0], kRecurrentMaxTokens, op, &starts);
     if (!err.empty()) return err;
     const int64_t B = x.seqlens.dims[0], Nv = x.v.dims[1], Nk = x.q.dims[1], Dv = x.v.dims[2], Dk = x.q.dims[2];
     const int64_t blocks = x.state_in.dims[0];
