@@ -90,6 +90,13 @@ const TensorInfo* get(const TensorInfo* inputs, size_t n, size_t i) {
   return i < n ? &inputs[i] : &absent;
 }
 
+// Inputs 0 .. required-1 must be present.
+std::string check_required(const char* op, const TensorInfo* inputs, size_t n, int required, const char* const* names) {
+  for (int i = 0; i < required; ++i)
+    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << names[i] << ") is missing";
+  return "";
+}
+
 std::string check_rank(const char* op, const char* name, const TensorInfo& t, size_t rank, const char* dims) {
   if (t.shape.size() != rank)
     return Err() << op << ": " << name << " must have rank " << rank << " " << dims << ", got shape " << shape_str(t.shape);
@@ -156,8 +163,7 @@ std::string validate_delta_rule(const char* op, bool is_chunk, const DeltaRuleAt
                    << ") is reserved in gdn opset 1 and not implemented by the CPU backend";
   }
   if (n > kNumInputs) return Err() << op << ": expected at most " << kNumInputs << " inputs, got " << n;
-  for (int i = 0; i <= kBeta; ++i)
-    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+  GDN_TRY(check_required(op, inputs, n, kNumRequiredInputs, kInputNames));
 
   const TensorInfo& q = *get(inputs, n, kQuery);
   const TensorInfo& k = *get(inputs, n, kKey);
@@ -524,8 +530,7 @@ std::string validate_causal_conv1d(const CausalConv1dAttrs& attrs, const TensorI
       if (inputs[i].present)
         return Err() << op << ": input " << i << " (" << kInputNames[i] << ") is defined from gdn opset "
                      << kFirstServingOpset << " on; this node is gdn opset " << opset;
-  for (int i = 0; i <= kWeight; ++i)
-    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+  GDN_TRY(check_required(op, inputs, n, kNumRequiredInputs, kInputNames));
   const TensorInfo& x = *get(inputs, n, kX);
   const TensorInfo& w = *get(inputs, n, kWeight);
   const TensorInfo& bias = *get(inputs, n, kBias);
@@ -679,8 +684,7 @@ std::string validate_gating(const TensorInfo* inputs, size_t n, GatingParams* ou
   using namespace gating;
   const char* op = op::kGatedDeltaGating;
   if (n > kNumInputs) return Err() << op << ": expected " << kNumInputs << " inputs, got " << n;
-  for (int i = 0; i < kNumInputs; ++i)
-    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+  GDN_TRY(check_required(op, inputs, n, kNumRequiredInputs, kInputNames));
   const TensorInfo& a = inputs[kA];
   const TensorInfo& b = inputs[kB];
   GDN_TRY(check_float(op, "a", a));
@@ -715,8 +719,7 @@ std::string validate_rms_norm(float epsilon, const TensorInfo* inputs, size_t n,
   const char* op = op::kGatedRMSNorm;
   GDN_TRY(validate_rms_norm_attrs(epsilon));
   if (n > kNumInputs) return Err() << op << ": expected " << kNumInputs << " inputs, got " << n;
-  for (int i = 0; i < kNumInputs; ++i)
-    if (!get(inputs, n, i)->present) return Err() << op << ": required input " << i << " (" << kInputNames[i] << ") is missing";
+  GDN_TRY(check_required(op, inputs, n, kNumRequiredInputs, kInputNames));
   const TensorInfo& x = inputs[kX];
   GDN_TRY(check_float(op, "x", x));
   if (inputs[kGate].dtype != x.dtype)

@@ -1053,11 +1053,7 @@ int CheckScalar(const char* op, const char* name, const aclScalar* s) {
 
 // fp32 rounded to HFLOAT32 (11 explicit mantissa bits): the cube unit's fp32 "down precision" mode.
 float ToHf32(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  u = (u + 0x800u) & ~0xFFFu;  // round to nearest on the 12 dropped bits
-  std::memcpy(&v, &u, 4);
-  return v;
+  return gdn::bits_float((gdn::float_bits(v) + 0x800u) & ~0xFFFu);  // round to nearest on the 12 dropped bits
 }
 
 float Silu(float x) { return x / (1.f + std::exp(-x)); }
