@@ -203,6 +203,22 @@ std::string run(OrtSession* sess, const std::vector<std::string>& in_names, std:
   return err;
 }
 
+// Creates a session of `model` (2 threads), runs it once and releases it; returns "" or the error message.
+std::string run_model(const std::string& model, const std::vector<std::string>& in_names, std::vector<HostTensor>& ins,
+                      const std::vector<std::string>& out_names, std::vector<HostTensor>* outs) {
+  std::string err;
+  OrtSession* sess = make_session(model, 2, &err);
+  if (sess) err = run(sess, in_names, ins, out_names, outs), ort->ReleaseSession(sess);
+  return err;
+}
+
+// The contract's view of host tensors (all present).
+std::vector<TensorInfo> infos_of(const std::vector<HostTensor>& ts) {
+  std::vector<TensorInfo> ti;
+  for (auto& t : ts) ti.push_back({true, dt_of(t.elem), t.dims});
+  return ti;
+}
+
 void expect(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
   (ok ? n_pass : n_fail)++;
@@ -261,8 +277,7 @@ void test_delta_rule(bool chunk, int elem, bool with_state, bool with_final, con
   a.use_qk_l2norm = 1;
   a.state_layout = layout;
   a.chunk_size = 32;
-  std::vector<TensorInfo> ti;
-  for (auto& t : ins) ti.push_back({true, dt_of(t.elem), t.dims});
+  const std::vector<TensorInfo> ti = infos_of(ins);
   DeltaRuleParams p;
   err = validate_delta_rule(opn, chunk, a, ti.data(), ti.size(), &p);
   std::vector<unsigned char> out(ins[2].raw.size());
@@ -285,15 +300,12 @@ void test_layer_ops(int elem) {
     std::string model = make_model(op::kCausalConv1d, {"x", "w", "b", "st"}, {"y", "st_out"},
                                    {{"x", elem, {-1, C, -1}}, {"w", elem, {C, 1, W}}, {"b", elem, {C}}, {"st", elem, {-1, C, S}}},
                                    {{"y", elem, {-1, C, -1}}, {"st_out", elem, {-1, C, S}}}, {as("activation", "silu")});
-    std::string err;
-    OrtSession* sess = make_session(model, 2, &err);
     std::vector<HostTensor> outs;
-    if (sess) err = run(sess, {"x", "w", "b", "st"}, ins, {"y", "st_out"}, &outs), ort->ReleaseSession(sess);
+    const std::string err = run_model(model, {"x", "w", "b", "st"}, ins, {"y", "st_out"}, &outs);
     bool ok = err.empty();
     if (ok) {
       CausalConv1dAttrs a;
-      std::vector<TensorInfo> ti;
-      for (auto& t : ins) ti.push_back({true, dt_of(t.elem), t.dims});
+      const std::vector<TensorInfo> ti = infos_of(ins);
       CausalConv1dParams p;
       ok = validate_causal_conv1d(a, ti.data(), ti.size(), &p).empty();
       std::vector<unsigned char> y(ins[0].raw.size()), so(ins[3].raw.size());
@@ -309,10 +321,8 @@ void test_layer_ops(int elem) {
     std::string model = make_model(op::kCausalConv1d, {"x", "w"}, {"y", "st_out"},
                                    {{"x", elem, {B, C, T}}, {"w", elem, {C, W}}},
                                    {{"y", elem, {B, C, T}}, {"st_out", elem, {B, C, 3}}}, {as("activation", "none")});
-    std::string err;
-    OrtSession* sess = make_session(model, 2, &err);
     std::vector<HostTensor> outs;
-    if (sess) err = run(sess, {"x", "w"}, ins, {"y", "st_out"}, &outs), ort->ReleaseSession(sess);
+    const std::string err = run_model(model, {"x", "w"}, ins, {"y", "st_out"}, &outs);
     bool ok = err.empty() && outs.size() == 2 && outs[1].dims == std::vector<int64_t>{B, C, 3} && outs[1].elem == elem;
     if (ok) {  // state out = last 3 columns of x
       for (int64_t c = 0; c < C && ok; ++c)
@@ -328,14 +338,11 @@ void test_layer_ops(int elem) {
     std::string model = make_model(op::kGatedDeltaGating, {"a", "b", "A_log", "dt_bias"}, {"g", "beta"},
                                    {{"a", elem, {-1, -1, H}}, {"b", elem, {-1, -1, H}}, {"A_log", F32, {H}}, {"dt_bias", F32, {H}}},
                                    {{"g", F32, {-1, -1, H}}, {"beta", elem, {-1, -1, H}}}, {});
-    std::string err;
-    OrtSession* sess = make_session(model, 2, &err);
     std::vector<HostTensor> outs;
-    if (sess) err = run(sess, {"a", "b", "A_log", "dt_bias"}, ins, {"g", "beta"}, &outs), ort->ReleaseSession(sess);
+    const std::string err = run_model(model, {"a", "b", "A_log", "dt_bias"}, ins, {"g", "beta"}, &outs);
     bool ok = err.empty();
     if (ok) {
-      std::vector<TensorInfo> ti;
-      for (auto& t : ins) ti.push_back({true, dt_of(t.elem), t.dims});
+      const std::vector<TensorInfo> ti = infos_of(ins);
       GatingParams p;
       ok = validate_gating(ti.data(), ti.size(), &p).empty();
       std::vector<float> g((size_t)B * T * H);
@@ -354,14 +361,11 @@ void test_layer_ops(int elem) {
     std::string model = make_model(op::kGatedRMSNorm, {"x", "z", "w"}, {"y"},
                                    {{"x", elem, {-1, -1, D}}, {"z", elem, {-1, -1, D}}, {"w", F32, {D}}},
                                    {{"y", elem, {-1, -1, D}}}, {af("epsilon", 1e-5f)});
-    std::string err;
-    OrtSession* sess = make_session(model, 2, &err);
     std::vector<HostTensor> outs;
-    if (sess) err = run(sess, {"x", "z", "w"}, ins, {"y"}, &outs), ort->ReleaseSession(sess);
+    const std::string err = run_model(model, {"x", "z", "w"}, ins, {"y"}, &outs);
     bool ok = err.empty();
     if (ok) {
-      std::vector<TensorInfo> ti;
-      for (auto& t : ins) ti.push_back({true, dt_of(t.elem), t.dims});
+      const std::vector<TensorInfo> ti = infos_of(ins);
       RMSNormParams p;
       ok = validate_rms_norm(1e-5f, ti.data(), ti.size(), &p).empty();
       std::vector<unsigned char> y(ins[0].raw.size());

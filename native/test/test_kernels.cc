@@ -432,6 +432,18 @@ void run_checked_arithmetic() {
 
 
 // ---- timings (direct kernel calls; std::thread runner) ----
+// The fastest of `runs` calls of f(), in milliseconds.
+template <class F>
+double best_ms(int runs, F f) {
+  double best = 1e30;
+  for (int it = 0; it < runs; ++it) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
 void bench() {
   for (int threads : {1, 2}) {
     g_runner.threads = threads;
@@ -444,12 +456,7 @@ void bench() {
       DeltaRuleParams p;
       p.B = B, p.T = T, p.Hk = H, p.Hv = H, p.K = K, p.V = V, p.scale = 0.088f, p.use_qk_l2norm = true;
       DeltaRuleTensors t{q.data(), k.data(), v.data(), g.data(), beta.data(), s0.data(), out.data(), s1.data()};
-      double best = 1e30;
-      for (int it = 0; it < 5; ++it) {
-        auto t0 = std::chrono::steady_clock::now();
-        cpu::chunk_gated_delta_rule(p, t, g_par);
-        best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
+      const double best = best_ms(5, [&] { cpu::chunk_gated_delta_rule(p, t, g_par); });
       std::printf("BENCH ChunkGatedDeltaRule fp32 B=1 T=512 H=32 K=V=128 threads=%d: %.2f ms\n", threads, best);
     }
     {
@@ -460,12 +467,7 @@ void bench() {
       DeltaRuleParams p;
       p.B = B, p.T = T, p.Hk = Hk, p.Hv = H, p.K = K, p.V = V, p.scale = 0.088f, p.use_qk_l2norm = true;
       DeltaRuleTensors t{q.data(), k.data(), v.data(), g.data(), beta.data(), s0.data(), out.data(), s1.data()};
-      double best = 1e30;
-      for (int it = 0; it < 50; ++it) {
-        auto t0 = std::chrono::steady_clock::now();
-        cpu::recurrent_gated_delta_rule(p, t, g_par);
-        best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
+      const double best = best_ms(50, [&] { cpu::recurrent_gated_delta_rule(p, t, g_par); });
       std::printf("BENCH RecurrentGatedDeltaRule fp32 B=8 T=1 Hk=16 Hv=32 K=V=128 threads=%d: %.3f ms\n", threads, best);
     }
   }

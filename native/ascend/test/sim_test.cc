@@ -52,6 +52,36 @@ aclTensor* Tensor(void* data, std::vector<int64_t> dims, aclDataType dtype) {
   return T->aclCreateTensor(dims.data(), dims.size(), dtype, nullptr, 0, ACL_FORMAT_ND, dims.data(), dims.size(), data);
 }
 
+// The device tensors of one call: each in its own allocation; all are destroyed and freed with this object.
+struct DeviceTensors {
+  std::vector<void*> mem;  // in the order allocated
+  std::vector<aclTensor*> tensors;
+
+  aclTensor* Zeros(const std::vector<int64_t>& dims, aclDataType dt) {
+    size_t n = dt == ACL_FLOAT || dt == ACL_INT32 ? 4 : 2;
+    for (int64_t d : dims) n *= static_cast<size_t>(d);
+    mem.push_back(DeviceAlloc(n));
+    T->aclrtMemset(mem.back(), n, 0, n);
+    return Keep(Tensor(mem.back(), dims, dt));
+  }
+  // A tensor holding `bytes` of host data.
+  aclTensor* Upload(const std::vector<int64_t>& dims, aclDataType dt, const void* host, size_t bytes) {
+    mem.push_back(DeviceAlloc(bytes));
+    T->aclrtMemcpy(mem.back(), bytes, host, bytes, ACL_MEMCPY_HOST_TO_DEVICE);
+    return Keep(Tensor(mem.back(), dims, dt));
+  }
+  ~DeviceTensors() {
+    for (aclTensor* t : tensors) T->aclDestroyTensor(t);
+    for (void* p : mem) T->aclrtFree(p);
+  }
+
+ private:
+  aclTensor* Keep(aclTensor* t) {
+    tensors.push_back(t);
+    return t;
+  }
+};
+
 int Cast(aclTensor* in, aclTensor* out, aclDataType dtype, aclrtStream stream) {
   uint64_t ws = 0;
   aclOpExecutor* ex = nullptr;
@@ -146,25 +176,17 @@ struct GdrArgs {
 // Calls aclnnChunkGatedDeltaRuleGetWorkspaceSize with device tensors of the given sizes; seqlens = L each.
 int ChunkWorkspace(const GdrArgs& a, bool null_query, aclrtStream s, int32_t seqlen_override = -1) {
   const int64_t T_ = a.B * a.L;
-  std::vector<void*> mem;
-  auto dev = [&](std::vector<int64_t> dims, aclDataType dt) {
-    size_t n = dt == ACL_FLOAT || dt == ACL_INT32 ? 4 : 2;
-    for (int64_t d : dims) n *= static_cast<size_t>(d);
-    mem.push_back(DeviceAlloc(n));
-    T->aclrtMemset(mem.back(), n, 0, n);
-    return Tensor(mem.back(), dims, dt);
-  };
-  aclTensor* q = null_query ? nullptr : dev({T_, a.Nk, a.Dk}, a.qdtype);
-  aclTensor* k = dev({T_, a.Nk, a.Dk}, ACL_BF16);
-  aclTensor* v = dev({T_, a.Nv, a.Dv}, ACL_BF16);
-  aclTensor* beta = dev({T_, a.Nv}, ACL_BF16);
-  aclTensor* state = dev({a.B, a.Nv, a.Dv, a.Dk}, ACL_BF16);
-  aclTensor* seqlens = dev({a.B}, ACL_INT32);
+  DeviceTensors d;
+  aclTensor* q = null_query ? nullptr : d.Zeros({T_, a.Nk, a.Dk}, a.qdtype);
+  aclTensor* k = d.Zeros({T_, a.Nk, a.Dk}, ACL_BF16);
+  aclTensor* v = d.Zeros({T_, a.Nv, a.Dv}, ACL_BF16);
+  aclTensor* beta = d.Zeros({T_, a.Nv}, ACL_BF16);
+  aclTensor* state = d.Zeros({a.B, a.Nv, a.Dv, a.Dk}, ACL_BF16);
   std::vector<int32_t> lens(a.B, seqlen_override >= 0 ? seqlen_override : static_cast<int32_t>(a.L));
-  T->aclrtMemcpy(mem.back(), lens.size() * 4, lens.data(), lens.size() * 4, ACL_MEMCPY_HOST_TO_DEVICE);
-  aclTensor* g = dev({T_, a.Nv}, ACL_FLOAT);
-  aclTensor* out = dev({T_, a.Nv, a.Dv}, ACL_BF16);
-  aclTensor* fin = dev({a.B, a.Nv, a.Dv, a.Dk}, ACL_BF16);
+  aclTensor* seqlens = d.Upload({a.B}, ACL_INT32, lens.data(), lens.size() * 4);
+  aclTensor* g = d.Zeros({T_, a.Nv}, ACL_FLOAT);
+  aclTensor* out = d.Zeros({T_, a.Nv, a.Dv}, ACL_BF16);
+  aclTensor* fin = d.Zeros({a.B, a.Nv, a.Dv, a.Dk}, ACL_BF16);
   uint64_t ws = 0;
   aclOpExecutor* ex = nullptr;
   int rc = T->aclnnChunkGatedDeltaRuleGetWorkspaceSize(q, k, v, beta, state, seqlens, g, 0.5f, out, fin, &ws, &ex);
@@ -174,8 +196,6 @@ int ChunkWorkspace(const GdrArgs& a, bool null_query, aclrtStream s, int32_t seq
     if (rc == 0) rc = T->aclrtSynchronizeStream(s);
     T->aclrtFree(w);
   }
-  for (aclTensor* t : {q, k, v, beta, state, seqlens, g, out, fin}) T->aclDestroyTensor(t);
-  for (void* p : mem) T->aclrtFree(p);
   return rc;
 }
 
@@ -205,32 +225,21 @@ void GatedDeltaChecks() {
 // aclnnRecurrentGatedDeltaRule with one sequence of L tokens, stateRef with one slot per sequence.
 int RecurrentRun(int64_t L, bool with_gk, aclrtStream s) {
   const int64_t B = 1, Nk = 2, Nv = 2, D = 8;
-  std::vector<void*> mem;
-  auto dev = [&](std::vector<int64_t> dims, aclDataType dt) {
-    size_t n = dt == ACL_FLOAT || dt == ACL_INT32 ? 4 : 2;
-    for (int64_t d : dims) n *= static_cast<size_t>(d);
-    mem.push_back(DeviceAlloc(n));
-    T->aclrtMemset(mem.back(), n, 0, n);
-    return Tensor(mem.back(), dims, dt);
-  };
-  aclTensor *q = dev({B * L, Nk, D}, ACL_BF16), *k = dev({B * L, Nk, D}, ACL_BF16), *v = dev({B * L, Nv, D}, ACL_BF16);
-  aclTensor *beta = dev({B * L, Nv}, ACL_BF16), *state = dev({B, Nv, D, D}, ACL_BF16), *g = dev({B * L, Nv}, ACL_FLOAT);
-  aclTensor* gk = with_gk ? dev({B * L, Nv, D}, ACL_FLOAT) : nullptr;
-  aclTensor* ssm = dev({B * L}, ACL_INT32);  // zeros: every token uses slot 0
-  aclTensor* accepted = dev({B}, ACL_INT32);
-  const int32_t one = 1;
-  T->aclrtMemcpy(mem.back(), 4, &one, 4, ACL_MEMCPY_HOST_TO_DEVICE);
-  aclTensor* seqlens = dev({B}, ACL_INT32);
-  const int32_t len = static_cast<int32_t>(L);
-  T->aclrtMemcpy(mem.back(), 4, &len, 4, ACL_MEMCPY_HOST_TO_DEVICE);
-  aclTensor* out = dev({B * L, Nv, D}, ACL_BF16);
+  DeviceTensors d;
+  aclTensor *q = d.Zeros({B * L, Nk, D}, ACL_BF16), *k = d.Zeros({B * L, Nk, D}, ACL_BF16);
+  aclTensor *v = d.Zeros({B * L, Nv, D}, ACL_BF16), *beta = d.Zeros({B * L, Nv}, ACL_BF16);
+  aclTensor *state = d.Zeros({B, Nv, D, D}, ACL_BF16), *g = d.Zeros({B * L, Nv}, ACL_FLOAT);
+  aclTensor* gk = with_gk ? d.Zeros({B * L, Nv, D}, ACL_FLOAT) : nullptr;
+  aclTensor* ssm = d.Zeros({B * L}, ACL_INT32);  // zeros: every token uses slot 0
+  const int32_t one = 1, len = static_cast<int32_t>(L);
+  aclTensor* accepted = d.Upload({B}, ACL_INT32, &one, 4);
+  aclTensor* seqlens = d.Upload({B}, ACL_INT32, &len, 4);
+  aclTensor* out = d.Zeros({B * L, Nv, D}, ACL_BF16);
   uint64_t ws = 0;
   aclOpExecutor* ex = nullptr;
   int rc = T->aclnnRecurrentGatedDeltaRuleGetWorkspaceSize(q, k, v, beta, state, seqlens, ssm, g, gk, accepted, 0.5f, out, &ws, &ex);
   if (rc == 0) rc = T->aclnnRecurrentGatedDeltaRule(nullptr, ws, ex, s);
   if (rc == 0) rc = T->aclrtSynchronizeStream(s);
-  for (aclTensor* t : {q, k, v, beta, state, g, gk, ssm, accepted, seqlens, out}) T->aclDestroyTensor(t);
-  for (void* p : mem) T->aclrtFree(p);
   return rc;
 }
 
@@ -249,28 +258,23 @@ void RecurrentChecks() {
 // slots are {2, 3}; `accepted` picks the start slot; *out gets both outputs, *pool the pool afterwards.
 int ServingRun(int32_t accepted, std::vector<int32_t> slots, aclDataType index_dtype, aclrtStream s,
                std::vector<float>* out, std::vector<float>* pool) {
-  std::vector<void*> mem;
-  auto upload = [&](std::vector<int64_t> dims, aclDataType dt, const void* host, size_t bytes) {
-    mem.push_back(DeviceAlloc(bytes));
-    T->aclrtMemcpy(mem.back(), bytes, host, bytes, ACL_MEMCPY_HOST_TO_DEVICE);
-    return Tensor(mem.back(), dims, dt);
-  };
+  DeviceTensors d;
   auto bf16 = [&](std::vector<int64_t> dims, std::vector<float> values) {
     std::vector<uint16_t> h;
     for (float v : values) h.push_back(gdn::float_to_bf16(v));
-    return upload(dims, ACL_BF16, h.data(), h.size() * 2);
+    return d.Upload(dims, ACL_BF16, h.data(), h.size() * 2);
   };
   const std::vector<int64_t> tok3{2, 1, 1}, tok2{2, 1};
   aclTensor *q = bf16(tok3, {1, 1}), *k = bf16(tok3, {1, 1}), *v = bf16(tok3, {0, 0}), *beta = bf16(tok2, {0, 0});
   aclTensor* state = bf16({4, 1, 1, 1}, {1, 2, 3, 4});
   const float g_host[2] = {0, 0};
-  aclTensor* g = upload(tok2, ACL_FLOAT, g_host, sizeof g_host);
+  aclTensor* g = d.Upload(tok2, ACL_FLOAT, g_host, sizeof g_host);
   const int32_t len = 2;
-  aclTensor* seqlens = upload({1}, ACL_INT32, &len, 4);
+  aclTensor* seqlens = d.Upload({1}, ACL_INT32, &len, 4);
   const std::vector<int64_t> wide(slots.begin(), slots.end());
-  aclTensor* ssm = index_dtype == ACL_INT64 ? upload({2}, ACL_INT64, wide.data(), 16)
-                                            : upload({2}, ACL_INT32, slots.data(), 8);
-  aclTensor* acc = upload({1}, ACL_INT32, &accepted, 4);
+  aclTensor* ssm = index_dtype == ACL_INT64 ? d.Upload({2}, ACL_INT64, wide.data(), 16)
+                                            : d.Upload({2}, ACL_INT32, slots.data(), 8);
+  aclTensor* acc = d.Upload({1}, ACL_INT32, &accepted, 4);
   aclTensor* o = bf16(tok3, {0, 0});
   uint64_t ws = 0;
   aclOpExecutor* ex = nullptr;
@@ -285,11 +289,9 @@ int ServingRun(int32_t accepted, std::vector<int32_t> slots, aclDataType index_d
     for (uint16_t x : h) host->push_back(gdn::bf16_to_float(x));
   };
   if (rc == 0) {
-    download(mem[4], 4, pool);
-    download(mem.back(), 2, out);
+    download(d.mem[4], 4, pool);
+    download(d.mem.back(), 2, out);
   }
-  for (aclTensor* t : {q, k, v, beta, state, g, seqlens, ssm, acc, o}) T->aclDestroyTensor(t);
-  for (void* p : mem) T->aclrtFree(p);
   return rc;
 }
 
