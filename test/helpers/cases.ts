@@ -8,7 +8,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { encodeMessage, onnx } from "../../src/ir/onnx.js";
 import type { FuseReport } from "../../src/pipeline/index.js";
-import type { SkippedCandidate } from "../../src/pipeline/pass.js";
+import type { SkippedCandidate } from "../../src/pattern/index.js";
 import { loadRuntime } from "../../src/runtime/index.js";
 import { MODELS } from "./paths.js";
 import { readDataSet, relativeL2, toOrtTensor, type TensorFile } from "./tensor-io.js";
