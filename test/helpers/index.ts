@@ -4,6 +4,7 @@
  *   data, reading reports (skippedOf, refusals, appliedOps), op counts.
  * - fuse.ts: the one "load a case, fuse, edit, fuse" helper (mutateAndFuse, fuseLayers, fuseCase);
  *   mutate.ts: the Mutator edits; graph-edit.ts: small lookups and edits of the layer tests.
+ * - layer-mutants.ts: whole-layer mutants (their shared edits and the runner, testMutants).
  * - cli.ts: fuse-model run in-process (runCli).
  * - tensor-io.ts: TensorProto files, test-data sets, ort.Tensor conversion, relativeL2 of tensors.
  * - layer-stack.ts, models.ts: fixture models built in memory (the 48-layer stack, an external-weight model).
@@ -15,6 +16,7 @@ export * from "./fuse.js";
 export * from "./mutate.js";
 export * from "./tensor-io.js";
 export * from "./graph-edit.js";
+export * from "./layer-mutants.js";
 export * from "./cli.js";
 export { buildLayerStack } from "./layer-stack.js";
 export { externalWeightModel } from "./models.js";
