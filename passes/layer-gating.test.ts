@@ -8,23 +8,12 @@
 import { describe } from "vitest";
 import { setInput } from "../src/ir/index.js";
 import { arrayToTensor, tensorToFloat64 } from "../src/ir/tensor.js";
-import {
-  insert,
-  node,
-  runtimeLoadError,
-  setConstant,
-  testMutants,
-  value,
-  type Mutant,
-  type Mutator,
-} from "../test/helpers/index.js";
+import { insert, node, setConstant, testMutants, value, type Mutant, type Mutator } from "../test/helpers/index.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
 const DECODE = "layer_qwen3next_decode_b2";
 const PREFILL_DYNB = "layer_qwen3next_prefill_dynb";
 const DECODE_BF16 = "layer_qwen35_decode_b2_bf16";
-
-const runtime = runtimeLoadError();
 
 /** Replaces the folded -exp(A_log) constant of the g Mul by Neg(Exp(A_log)), the Exp in `domain`. */
 function negExpALog(m: Mutator, domain: string, dims?: number[]): void {
@@ -133,6 +122,6 @@ const MUTANTS: Mutant[] = [
   },
 ];
 
-describe.skipIf(!!runtime)("layer-gating mutants", () => {
+describe("layer-gating mutants", () => {
   testMutants(MUTANTS);
 });

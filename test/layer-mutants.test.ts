@@ -12,7 +12,6 @@ import { setInput } from "../src/ir/index.js";
 import {
   insert,
   node,
-  runtimeLoadError,
   setConstant,
   setSliceRange,
   testMutants,
@@ -28,8 +27,6 @@ const QWEN35_DECODE = "layer_qwen35_decode_b2";
 const PREFILL_FP16 = "layer_qwen3next_prefill_t96_fp16";
 const DECODE_FP16 = "layer_qwen35_decode_b2_fp16";
 const DECODE_DYNB = "layer_qwen3next_decode_dynb";
-
-const runtime = runtimeLoadError();
 
 // ---- edits only these mutants make (the shared ones are in test/helpers/layer-mutants.ts) ----------
 
@@ -327,7 +324,7 @@ function decodeInts(v: Value): number[] {
   return Array.from({ length: raw.byteLength / 8 }, (_, i) => Number(dv.getBigInt64(i * 8, true)));
 }
 
-describe.skipIf(!!runtime)("layer mutants", () => {
+describe("layer mutants", () => {
   it("has at least 15 mutants over prefill, decode, Qwen3.5, half-precision and dynamic-batch layers", () => {
     // With the gating's 10 (passes/layer-gating.test.ts: also bfloat16 decode, dynamic-batch prefill): 30 over 9.
     expect(MUTANTS.length).toBeGreaterThanOrEqual(15);

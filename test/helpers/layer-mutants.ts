@@ -17,6 +17,7 @@ import { decodeMessage, encodeMessage, onnx } from "../../src/ir/onnx.js";
 import { arrayToTensor, float16ToFloat32, float32ToFloat16 } from "../../src/ir/tensor.js";
 import { compareValues, seededRandom, toleranceOf } from "../../src/numeric.js";
 import type { FuseReport } from "../../src/pipeline/index.js";
+import { runtimeLoadError } from "./cases.js";
 import { loadCase, mutateAndFuse } from "./fuse.js";
 import type { Mutator } from "./mutate.js";
 
@@ -92,11 +93,12 @@ export interface Mutant {
   equal?: boolean;
 }
 
-/** Two tests per mutant, with the core probe on and off: "<model>: <name> (probe on)". */
+/** Two tests per mutant, with the core probe on and off ("<model>: <name> (probe on)"); skipped without a runtime. */
 export function testMutants(mutants: readonly Mutant[]): void {
+  const runtime = runtimeLoadError();
   for (const mu of mutants)
     for (const probe of [true, false])
-      it(`${mu.model}: ${mu.name} (probe ${probe ? "on" : "off"})`, async () => {
+      it.skipIf(!!runtime)(`${mu.model}: ${mu.name} (probe ${probe ? "on" : "off"})`, async () => {
         const { report, original, fused } = await runMutant(mu, probe);
         if (mu.refused) {
           const { pass, stage, reason, op } = mu.refused;
