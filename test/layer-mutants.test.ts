@@ -59,6 +59,13 @@ const GQA = { pass: "layer-gqa-repeat", op: "gdn.ChunkGatedDeltaRule[gqa]" };
 const LAYOUT = { pass: "layer-layout", op: "gdn.ChunkGatedDeltaRule[layout]" };
 const LAYOUT_DECODE = { pass: "layer-layout", op: "gdn.RecurrentGatedDeltaRule[layout]" };
 
+/** The conv's refusal when anything but SiLU follows it. */
+const CONV_NOT_SILU = {
+  ...CONV,
+  stage: "activation",
+  reason: "the conv output is not followed by SiLU (x * sigmoid(x)) alone",
+};
+
 const MUTANTS: Mutant[] = [
   // the gating fuses around an edit of its input b; the layout refuses the Mul as a projection source
   {
@@ -91,13 +98,13 @@ const MUTANTS: Mutant[] = [
         { operands: [ramp(160, (i) => (i === 7 ? 2 : 1))], constDims: [1, 160, 1] },
         [2, 160, 96],
       ),
-    refused: { ...CONV, stage: "activation", reason: "the conv output is not followed by SiLU (x * sigmoid(x)) alone" },
+    refused: CONV_NOT_SILU,
   },
   {
     name: "Sigmoid where SiLU's x * sigmoid(x) is expected",
     model: DECODE,
     mutate: (m) => bypass(m, value(m, "silu"), value(m, "val_87"), node(m, "node_silu")),
-    refused: { ...CONV, stage: "activation", reason: "the conv output is not followed by SiLU (x * sigmoid(x)) alone" },
+    refused: CONV_NOT_SILU,
   },
   {
     name: "conv output slice shifted by one step (not causal)",
@@ -145,7 +152,7 @@ const MUTANTS: Mutant[] = [
         [2, 160, 1],
       );
     },
-    refused: { ...CONV, stage: "activation", reason: "the conv output is not followed by SiLU (x * sigmoid(x)) alone" },
+    refused: CONV_NOT_SILU,
   },
   // gated RMSNorm: w * x * rsqrt(mean(x^2) + eps) * silu(z)
   {
