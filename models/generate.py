@@ -134,6 +134,10 @@ class DecodeLayer(torch.nn.Module):
         return l.out_proj(o), new_conv_state, s
 
 
+# The input and output names of a decode-step case (DecodeLayer's arguments and results).
+LAYER_IO = (["hidden_states", "conv_state", "recurrent_state"], ["output", "new_conv_state", "new_recurrent_state"])
+
+
 def decode_inputs(layer, conv_kernel, B, seed):
     """Inputs of one decode step of `layer`: hidden_states [B, 1, 64], conv_state [B, conv_dim, conv_kernel] and
     recurrent_state [B, Hv, Dk, Dv] (scaled by 0.1), drawn in this order from a generator seeded with `seed`."""
@@ -434,8 +438,7 @@ def _decode_next():
     lyr = m3n.Qwen3NextGatedDeltaNet(cfg, layer_idx=0).eval()
     chk = check_decode_against_layer(lyr, m3n)
     args = decode_inputs(lyr, cfg.linear_conv_kernel_dim, 2, 6)
-    save_case("layer_qwen3next_decode_b2", DecodeLayer(lyr, m3n), args, ["hidden_states", "conv_state", "recurrent_state"],
-              ["output", "new_conv_state", "new_recurrent_state"],
+    save_case("layer_qwen3next_decode_b2", DecodeLayer(lyr, m3n), args, *LAYER_IO,
               "decode step of a Qwen3NextGatedDeltaNet layer: causal_conv1d_update + recurrent rule, states in/out",
               kind="layer_decode", extra={"decode_vs_layer_forward_relerr": chk})
 guarded("layer_qwen3next_decode_b2", _decode_next)
@@ -473,8 +476,7 @@ def _layer35():
     lyr2 = m35.Qwen3_5GatedDeltaNet(cfg35, layer_idx=0).eval()
     chk = check_decode_against_layer(lyr2, m35)
     args = decode_inputs(lyr2, cfg35.linear_conv_kernel_dim, 2, 32)
-    save_case("layer_qwen35_decode_b2", DecodeLayer(lyr2, m35), args, ["hidden_states", "conv_state", "recurrent_state"],
-              ["output", "new_conv_state", "new_recurrent_state"],
+    save_case("layer_qwen35_decode_b2", DecodeLayer(lyr2, m35), args, *LAYER_IO,
               "decode step of a Qwen3_5GatedDeltaNet layer: causal_conv1d_update + recurrent rule, states in/out",
               family="qwen3_5", kind="layer_decode", extra={"decode_vs_layer_forward_relerr": chk, "gqa_repeat_in_layer": DecodeLayer(lyr2, m35).repeat})
 guarded("layer_qwen35", _layer35)
@@ -486,7 +488,6 @@ save_case("bench_recurrent_t1_b64_h32_k128", RecurrentCore(m3n), core_inputs(64,
 
 # ============ fp16 / bf16 layers, dynamic batch ============
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
-LAYER_IO = (["hidden_states", "conv_state", "recurrent_state"], ["output", "new_conv_state", "new_recurrent_state"])
 
 
 def _layers_lowp():
