@@ -134,6 +134,18 @@ class DecodeLayer(torch.nn.Module):
         return l.out_proj(o), new_conv_state, s
 
 
+# The input and output names of a decode-step case (DecodeLayer's arguments and results).
+LAYER_IO = (["hidden_states", "conv_state", "recurrent_state"], ["output", "new_conv_state", "new_recurrent_state"])
+
+
+def decode_inputs(layer, conv_kernel, B, seed):
+    """Inputs of one decode step of `layer`: hidden_states [B, 1, 64], conv_state [B, conv_dim, conv_kernel] and
+    recurrent_state [B, Hv, Dk, Dv] (scaled by 0.1), drawn in this order from a generator seeded with `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, 1, 64, generator=gen), torch.randn(B, layer.conv_dim, conv_kernel, generator=gen),
+            0.1 * torch.randn(B, layer.num_v_heads, layer.head_k_dim, layer.head_v_dim, generator=gen)]
+
+
 def check_decode_against_layer(layer, mod, B=2, T=3, seed=123, dtype=torch.float32, device="cpu"):
     """Token-by-token DecodeLayer from zero states must match the layer's own no-cache forward.
     The conv state is in the layer's dtype, the recurrent state float32 (what the HF recurrent rule returns)."""
@@ -425,11 +437,8 @@ def _decode_next():
     torch.manual_seed(5)
     lyr = m3n.Qwen3NextGatedDeltaNet(cfg, layer_idx=0).eval()
     chk = check_decode_against_layer(lyr, m3n)
-    gen = torch.Generator().manual_seed(6)
-    args = [torch.randn(2, 1, 64, generator=gen), torch.randn(2, lyr.conv_dim, cfg.linear_conv_kernel_dim, generator=gen),
-            0.1 * torch.randn(2, lyr.num_v_heads, lyr.head_k_dim, lyr.head_v_dim, generator=gen)]
-    save_case("layer_qwen3next_decode_b2", DecodeLayer(lyr, m3n), args, ["hidden_states", "conv_state", "recurrent_state"],
-              ["output", "new_conv_state", "new_recurrent_state"],
+    args = decode_inputs(lyr, cfg.linear_conv_kernel_dim, 2, 6)
+    save_case("layer_qwen3next_decode_b2", DecodeLayer(lyr, m3n), args, *LAYER_IO,
               "decode step of a Qwen3NextGatedDeltaNet layer: causal_conv1d_update + recurrent rule, states in/out",
               kind="layer_decode", extra={"decode_vs_layer_forward_relerr": chk})
 guarded("layer_qwen3next_decode_b2", _decode_next)
@@ -466,11 +475,8 @@ def _layer35():
     torch.manual_seed(31)
     lyr2 = m35.Qwen3_5GatedDeltaNet(cfg35, layer_idx=0).eval()
     chk = check_decode_against_layer(lyr2, m35)
-    gen = torch.Generator().manual_seed(32)
-    args = [torch.randn(2, 1, 64, generator=gen), torch.randn(2, lyr2.conv_dim, cfg35.linear_conv_kernel_dim, generator=gen),
-            0.1 * torch.randn(2, lyr2.num_v_heads, lyr2.head_k_dim, lyr2.head_v_dim, generator=gen)]
-    save_case("layer_qwen35_decode_b2", DecodeLayer(lyr2, m35), args, ["hidden_states", "conv_state", "recurrent_state"],
-              ["output", "new_conv_state", "new_recurrent_state"],
+    args = decode_inputs(lyr2, cfg35.linear_conv_kernel_dim, 2, 32)
+    save_case("layer_qwen35_decode_b2", DecodeLayer(lyr2, m35), args, *LAYER_IO,
               "decode step of a Qwen3_5GatedDeltaNet layer: causal_conv1d_update + recurrent rule, states in/out",
               family="qwen3_5", kind="layer_decode", extra={"decode_vs_layer_forward_relerr": chk, "gqa_repeat_in_layer": DecodeLayer(lyr2, m35).repeat})
 guarded("layer_qwen35", _layer35)
@@ -482,7 +488,6 @@ save_case("bench_recurrent_t1_b64_h32_k128", RecurrentCore(m3n), core_inputs(64,
 
 # ============ fp16 / bf16 layers, dynamic batch ============
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
-LAYER_IO = (["hidden_states", "conv_state", "recurrent_state"], ["output", "new_conv_state", "new_recurrent_state"])
 
 
 def _layers_lowp():
@@ -505,9 +510,7 @@ def _layers_lowp():
             continue
         torch.manual_seed(31)   # same weights and inputs as layer_qwen35_decode_b2
         lyr2 = m35.Qwen3_5GatedDeltaNet(cfg35, layer_idx=0).eval()
-        gen = torch.Generator().manual_seed(32)
-        args = [torch.randn(2, 1, 64, generator=gen), torch.randn(2, lyr2.conv_dim, cfg35.linear_conv_kernel_dim, generator=gen),
-                0.1 * torch.randn(2, lyr2.num_v_heads, lyr2.head_k_dim, lyr2.head_v_dim, generator=gen)]
+        args = decode_inputs(lyr2, cfg35.linear_conv_kernel_dim, 2, 32)
         extra = {"dtype": tag, "state_dtypes": {"conv_state": str(dt), "recurrent_state": "torch.float32"}}
         try:
             extra["hf_cache_state_dtypes"] = hf_cache_state_dtypes(lyr2, cfg35, dt, DEV)
@@ -536,13 +539,10 @@ def _dynb():
               dynamic_shapes=tuple({0: batch} for _ in range(6)), other_args=core_inputs(3, 1, 4, 32, 48, seed=63))
     torch.manual_seed(5)   # same weights as layer_qwen3next_decode_b2
     lyr = m3n.Qwen3NextGatedDeltaNet(cfg, layer_idx=0).eval()
-    def dargs(B, seed):
-        gen = torch.Generator().manual_seed(seed)
-        return [torch.randn(B, 1, 64, generator=gen), torch.randn(B, lyr.conv_dim, cfg.linear_conv_kernel_dim, generator=gen),
-                0.1 * torch.randn(B, lyr.num_v_heads, lyr.head_k_dim, lyr.head_v_dim, generator=gen)]
-    save_case("layer_qwen3next_decode_dynb", DecodeLayer(lyr, m3n), dargs(2, 6), *LAYER_IO,
+    K = cfg.linear_conv_kernel_dim
+    save_case("layer_qwen3next_decode_dynb", DecodeLayer(lyr, m3n), decode_inputs(lyr, K, 2, 6), *LAYER_IO,
               "layer_qwen3next_decode_b2 (same weights and inputs) exported with a dynamic batch dimension",
-              kind="layer_decode", dynamic_shapes=tuple({0: batch} for _ in range(3)), other_args=dargs(3, 64))
+              kind="layer_decode", dynamic_shapes=tuple({0: batch} for _ in range(3)), other_args=decode_inputs(lyr, K, 3, 64))
     save_case("layer_qwen3next_prefill_dynb", layer, [torch.randn(2, 96, 64, generator=torch.Generator().manual_seed(70))],
               ["hidden_states"], ["output"],
               "layer_qwen3next_prefill_t96 (same weights) exported with a dynamic batch dimension",

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { firstSkip, fuseCase, mutateAndFuse, opCounts, runAgainstCase } from "../test/helpers/index.js";
+import {
+  CORE_NEAR_MISS,
+  droppedStateUpdate,
+  expectFusedToOne,
+  expectMatchesCase,
+  fuseCase,
+  mutateAndFuse,
+  testCoreNearMisses,
+} from "../test/helpers/index.js";
 
 const CHUNK_CASES = [
   "chunk_t100_h4_k32_v48", // 2 chunks with padding, initial state, K != V
@@ -16,12 +24,9 @@ const CHUNK_CASES = [
 describe("gated-delta-chunk", () => {
   for (const name of CHUNK_CASES) {
     it(`fuses ${name} into one ChunkGatedDeltaRule and reproduces PyTorch's outputs`, async () => {
-      const { model, report } = await fuseCase(name);
-      expect(report.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
-      expect(opCounts(model.proto)).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
+      const { report } = await expectFusedToOne(name, "gdn.ChunkGatedDeltaRule");
       const applied = report.passes.find((p) => p.name === "gated-delta-chunk")!.applied[0]!;
       expect(applied.replacedNodes).toBe(report.nodesBefore);
-      for (const o of await runAgainstCase(model.proto, name)) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
     });
   }
 
@@ -41,8 +46,7 @@ describe("gated-delta-chunk", () => {
     const node = r.model.proto.graph!.node![0]!;
     expect(node.input).toHaveLength(6);
     expect(node.output).toEqual(["core_attn_out"]);
-    const [out] = await runAgainstCase(r.model.proto, "chunk_t100_h4_k32_v48");
-    expect(out!.err).toBeLessThanOrEqual(out!.tol);
+    await expectMatchesCase(r.model.proto, "chunk_t100_h4_k32_v48");
   });
 
   it("fuses an export with a dynamic batch, and the fused op runs at both exported batch sizes", async () => {
@@ -50,14 +54,14 @@ describe("gated-delta-chunk", () => {
     expect(report.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
     expect(report.passes[0]!.applied[0]!.details).toMatchObject({ B: "batch", T: 100 });
     for (const set of ["test_data_set_0", "test_data_set_1"])
-      for (const o of await runAgainstCase(model.proto, "chunk_t100_dynb", ["gdn"], undefined, set)) expect(o.err, `${set} ${o.name}`).toBeLessThanOrEqual(o.tol);
+      await expectMatchesCase(model.proto, "chunk_t100_dynb", { set, label: `${set} ` });
   });
 
   it("fuses a core whose batch dimension is symbolic", async () => {
     const r = await mutateAndFuse("chunk_t100_h4_k32_v48", (m) => m.symbolicBatch());
     expect(r.fused).toEqual({ "gdn.ChunkGatedDeltaRule": 1 });
     expect(r.passes[0]!.applied[0]!.details).toMatchObject({ B: "batch", T: 100 });
-    for (const o of await runAgainstCase(r.model.proto, "chunk_t100_h4_k32_v48")) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
+    await expectMatchesCase(r.model.proto, "chunk_t100_h4_k32_v48");
   });
 
   it("fuses the core of whole layers and models, leaving the rest", async () => {
@@ -69,30 +73,21 @@ describe("gated-delta-chunk", () => {
 });
 
 describe("gated-delta-chunk near misses", () => {
-  const CASE = "chunk_t100_h4_k32_v48";
-  it("rejects another L2 norm eps, with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => Math.abs(v - 1e-6) < 1e-9, 1e-5));
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "l2norm", reason: expect.stringContaining("eps is 0.00001") });
-  });
-  it("rejects another query scale, with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => Math.abs(v - 1 / Math.sqrt(32)) < 1e-7, 0.2));
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "scale", reason: expect.stringContaining("query scale is 0.2") });
-  });
-  it("rejects a changed mask constant, with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.flipBoolInitializer([64, 64], 3 * 64 + 10));
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "mask", reason: expect.stringContaining("strict upper triangle (row 3, column 10)") });
-  });
-  it("rejects swapped operands of the delta-rule Sub, with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.swapInputsOfDeltaSub());
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "delta-rule", reason: expect.stringContaining("value - (state prediction)") });
-  });
-  it("rejects a removed state update by structure (probe off), with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.dropStateUpdate(), { probe: false });
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "steps", reason: "the region has 1 state update S + k^T v_new step; chunks of 64 over 100 tokens need 2" });
-  });
+  testCoreNearMisses("chunk_t100_h4_k32_v48", [
+    CORE_NEAR_MISS.l2normEps,
+    {
+      name: "rejects another query scale, with reason",
+      mutate: (m) => m.setScalar((v) => Math.abs(v - 1 / Math.sqrt(32)) < 1e-7, 0.2),
+      stage: "scale",
+      reason: expect.stringContaining("query scale is 0.2"),
+    },
+    {
+      name: "rejects a changed mask constant, with reason",
+      mutate: (m) => m.flipBoolInitializer([64, 64], 3 * 64 + 10),
+      stage: "mask",
+      reason: expect.stringContaining("strict upper triangle (row 3, column 10)"),
+    },
+    CORE_NEAR_MISS.swappedDeltaSub,
+    droppedStateUpdate("the region has 1 state update S + k^T v_new step; chunks of 64 over 100 tokens need 2"),
+  ]);
 });

@@ -7,29 +7,21 @@
  * unrolled triangular solve (ScatterND chain), and finally a probe run.
  */
 import { attr, constantOf, isConstantValue, type Node, scalarOf } from "../src/ir/index.js";
-import { check, fail, forEachCandidate, type Pass, walkBack } from "../src/pattern/index.js";
-import { DeltaRuleAttr, GdnOp, TARGETS } from "../src/ops.js";
+import { candidatePass, check, fail, walkBack } from "../src/pattern/index.js";
+import { DeltaRuleAttr, GdnOp } from "../src/ops.js";
 import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
-import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
+import { fuseCore } from "./gated-delta/fuse-core.js";
 
-const NAME = "gated-delta-chunk";
-
-export const gatedDeltaChunk: Pass = {
-  name: NAME,
+export const gatedDeltaChunk = candidatePass({
+  name: "gated-delta-chunk",
   description: "chunked gated delta rule (prefill) -> gdn.ChunkGatedDeltaRule",
   anchors: ["CumSum"],
-  targets: TARGETS,
-  async run(ctx) {
-    const anchors = ctx.graph.nodes.filter((n) => n.opType === "CumSum" && n.domain === "");
-    await forEachCandidate(ctx, NAME, anchors, async (cumsum) => {
-      const region = matchChunk(cumsum);
-      await confirmByProbe(ctx, region);
-      const replaced = region.nodes.size;
-      const node = rewriteCore(ctx, region, GdnOp.ChunkGatedDeltaRule, NAME, [attr.int(DeltaRuleAttr.chunkSize, region.chunkSize)]);
-      return { op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: details(region) };
-    });
+  async rewrite(cumsum, ctx) {
+    const region = matchChunk(cumsum);
+    const chunkSize = attr.int(DeltaRuleAttr.chunkSize, region.chunkSize);
+    return fuseCore(ctx, region, GdnOp.ChunkGatedDeltaRule, details(region), [chunkSize]);
   },
-};
+});
 
 interface ChunkRegion extends CoreRegion {
   chunkSize: number;
@@ -41,19 +33,39 @@ export function matchChunk(cumsum: Node): ChunkRegion {
   const rank = x.rank;
   check(rank === 4, "anchor", `CumSum input has rank ${rank ?? "?"}; the chunked g is [B,H,N,C]`, cumsum);
   check(axis === -1 || axis === rank - 1, "anchor", `CumSum runs over axis ${axis}, not the chunk's last axis`, cumsum);
-  check(!cumsum.attrInt("exclusive", 0) && !cumsum.attrInt("reverse", 0), "anchor", "CumSum is exclusive or reversed", cumsum);
+  check(
+    !cumsum.attrInt("exclusive", 0) && !cumsum.attrInt("reverse", 0),
+    "anchor",
+    "CumSum is exclusive or reversed",
+    cumsum,
+  );
   const gEntry = gEntryUpstream(x);
   check(gEntry, "anchor", "the cumulated value is not g moved to [B,H,T] by a Transpose(0,2,1)", cumsum);
 
   const [, , N, C] = x.type?.shape ?? [];
-  check(typeof C === "number" && C > 0 && typeof N === "number", "chunk", "the chunk count and size (last dims of the reshaped g) are not static", cumsum);
+  check(
+    typeof C === "number" && C > 0 && typeof N === "number",
+    "chunk",
+    "the chunk count and size (last dims of the reshaped g) are not static",
+    cumsum,
+  );
   const r = delimitCore(cumsum, gEntry, { kind: "chunk", cumsum, chunkSize: C });
   const { T } = r.dims;
-  check(N === Math.ceil(T / C) || (T === 0 && N === 0), "chunk", `g is reshaped into ${N} chunks of ${C}, but T=${T} needs ${Math.ceil(T / C)}`, cumsum);
+  check(
+    N === Math.ceil(T / C) || (T === 0 && N === 0),
+    "chunk",
+    `g is reshaped into ${N} chunks of ${C}, but T=${T} needs ${Math.ceil(T / C)}`,
+    cumsum,
+  );
 
   // The unrolled triangular solve: rows 1..C-1 of (I - A)^-1, one ScatterND each.
   const scatters = [...r.nodes].filter((n) => n.opType === "ScatterND").length;
-  check(scatters === C - 1, "solve", `the triangular solve has ${scatters} ScatterND steps; a chunk of ${C} needs ${C - 1}`, cumsum);
+  check(
+    scatters === C - 1,
+    "solve",
+    `the triangular solve has ${scatters} ScatterND steps; a chunk of ${C} needs ${C - 1}`,
+    cumsum,
+  );
 
   checkMasks(r.nodes, C);
   checkSolveRows(r.nodes, C);
@@ -73,8 +85,14 @@ function checkSolveRows(nodes: ReadonlySet<Node>, C: number): void {
     // the row: the data the ScatterND writes into is attn[..., i, :] (a Gather of index i, transposed)
     const i = scalarOf(walkBack(n.inputs[0]!, new Set(["Transpose", "Identity"])).producer?.inputs[1]) ?? -1;
     const idx = isConstantValue(n.inputs[1]) ? constantOf(n.inputs[1]) : undefined; // run-time indices under a dynamic batch
-    const columns = !idx || (idx.dims.length === 2 && idx.dims[0] === i && idx.dims[1] === 1 && idx.data.every((c, j) => c === j));
-    check(columns && i >= 1 && i < C && !rows.has(i), "solve", `ScatterND ${n.name} does not write columns 0..i-1 of a new row i in 1..${C - 1}`, n);
+    const columns =
+      !idx || (idx.dims.length === 2 && idx.dims[0] === i && idx.dims[1] === 1 && idx.data.every((c, j) => c === j));
+    check(
+      columns && i >= 1 && i < C && !rows.has(i),
+      "solve",
+      `ScatterND ${n.name} does not write columns 0..i-1 of a new row i in 1..${C - 1}`,
+      n,
+    );
     rows.add(i);
     for (const m of rowReads(n, nodes)) checkRowIndex(m, i);
   }
@@ -87,7 +105,15 @@ function rowReads(scatter: Node, nodes: ReadonlySet<Node>): Node[] {
   const stack = [scatter.inputs[0]?.producer, scatter.inputs[2]?.producer];
   while (stack.length) {
     const n = stack.pop();
-    if (!n || seen.has(n) || !nodes.has(n) || n.opType === "ScatterElements" || n.opType === "ScatterND" || isConstantValue(n.outputs[0])) continue;
+    if (
+      !n ||
+      seen.has(n) ||
+      !nodes.has(n) ||
+      n.opType === "ScatterElements" ||
+      n.opType === "ScatterND" ||
+      isConstantValue(n.outputs[0])
+    )
+      continue;
     seen.add(n);
     if (n.opType === "Slice" || n.opType === "Gather") out.push(n);
     stack.push(...n.inputs.map((v) => v?.producer));
@@ -101,11 +127,21 @@ function checkRowIndex(n: Node, i: number): void {
     return !c || c.data.every((d) => d === x); // a run-time bound (dynamic batch) is left to the layout
   };
   if (n.opType === "Gather") {
-    check(all(n.inputs[1], i), "solve", `solve row ${i} gathers index ${constantOf(n.inputs[1])?.data[0]} (${n.name}); it reads row ${i}`, n);
+    check(
+      all(n.inputs[1], i),
+      "solve",
+      `solve row ${i} gathers index ${constantOf(n.inputs[1])?.data[0]} (${n.name}); it reads row ${i}`,
+      n,
+    );
     return;
   }
   const ok = all(n.inputs[1], 0) && all(n.inputs[2], i) && (!n.inputs[4] || all(n.inputs[4], 1));
-  check(ok, "solve", `solve row ${i} slices [${constantOf(n.inputs[1])?.data ?? "?"}:${constantOf(n.inputs[2])?.data ?? "?"}] (${n.name}); it reads [0:${i}]`, n);
+  check(
+    ok,
+    "solve",
+    `solve row ${i} slices [${constantOf(n.inputs[1])?.data ?? "?"}:${constantOf(n.inputs[2])?.data ?? "?"}] (${n.name}); it reads [0:${i}]`,
+    n,
+  );
 }
 
 /** The decay mask is masked_fill(triu(ones, 1), -inf) and the K K^T product keeps its strict lower triangle. */
@@ -125,11 +161,25 @@ function checkMasks(nodes: ReadonlySet<Node>, C: number): void {
       const upper = n.attrInt("upper", 1) === 1;
       const operand = n.inputs[0];
       if (isConstantValue(operand)) continue; // a mask being built, checked where it is used
-      check(!upper && k === -1, "mask", `the K K^T product is masked with Trilu(upper=${upper ? 1 : 0}, k=${k}); its strict lower triangle (upper=0, k=-1) is expected`, n);
+      check(
+        !upper && k === -1,
+        "mask",
+        `the K K^T product is masked with Trilu(upper=${upper ? 1 : 0}, k=${k}); its strict lower triangle (upper=0, k=-1) is expected`,
+        n,
+      );
     }
   }
 }
 
 function details(r: ChunkRegion): Record<string, unknown> {
-  return { ...r.dims, B: r.batch, chunkSize: r.chunkSize, scale: r.scale, useQkL2norm: r.useQkL2norm, initialState: !!r.state, finalState: !!r.finalState, dtype: r.value.boundary.type?.elemType };
+  return {
+    ...r.dims,
+    B: r.batch,
+    chunkSize: r.chunkSize,
+    scale: r.scale,
+    useQkL2norm: r.useQkL2norm,
+    initialState: !!r.state,
+    finalState: !!r.finalState,
+    dtype: r.value.boundary.type?.elemType,
+  };
 }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { firstSkip, fuseCase, mutateAndFuse, opCounts, runAgainstCase } from "../test/helpers/index.js";
+import {
+  CORE_NEAR_MISS,
+  droppedStateUpdate,
+  expectFusedToOne,
+  expectMatchesCase,
+  fuseCase,
+  testCoreNearMisses,
+} from "../test/helpers/index.js";
 
 const RECURRENT_CASES = [
   "recurrent_t1_b3", // one decode step, batch 3, K != V
@@ -12,10 +19,7 @@ const RECURRENT_CASES = [
 describe("gated-delta-recurrent", () => {
   for (const name of RECURRENT_CASES) {
     it(`fuses ${name} into one RecurrentGatedDeltaRule and reproduces PyTorch's outputs`, async () => {
-      const { model, report } = await fuseCase(name);
-      expect(report.fused).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
-      expect(opCounts(model.proto)).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
-      for (const o of await runAgainstCase(model.proto, name)) expect(o.err, o.name).toBeLessThanOrEqual(o.tol);
+      await expectFusedToOne(name, "gdn.RecurrentGatedDeltaRule");
     });
   }
 
@@ -32,7 +36,7 @@ describe("gated-delta-recurrent", () => {
       expect(report.fused, name).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
       expect(report.passes[0]!.applied[0]!.details).toMatchObject({ B: "batch" });
       for (const set of ["test_data_set_0", "test_data_set_1"])
-        for (const o of await runAgainstCase(model.proto, name, ["gdn"], undefined, set)) expect(o.err, `${name} ${set} ${o.name}`).toBeLessThanOrEqual(o.tol);
+        await expectMatchesCase(model.proto, name, { set, label: `${name} ${set} ` });
     }
   });
 
@@ -43,26 +47,15 @@ describe("gated-delta-recurrent", () => {
 });
 
 describe("gated-delta-recurrent near misses", () => {
-  const CASE = "recurrent_t4_b2";
-  it("rejects another L2 norm eps, with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => Math.abs(v - 1e-6) < 1e-9, 1e-5));
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "l2norm", reason: expect.stringContaining("eps is 0.00001") });
-  });
-  it("rejects another query scale, with reason", async () => {
-    // the export divides by sqrt(K) = 4
-    const r = await mutateAndFuse(CASE, (m) => m.setScalar((v) => v === 4, 3));
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "scale", reason: expect.stringContaining("query scale is 0.333") });
-  });
-  it("rejects swapped operands of the delta-rule Sub, with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.swapInputsOfDeltaSub());
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "delta-rule", reason: expect.stringContaining("value - (state prediction)") });
-  });
-  it("rejects a removed state update by structure (probe off), with reason", async () => {
-    const r = await mutateAndFuse(CASE, (m) => m.dropStateUpdate(), { probe: false });
-    expect(r.fused).toEqual({});
-    expect(firstSkip(r)).toMatchObject({ stage: "steps", reason: "the region has 3 delta Sub v - prediction steps; 4 tokens need 4" });
-  });
+  testCoreNearMisses("recurrent_t4_b2", [
+    CORE_NEAR_MISS.l2normEps,
+    {
+      name: "rejects another query scale, with reason",
+      mutate: (m) => m.setScalar((v) => v === 4, 3), // the export divides by sqrt(K) = 4
+      stage: "scale",
+      reason: expect.stringContaining("query scale is 0.333"),
+    },
+    CORE_NEAR_MISS.swappedDeltaSub,
+    droppedStateUpdate("the region has 3 delta Sub v - prediction steps; 4 tokens need 4"),
+  ]);
 });

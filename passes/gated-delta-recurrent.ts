@@ -9,31 +9,25 @@
  *                      S = S + k_t d^T;   o_t = sum(S * q_t, -2)
  */
 import type { Node } from "../src/ir/index.js";
-import { check, forEachCandidate, type Pass } from "../src/pattern/index.js";
-import { GdnOp, TARGETS } from "../src/ops.js";
+import { candidatePass, check } from "../src/pattern/index.js";
+import { GdnOp } from "../src/ops.js";
 import { delimitCore, gEntryUpstream, type CoreRegion } from "./gated-delta/core-region.js";
-import { confirmByProbe, rewriteCore } from "./gated-delta/fuse-core.js";
+import { fuseCore } from "./gated-delta/fuse-core.js";
 
-const NAME = "gated-delta-recurrent";
 const SLICE_OPS = new Set(["Gather", "Slice", "Squeeze"]);
 
-export const gatedDeltaRecurrent: Pass = {
-  name: NAME,
+export const gatedDeltaRecurrent = candidatePass({
+  name: "gated-delta-recurrent",
   description: "recurrent gated delta rule (decode) -> gdn.RecurrentGatedDeltaRule",
   anchors: ["Exp"],
-  targets: TARGETS,
-  async run(ctx) {
-    const anchors = ctx.graph.nodes.filter((n) => n.opType === "Exp" && n.domain === "" && gEntryOf(n));
-    await forEachCandidate(ctx, NAME, anchors, async (exp) => {
-      const region = matchRecurrent(exp);
-      await confirmByProbe(ctx, region);
-      const replaced = region.nodes.size;
-      const node = rewriteCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, NAME);
-      const { dims, scale, useQkL2norm, state, finalState } = region;
-      return { op: `${node.domain}.${node.opType}`, node: node.name, replacedNodes: replaced, details: { ...dims, B: region.batch, scale, useQkL2norm, initialState: !!state, finalState: !!finalState } };
-    });
+  accept: (exp) => gEntryOf(exp) !== undefined,
+  async rewrite(exp, ctx) {
+    const region = matchRecurrent(exp);
+    const { dims, scale, useQkL2norm, state, finalState } = region;
+    const details = { ...dims, B: region.batch, scale, useQkL2norm, initialState: !!state, finalState: !!finalState };
+    return fuseCore(ctx, region, GdnOp.RecurrentGatedDeltaRule, details);
   },
-};
+});
 
 /** The Transpose(0,2,1) of g when the Exp reads a time slice of it; cheap anchor filter. */
 function gEntryOf(exp: Node): Node | undefined {

@@ -3,27 +3,23 @@
  * core-fused exported layer (another activation, non-causal pads, a float16 conv with a float16 or
  * bfloat16 weight). Refusals name the stage and reason; the float16 conv fuses and matches PyTorch.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { attr, type Graph } from "../src/ir/graph.js";
 import { constantOf } from "../src/ir/constant.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import {
-  MODELS,
   TOLERANCE,
+  expectMatchesCaseIfRuntime,
   fuseLayers,
+  hasCase,
   refusals,
-  runAgainstCase,
-  runtimeLoadError,
   skippedOf,
 } from "../test/helpers/index.js";
 import { declareType, gdnCores, only, setInput } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
-const runtime = runtimeLoadError();
 
-describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-causal-conv1d near misses", () => {
+describe.skipIf(!hasCase(PREFILL))("layer-causal-conv1d near misses", () => {
   it("rejects a conv followed by another activation instead of SiLU, with reason", async () => {
     const r = await fuseLayers(PREFILL, (g) => {
       const sig = only(g, (n) => n.opType === "Sigmoid" && n.inputs[0]?.producer?.opType === "Slice");
@@ -48,7 +44,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-causal-conv1d near mi
 });
 
 // ---- float16: the conv of the prefill layer computed in float16 (weights cast in memory) ----
-describe.skipIf(!existsSync(join(MODELS, PREFILL)))("float16 causal conv", () => {
+describe.skipIf(!hasCase(PREFILL))("float16 causal conv", () => {
   /** x -> Cast(fp16) -> Conv(fp16 weight) -> Slice -> SiLU (fp16) -> Cast(fp32) -> the rest, as an fp16 export writes it. */
   const convInFloat16 = (g: Graph) => {
     const conv = only(g, (n) => n.opType === "Conv");
@@ -80,9 +76,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("float16 causal conv", () =>
       stage: "conv",
       reason: "query, key and value are not all rearrangements of one gdn.CausalConv1d output",
     });
-    if (runtime === undefined)
-      for (const o of await runAgainstCase(r.model.proto, PREFILL))
-        expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float16);
+    await expectMatchesCaseIfRuntime(r.model.proto, PREFILL, { tol: TOLERANCE.float16 });
   }, 60_000);
 
   it("rejects a bfloat16 conv weight on a float16 input, with reason", async () => {

@@ -3,18 +3,16 @@
  * exported layer. Another eps is read into the fused node; other shapes of the norm are refused with
  * the stage and reason.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../src/ir/graph.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
-import { CORE_PASSES, MODELS, fuseLayers, mutateAndFuse, refusals } from "../test/helpers/index.js";
+import { CORE_PASSES, fuseLayers, hasCase, mutateAndFuse, refusals } from "../test/helpers/index.js";
 import { only } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
 const normAdd = (g: Graph) => only(g, (n) => n.opType === "Add" && n.inputs[0]?.producer?.opType === "ReduceMean");
 
-describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gated-rmsnorm near misses", () => {
+describe.skipIf(!hasCase(PREFILL))("layer-gated-rmsnorm near misses", () => {
   it("reads another RMSNorm eps (1e-5) into the fused node", async () => {
     const r = await fuseLayers(PREFILL, (g) => {
       const add = normAdd(g);
@@ -68,7 +66,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-gated-rmsnorm near mi
 
 const PREFILL_FP16 = "layer_qwen3next_prefill_t96_fp16";
 
-describe.skipIf(!existsSync(join(MODELS, PREFILL_FP16)))("layer-gated-rmsnorm, half precision", () => {
+describe.skipIf(!hasCase(PREFILL_FP16))("layer-gated-rmsnorm, half precision", () => {
   it("rejects a gated RMSNorm that returns float32 from float16 x (no Cast back), with reason", async () => {
     let mean = "";
     const r = await mutateAndFuse(

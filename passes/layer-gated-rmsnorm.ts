@@ -18,7 +18,6 @@ import {
   fusedOp,
   intsOf,
   type Node,
-  nodesOf,
   sameDims,
   scalarOf,
   showDims,
@@ -27,41 +26,36 @@ import {
   type Value,
 } from "../src/ir/index.js";
 import {
+  candidatePass,
   addGdnNode,
   castConsumer,
+  floatCastConsumer,
   check,
   checkFloatType,
-  forEachCandidate,
   otherInput,
-  type Pass,
   siluInput,
   soleConsumer,
   widenedFrom,
 } from "../src/pattern/index.js";
-import { FLOAT, FLOAT_TYPES, GdnOp, RmsNormAttr, TARGETS, typeName } from "../src/ops.js";
+import { FLOAT, GdnOp, RmsNormAttr, typeName } from "../src/ops.js";
 
-const NAME = "layer-gated-rmsnorm";
-
-export const layerGatedRmsnorm: Pass = {
-  name: NAME,
+export const layerGatedRmsnorm = candidatePass({
+  name: "layer-gated-rmsnorm",
   description: "weight * x * rsqrt(mean(x^2) + eps) * silu(gate) -> gdn.GatedRMSNorm",
   anchors: ["ReduceMean"],
-  targets: TARGETS,
-  async run(ctx) {
-    await forEachCandidate(ctx, NAME, nodesOf(ctx.graph, "ReduceMean"), (mean) => {
-      const m = matchNorm(mean);
-      ctx.graph.removeNodes([m.last]);
-      const node = addGdnNode(ctx, NAME, {
-        opType: GdnOp.GatedRMSNorm,
-        name: "GatedRMSNorm",
-        inputs: [m.x, m.gate, m.weight],
-        outputs: [m.y],
-        attributes: [attr.float(RmsNormAttr.epsilon, m.eps)],
-      });
-      return { op: fusedOp(node), node: node.name, replacedNodes: m.count, details: { D: m.D, epsilon: m.eps } };
+  rewrite(mean, ctx) {
+    const m = matchNorm(mean);
+    ctx.graph.removeNodes([m.last]);
+    const node = addGdnNode(ctx, {
+      opType: GdnOp.GatedRMSNorm,
+      name: "GatedRMSNorm",
+      inputs: [m.x, m.gate, m.weight],
+      outputs: [m.y],
+      attributes: [attr.float(RmsNormAttr.epsilon, m.eps)],
     });
+    return { op: fusedOp(node), node: node.name, replacedNodes: m.count, details: { D: m.D, epsilon: m.eps } };
   },
-};
+});
 
 interface NormMatch {
   x: Value;
@@ -80,34 +74,63 @@ const opName = (n: Node) => (n.domain ? `${n.domain}.${n.opType}` : n.opType);
 
 function matchNorm(mean: Node): NormMatch {
   const sq = mean.inputs[0]?.producer;
-  check(sq && ((isStd(sq, "Pow") && scalarOf(sq.inputs[1]) === 2) || (isStd(sq, "Mul") && sq.inputs[0] === sq.inputs[1])), "anchor", "ReduceMean does not read x^2", mean);
+  check(
+    sq && ((isStd(sq, "Pow") && scalarOf(sq.inputs[1]) === 2) || (isStd(sq, "Mul") && sq.inputs[0] === sq.inputs[1])),
+    "anchor",
+    "ReduceMean does not read x^2",
+    mean,
+  );
   const xInner = sq.inputs[0]!;
   const rank = xInner.rank;
   const D = staticDim(xInner, -1);
-  check(rank !== undefined && D !== undefined, "shape", `the normalised input ${showDims(dimsOf(xInner))} has no static last dim`, mean);
+  check(
+    rank !== undefined && D !== undefined,
+    "shape",
+    `the normalised input ${showDims(dimsOf(xInner))} has no static last dim`,
+    mean,
+  );
   const axes = mean.inputs[1] ? intsOf(mean.inputs[1]) : mean.attrInts("axes");
-  check(axes?.length === 1 && (axes[0] === -1 || axes[0] === rank - 1) && mean.attrInt("keepdims", 1) === 1, "anchor", `ReduceMean runs over axes [${axes}], not the last axis with keepdims`, mean);
+  check(
+    axes?.length === 1 && (axes[0] === -1 || axes[0] === rank - 1) && mean.attrInt("keepdims", 1) === 1,
+    "anchor",
+    `ReduceMean runs over axes [${axes}], not the last axis with keepdims`,
+    mean,
+  );
   const xType = checkFloatType(xInner, "dtype", "the normalised input", mean);
   // eps inside the square root
   const add = soleConsumer(mean.output());
   check(add && isStd(add, "Add"), "eps", `mean(x^2) goes to ${add?.opType ?? "several nodes"}, not + eps`, add ?? mean);
   const eps = scalarOf(otherInput(add, mean.output()));
-  check(eps !== undefined && Number.isFinite(eps) && eps >= 0, "eps", "the eps added to mean(x^2) is not a finite scalar constant >= 0", add);
+  check(
+    eps !== undefined && Number.isFinite(eps) && eps >= 0,
+    "eps",
+    "the eps added to mean(x^2) is not a finite scalar constant >= 0",
+    add,
+  );
   const sqrt = soleConsumer(add.output());
-  check(sqrt && isStd(sqrt, "Sqrt"), "eps", `mean(x^2) + eps goes to ${sqrt ? opName(sqrt) : "several nodes"}, not Sqrt`, sqrt ?? add);
+  check(
+    sqrt && isStd(sqrt, "Sqrt"),
+    "eps",
+    `mean(x^2) + eps goes to ${sqrt ? opName(sqrt) : "several nodes"}, not Sqrt`,
+    sqrt ?? add,
+  );
   let normed: Node | undefined;
   const next = soleConsumer(sqrt.output());
   if (next && isStd(next, "Reciprocal")) {
     const m = soleConsumer(next.output());
     if (m && isStd(m, "Mul") && otherInput(m, next.output()) === xInner) normed = m;
   } else if (next && isStd(next, "Div") && next.inputs[0] === xInner && next.inputs[1] === sqrt.output()) normed = next;
-  check(normed, "normalise", `the root goes to ${next?.opType ?? "several nodes"}, not x * (1 / root) or x / root (eps must sit inside the square root)`, next ?? sqrt);
+  check(
+    normed,
+    "normalise",
+    `the root goes to ${next?.opType ?? "several nodes"}, not x * (1 / root) or x / root (eps must sit inside the square root)`,
+    next ?? sqrt,
+  );
   // weight * normed; half-precision exports cast around it (HF: `w * x.to(input_dtype)`, then `.float()`)
   let casts = 0;
   let normedOut = normed.output();
-  const nCast = castConsumer(normedOut);
+  const nCast = floatCastConsumer(normedOut, "weight", "the normalised value");
   if (nCast) {
-    check(FLOAT_TYPES.has(nCast.attrInt("to")!), "weight", `the normalised value is cast to ${typeName(nCast.attrInt("to"))}, not a float type`, nCast);
     normedOut = nCast.output();
     casts++;
   }
@@ -118,8 +141,18 @@ function matchNorm(mean: Node): NormMatch {
   if (wp && wp.opType === "Add" && wp.inputs.some((v) => uniformScalar(v) === 1))
     check(false, "weight", "the norm weight is (1 + w) (offset weight), not w", wp);
   const wc = constantOf(weight);
-  check(wc && (weight.initializer || wp?.opType === "Constant"), "weight", "the norm weight is not an initializer", wMul);
-  check(wc.data.length === D && wc.dims[wc.dims.length - 1] === D, "weight", `the norm weight has shape [${wc.dims}], not [${D}]`, wMul);
+  check(
+    wc && (weight.initializer || wp?.opType === "Constant"),
+    "weight",
+    "the norm weight is not an initializer",
+    wMul,
+  );
+  check(
+    wc.data.length === D && wc.dims[wc.dims.length - 1] === D,
+    "weight",
+    `the norm weight has shape [${wc.dims}], not [${D}]`,
+    wMul,
+  );
   let weighted = wMul.output();
   const wCast = castConsumer(weighted, FLOAT);
   if (wCast) {
@@ -130,14 +163,23 @@ function matchNorm(mean: Node): NormMatch {
   const gMul = soleConsumer(weighted);
   check(gMul && isStd(gMul, "Mul"), "gate", "the weighted norm is not multiplied by the gate", gMul ?? wMul);
   const siluV = otherInput(gMul, weighted)!;
-  check(!constantOf(siluV), "gate", `the weighted norm is multiplied by a second constant (${siluV.name}), not by silu(gate)`, gMul);
+  check(
+    !constantOf(siluV),
+    "gate",
+    `the weighted norm is multiplied by a second constant (${siluV.name}), not by silu(gate)`,
+    gMul,
+  );
   const gate0 = siluInput(siluV.producer);
-  check(gate0, "gate", `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`, siluV.producer ?? gMul);
+  check(
+    gate0,
+    "gate",
+    `the gate goes through ${siluV.producer?.opType ?? "nothing"}, not SiLU (gate * sigmoid(gate))`,
+    siluV.producer ?? gMul,
+  );
   let y = gMul.output();
   let last = gMul;
-  const yCast = castConsumer(y);
+  const yCast = floatCastConsumer(y, "dtype", "the gated norm");
   if (yCast) {
-    check(FLOAT_TYPES.has(yCast.attrInt("to")!), "dtype", `the gated norm is cast to ${typeName(yCast.attrInt("to"))}, not a float type`, yCast);
     y = yCast.output();
     last = yCast;
     casts++;
@@ -152,15 +194,36 @@ function matchNorm(mean: Node): NormMatch {
     casts++;
   }
   const outerType = x.type?.elemType;
-  check(yType === outerType, "dtype", `the norm reads ${typeName(outerType)} and returns ${typeName(yType)}; GatedRMSNorm returns x's type`, last);
+  check(
+    yType === outerType,
+    "dtype",
+    `the norm reads ${typeName(outerType)} and returns ${typeName(yType)}; GatedRMSNorm returns x's type`,
+    last,
+  );
   let gate = gate0;
   if (gate.type?.elemType !== outerType && widenedFrom(gate)?.type?.elemType === outerType) {
     gate = widenedFrom(gate)!;
     casts++;
   }
-  const gType = gate.type?.elemType, wType = weight.type?.elemType;
-  check(gType === outerType, "dtype", `the gate is ${typeName(gType)} and x ${typeName(outerType)}; GatedRMSNorm takes the gate in x's type`, gMul);
-  check(wType === outerType || wType === FLOAT, "dtype", `the norm weight is ${typeName(wType)}; GatedRMSNorm takes it in x's type (${typeName(outerType)}) or float32`, wMul);
-  check(sameDims(dimsOf(gate), dimsOf(x)), "gate", `the gate ${showDims(dimsOf(gate))} and x ${showDims(dimsOf(x))} differ in shape`, gMul);
+  const gType = gate.type?.elemType,
+    wType = weight.type?.elemType;
+  check(
+    gType === outerType,
+    "dtype",
+    `the gate is ${typeName(gType)} and x ${typeName(outerType)}; GatedRMSNorm takes the gate in x's type`,
+    gMul,
+  );
+  check(
+    wType === outerType || wType === FLOAT,
+    "dtype",
+    `the norm weight is ${typeName(wType)}; GatedRMSNorm takes it in x's type (${typeName(outerType)}) or float32`,
+    wMul,
+  );
+  check(
+    sameDims(dimsOf(gate), dimsOf(x)),
+    "gate",
+    `the gate ${showDims(dimsOf(gate))} and x ${showDims(dimsOf(x))} differ in shape`,
+    gMul,
+  );
   return { x, gate, weight, y, last, eps: Math.fround(eps), D, count: 10 + casts };
 }

@@ -24,54 +24,67 @@ import {
   type Value,
 } from "../src/ir/index.js";
 import {
+  CORE_ANCHORS,
+  candidatePass,
+  valueHeads,
   addGdnNode,
   check,
   checkFloatType,
-  coreNodes,
   fail,
-  forEachCandidate,
-  type Pass,
   widenedFrom,
 } from "../src/pattern/index.js";
-import { DeltaRuleIn, FLOAT, GdnOp, SOFTPLUS_THRESHOLD, TARGETS, typeName } from "../src/ops.js";
+import { DeltaRuleIn, FLOAT, GdnOp, SOFTPLUS_THRESHOLD, typeName } from "../src/ops.js";
 
-const NAME = "layer-gating";
-
-export const layerGating: Pass = {
-  name: NAME,
+export const layerGating = candidatePass({
+  name: "layer-gating",
   description: "beta = sigmoid(b), g = -exp(A_log) * softplus(a + dt_bias) -> gdn.GatedDeltaGating",
-  anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
-  targets: TARGETS,
-  async run(ctx) {
-    await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
-      const gOut = core.inputs[DeltaRuleIn.g]!;
-      const betaOut = core.inputs[DeltaRuleIn.beta]!;
-      const v = core.inputs[DeltaRuleIn.value];
-      const H = v?.rank === 4 ? staticDim(v, 2) : undefined;
-      check(H !== undefined, "shape", `the value ${showDims(dimsOf(v))} has no static head count (dim 2 of [B,T,H,V])`, core);
-      const sig = betaOut.producer;
-      check(sig && sig.opType === "Sigmoid" && sig.domain === "", "beta", `beta comes from ${sig?.opType ?? "a graph input"}, not Sigmoid(b)`, sig ?? core);
-      const b = sig.inputs[0]!;
-      const m = matchG(gOut, H);
-      // HF: softplus(a.float() + dt_bias). GatedDeltaGating widens a to float32 itself, so the Cast goes.
-      const aHalf = widenedFrom(m.a);
-      if (aHalf) {
-        m.a = aHalf;
-        m.count++;
-      }
-      checkFloatType(m.a, "dtype", "a", sig);
-      checkFloatType(b, "dtype", "b", sig);
-      const gType = gOut.type?.elemType;
-      check(gType === FLOAT, "dtype", `g is ${typeName(gType)}; GatedDeltaGating returns g in float32 (docs/ops.md) and the core reads float32 g, so a graph computing g in ${typeName(gType)} is not this op`, m.mul);
-      check(sameDims(dimsOf(m.a), dimsOf(b)), "shape", `a ${showDims(dimsOf(m.a))} and b ${showDims(dimsOf(b))} differ in shape`, sig);
-      const aLog = ctx.graph.addInitializer(arrayToTensor(`${core.name}_A_log`, [H], FLOAT, m.aLog));
-      const dtBias = ctx.graph.addInitializer(arrayToTensor(`${core.name}_dt_bias`, [H], FLOAT, m.dtBias.data));
-      ctx.graph.removeNodes([m.mul, sig]);
-      const node = addGdnNode(ctx, NAME, { opType: GdnOp.GatedDeltaGating, name: "GatedDeltaGating", inputs: [m.a, b, aLog, dtBias], outputs: [gOut, betaOut] });
-      return { op: fusedOp(node), node: node.name, replacedNodes: m.count + 1, details: { H, threshold: m.threshold } };
+  anchors: CORE_ANCHORS,
+  rewrite(core, ctx) {
+    const gOut = core.inputs[DeltaRuleIn.g]!;
+    const betaOut = core.inputs[DeltaRuleIn.beta]!;
+    const H = valueHeads(core);
+    const sig = betaOut.producer;
+    check(
+      sig && sig.opType === "Sigmoid" && sig.domain === "",
+      "beta",
+      `beta comes from ${sig?.opType ?? "a graph input"}, not Sigmoid(b)`,
+      sig ?? core,
+    );
+    const b = sig.inputs[0]!;
+    const m = matchG(gOut, H);
+    // HF: softplus(a.float() + dt_bias). GatedDeltaGating widens a to float32 itself, so the Cast goes.
+    const aHalf = widenedFrom(m.a);
+    if (aHalf) {
+      m.a = aHalf;
+      m.count++;
+    }
+    checkFloatType(m.a, "dtype", "a", sig);
+    checkFloatType(b, "dtype", "b", sig);
+    const gType = gOut.type?.elemType;
+    check(
+      gType === FLOAT,
+      "dtype",
+      `g is ${typeName(gType)}; GatedDeltaGating returns g in float32 (docs/ops.md) and the core reads float32 g, so a graph computing g in ${typeName(gType)} is not this op`,
+      m.mul,
+    );
+    check(
+      sameDims(dimsOf(m.a), dimsOf(b)),
+      "shape",
+      `a ${showDims(dimsOf(m.a))} and b ${showDims(dimsOf(b))} differ in shape`,
+      sig,
+    );
+    const aLog = ctx.graph.addInitializer(arrayToTensor(`${core.name}_A_log`, [H], FLOAT, m.aLog));
+    const dtBias = ctx.graph.addInitializer(arrayToTensor(`${core.name}_dt_bias`, [H], FLOAT, m.dtBias.data));
+    ctx.graph.removeNodes([m.mul, sig]);
+    const node = addGdnNode(ctx, {
+      opType: GdnOp.GatedDeltaGating,
+      name: "GatedDeltaGating",
+      inputs: [m.a, b, aLog, dtBias],
+      outputs: [gOut, betaOut],
     });
+    return { op: fusedOp(node), node: node.name, replacedNodes: m.count + 1, details: { H, threshold: m.threshold } };
   },
-};
+});
 
 interface GMatch {
   a: Value;
@@ -84,7 +97,12 @@ interface GMatch {
 
 function matchG(g: Value, H: number): GMatch {
   const mul = g.producer;
-  check(mul && mul.opType === "Mul" && mul.domain === "", "g", `g comes from ${mul?.opType ?? "a graph input"}, not Mul(-exp(A_log), softplus(...))`, mul);
+  check(
+    mul && mul.opType === "Mul" && mul.domain === "",
+    "g",
+    `g comes from ${mul?.opType ?? "a graph input"}, not Mul(-exp(A_log), softplus(...))`,
+    mul,
+  );
   let sp: Value | undefined;
   let coef: Value | undefined;
   for (const v of mul.inputs) {
@@ -104,9 +122,19 @@ function matchG(g: Value, H: number): GMatch {
     threshold = true;
     count += 2;
   } else add = spNode.inputs[0]?.producer;
-  check(spNode.opType === "Softplus" && spNode.domain === "", "softplus", "softplus is not a standard Softplus node", spNode);
+  check(
+    spNode.opType === "Softplus" && spNode.domain === "",
+    "softplus",
+    "softplus is not a standard Softplus node",
+    spNode,
+  );
   count++;
-  check(add && add.opType === "Add" && add.domain === "" && spNode.inputs[0] === add.output(), "softplus", "softplus does not read a + dt_bias (an Add)", spNode);
+  check(
+    add && add.opType === "Add" && add.domain === "" && spNode.inputs[0] === add.output(),
+    "softplus",
+    "softplus does not read a + dt_bias (an Add)",
+    spNode,
+  );
   count++;
   let dtV: Value | undefined, a: Value | undefined;
   for (const v of add.inputs) {
@@ -115,7 +143,12 @@ function matchG(g: Value, H: number): GMatch {
   }
   check(dtV && a, "dt_bias", "a + dt_bias has no constant operand (dt_bias must be an initializer)", add);
   const dtBias = constantOf(dtV)!;
-  check(dtBias.data.length === H && (dtBias.dims.length === 1 || dtBias.dims.slice(0, -1).every((d) => d === 1)), "dt_bias", `dt_bias has shape [${dtBias.dims}], not [${H}]`, add);
+  check(
+    dtBias.data.length === H && (dtBias.dims.length === 1 || dtBias.dims.slice(0, -1).every((d) => d === 1)),
+    "dt_bias",
+    `dt_bias has shape [${dtBias.dims}], not [${H}]`,
+    add,
+  );
   check(staticDim(a, -1) === H, "shape", `a has shape ${showDims(dimsOf(a))}, its last dim is not H = ${H}`, add);
   return { a, dtBias, aLog: aLogOf(coef, H, mul), mul, count, threshold };
 }
@@ -130,11 +163,31 @@ function matchThresholdWhere(w: Node): { add: Node; softplus: Node } {
   const gt = w.inputs[0]?.producer;
   const x = w.inputs[1];
   const sp = w.inputs[2]?.producer;
-  check(sp && sp.opType === "Softplus" && sp.domain === "", "softplus", `the softplus Where takes ${sp?.opType ?? "a graph input"} below the threshold, not Softplus(x) (operands swapped?)`, w);
-  check(gt && gt.opType === "Greater" && gt.domain === "", "softplus", `the softplus Where's condition comes from ${gt?.opType ?? "a graph input"}, not Greater(x, ${SOFTPLUS_THRESHOLD})`, w);
-  check(x && sp.inputs[0] === x && gt.inputs[0] === x && x.producer, "softplus", "the softplus Where, its Greater and its Softplus do not all read the same x", w);
+  check(
+    sp && sp.opType === "Softplus" && sp.domain === "",
+    "softplus",
+    `the softplus Where takes ${sp?.opType ?? "a graph input"} below the threshold, not Softplus(x) (operands swapped?)`,
+    w,
+  );
+  check(
+    gt && gt.opType === "Greater" && gt.domain === "",
+    "softplus",
+    `the softplus Where's condition comes from ${gt?.opType ?? "a graph input"}, not Greater(x, ${SOFTPLUS_THRESHOLD})`,
+    w,
+  );
+  check(
+    x && sp.inputs[0] === x && gt.inputs[0] === x && x.producer,
+    "softplus",
+    "the softplus Where, its Greater and its Softplus do not all read the same x",
+    w,
+  );
   const t = uniformScalar(gt.inputs[1]);
-  check(t === SOFTPLUS_THRESHOLD, "softplus", `the softplus threshold is ${t ?? "not a constant"}; torch's softplus returns x above ${SOFTPLUS_THRESHOLD}`, gt);
+  check(
+    t === SOFTPLUS_THRESHOLD,
+    "softplus",
+    `the softplus threshold is ${t ?? "not a constant"}; torch's softplus returns x above ${SOFTPLUS_THRESHOLD}`,
+    gt,
+  );
   return { add: x.producer, softplus: sp };
 }
 
@@ -145,13 +198,25 @@ function aLogOf(coef: Value, H: number, at: Node): Float64Array {
   if (neg && neg.opType === "Neg" && neg.domain === "" && exp?.opType === "Exp" && exp.domain === "") {
     const c = constantOf(exp.inputs[0]);
     check(c && c.data.length === H, "A_log", `A_log is not a constant of ${H} elements`, neg);
-    check(c.dims.slice(0, -1).every((d) => d === 1), "A_log", `A_log has shape [${c.dims}], not [${H}]`, neg);
+    check(
+      c.dims.slice(0, -1).every((d) => d === 1),
+      "A_log",
+      `A_log has shape [${c.dims}], not [${H}]`,
+      neg,
+    );
     return Float64Array.from(c.data);
   }
   const c = constantOf(coef);
   check(c, "A_log", "the softplus multiplier is not a constant -exp(A_log)", at);
   check(c.data.length === H, "A_log", `the softplus multiplier has ${c.data.length} elements, not H = ${H}`, at);
-  check(c.dims.slice(0, -1).every((d) => d === 1), "A_log", `the softplus multiplier has shape [${c.dims}], not [${H}]`, at);
-  for (const x of c.data) if (!(x < 0) || !Number.isFinite(x)) fail("A_log", `the softplus multiplier has element ${x}; -exp(A_log) is < 0`, at);
+  check(
+    c.dims.slice(0, -1).every((d) => d === 1),
+    "A_log",
+    `the softplus multiplier has shape [${c.dims}], not [${H}]`,
+    at,
+  );
+  for (const x of c.data)
+    if (!(x < 0) || !Number.isFinite(x))
+      fail("A_log", `the softplus multiplier has element ${x}; -exp(A_log) is < 0`, at);
   return c.data.map((x) => Math.log(-x));
 }

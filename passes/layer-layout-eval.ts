@@ -11,7 +11,18 @@ import { constantOf, intsOf, type Node, type Value } from "../src/ir/index.js";
 import { check, fail } from "../src/pattern/index.js";
 
 /** Op types that only move elements (standard domain). */
-export const LAYOUT_OPS: ReadonlySet<string> = new Set(["Reshape", "Transpose", "Split", "Concat", "Slice", "Squeeze", "Unsqueeze", "Flatten", "Gather", "Identity"]);
+export const LAYOUT_OPS: ReadonlySet<string> = new Set([
+  "Reshape",
+  "Transpose",
+  "Split",
+  "Concat",
+  "Slice",
+  "Squeeze",
+  "Unsqueeze",
+  "Flatten",
+  "Gather",
+  "Identity",
+]);
 /** The evaluator refuses chains whose tensors exceed this many elements (a layer at prefill size is far below). */
 export const MAX_RAMP_ELEMENTS = 1 << 24;
 
@@ -69,7 +80,12 @@ export class RampEvaluator {
     const hit = this.memo.get(v);
     if (hit) return hit;
     const p = v.producer;
-    check(isLayoutNode(p), "layout", `${v.name} is produced by ${p?.opType ?? "nothing"}, not a layout op or a known source`, p);
+    check(
+      isLayoutNode(p),
+      "layout",
+      `${v.name} is produced by ${p?.opType ?? "nothing"}, not a layout op or a known source`,
+      p,
+    );
     const outs = this.run(p);
     p.outputs.forEach((o, i) => o && outs[i] && this.memo.set(o, outs[i]!));
     const r = this.memo.get(v);
@@ -90,7 +106,12 @@ export class RampEvaluator {
         const dims = target.map((d, i) => (d === 0 && !allowzero ? x.shape[i]! : d));
         const known = size(dims.filter((d) => d !== -1));
         const shape = dims.map((d) => (d === -1 ? size(x.shape) / known : d));
-        check(size(shape) === x.data.length && shape.every((d) => Number.isInteger(d) && d >= 0), "layout", `the Reshape ${n.name} to [${target}] does not fit [${x.shape}]`, n);
+        check(
+          size(shape) === x.data.length && shape.every((d) => Number.isInteger(d) && d >= 0),
+          "layout",
+          `the Reshape ${n.name} to [${target}] does not fit [${x.shape}]`,
+          n,
+        );
         return [{ shape, data: x.data }];
       }
       case "Flatten": {
@@ -114,7 +135,14 @@ export class RampEvaluator {
       case "Transpose": {
         const perm = n.attrInts("perm") ?? x.shape.map((_, i) => rank - 1 - i);
         const st = strides(x.shape);
-        return [affine(x, perm.map((p) => x.shape[p]!), 0, perm.map((p) => st[p]!))];
+        return [
+          affine(
+            x,
+            perm.map((p) => x.shape[p]!),
+            0,
+            perm.map((p) => st[p]!),
+          ),
+        ];
       }
       case "Slice": {
         const starts = n.inputs[1] ? intsOf(n.inputs[1]) : n.attrInts("starts");
@@ -123,13 +151,17 @@ export class RampEvaluator {
         const axes = (n.inputs[3] ? intsOf(n.inputs[3]) : n.attrInts("axes")) ?? starts.map((_, i) => i);
         const steps = (n.inputs[4] ? intsOf(n.inputs[4]) : undefined) ?? starts.map(() => 1);
         const st = strides(x.shape);
-        const shape = [...x.shape], srcStrides = [...st];
+        const shape = [...x.shape],
+          srcStrides = [...st];
         let base = 0;
         axes.forEach((a0, i) => {
-          const a = normAxis(a0, rank), d = x.shape[a]!, step = steps[i]!;
+          const a = normAxis(a0, rank),
+            d = x.shape[a]!,
+            step = steps[i]!;
           check(step > 0, "layout", `the Slice ${n.name} has a negative step`, n);
           const clamp = (v: number) => Math.max(0, Math.min(d, v < 0 ? v + d : v));
-          const lo = clamp(starts[i]!), hi = clamp(Math.min(ends[i]!, 2 ** 53));
+          const lo = clamp(starts[i]!),
+            hi = clamp(Math.min(ends[i]!, 2 ** 53));
           base += lo * st[a]!;
           srcStrides[a] = step * st[a]!;
           shape[a] = Math.max(0, Math.ceil((hi - lo) / step));
@@ -145,11 +177,13 @@ export class RampEvaluator {
         const shape = [...x.shape.slice(0, axis), ...idx.dims, ...x.shape.slice(axis + 1)];
         const k = idx.dims.length;
         const st = strides(idx.dims);
-        return [gatherBy(x, shape, (o) => {
-          let flat = 0;
-          for (let i = 0; i < k; i++) flat += o[axis + i]! * st[i]!;
-          return [...o.slice(0, axis), picks[flat]!, ...o.slice(axis + k)];
-        })];
+        return [
+          gatherBy(x, shape, (o) => {
+            let flat = 0;
+            for (let i = 0; i < k; i++) flat += o[axis + i]! * st[i]!;
+            return [...o.slice(0, axis), picks[flat]!, ...o.slice(axis + k)];
+          }),
+        ];
       }
       case "Split": {
         const axis = normAxis(n.attrInt("axis", 0)!, rank);
@@ -160,7 +194,12 @@ export class RampEvaluator {
           const each = Math.ceil(d / count);
           sizes = Array.from({ length: count }, (_, i) => Math.max(0, Math.min(each, d - i * each)));
         }
-        check(sizes.length === count && sizes.reduce((a, b) => a + b, 0) === d, "layout", `the Split ${n.name} sizes [${sizes}] do not cover ${d}`, n);
+        check(
+          sizes.length === count && sizes.reduce((a, b) => a + b, 0) === d,
+          "layout",
+          `the Split ${n.name} sizes [${sizes}] do not cover ${d}`,
+          n,
+        );
         const st = strides(x.shape);
         let start = 0;
         return sizes.map((s) => {
@@ -176,7 +215,8 @@ export class RampEvaluator {
         const axis = normAxis(n.attrInt("axis", 0)!, rank);
         const shape = [...x.shape];
         shape[axis] = parts.reduce((a, p) => a + p.shape[axis]!, 0);
-        const outer = size(shape.slice(0, axis)), inner = size(shape.slice(axis + 1));
+        const outer = size(shape.slice(0, axis)),
+          inner = size(shape.slice(axis + 1));
         const out = new Int32Array(size(shape));
         let f = 0;
         for (let o = 0; o < outer; o++)
@@ -232,13 +272,17 @@ function gatherBy(x: Ramp, shape: number[], src: (o: number[]) => number[]): Ram
 }
 
 /** Ramps for sources with these shapes: source s holds offsets[s] + i; `locate` inverts an element. */
-export function rampsFor(sources: { value: Value; shape: number[] }[]): { ramps: Map<Value, Ramp>; locate: (id: number) => { source: number; index: number[] } } {
+export function rampsFor(sources: { value: Value; shape: number[] }[]): {
+  ramps: Map<Value, Ramp>;
+  locate: (id: number) => { source: number; index: number[] };
+} {
   const ramps = new Map<Value, Ramp>();
   const offsets: number[] = [];
   let total = 0;
   for (const { value, shape } of sources) {
     const n = size(shape);
-    if (total + n > MAX_RAMP_ELEMENTS) fail("layout", `the layer's layout tensors exceed ${MAX_RAMP_ELEMENTS} elements; too large to evaluate`);
+    if (total + n > MAX_RAMP_ELEMENTS)
+      fail("layout", `the layer's layout tensors exceed ${MAX_RAMP_ELEMENTS} elements; too large to evaluate`);
     offsets.push(total);
     const data = new Int32Array(n);
     for (let i = 0; i < n; i++) data[i] = total + i;

@@ -3,18 +3,16 @@
  * layer is not what the rewrite assumes: a projection with a bias (static prefill layer), a Reshape that
  * bakes batch 2 into a dynamic-batch export. The gdn ops still fuse; only the layout stays as exported.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { constantOf } from "../src/ir/constant.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
-import { MODELS, fuseLayers, opCounts, refusals, skippedOf } from "../test/helpers/index.js";
+import { fuseLayers, hasCase, opCounts, refusals, skippedOf } from "../test/helpers/index.js";
 import { i64, only, setInput } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
 const DYNB = "layer_qwen3next_decode_dynb";
 
-describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-layout near misses", () => {
+describe.skipIf(!hasCase(PREFILL))("layer-layout near misses", () => {
   it("rejects a layer whose projection adds a bias, with reason (layer-layout)", async () => {
     const r = await fuseLayers(PREFILL, (g) => {
       const mm = only(g, (n) => n.opType === "MatMul" && constantOf(n.inputs[1])?.dims[1] === 8); // in_proj_ba
@@ -32,7 +30,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-layout near misses", 
   }, 60_000);
 });
 
-describe.skipIf(!existsSync(join(MODELS, DYNB)))("layer-layout on a dynamic batch", () => {
+describe.skipIf(!hasCase(DYNB))("layer-layout on a dynamic batch", () => {
   it("rejects a layout Reshape that bakes batch 2 in, with reason (layer-layout)", async () => {
     const r = await fuseLayers(DYNB, (g) => {
       // a/b heads: Reshape(split, [-1,1,4]) -> Reshape(split, [2,1,4]): right at B=2 only.

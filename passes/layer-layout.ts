@@ -51,39 +51,34 @@ import {
   type Value,
 } from "../src/ir/index.js";
 import {
+  CORE_ANCHORS,
+  candidatePass,
   check,
-  coreNodes,
   fail,
-  forEachCandidate,
   MatchFailure,
-  type Pass,
   type PassContext,
   structuralKey,
 } from "../src/pattern/index.js";
-import { ConvIn, ConvOut, DeltaRuleIn, DeltaRuleOut, GatingIn, GatingOut, GdnOp, RmsNormIn, TARGETS } from "../src/ops.js";
+import { ConvIn, ConvOut, DeltaRuleIn, DeltaRuleOut, GatingIn, GatingOut, GdnOp, RmsNormIn } from "../src/ops.js";
 import { RampEvaluator, isLayoutNode, layoutSources, rampsFor, type Ramp } from "./layer-layout-eval.js";
 
-const NAME = "layer-layout";
-
-export const layerLayout: Pass = {
-  name: NAME,
-  description: "rewrites the layout nodes of a fused gated-delta layer (projection split/concat, conv transposes, head reshapes, norm flattening) into 12 nodes",
-  anchors: ["gdn.ChunkGatedDeltaRule", "gdn.RecurrentGatedDeltaRule"],
-  targets: TARGETS,
-  async run(ctx) {
-    await forEachCandidate(ctx, NAME, coreNodes(ctx.graph), (core) => {
-      const m = matchLayer(core);
-      const made = rewrite(ctx, m);
-      // The old layout nodes and projections become dead; the pipeline removes them after the pass.
-      return {
-        op: `${fusedOp(core)}[layout]`,
-        node: core.name,
-        replacedNodes: m.replaced,
-        details: { layout: m.K === m.V ? "heads" : "per-value-head", reorderAfterConv: m.hasState, nodes: made + 4 },
-      };
-    });
+export const layerLayout = candidatePass({
+  name: "layer-layout",
+  description:
+    "rewrites the layout nodes of a fused gated-delta layer (projection split/concat, conv transposes, head reshapes, norm flattening) into 12 nodes",
+  anchors: CORE_ANCHORS,
+  rewrite(core, ctx) {
+    const m = matchLayer(core);
+    const made = rewriteLayer(ctx, m);
+    // The old layout nodes and projections become dead; the pipeline removes them after the pass.
+    return {
+      op: `${fusedOp(core)}[layout]`,
+      node: core.name,
+      replacedNodes: m.replaced,
+      details: { layout: m.K === m.V ? "heads" : "per-value-head", reorderAfterConv: m.hasState, nodes: made + 4 },
+    };
   },
-};
+});
 
 /** A projection column: source s (a projection MatMul output), column col. */
 interface Col {
@@ -124,7 +119,8 @@ interface LayerMatch {
   replaced: number; // layout nodes traced + projection MatMuls + out_proj
 }
 
-const sameShape = (a: readonly number[] | undefined, b: readonly number[]) => !!a && a.length === b.length && a.every((d, i) => d === b[i]);
+const sameShape = (a: readonly number[] | undefined, b: readonly number[]) =>
+  !!a && a.length === b.length && a.every((d, i) => d === b[i]);
 
 /** Follows single-consumer layout nodes (one output each) from v; returns the last value and its consumer. */
 function forward(v: Value): { end: Value; user: Node | undefined } {
@@ -139,10 +135,16 @@ function forward(v: Value): { end: Value; user: Node | undefined } {
 
 function matchLayer(core: Node): LayerMatch {
   const [q, k, v, g, beta] = core.inputs;
-  const qs = dimsOf(q), vs = dimsOf(v);
-  const numeric = (s: Dim[] | undefined) => s?.length === 4 && s[0] !== undefined && s.slice(1).every((d) => typeof d === "number");
-  check(numeric(qs) && numeric(vs) && sameDims(dimsOf(k), qs) && sameDim(vs![0], qs![0]) && vs![1] === qs![1], "shape",
-    `query ${showDims(qs)}, key ${showDims(dimsOf(k))} and value ${showDims(vs)} are not [B,T,H,D] tensors of one batch with static T, heads and head sizes`, core);
+  const qs = dimsOf(q),
+    vs = dimsOf(v);
+  const numeric = (s: Dim[] | undefined) =>
+    s?.length === 4 && s[0] !== undefined && s.slice(1).every((d) => typeof d === "number");
+  check(
+    numeric(qs) && numeric(vs) && sameDims(dimsOf(k), qs) && sameDim(vs![0], qs![0]) && vs![1] === qs![1],
+    "shape",
+    `query ${showDims(qs)}, key ${showDims(dimsOf(k))} and value ${showDims(vs)} are not [B,T,H,D] tensors of one batch with static T, heads and head sizes`,
+    core,
+  );
   const [B, T, Hk, K] = qs as [number | string, number, number, number];
   const [, , Hv, V] = vs as [number | string, number, number, number];
   check(Hv % Hk === 0, "shape", `value heads ${Hv} are not a multiple of key heads ${Hk}`, core);
@@ -160,27 +162,50 @@ function matchLayer(core: Node): LayerMatch {
   const x = causalConv.inputs[ConvIn.x]!;
   const xs = dimsOf(x);
   const C = xs?.length === 3 ? staticDim(x, 1) : undefined;
-  check(xs?.length === 3 && sameDim(xs[0], B) && xs[2] === T && C !== undefined, "conv", `the conv input ${showDims(xs)} is not a [${B},C,${T}] tensor with static C`, causalConv);
+  check(
+    xs?.length === 3 && sameDim(xs[0], B) && xs[2] === T && C !== undefined,
+    "conv",
+    `the conv input ${showDims(xs)} is not a [${B},C,${T}] tensor with static C`,
+    causalConv,
+  );
   // norm after the core, out_proj after the norm
   const o = core.outputs[DeltaRuleOut.output]!;
   const toNorm = forward(o);
   const norm = toNorm.user;
   const normReason = "the core output does not go (through layout nodes only) to a gdn.GatedRMSNorm";
-  check(norm?.opType === GdnOp.GatedRMSNorm && norm.inputs[RmsNormIn.x] === toNorm.end, "norm", normReason, norm ?? core);
+  check(
+    norm?.opType === GdnOp.GatedRMSNorm && norm.inputs[RmsNormIn.x] === toNorm.end,
+    "norm",
+    normReason,
+    norm ?? core,
+  );
   const yn = norm.output();
   const toOut = forward(yn);
   const outMatMul = toOut.user;
-  check(outMatMul && outMatMul.opType === "MatMul" && outMatMul.domain === "" && outMatMul.inputs[0] === toOut.end, "out_proj", "the norm output does not go (through layout nodes only) to the out_proj MatMul", outMatMul ?? norm);
+  check(
+    outMatMul && outMatMul.opType === "MatMul" && outMatMul.domain === "" && outMatMul.inputs[0] === toOut.end,
+    "out_proj",
+    "the norm output does not go (through layout nodes only) to the out_proj MatMul",
+    outMatMul ?? norm,
+  );
   const wOut = outMatMul.inputs[1]!;
   check(constantOf(wOut)?.dims.length === 2, "out_proj", "the out_proj weight is not a constant 2-d matrix", outMatMul);
   // input projections: every source of the conv input, a, b and the gate is hidden @ W
-  const a = gating.inputs[GatingIn.a]!, b = gating.inputs[GatingIn.b]!, gate = norm.inputs[RmsNormIn.gate]!;
+  const a = gating.inputs[GatingIn.a]!,
+    b = gating.inputs[GatingIn.b]!,
+    gate = norm.inputs[RmsNormIn.gate]!;
   const projOuts: Value[] = [];
-  for (const target of [x, a, b, gate]) for (const s of layoutSources(target).sources) if (!projOuts.includes(s)) projOuts.push(s);
+  for (const target of [x, a, b, gate])
+    for (const s of layoutSources(target).sources) if (!projOuts.includes(s)) projOuts.push(s);
   let hidden: Value | undefined;
   const proj = projOuts.map((s): Projection => {
     const mm = s.producer;
-    check(mm && mm.opType === "MatMul" && mm.domain === "" && mm.outputs[0] === s, "projection", `${s.name} comes from ${mm?.opType ?? "a graph input"}, not an input projection MatMul`, mm);
+    check(
+      mm && mm.opType === "MatMul" && mm.domain === "" && mm.outputs[0] === s,
+      "projection",
+      `${s.name} comes from ${mm?.opType ?? "a graph input"}, not an input projection MatMul`,
+      mm,
+    );
     hidden ??= mm.inputs[0];
     check(mm.inputs[0] === hidden, "projection", "the input projections do not all read the same hidden state", mm);
     const w = constantOf(mm.inputs[1]);
@@ -190,20 +215,49 @@ function matchLayer(core: Node): LayerMatch {
   // [B,T,D]: from the hidden state's declared type, else from the projections' outputs.
   const hs = dimsOf(hidden);
   const shapes = hs ? [hs] : proj.map((p) => dimsOf(p.out));
-  for (const s of shapes) check(s?.length === 3 && sameDim(s[0], B) && s[1] === T, "projection", `the hidden state / projection output ${showDims(s)} is not a [${B},${T},·] tensor`, proj[0]!.out.producer);
+  for (const s of shapes)
+    check(
+      s?.length === 3 && sameDim(s[0], B) && s[1] === T,
+      "projection",
+      `the hidden state / projection output ${showDims(s)} is not a [${B},${T},·] tensor`,
+      proj[0]!.out.producer,
+    );
   const types = new Set(proj.map((p) => constantOf(p.weight)!.elemType));
   check(types.size === 1, "projection", "the projection weights differ in element type", proj[0]!.out.producer);
   const traced = new Set<Node>();
-  for (const val of [q!, k!, v!, x, a, b, gate, norm.inputs[RmsNormIn.x]!, outMatMul.inputs[0]!]) layoutSources(val).nodes.forEach((n) => traced.add(n));
+  for (const val of [q!, k!, v!, x, a, b, gate, norm.inputs[RmsNormIn.x]!, outMatMul.inputs[0]!])
+    layoutSources(val).nodes.forEach((n) => traced.add(n));
   const replaced = traced.size + proj.length + 1;
   const hasState = !!causalConv.inputs[ConvIn.convState] || !!causalConv.outputs[ConvOut.convStateOut];
-  const layer = { core, causalConv, gating, norm, outMatMul, hidden: hidden!, proj, B, T, Hk, Hv, K, V, C, hasState, replaced };
+  const layer = {
+    core,
+    causalConv,
+    gating,
+    norm,
+    outMatMul,
+    hidden: hidden!,
+    proj,
+    B,
+    T,
+    Hk,
+    Hv,
+    K,
+    V,
+    C,
+    hasState,
+    replaced,
+  };
   // A symbolic batch is traced at two probe sizes: the layout must move elements the same way at both
   // (else it depends on the batch, e.g. a Reshape that bakes one batch size in, and is refused).
   // Layers with the same structure trace the same way: a model's repeated layers are traced once.
   const order = core.graph.nodes.filter((n) => traced.has(n));
-  const { key, ids } = structuralKey(order, [...proj.map((p) => p.out), y, o, yn].map((value) => ({ value })));
-  const iface = [q!, k!, v!, x, a, b, gate, norm.inputs[RmsNormIn.x]!, outMatMul.inputs[0]!].map((val) => ids.get(val) ?? `?${val.name}`);
+  const { key, ids } = structuralKey(
+    order,
+    [...proj.map((p) => p.out), y, o, yn].map((value) => ({ value })),
+  );
+  const iface = [q!, k!, v!, x, a, b, gate, norm.inputs[RmsNormIn.x]!, outMatMul.inputs[0]!].map(
+    (val) => ids.get(val) ?? `?${val.name}`,
+  );
   const cacheKey = `${key}|${iface}|${JSON.stringify({ B, T, Hk, Hv, K, V, C, N: proj.map((p) => p.N), out: constantOf(wOut)!.dims })}`;
   const hit = traceCache.get(cacheKey);
   if (hit) return { ...layer, ...hit };
@@ -216,7 +270,15 @@ function matchLayer(core: Node): LayerMatch {
 const traceCache = new Map<string, Traced>();
 
 /** Traces at B, or at each probe batch size when B is symbolic (the traces must agree). */
-function traceLayer(layer: Omit<LayerMatch, keyof Traced>, B: number | string, q: Value, k: Value, v: Value, y: Value, core: Node): Traced {
+function traceLayer(
+  layer: Omit<LayerMatch, keyof Traced>,
+  B: number | string,
+  q: Value,
+  k: Value,
+  v: Value,
+  y: Value,
+  core: Node,
+): Traced {
   if (typeof B === "number") return trace(layer, B, q, k, v, y);
   const atProbe = (Bp: number): Traced => {
     try {
@@ -228,7 +290,12 @@ function traceLayer(layer: Omit<LayerMatch, keyof Traced>, B: number | string, q
   };
   const [first, ...others] = PROBE_BATCHES.map(atProbe);
   for (const [i, t] of others.entries())
-    check(JSON.stringify(t) === JSON.stringify(first), "layout", `the layout traced at batch ${PROBE_BATCHES[i + 1]} differs from batch ${PROBE_BATCHES[0]}: it depends on the batch size`, core);
+    check(
+      JSON.stringify(t) === JSON.stringify(first),
+      "layout",
+      `the layout traced at batch ${PROBE_BATCHES[i + 1]} differs from batch ${PROBE_BATCHES[0]}: it depends on the batch size`,
+      core,
+    );
   return first!;
 }
 
@@ -240,9 +307,13 @@ type Traced = Pick<LayerMatch, "chanSrc" | "qChan" | "kChan" | "vChan" | "aCols"
 /** Traces every element of the layer's layout chains at batch size B (index ramps, layer-layout-eval.ts). */
 function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value, v: Value, y: Value): Traced {
   const { core, causalConv, gating, norm, outMatMul, proj, T, Hk, Hv, K, V, C } = m;
-  const x = causalConv.inputs[ConvIn.x]!, gate = norm.inputs[RmsNormIn.gate]!;
-  const a = gating.inputs[GatingIn.a]!, b = gating.inputs[GatingIn.b]!;
-  const o = core.outputs[DeltaRuleOut.output]!, yn = norm.output(), wOut = outMatMul.inputs[1]!;
+  const x = causalConv.inputs[ConvIn.x]!,
+    gate = norm.inputs[RmsNormIn.gate]!;
+  const a = gating.inputs[GatingIn.a]!,
+    b = gating.inputs[GatingIn.b]!;
+  const o = core.outputs[DeltaRuleOut.output]!,
+    yn = norm.output(),
+    wOut = outMatMul.inputs[1]!;
   // ---- trace every element --------------------------------------------------------------------
   const P = rampsFor(proj.map((p) => ({ value: p.out, shape: [B, T, p.N] })));
   const evalP = new RampEvaluator(P.ramps);
@@ -256,7 +327,8 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
   forEachIndex(X, (idx, id) => {
     const [bb, c, tt] = idx as [number, number, number];
     const r = colOf(id);
-    if (r.b !== bb || r.t !== tt) fail("layout", `conv input [${bb},${c},${tt}] reads hidden position [${r.b},${r.t}]`, causalConv);
+    if (r.b !== bb || r.t !== tt)
+      fail("layout", `conv input [${bb},${c},${tt}] reads hidden position [${r.b},${r.t}]`, causalConv);
     chanSrc[c] = agree(chanSrc[c], r.c, `conv channel ${c}`, causalConv);
   });
   const perFeature = (val: Value, H: number, D: number, what: string, at: Node): Col[] => {
@@ -265,7 +337,8 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
     const cols: Col[] = [];
     forEachIndex(R, (idx, id) => {
       const r = colOf(id);
-      if (r.b !== idx[0] || r.t !== idx[1]) fail("layout", `${what} at [${idx}] reads hidden position [${r.b},${r.t}]`, at);
+      if (r.b !== idx[0] || r.t !== idx[1])
+        fail("layout", `${what} at [${idx}] reads hidden position [${r.b},${r.t}]`, at);
       const f = D ? idx[2]! * D + idx[3]! : idx[2]!;
       cols[f] = agree(cols[f], r.c, `${what} feature ${f}`, at);
     });
@@ -281,27 +354,38 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
     const out: number[] = [];
     forEachIndex(R, (idx, id) => {
       const { index } = Y.locate(id);
-      if (index[0] !== idx[0] || index[2] !== idx[1]) fail("layout", `${what} at [${idx}] reads conv output [${index}]`, causalConv);
+      if (index[0] !== idx[0] || index[2] !== idx[1])
+        fail("layout", `${what} at [${idx}] reads conv output [${index}]`, causalConv);
       const f = idx[2]! * D + idx[3]!;
-      if (out[f] !== undefined && out[f] !== index[1]) fail("layout", `${what} feature ${f} reads conv channels ${out[f]} and ${index[1]}`, causalConv);
+      if (out[f] !== undefined && out[f] !== index[1])
+        fail("layout", `${what} feature ${f} reads conv channels ${out[f]} and ${index[1]}`, causalConv);
       out[f] = index[1]!;
     });
     check(out.length === H * D, "layout", `${what} does not read every head`, causalConv);
     return out;
   };
-  const qChan = chans(q, Hk, K, "query"), kChan = chans(k, Hk, K, "key"), vChan = chans(v, Hv, V, "value");
-  for (const c of [...qChan, ...kChan, ...vChan]) check(chanSrc[c], "layout", `conv channel ${c} does not come from a projection column`, causalConv);
+  const qChan = chans(q, Hk, K, "query"),
+    kChan = chans(k, Hk, K, "key"),
+    vChan = chans(v, Hv, V, "value");
+  for (const c of [...qChan, ...kChan, ...vChan])
+    check(chanSrc[c], "layout", `conv channel ${c} does not come from a projection column`, causalConv);
   // norm rows: normX[r, i] = o[b,t,h,i]
   const O = rampsFor([{ value: o, shape: [B, T, Hv, V] }]);
   const NX = new RampEvaluator(O.ramps).eval(norm.inputs[RmsNormIn.x]!);
-  check(NX.shape[NX.shape.length - 1] === V && NX.data.length === B * T * Hv * V, "norm", `the norm reads [${NX.shape}]; its last axis must be the value dim ${V}`, norm);
+  check(
+    NX.shape[NX.shape.length - 1] === V && NX.data.length === B * T * Hv * V,
+    "norm",
+    `the norm reads [${NX.shape}]; its last axis must be the value dim ${V}`,
+    norm,
+  );
   const rows: [number, number, number][] = [];
   forEachIndex(NX, (_idx, id, f) => {
     const { index } = O.locate(id);
     if (index[3] !== f % V) fail("norm", "the norm's last axis is not the value dim of one head", norm);
     const r = Math.floor(f / V);
     const row = (rows[r] ??= [index[0]!, index[1]!, index[2]!]);
-    if (row[0] !== index[0] || row[1] !== index[1] || row[2] !== index[2]) fail("norm", `norm row ${r} mixes heads`, norm);
+    if (row[0] !== index[0] || row[1] !== index[1] || row[2] !== index[2])
+      fail("norm", `norm row ${r} mixes heads`, norm);
   });
   // gate[r, i] = proj[b, t, z(h, i)]
   const G = evalP.eval(gate);
@@ -310,7 +394,8 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
   forEachIndex(G, (_idx, id, f) => {
     const [bb, tt, h] = rows[Math.floor(f / V)]!;
     const r = colOf(id);
-    if (r.b !== bb || r.t !== tt) fail("norm", `the gate row of [${bb},${tt},${h}] reads hidden position [${r.b},${r.t}]`, norm);
+    if (r.b !== bb || r.t !== tt)
+      fail("norm", `the gate row of [${bb},${tt},${h}] reads hidden position [${r.b},${r.t}]`, norm);
     const feat = h * V + (f % V);
     zCols[feat] = agree(zCols[feat], r.c, `gate feature ${feat}`, norm);
   });
@@ -318,22 +403,37 @@ function trace(m: Omit<LayerMatch, keyof Traced>, B: number, q: Value, k: Value,
   const YN = rampsFor([{ value: yn, shape: NX.shape }]);
   const M = new RampEvaluator(YN.ramps).eval(outMatMul.inputs[0]!);
   const J = constantOf(wOut)!.dims[0]!;
-  check(sameShape(M.shape, [B, T, J]) && J === Hv * V, "out_proj", `out_proj reads [${M.shape}], not [${B},${T},${Hv * V}]`, outMatMul);
+  check(
+    sameShape(M.shape, [B, T, J]) && J === Hv * V,
+    "out_proj",
+    `out_proj reads [${M.shape}], not [${B},${T},${Hv * V}]`,
+    outMatMul,
+  );
   const outRow: number[] = [];
   forEachIndex(M, (idx, id) => {
     const f = id; // yn is the only source: the id is its flat index
     const [bb, tt, h] = rows[Math.floor(f / V)]!;
-    if (bb !== idx[0] || tt !== idx[1]) fail("out_proj", `out_proj input [${idx}] reads the norm row of [${bb},${tt},${h}]`, outMatMul);
+    if (bb !== idx[0] || tt !== idx[1])
+      fail("out_proj", `out_proj input [${idx}] reads the norm row of [${bb},${tt},${h}]`, outMatMul);
     const feat = h * V + (f % V);
-    if (outRow[feat] !== undefined && outRow[feat] !== idx[2]) fail("out_proj", `norm feature ${feat} goes to out_proj rows ${outRow[feat]} and ${idx[2]}`, outMatMul);
+    if (outRow[feat] !== undefined && outRow[feat] !== idx[2])
+      fail("out_proj", `norm feature ${feat} goes to out_proj rows ${outRow[feat]} and ${idx[2]}`, outMatMul);
     outRow[feat] = idx[2]!;
   });
-  if (m.hasState) for (let c = 0; c < C; c++) check(chanSrc[c], "layout", `conv channel ${c} (kept: the conv has a state) does not come from a projection column`, causalConv);
+  if (m.hasState)
+    for (let c = 0; c < C; c++)
+      check(
+        chanSrc[c],
+        "layout",
+        `conv channel ${c} (kept: the conv has a state) does not come from a projection column`,
+        causalConv,
+      );
   return { chanSrc, qChan, kChan, vChan, aCols, bCols, zCols, outRow };
 }
 
 function agree(prev: Col | undefined, c: Col, what: string, at: Node): Col {
-  if (prev && (prev.s !== c.s || prev.col !== c.col)) fail("layout", `${what} reads two different projection columns`, at);
+  if (prev && (prev.s !== c.s || prev.col !== c.col))
+    fail("layout", `${what} reads two different projection columns`, at);
   return c;
 }
 
@@ -350,16 +450,34 @@ function forEachIndex(r: Ramp, f: (idx: number[], id: number, flat: number) => v
 }
 
 /** The channel list after the conv: original conv channels in the order the q/k/v Split needs. */
-function channelOrder(m: LayerMatch): { order: number[]; groups: number; width: number; axis: number; sizes: number[]; qHeads: number } {
+function channelOrder(m: LayerMatch): {
+  order: number[];
+  groups: number;
+  width: number;
+  axis: number;
+  sizes: number[];
+  qHeads: number;
+} {
   const { Hk, Hv, K, V } = m;
   if (K === V) {
-    return { order: [...m.qChan, ...m.kChan, ...m.vChan], groups: 2 * Hk + Hv, width: K, axis: 2, sizes: [Hk, Hk, Hv], qHeads: Hk };
+    return {
+      order: [...m.qChan, ...m.kChan, ...m.vChan],
+      groups: 2 * Hk + Hv,
+      width: K,
+      axis: 2,
+      sizes: [Hk, Hk, Hv],
+      qHeads: Hk,
+    };
   }
   const n = Hv / Hk;
   const order: number[] = [];
   for (let h = 0; h < Hv; h++) {
     const hk = Math.floor(h / n);
-    order.push(...m.qChan.slice(hk * K, hk * K + K), ...m.kChan.slice(hk * K, hk * K + K), ...m.vChan.slice(h * V, h * V + V));
+    order.push(
+      ...m.qChan.slice(hk * K, hk * K + K),
+      ...m.kChan.slice(hk * K, hk * K + K),
+      ...m.vChan.slice(h * V, h * V + V),
+    );
   }
   return { order, groups: Hv, width: 2 * K + V, axis: 3, sizes: [K, K, V], qHeads: Hv };
 }
@@ -371,7 +489,9 @@ function gatherRows(v: Value, rows: number[], name: string): ReturnType<typeof a
   const dims = [rows.length, ...c.dims.slice(1)];
   const raw = v.initializer ? tryArray(v) : undefined;
   const src: ArrayLike<number> = raw ?? c.data;
-  const out = raw ? new (raw.constructor as Float32ArrayConstructor)(rows.length * rowSize) : new Float64Array(rows.length * rowSize);
+  const out = raw
+    ? new (raw.constructor as Float32ArrayConstructor)(rows.length * rowSize)
+    : new Float64Array(rows.length * rowSize);
   rows.forEach((r, i) => {
     for (let j = 0; j < rowSize; j++) out[i * rowSize + j] = src[r * rowSize + j]!;
   });
@@ -389,9 +509,17 @@ function tryArray(v: Value): Float32Array | Uint16Array | Float64Array | undefin
 
 /** Projection columns of several [D,N] weights gathered into one [D, cols.length] weight. */
 function gatherColumns(m: LayerMatch, cols: Col[], name: string): ReturnType<typeof arrayToTensor> {
-  const ws = m.proj.map((p) => ({ c: constantOf(p.weight)!, raw: p.weight.initializer ? tryArray(p.weight) : undefined }));
+  const ws = m.proj.map((p) => ({
+    c: constantOf(p.weight)!,
+    raw: p.weight.initializer ? tryArray(p.weight) : undefined,
+  }));
   const D = ws[0]!.c.dims[0]!;
-  check(ws.every((w) => w.c.dims[0] === D), "projection", "the projection weights differ in input size", m.proj[0]!.out.producer);
+  check(
+    ws.every((w) => w.c.dims[0] === D),
+    "projection",
+    "the projection weights differ in input size",
+    m.proj[0]!.out.producer,
+  );
   const elemType = ws[0]!.c.elemType;
   const allRaw = ws.every((w) => w.raw && w.raw.constructor === ws[0]!.raw!.constructor);
   const Ctor = allRaw ? (ws[0]!.raw!.constructor as Float32ArrayConstructor) : Float64Array;
@@ -407,18 +535,31 @@ function gatherColumns(m: LayerMatch, cols: Col[], name: string): ReturnType<typ
 }
 
 function ints(g: Graph, base: string, values: number[]): Value {
-  return g.addInitializer(arrayToTensor(`${base}_i64`, [values.length], 7, values.map((x) => BigInt(x))));
+  return g.addInitializer(
+    arrayToTensor(
+      `${base}_i64`,
+      [values.length],
+      7,
+      values.map((x) => BigInt(x)),
+    ),
+  );
 }
 
 /** Rewrites the matched layer; returns how many nodes it made. */
-function rewrite(ctx: PassContext, m: LayerMatch): number {
+function rewriteLayer(ctx: PassContext, m: LayerMatch): number {
   const g = ctx.graph;
   const base = m.core.name;
   const { B, T, Hv, V } = m;
   const elemType = m.core.inputs[DeltaRuleIn.value]!.type!.elemType;
   let made = 0;
-  const op = (opType: string, inputs: (Value | undefined)[], outputs: (Value | string)[], shapes: (Dim[] | undefined)[], attributes: ReturnType<typeof attr.int>[] = []): Value[] => {
-    const n = addTagged(g, NAME, { opType, name: `${base}_${opType}`, inputs, outputs, attributes });
+  const op = (
+    opType: string,
+    inputs: (Value | undefined)[],
+    outputs: (Value | string)[],
+    shapes: (Dim[] | undefined)[],
+    attributes: ReturnType<typeof attr.int>[] = [],
+  ): Value[] => {
+    const n = addTagged(g, ctx.pass, { opType, name: `${base}_${opType}`, inputs, outputs, attributes });
     made++;
     n.outputs.forEach((o, i) => {
       if (o && shapes[i]) declareType(g, o, o.type?.elemType || elemType, shapes[i]);
@@ -428,8 +569,20 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   const opset = defaultOpset(ctx.model);
   const split = (x: Value, axis: number, sizes: number[], shapes: Dim[][]): Value[] =>
     opset >= 13
-      ? op("Split", [x, ints(g, base, sizes)], shapes.map((_, i) => `${base}_split${i}`), shapes, [attr.int("axis", axis)])
-      : op("Split", [x], shapes.map((_, i) => `${base}_split${i}`), shapes, [attr.int("axis", axis), attr.ints("split", sizes)]);
+      ? op(
+          "Split",
+          [x, ints(g, base, sizes)],
+          shapes.map((_, i) => `${base}_split${i}`),
+          shapes,
+          [attr.int("axis", axis)],
+        )
+      : op(
+          "Split",
+          [x],
+          shapes.map((_, i) => `${base}_split${i}`),
+          shapes,
+          [attr.int("axis", axis), attr.ints("split", sizes)],
+        );
 
   const ch = channelOrder(m);
   // Conv channels: reorder the conv itself when it has no state, else reorder after it.
@@ -439,23 +592,47 @@ function rewrite(ctx: PassContext, m: LayerMatch): number {
   const cols = [...convChannels.map((c) => m.chanSrc[c]!), ...m.zCols, ...m.bCols, ...m.aCols];
   const wAll = g.addInitializer(gatherColumns(m, cols, `${base}_in_proj`));
   const [projected] = op("MatMul", [m.hidden, wAll], [`${base}_in_proj`], [[B, T, cols.length]]);
-  const [xc, zf, bb, aa] = split(projected!, 2, [Cn, Hv * V, Hv, Hv], [[B, T, Cn], [B, T, Hv * V], [B, T, Hv], [B, T, Hv]]);
+  const [xc, zf, bb, aa] = split(
+    projected!,
+    2,
+    [Cn, Hv * V, Hv, Hv],
+    [
+      [B, T, Cn],
+      [B, T, Hv * V],
+      [B, T, Hv],
+      [B, T, Hv],
+    ],
+  );
   const [xt] = op("Transpose", [xc], [`${base}_conv_in`], [[B, Cn, T]], [attr.ints("perm", [0, 2, 1])]);
   // conv: new input; reordered weight/bias when the channels move
   setInput(m.causalConv, ConvIn.x, xt);
   if (!m.hasState) {
     const { weight, bias } = { weight: m.causalConv.inputs[ConvIn.weight]!, bias: m.causalConv.inputs[ConvIn.bias] };
     setInput(m.causalConv, ConvIn.weight, g.addInitializer(gatherRows(weight, convChannels, `${base}_conv_weight`)));
-    if (bias) setInput(m.causalConv, ConvIn.bias, g.addInitializer(gatherRows(bias, convChannels, `${base}_conv_bias`)));
+    if (bias)
+      setInput(m.causalConv, ConvIn.bias, g.addInitializer(gatherRows(bias, convChannels, `${base}_conv_bias`)));
   }
   const y = m.causalConv.output();
   declareType(g, y, y.type?.elemType || elemType, [B, Cn, T]);
   let heads = y;
-  if (after) [heads] = op("Gather", [heads, ints(g, base, after)], [`${base}_qkv_order`], [[B, after.length, T]], [attr.int("axis", 1)]);
+  if (after)
+    [heads] = op(
+      "Gather",
+      [heads, ints(g, base, after)],
+      [`${base}_qkv_order`],
+      [[B, after.length, T]],
+      [attr.int("axis", 1)],
+    );
   const width = after?.length ?? Cn;
-  if (T !== 1) [heads] = op("Transpose", [heads], [`${base}_conv_out`], [[B, T, width]], [attr.ints("perm", [0, 2, 1])]);
+  if (T !== 1)
+    [heads] = op("Transpose", [heads], [`${base}_conv_out`], [[B, T, width]], [attr.ints("perm", [0, 2, 1])]);
   // Reshape targets copy the batch (0, allowzero=0): nothing in the rewrite bakes a batch size in.
-  const [grouped] = op("Reshape", [heads, ints(g, base, [0, T, ch.groups, ch.width])], [`${base}_qkv_heads`], [[B, T, ch.groups, ch.width]]);
+  const [grouped] = op(
+    "Reshape",
+    [heads, ints(g, base, [0, T, ch.groups, ch.width])],
+    [`${base}_qkv_heads`],
+    [[B, T, ch.groups, ch.width]],
+  );
   const qShape = [B, T, ch.qHeads, m.K];
   const [q, k, v] = split(grouped!, ch.axis, ch.sizes, [qShape, qShape, [B, T, Hv, V]]);
   setInput(m.core, DeltaRuleIn.query, q);

@@ -3,25 +3,20 @@
  * folds into the core's use_qk_l2norm, made by editing a core-fused exported layer; another eps or a
  * non-standard Sqrt is refused with the stage and reason, and the core is left as it was.
  */
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { attr, type Graph, type Node } from "../src/ir/graph.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import {
   MAX_LAYER_NODES,
-  MODELS,
-  TOLERANCE,
   appliedOps,
+  expectMatchesCaseIfRuntime,
   fuseLayers,
+  hasCase,
   refusals,
-  runAgainstCase,
-  runtimeLoadError,
 } from "../test/helpers/index.js";
 import { coreOf, gdnCores, i64, only, setInput } from "../test/helpers/graph-edit.js";
 
 const PREFILL = "layer_qwen3next_prefill_t96";
-const runtime = runtimeLoadError();
 
 /** The exporter's l2norm (x * 1/sqrt(sum(x*x, -1) + eps)) in front of core input i. */
 function insertL2norm(g: Graph, core: Node, i: number, eps = 1e-6): void {
@@ -53,7 +48,7 @@ function l2normOutside(eps = 1e-6) {
   };
 }
 
-describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-qk-l2norm", () => {
+describe.skipIf(!hasCase(PREFILL))("layer-qk-l2norm", () => {
   it.each(["layer_qwen3next_prefill_t96", "layer_qwen3next_decode_b2"])(
     "fuses an L2 norm of q and k outside the core (%s) into use_qk_l2norm",
     async (name) => {
@@ -64,8 +59,7 @@ describe.skipIf(!existsSync(join(MODELS, PREFILL)))("layer-qk-l2norm", () => {
       expect(gdnCores(model)[0]!.attrInt("use_qk_l2norm")).toBe(1);
       expect(model.graph!.node!.some((n) => n.opType === "ReduceSum")).toBe(false);
       expect(model.graph!.node!.length).toBe(MAX_LAYER_NODES);
-      if (runtime === undefined)
-        for (const o of await runAgainstCase(model, name)) expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float32);
+      await expectMatchesCaseIfRuntime(model, name);
     },
     60_000,
   );

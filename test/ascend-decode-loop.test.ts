@@ -11,8 +11,7 @@ import { describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { AscendDeviceLoop, ascendSimCounters, ascendStats, type AscendStats } from "../src/runtime/index.js";
-import { ASCEND_TOLERANCE } from "../src/verify/index.js";
-import { fuseCase, MODELS, runtimeLoadError } from "./helpers/cases.js";
+import { fuseCase, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
 import { REAL_ASCEND, useAscendDevice } from "./helpers/ascend.js";
 
@@ -80,7 +79,7 @@ describe.skipIf(runtimeLoadError() !== undefined)("ascend decode loop with the s
         const feeds = { hidden_states: hidden(x.hidden_states!, k), conv_state: conv };
         const out = await loop.step(k === 0 ? { ...feeds, recurrent_state: x.recurrent_state! } : feeds);
         expect(Object.keys(out).sort()).toEqual(["new_conv_state", "output"]);
-        expect(relativeL2(out.output!, want.outputs[k]!), `step ${k}`).toBeLessThan(ASCEND_TOLERANCE);
+        expect(relativeL2(out.output!, want.outputs[k]!), `step ${k}`).toBeLessThan(TOLERANCE.bfloat16);
         conv = out.new_conv_state!;
       }
       const sim2 = REAL ? undefined : ascendSimCounters();
@@ -96,7 +95,7 @@ describe.skipIf(runtimeLoadError() !== undefined)("ascend decode loop with the s
         expect(sim1.bytesH2D - sim0.bytesH2D - (sim2.bytesH2D - sim1.bytesH2D)).toBe(3 * STATE_BYTES);
         expect(sim1.bytesD2H - sim0.bytesD2H - (sim2.bytesD2H - sim1.bytesD2H)).toBe(STEPS * STATE_BYTES);
       }
-      expect(relativeL2(loop.read("new_recurrent_state"), want.state)).toBeLessThan(ASCEND_TOLERANCE);
+      expect(relativeL2(loop.read("new_recurrent_state"), want.state)).toBeLessThan(TOLERANCE.bfloat16);
       loop.release();
     } finally {
       await Promise.all([cpu.release(), viaHost.release(), bound.release()]);

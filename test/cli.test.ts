@@ -10,6 +10,7 @@ import { decodeMessage, encodeMessage, onnx } from "../src/ir/onnx.js";
 import { arrayToTensor } from "../src/ir/tensor.js";
 import { registerPass } from "../src/pipeline/index.js";
 import { runCli } from "./helpers/cli.js";
+import { externalFloat32, float32Info, modelOf } from "./helpers/models.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CORPUS = path.join(ROOT, "models"); // the project's own fixtures
@@ -213,29 +214,18 @@ describe("fuse-model", () => {
     const big = Float32Array.from({ length: 64 }, (_, i) => i);
     const small = Float32Array.from([1, 2]);
     fs.writeFileSync(path.join(src, "w.bin"), Buffer.concat([Buffer.from(big.buffer), Buffer.from(small.buffer)]));
-    const ext = (name: string, n: number, offset: number): onnx.ITensorProto => ({
-      name,
-      dims: [n],
-      dataType: 1,
-      dataLocation: 1,
-      externalData: [
+    const ext = (name: string, n: number, offset: number) =>
+      externalFloat32(
+        name,
+        [n],
         { key: "location", value: "w.bin" },
         { key: "offset", value: String(offset) },
         { key: "length", value: String(n * 4) },
-      ],
-    });
-    const vi = (name: string, n: number): onnx.IValueInfoProto => ({
-      name,
-      type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: n }] } } },
-    });
-    const model = onnx.ModelProto.create({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        initializer: [ext("big", 64, 0), ext("small", 2, 256)],
-        output: [vi("big", 64), vi("small", 2)],
-      },
+      );
+    const model = modelOf({
+      name: "g",
+      initializer: [ext("big", 64, 0), ext("small", 2, 256)],
+      output: [float32Info("big", [64]), float32Info("small", [2])],
     });
     fs.writeFileSync(path.join(src, "model.onnx"), encodeMessage(onnx.ModelProto, model));
     const dest = out("ext-out", "model.onnx");
@@ -411,25 +401,10 @@ describe("fuse-model file safety", () => {
     const src = out("ext-hostile");
     fs.mkdirSync(src);
     fs.writeFileSync(path.join(src, "w.bin"), Buffer.from(Float32Array.from([1, 2]).buffer));
-    const model = onnx.ModelProto.create({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        initializer: [
-          {
-            name: "w",
-            dims: [2],
-            dataType: 1,
-            dataLocation: 1,
-            externalData: [
-              { key: "location", value: "w.bin" },
-              { key: "length", value: "8" },
-            ],
-          },
-        ],
-        output: [{ name: "w", type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
-      },
+    const model = modelOf({
+      name: "g",
+      initializer: [externalFloat32("w", [2], { key: "location", value: "w.bin" }, { key: "length", value: "8" })],
+      output: [float32Info("w", [2])],
     });
     const input = path.join(src, "model.onnx");
     fs.writeFileSync(input, encodeMessage(onnx.ModelProto, model));
@@ -458,11 +433,12 @@ describe("fuse-model file safety", () => {
 describe("fuse-model --verify errors", () => {
   /** Writes DIR/model.onnx: y = node(x) over float32 [2] (node's outputs: y), with `initializer`. */
   function writeModel(dir: string, node: onnx.INodeProto, initializer: onnx.ITensorProto[] = []): string {
-    const vi = (name: string) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } });
-    const model = onnx.ModelProto.create({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 18 }],
-      graph: { name: "g", input: [vi("x")], output: [vi("y")], initializer, node: [node] },
+    const model = modelOf({
+      name: "g",
+      input: [float32Info("x", [2])],
+      output: [float32Info("y", [2])],
+      initializer,
+      node: [node],
     });
     const input = out(dir, "model.onnx");
     fs.mkdirSync(path.dirname(input), { recursive: true });

@@ -19,6 +19,7 @@ import {
   float32ToFloat16,
   tensorToArray,
 } from "../src/ir/tensor.js";
+import { externalFloat32, float32Info, modelOf } from "./helpers/index.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-external-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -37,35 +38,20 @@ function externalTensor(e: Ext): onnx.ITensorProto {
     { key: "offset", value: String(e.offset) },
   ];
   if (e.length !== undefined) entries.push({ key: "length", value: String(e.length) });
-  return {
-    name: e.name,
-    dims: e.dims,
-    dataType: 1,
-    dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-    externalData: entries,
-  };
+  return externalFloat32(e.name, e.dims, ...entries);
 }
-
-const vi = (name: string, dims: number[]): onnx.IValueInfoProto => ({
-  name,
-  type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
-});
 
 /** Y = X + W + B (all [2, 3] float32) with W and B in external data. */
 function addModel(w: Ext, b: Ext): onnx.ModelProto {
-  return onnx.ModelProto.create({
-    irVersion: 8,
-    opsetImport: [{ domain: "", version: 18 }],
-    graph: {
-      name: "add",
-      input: [vi("X", [2, 3])],
-      output: [vi("Y", [2, 3])],
-      initializer: [externalTensor(w), externalTensor(b)],
-      node: [
-        { name: "add0", opType: "Add", input: ["X", w.name], output: ["T"] },
-        { name: "add1", opType: "Add", input: ["T", b.name], output: ["Y"] },
-      ],
-    },
+  return modelOf({
+    name: "add",
+    input: [float32Info("X", [2, 3])],
+    output: [float32Info("Y", [2, 3])],
+    initializer: [externalTensor(w), externalTensor(b)],
+    node: [
+      { name: "add0", opType: "Add", input: ["X", w.name], output: ["T"] },
+      { name: "add1", opType: "Add", input: ["T", b.name], output: ["Y"] },
+    ],
   });
 }
 
@@ -211,16 +197,12 @@ describe("external data", () => {
     } finally {
       fs.closeSync(fd);
     }
-    const model = onnx.ModelProto.create({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "huge",
-        output: offsets.map((_, i) => vi(`w${i}`, [256])),
-        initializer: offsets.map((offset, i) =>
-          externalTensor({ name: `w${i}`, dims: [256], location: "huge.bin", offset, length: 1024 }),
-        ),
-      },
+    const model = modelOf({
+      name: "huge",
+      output: offsets.map((_, i) => float32Info(`w${i}`, [256])),
+      initializer: offsets.map((offset, i) =>
+        externalTensor({ name: `w${i}`, dims: [256], location: "huge.bin", offset, length: 1024 }),
+      ),
     });
     fs.writeFileSync(path.join(dir, "model.onnx"), encodeMessage(onnx.ModelProto, model));
     try {

@@ -135,6 +135,14 @@ describe("installed from the packed tarball", () => {
     expect(files.filter((f) => f.startsWith("package/build/") || f.includes("/.deps/") || f.endsWith("onnxruntime_c_api.h"))).toEqual([]);
   });
 
+  test("every module in the tarball's dist/ is built from a source of this tree (no stale output of a removed file)", async () => {
+    const r = await run("tar", ["-tzf", tarball], tmp);
+    const modules = r.stdout.split("\n").filter((f) => f.startsWith("package/dist/") && f.endsWith(".js"));
+    expect(modules).toContain("package/dist/src/index.js");
+    const source = (f: string) => path.join(ROOT, f.slice("package/dist/".length).replace(/\.js$/, ".ts"));
+    expect(modules.filter((f) => !fs.existsSync(source(f)))).toEqual([]);
+  });
+
   for (const [label, project] of [["with its install script", () => withScripts], ["with --ignore-scripts", () => ignoreScripts]] as const) {
     test(`${label}: npx fuse-model --verify, then gdn-fuse/runtime runs the fused model on the prebuilt binaries`, async () => {
       const cwd = project();

@@ -9,15 +9,17 @@ import { describe, expect, it } from "vitest";
 import type { Node } from "../src/ir/graph.js";
 import type { onnx } from "../src/ir/onnx.js";
 import {
+  FUSED_LAYER_LAYOUT,
   MAX_LAYER_NODES,
   LAYERS_AFTER_CORES,
   MODELS,
-  TOLERANCE,
   appliedOps,
+  expectMatchesCase,
+  fusedLayerHistogram,
   gdnCores,
+  hasCase,
   histogram,
   mutateAndFuse,
-  runAgainstCase,
   runtimeLoadError,
 } from "./helpers/index.js";
 
@@ -56,18 +58,14 @@ function layerNodes(model: onnx.IModelProto, core: Node): Node[] {
   return [...seen];
 }
 
-// Prefill: MatMul, Split, Transpose, conv, Transpose, Reshape, Split (q,k,v), Reshape (z), gating, core, norm, Einsum.
-const PREFILL_LAYOUT = { MatMul: 1, Split: 2, Transpose: 2, Reshape: 2, Einsum: 1 };
-// Decode (T = 1, the conv keeps its state's channel order): a Gather reorders the channels after the conv,
-// the transpose after it is a reshape (T = 1) and folds into the head Reshape.
-const DECODE_LAYOUT = { MatMul: 1, Split: 2, Transpose: 1, Gather: 1, Reshape: 2, Einsum: 1 };
+const { prefill: PREFILL_LAYOUT, decode: DECODE_LAYOUT } = FUSED_LAYER_LAYOUT;
 const CASES = [
   { name: "layer_qwen3next_prefill_t96", core: "ChunkGatedDeltaRule", layers: 1, nodes: 12, extra: PREFILL_LAYOUT },
   { name: "layer_qwen3next_decode_b2", core: "RecurrentGatedDeltaRule", layers: 1, nodes: 12, extra: DECODE_LAYOUT },
   { name: "model_qwen35_tiny_t50", core: "ChunkGatedDeltaRule", layers: 3, nodes: 200, extra: {} },
   { name: "layer_qwen35_prefill_t64", core: "ChunkGatedDeltaRule", layers: 1, nodes: 12, extra: PREFILL_LAYOUT },
   { name: "layer_qwen35_decode_b2", core: "RecurrentGatedDeltaRule", layers: 1, nodes: 12, extra: DECODE_LAYOUT },
-].filter((c) => existsSync(join(MODELS, c.name, "model.onnx")));
+].filter((c) => hasCase(c.name));
 
 describe("layer-level fusions (target gdn)", () => {
   it.each(CASES)(
@@ -85,14 +83,7 @@ describe("layer-level fusions (target gdn)", () => {
       for (const op of [c.core, "GatedDeltaGating", "CausalConv1d", "GatedRMSNorm"]) expect(h[`gdn.${op}`]).toBe(n);
       expect(model.graph!.node!.length).toBe(c.nodes);
       // Whole-layer cases: the graph is the layer; everything left besides the 4 gdn ops is projections and layout.
-      if (c.layers === 1)
-        expect(h).toEqual({
-          ...c.extra,
-          [`gdn.${c.core}`]: 1,
-          "gdn.GatedDeltaGating": 1,
-          "gdn.CausalConv1d": 1,
-          "gdn.GatedRMSNorm": 1,
-        });
+      if (c.layers === 1) expect(h).toEqual(fusedLayerHistogram(c.core, c.extra));
       // The decode state size is explicit: HF keeps W = 4 positions.
       const conv = model.graph!.node!.find((x) => x.opType === "CausalConv1d")!;
       const S = Number(conv.attribute!.find((a) => a.name === "state_size")!.i);
@@ -120,8 +111,7 @@ describe("layer-level fusions (target gdn)", () => {
     "fused $name matches test_data_set_0 through the gdn runtime",
     async (c) => {
       const { model } = await mutateAndFuse(c.name, undefined, LAYERS_AFTER_CORES);
-      const outs = await runAgainstCase(model.proto, c.name);
-      for (const o of outs) expect(o.err, o.name).toBeLessThanOrEqual(TOLERANCE.float32);
+      await expectMatchesCase(model.proto, c.name);
     },
     120_000,
   );

@@ -6,8 +6,8 @@ import { describe, expect, it } from "vitest";
 import {
   DEFAULT_PASSES,
   Graph,
+  candidatePass,
   check,
-  forEachCandidate,
   fuseModel,
   getPass,
   registerPass,
@@ -16,21 +16,17 @@ import {
 import { loadCase } from "./helpers/cases.js";
 
 /** Drops Identity nodes that feed nothing but other nodes (a toy clean-up pass). */
-const dropIdentity: Pass = {
+const dropIdentity: Pass = candidatePass({
   name: "test-drop-identity",
   description: "removes Identity nodes whose output is not a graph output",
   anchors: ["Identity"],
-  targets: ["gdn", "ort", "onnx"],
-  async run(ctx) {
-    const ids = ctx.graph.nodes.filter((n) => n.opType === "Identity");
-    await forEachCandidate(ctx, "test-drop-identity", ids, (n) => {
-      check(!n.output().isGraphOutput, "output", "the Identity produces a graph output", n);
-      ctx.graph.replaceAllUses(n.output(), n.inputs[0]!);
-      ctx.graph.removeNodes([n]);
-      return { op: "removed.Identity", node: n.name, replacedNodes: 1 };
-    });
+  rewrite(n, ctx) {
+    check(!n.output().isGraphOutput, "output", "the Identity produces a graph output", n);
+    ctx.graph.replaceAllUses(n.output(), n.inputs[0]!);
+    ctx.graph.removeNodes([n]);
+    return { op: "removed.Identity", node: n.name, replacedNodes: 1 };
   },
-};
+});
 
 describe("library API", () => {
   it("runs a registered pass after the built-in ones and reports it", async () => {

@@ -17,7 +17,7 @@ import {
   setNodeMetadata,
   unknownFieldNumbers,
 } from "../src/ir/onnx.js";
-import { TOLERANCE, readDataSet, relativeL2, toOrtTensor } from "./helpers/index.js";
+import { TOLERANCE, float32Info, modelOf, readDataSet, relativeL2, toOrtTensor } from "./helpers/index.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The shared exporter corpus (../shared/corpus, or GDN_FUSE_CORPUS) and the project's own models/. */
@@ -144,7 +144,7 @@ describe("lossless onnx namespace", () => {
       name: "g",
       node: [node, onnx.NodeProto.create({ opType: "Neg", input: ["y"], output: ["z"] })],
     });
-    const model = onnx.ModelProto.create({ irVersion: 8, graph, opsetImport: [{ domain: "", version: 18 }] });
+    const model = modelOf(graph);
     const back = decodeMessage(onnx.ModelProto, encodeMessage(onnx.ModelProto, model));
     expect(getNodeMetadata(back.graph!.node![0]!)).toEqual({ k: "v" });
     expect(back.graph!.node![1]!.opType).toBe("Neg");
@@ -184,15 +184,11 @@ describe("bad input", () => {
   });
 
   test("rejects a node reading an undefined value, with reason", async () => {
-    const model = onnx.ModelProto.create({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        input: [{ name: "x" }],
-        output: [{ name: "y" }],
-        node: [{ name: "add0", opType: "Add", input: ["x", "ghost"], output: ["y"] }],
-      },
+    const model = modelOf({
+      name: "g",
+      input: [{ name: "x" }],
+      output: [{ name: "y" }],
+      node: [{ name: "add0", opType: "Add", input: ["x", "ghost"], output: ["y"] }],
     });
     const err = (await loadModel(encodeMessage(onnx.ModelProto, model)).catch((e: unknown) => e)) as GdnFuseError;
     expect(err.code).toBe("E_MODEL");
@@ -227,22 +223,14 @@ describe("bad input", () => {
 // one field made wrong, and the load must fail with that exact one-line message.
 describe("validation on load", () => {
   const LABEL = "model.onnx";
-  const f32 = (name: string, dims: number[]): onnx.IValueInfoProto => ({
-    name,
-    type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
-  });
   /** y = x + w, x and w float32 [2]. */
   function small(): onnx.ModelProto {
-    return onnx.ModelProto.create({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 18 }],
-      graph: {
-        name: "g",
-        input: [f32("x", [2])],
-        output: [f32("y", [2])],
-        initializer: [{ name: "w", dims: [2], dataType: 1, rawData: new Uint8Array(8) }],
-        node: [{ name: "add0", opType: "Add", input: ["x", "w"], output: ["y"] }],
-      },
+    return modelOf({
+      name: "g",
+      input: [float32Info("x", [2])],
+      output: [float32Info("y", [2])],
+      initializer: [{ name: "w", dims: [2], dataType: 1, rawData: new Uint8Array(8) }],
+      node: [{ name: "add0", opType: "Add", input: ["x", "w"], output: ["y"] }],
     });
   }
   const w = (m: onnx.ModelProto): onnx.ITensorProto => m.graph!.initializer![0]!;
@@ -261,7 +249,7 @@ describe("validation on load", () => {
       output: ["z"],
       attribute: [
         { name: "then_branch", type: 5, g: body },
-        { name: "else_branch", type: 5, g: { name: "e", output: [f32("y", [2])] } },
+        { name: "else_branch", type: 5, g: { name: "e", output: [float32Info("y", [2])] } },
       ],
     });
     m.graph!.input!.push({ name: "c", type: { tensorType: { elemType: 9, shape: { dim: [] } } } });
@@ -361,7 +349,7 @@ describe("validation on load", () => {
     ],
     [
       "a duplicate graph input",
-      (m) => void m.graph!.input!.push(f32("x", [2])),
+      (m) => void m.graph!.input!.push(float32Info("x", [2])),
       "E_MODEL",
       'graph input "x" is declared twice',
     ],
@@ -448,7 +436,7 @@ describe("validation on load", () => {
       "a bad tensor inside a subgraph",
       loop({
         name: "body",
-        output: [f32("v", [2])],
+        output: [float32Info("v", [2])],
         initializer: [{ name: "v", dims: [3], dataType: 1, rawData: new Uint8Array(8) }],
       }),
       "E_MODEL",
@@ -459,7 +447,7 @@ describe("validation on load", () => {
       (m) => {
         loop({
           name: "body",
-          output: [f32("v", [2])],
+          output: [float32Info("v", [2])],
           node: [{ name: "b0", opType: "Neg", input: ["late"], output: ["v"] }],
         })(m);
         m.graph!.node!.push({ name: "n2", opType: "Neg", input: ["y"], output: ["late"] });

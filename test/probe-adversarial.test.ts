@@ -3,8 +3,7 @@
 // the old probe (benign inputs v in [-1,1], only the first and last batch entries, tolerance 1e-4).
 import { describe, expect, test } from "vitest";
 import { Graph, type Node } from "../src/ir/graph.js";
-import { MatchFailure } from "../src/pattern/match.js";
-import type { PassContext } from "../src/pipeline/pass.js";
+import { MatchFailure, type PassContext } from "../src/pattern/index.js";
 import { matchRecurrent } from "../passes/gated-delta-recurrent.js";
 import { confirmByProbe } from "../passes/gated-delta/fuse-core.js";
 import type { CoreRegion } from "../passes/gated-delta/core-region.js";

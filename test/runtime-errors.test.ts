@@ -18,6 +18,15 @@ const { onnx } = onnxProto;
 const ready = loadRuntime().opsLibraryPath !== null;
 const GDN = { executionProviders: ["gdn"] };
 
+/** Creating a gdn session on `model` (bytes, or a path) is refused with a GdnFuseError of this code and message. */
+async function expectCreateRefused(model: Uint8Array | string, code: string, message: string): Promise<void> {
+  const create =
+    typeof model === "string" ? ort.InferenceSession.create(model, GDN) : ort.InferenceSession.create(model, GDN);
+  const err = await create.catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(GdnFuseError);
+  expect(err).toMatchObject({ code, message });
+}
+
 describe("gdn backend: one-line errors", () => {
   it("drops ORT's source location and C++ signature, and joins lines", () => {
     expect(
@@ -36,13 +45,11 @@ describe("gdn backend: one-line errors", () => {
       outputs: [{ name: "y" }],
       nodeName: "",
     });
-    const err = await ort.InferenceSession.create(bytes, { executionProviders: ["gdn"] }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(GdnFuseError);
-    expect(err).toMatchObject({
-      code: "E_RUNTIME",
-      message:
-        "cannot create session: Node () Op (GatedRMSNorm) [CustomOP type inferencing error]: no kernel def matches node inputs for Op: GatedRMSNorm",
-    });
+    await expectCreateRefused(
+      bytes,
+      "E_RUNTIME",
+      "cannot create session: Node () Op (GatedRMSNorm) [CustomOP type inferencing error]: no kernel def matches node inputs for Op: GatedRMSNorm",
+    );
   });
 });
 
@@ -74,12 +81,8 @@ describe.skipIf(!ready)("gdn backend: gdn nodes are checked against the op contr
   it.each(cases)("%s, as bytes and by path", async (_what, bytes, message) => {
     const path = join(dir, `m${cases.findIndex((c) => c[1] === bytes)}.onnx`);
     writeFileSync(path, bytes);
-    for (const model of [bytes, path]) {
-      const create = typeof model === "string" ? ort.InferenceSession.create(model, GDN) : ort.InferenceSession.create(model, GDN);
-      const err = await create.catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(GdnFuseError);
-      expect(err).toMatchObject({ code: "E_MODEL", message: typeof model === "string" ? `cannot create session (${model}): ${message}` : `cannot create session: ${message}` });
-    }
+    await expectCreateRefused(bytes, "E_MODEL", `cannot create session: ${message}`);
+    await expectCreateRefused(path, "E_MODEL", `cannot create session (${path}): ${message}`);
   });
 
   it("valid attributes pass", async () => {
@@ -98,12 +101,10 @@ describe.skipIf(!ready)("gdn backend: gdn nodes are checked against the op contr
 describe("gdn backend: a model given as bytes cannot use external data", () => {
   it("is refused with a clear error instead of reading files relative to the working directory", async () => {
     const bytes = externalWeightModel([{ key: "location", value: "weights.bin" }, { key: "length", value: "12" }]);
-    const err = await ort.InferenceSession.create(bytes, { executionProviders: ["gdn"] }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(GdnFuseError);
-    expect(err).toMatchObject({
-      code: "E_EXTERNAL_DATA",
-      message:
-        "cannot create session: the model has external data (initializer 'w' in weights.bin), which a model given as bytes cannot locate; give the model by path (its external data files are found next to it)",
-    });
+    await expectCreateRefused(
+      bytes,
+      "E_EXTERNAL_DATA",
+      "cannot create session: the model has external data (initializer 'w' in weights.bin), which a model given as bytes cannot locate; give the model by path (its external data files are found next to it)",
+    );
   });
 });

@@ -19,7 +19,14 @@ const OUT = join(ROOT, "build", "sanitize");
 const CXX = process.env.CXX || "g++";
 const SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"];
 const COMMON = ["-std=c++17", "-O1", "-g", "-fPIC", "-Wno-psabi", ...SAN, `-I${join(ROOT, "native")}`, `-I${join(ROOT, "native/.deps/ort-headers")}`];
-const RUNTIME_TESTS = ["test/runtime-gdn-op.test.ts", "test/kernels.test.ts", "test/ops-hostile.test.ts", "test/runtime-fuzz.test.ts"];
+const RUNTIME_TESTS = [
+  "test/runtime-gdn-op.test.ts",
+  "test/kernels.test.ts",
+  "test/ops-hostile.test.ts",
+  "test/runtime-fuzz.test.ts",
+  "test/serving-delta.test.ts",
+  "test/serving-conv.test.ts",
+];
 
 const require = createRequire(import.meta.url);
 const nodeIncludes = [join(dirname(process.execPath), "..", "include", "node"), require("node-addon-api").include_dir];

@@ -17,7 +17,15 @@
  * Transpose bounded by the entries, plus the nodes that finish the final state. Roles, the l2norm
  * flag, eps and scale are read from the graph and checked; a probe run confirms the semantics.
  */
-import { constantOf, type Dim, fromTensor, isConstantValue, type Node, scalarOf, type Value } from "../../src/ir/index.js";
+import {
+  constantOf,
+  type Dim,
+  fromTensor,
+  isConstantValue,
+  type Node,
+  scalarOf,
+  type Value,
+} from "../../src/ir/index.js";
 import { check, close, fail, isPerm, matchL2norm, permOf } from "../../src/pattern/index.js";
 import { FLOAT, FLOAT_TYPES, L2NORM_EPS } from "../../src/ops.js";
 import { explainRegion, type Source } from "./explain.js";
@@ -106,7 +114,12 @@ export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreReg
     }
     for (const v of n.inputs) if (v?.producer && !cone.has(v.producer)) stack.push(v.producer);
   }
-  check(entries.has(gEntry), "region", "the g Transpose feeding the anchor is not upstream of the output Transpose", exit);
+  check(
+    entries.has(gEntry),
+    "region",
+    "the g Transpose feeding the anchor is not upstream of the output Transpose",
+    exit,
+  );
 
   // 2. Keep the nodes that depend on an entry, plus constant-only helpers; the rest is outside.
   const dependsOnEntry = forwardWithin(cone, [...entries]);
@@ -117,22 +130,51 @@ export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreReg
   let output = exit.output();
   const rank4 = [...entries].filter((e) => permOf(e)!.length === 4);
   const rank3 = [...entries].filter((e) => permOf(e)!.length === 3);
-  check(rank4.length === 3 && rank3.length === 2, "inputs",
-    `expected 3 rank-4 entries (query, key, value) and 2 rank-3 entries (g, beta), found ${rank4.length} and ${rank3.length}`, exit);
+  check(
+    rank4.length === 3 && rank3.length === 2,
+    "inputs",
+    `expected 3 rank-4 entries (query, key, value) and 2 rank-3 entries (g, beta), found ${rank4.length} and ${rank3.length}`,
+    exit,
+  );
   const roles = assignRoles(rank4, nodes);
   const betaT = rank3.find((e) => e !== gEntry)!;
   const entry = (t: Node): Entry => ({ transpose: t, boundary: t.inputs[0]! });
-  const [query, key, value, g, beta] = [entry(roles.query), entry(roles.key), entry(roles.value), entry(gEntry), entry(betaT)];
+  const [query, key, value, g, beta] = [
+    entry(roles.query),
+    entry(roles.key),
+    entry(roles.value),
+    entry(gEntry),
+    entry(betaT),
+  ];
 
   const vType = value.boundary.type?.elemType ?? 0;
-  check(FLOAT_TYPES.has(vType), "types", `value has element type ${vType}; float32, float16 or bfloat16 expected`, value.transpose);
+  check(
+    FLOAT_TYPES.has(vType),
+    "types",
+    `value has element type ${vType}; float32, float16 or bfloat16 expected`,
+    value.transpose,
+  );
   for (const e of [query, key, beta])
-    check(e.boundary.type?.elemType === vType, "types", `${e.boundary.name} has element type ${e.boundary.type?.elemType}, value has ${vType}`, e.transpose);
-  check(g.boundary.type?.elemType === FLOAT, "types", `g must be float32, it is element type ${g.boundary.type?.elemType}`, g.transpose);
+    check(
+      e.boundary.type?.elemType === vType,
+      "types",
+      `${e.boundary.name} has element type ${e.boundary.type?.elemType}, value has ${vType}`,
+      e.transpose,
+    );
+  check(
+    g.boundary.type?.elemType === FLOAT,
+    "types",
+    `g must be float32, it is element type ${g.boundary.type?.elemType}`,
+    g.transpose,
+  );
   if ((output.type?.elemType ?? 1) !== vType) {
     const cast = [...output.consumers][0];
-    check(output.consumers.size === 1 && cast?.opType === "Cast" && cast.attrInt("to") === vType, "outputs",
-      `the output is element type ${output.type?.elemType ?? "?"} and is not cast back to value's type ${vType}`, exit);
+    check(
+      output.consumers.size === 1 && cast?.opType === "Cast" && cast.attrInt("to") === vType,
+      "outputs",
+      `the output is element type ${output.type?.elemType ?? "?"} and is not cast back to value's type ${vType}`,
+      exit,
+    );
     nodes.add(cast);
     output = cast.output();
   }
@@ -142,40 +184,81 @@ export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreReg
 
   // 5. Boundary: entries' inputs plus at most one state input.
   const boundary = new Set<Value>();
-  for (const n of nodes) for (const v of n.inputs) if (v && !(v.producer && nodes.has(v.producer)) && !isConstantValue(v)) boundary.add(v);
+  for (const n of nodes)
+    for (const v of n.inputs) if (v && !(v.producer && nodes.has(v.producer)) && !isConstantValue(v)) boundary.add(v);
   for (const e of [query, key, value, g, beta]) boundary.delete(e.boundary);
-  check(boundary.size <= 1, "inputs", `the region reads ${boundary.size} values besides q, k, v, g, beta: ${[...boundary].map((v) => v.name).join(", ")}`, exit);
+  check(
+    boundary.size <= 1,
+    "inputs",
+    `the region reads ${boundary.size} values besides q, k, v, g, beta: ${[...boundary].map((v) => v.name).join(", ")}`,
+    exit,
+  );
   // A state built as zeros of a run-time shape (dynamic batch: Expand(0, Shape(...))) is no state at all.
   const zeroState = [...boundary].find(isZeroFill);
   const state = zeroState ? undefined : [...boundary][0];
 
   // 6. Shapes: T, heads and head dims static (the region is unrolled over them); the batch may be symbolic.
-  const qs = shapeOf(query.boundary), vs = shapeOf(value.boundary), gs = shapeOf(g.boundary);
-  check(qs?.length === 4 && vs?.length === 4 && gs?.length === 3, "shapes", "q/v/g shapes are not known as [B,T,H,D] / [B,T,H]", exit);
+  const qs = shapeOf(query.boundary),
+    vs = shapeOf(value.boundary),
+    gs = shapeOf(g.boundary);
+  check(
+    qs?.length === 4 && vs?.length === 4 && gs?.length === 3,
+    "shapes",
+    "q/v/g shapes are not known as [B,T,H,D] / [B,T,H]",
+    exit,
+  );
   const [batch, T, Hk, K] = qs;
   const [, , Hv, V] = vs;
-  check([T, Hk, K, Hv, V].every((d) => typeof d === "number") && batch !== undefined, "shapes",
-    `T, head counts and head sizes must be static (only the batch may be symbolic): q [${qs}], v [${vs}]`, exit);
+  check(
+    [T, Hk, K, Hv, V].every((d) => typeof d === "number") && batch !== undefined,
+    "shapes",
+    `T, head counts and head sizes must be static (only the batch may be symbolic): q [${qs}], v [${vs}]`,
+    exit,
+  );
   const nums = { T: T as number, Hk: Hk as number, Hv: Hv as number, K: K as number, V: V as number };
   // A symbolic batch is probed with PROBE_BATCH sequences.
   const dims = { B: typeof batch === "number" ? batch : PROBE_BATCH, ...nums };
   const sameShape = (a: Dim[] | undefined, b: Dim[]) => !!a && a.length === b.length && a.every((d, i) => d === b[i]);
-  check(sameShape(shapeOf(key.boundary), qs), "shapes", `key shape [${shapeOf(key.boundary)}] differs from query shape [${qs}]`, key.transpose);
-  check(sameShape(gs, [batch, T, Hv]) && sameShape(shapeOf(beta.boundary), gs), "shapes", `g/beta shapes are not [B,T,Hv] = [${batch},${T},${Hv}]`, g.transpose);
+  check(
+    sameShape(shapeOf(key.boundary), qs),
+    "shapes",
+    `key shape [${shapeOf(key.boundary)}] differs from query shape [${qs}]`,
+    key.transpose,
+  );
+  check(
+    sameShape(gs, [batch, T, Hv]) && sameShape(shapeOf(beta.boundary), gs),
+    "shapes",
+    `g/beta shapes are not [B,T,Hv] = [${batch},${T},${Hv}]`,
+    g.transpose,
+  );
   check(nums.Hv % nums.Hk === 0, "shapes", `value heads ${Hv} are not a multiple of key heads ${Hk}`, value.transpose);
   const stateShape: Dim[] = [batch, Hv, K, V];
   let stateConst: Value | undefined;
   if (state) {
-    check(sameShape(shapeOf(state), stateShape), "state",
-      `initial state ${state.name} has shape [${shapeOf(state)}], expected [B,Hv,K,V] = [${stateShape}]`, exit);
-    check(state.type?.elemType === 1, "state", `initial state must be float32, it is element type ${state.type?.elemType}`, exit);
+    check(
+      sameShape(shapeOf(state), stateShape),
+      "state",
+      `initial state ${state.name} has shape [${shapeOf(state)}], expected [B,Hv,K,V] = [${stateShape}]`,
+      exit,
+    );
+    check(
+      state.type?.elemType === 1,
+      "state",
+      `initial state must be float32, it is element type ${state.type?.elemType}`,
+      exit,
+    );
   } else if (zeroState) {
     stateConst = zeroState;
   } else if (typeof batch === "number") {
     stateConst = findZeroState(nodes, [batch, nums.Hv, nums.K, nums.V]);
   }
-  if (finalState) check(shapeOf(finalState) === undefined || sameShape(shapeOf(finalState), stateShape), "state",
-    `final state has shape [${shapeOf(finalState)}], expected [${stateShape}]`, finalState.producer);
+  if (finalState)
+    check(
+      shapeOf(finalState) === undefined || sameShape(shapeOf(finalState), stateShape),
+      "state",
+      `final state has shape [${shapeOf(finalState)}], expected [${stateShape}]`,
+      finalState.producer,
+    );
 
   // 7. Every node is explained by a rule (the l2norm and scale motifs are found first, checked after).
   const ql2 = matchL2norm(valueAfterEntry(query.transpose));
@@ -185,22 +268,81 @@ export function delimitCore(anchor: Node, gEntry: Node, form: CoreForm): CoreReg
   for (const n of [...(ql2?.nodes ?? []), ...(kl2?.nodes ?? [])]) motifs.set(n, "l2norm");
   if (scaleMatch) motifs.set(scaleMatch.node, "scale");
   if (output !== exit.output()) motifs.set(output.producer!, "cast_out");
-  const sources = new Map<Value, Source>([[query.transpose.output(), "query"], [key.transpose.output(), "key"], [value.transpose.output(), "value"], [g.transpose.output(), "g"], [beta.transpose.output(), "beta"]]);
+  const sources = new Map<Value, Source>([
+    [query.transpose.output(), "query"],
+    [key.transpose.output(), "key"],
+    [value.transpose.output(), "value"],
+    [g.transpose.output(), "g"],
+    [beta.transpose.output(), "beta"],
+  ]);
   if (state ?? zeroState) sources.set((state ?? zeroState)!, "state");
-  const rules = explainRegion({ ...form, nodes, sources, motifs, exit, stateConst, T: nums.T, hasFinalState: !!finalState });
+  const rules = explainRegion({
+    ...form,
+    nodes,
+    sources,
+    motifs,
+    exit,
+    stateConst,
+    T: nums.T,
+    hasFinalState: !!finalState,
+  });
 
   // 8. q/k normalisation and scale, read from the graph.
-  check(!!ql2 === !!kl2, "l2norm", `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`, (ql2 ?? kl2)?.node);
-  for (const m of [ql2, kl2]) if (m) check(close(m.eps, L2NORM_EPS, 1e-4), "l2norm", `L2 norm eps is ${fmt(m.eps)}; the contract fixes it at 1e-6`, m.node);
-  check(scaleMatch, "scale", "no constant query scale (Mul or Div by a scalar) found after the query input", query.transpose);
-  check(close(scaleMatch.scale, 1 / Math.sqrt(nums.K), 1e-5), "scale",
-    `query scale is ${fmt(scaleMatch.scale)}, not 1/sqrt(K) = ${fmt(1 / Math.sqrt(nums.K))}`, scaleMatch.node);
+  check(
+    !!ql2 === !!kl2,
+    "l2norm",
+    `the ${ql2 ? "query" : "key"} is L2-normalised but the ${ql2 ? "key" : "query"} is not`,
+    (ql2 ?? kl2)?.node,
+  );
+  for (const m of [ql2, kl2])
+    if (m)
+      check(
+        close(m.eps, L2NORM_EPS, 1e-4),
+        "l2norm",
+        `L2 norm eps is ${fmt(m.eps)}; the contract fixes it at 1e-6`,
+        m.node,
+      );
+  check(
+    scaleMatch,
+    "scale",
+    "no constant query scale (Mul or Div by a scalar) found after the query input",
+    query.transpose,
+  );
+  check(
+    close(scaleMatch.scale, 1 / Math.sqrt(nums.K), 1e-5),
+    "scale",
+    `query scale is ${fmt(scaleMatch.scale)}, not 1/sqrt(K) = ${fmt(1 / Math.sqrt(nums.K))}`,
+    scaleMatch.node,
+  );
 
   const stateRoot = state ?? stateConst;
-  const stateDependent = stateRoot ? forwardWithin(nodes, [...stateRoot.consumers].filter((n) => nodes.has(n))) : new Set<Node>();
+  const stateDependent = stateRoot
+    ? forwardWithin(
+        nodes,
+        [...stateRoot.consumers].filter((n) => nodes.has(n)),
+      )
+    : new Set<Node>();
   checkDeltaSubs(nodes, stateDependent, value.transpose);
 
-  return { nodes, query, key, value, g, beta, state, stateConst, zeroState, output, finalState, useQkL2norm: !!ql2, scale: scaleMatch.scale, dims, batch, stateDependent, rules };
+  return {
+    nodes,
+    query,
+    key,
+    value,
+    g,
+    beta,
+    state,
+    stateConst,
+    zeroState,
+    output,
+    finalState,
+    useQkL2norm: !!ql2,
+    scale: scaleMatch.scale,
+    dims,
+    batch,
+    stateDependent,
+    rules,
+  };
 }
 
 /** The first Transpose(0,2,1,3) downstream of the anchor: where the core moves time back before heads. */
@@ -263,7 +405,8 @@ function assignRoles(rank4: Node[], region: ReadonlySet<Node>): { query: Node; k
     }
     return undefined;
   };
-  const isScale = (n: Node) => (n.opType === "Mul" || n.opType === "Div") && n.inputs.some((v) => scalarOf(v) !== undefined);
+  const isScale = (n: Node) =>
+    (n.opType === "Mul" || n.opType === "Div") && n.inputs.some((v) => scalarOf(v) !== undefined);
   const swapsLastTwo = (n: Node) => {
     const p = n.opType === "Transpose" ? permOf(n) : undefined;
     return !!p && p.length >= 2 && p[p.length - 1] === p.length - 2 && p[p.length - 2] === p.length - 1;
@@ -271,7 +414,12 @@ function assignRoles(rank4: Node[], region: ReadonlySet<Node>): { query: Node; k
   const keyLike = (n: Node) => swapsLastTwo(n) || n.opType === "Unsqueeze";
   const queries = rank4.filter((e) => near(e, isScale));
   const scales = queries.map((e) => near(e, isScale)!.name).join(", ");
-  check(queries.length === 1, "roles", `expected exactly one rank-4 input scaled by a constant (the query), found ${queries.length}${scales ? `: ${scales}` : ""}`, rank4[0]);
+  check(
+    queries.length === 1,
+    "roles",
+    `expected exactly one rank-4 input scaled by a constant (the query), found ${queries.length}${scales ? `: ${scales}` : ""}`,
+    rank4[0],
+  );
   const query = queries[0]!;
   const rest = rank4.filter((e) => e !== query);
   let keys = rest.filter((e) => near(e, keyLike));
@@ -326,8 +474,10 @@ function absorbFinalState(nodes: Set<Node>, output: Value, exit: Node): Value | 
     grew = false;
     for (const n of nodes)
       for (const u of n.users) {
-        if (nodes.has(u) || u.opType === "Transpose" && isEntryTranspose(u)) continue;
-        const ok = u.inputs.every((v) => !v || produced(v) || regionInput(v) || isConstantValue(v)) && u.inputs.some((v) => v && produced(v));
+        if (nodes.has(u) || (u.opType === "Transpose" && isEntryTranspose(u))) continue;
+        const ok =
+          u.inputs.every((v) => !v || produced(v) || regionInput(v) || isConstantValue(v)) &&
+          u.inputs.some((v) => v && produced(v));
         if (ok && u.domain === "") {
           nodes.add(u);
           for (const v of u.inputs) if (v) addConstantCone(nodes, v);
@@ -343,7 +493,12 @@ function absorbFinalState(nodes: Set<Node>, output: Value, exit: Node): Value | 
       if (o.isGraphOutput || [...o.consumers].some((c) => !nodes.has(c))) escaping.add(o);
     }
   const list = [...escaping].filter((v) => !isConstantValue(v));
-  check(list.length <= 1, "outputs", `values computed inside the core are used outside it: ${list.map((v) => v.name).join(", ")}`, list[0]?.producer ?? exit);
+  check(
+    list.length <= 1,
+    "outputs",
+    `values computed inside the core are used outside it: ${list.map((v) => v.name).join(", ")}`,
+    list[0]?.producer ?? exit,
+  );
   // nodes that only produce dead values are harmless; keep them in the region so they are removed
   return list[0];
 }

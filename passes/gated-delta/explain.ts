@@ -21,8 +21,23 @@ const G = bit("g");
 const STATE = bit("state");
 
 /** Ops that only move, select, copy or convert elements (never combine two of them). */
-const LAYOUT_OPS = new Set(["Transpose", "Reshape", "Slice", "Gather", "Unsqueeze", "Squeeze", "Concat", "Pad", "ScatterND", "ScatterElements",
-  "Identity", "Expand", "Shape", "Range", "Cast"]);
+const LAYOUT_OPS = new Set([
+  "Transpose",
+  "Reshape",
+  "Slice",
+  "Gather",
+  "Unsqueeze",
+  "Squeeze",
+  "Concat",
+  "Pad",
+  "ScatterND",
+  "ScatterElements",
+  "Identity",
+  "Expand",
+  "Shape",
+  "Range",
+  "Cast",
+]);
 
 export interface ExplainInput {
   kind: "chunk" | "recurrent";
@@ -69,7 +84,12 @@ function checkDistinctGathers(order: Node[]): void {
     if (i === undefined) continue;
     const key = `${n.inputs[0].name}|${i}`;
     const other = seen.get(key);
-    check(!other, "loop", `${n.name} and ${other?.name} both gather index ${i} of ${n.inputs[0].name}; each loop step reads its own slice`, n);
+    check(
+      !other,
+      "loop",
+      `${n.name} and ${other?.name} both gather index ${i} of ${n.inputs[0].name}; each loop step reads its own slice`,
+      n,
+    );
     seen.set(key, n);
   }
 }
@@ -81,17 +101,38 @@ function checkStepCounts(rules: Map<Node, string>, x: ExplainInput): void {
   const N = Math.ceil(x.T / C);
   // one state update per chunk (per token), the last one only when the final state is an output
   const updates = (x.kind === "chunk" ? N : x.T) - (x.hasFinalState ? 0 : 1);
-  const expected: [string, number, string][] = x.kind === "chunk"
-    ? [["g_cum", 1, "cumulative sum of g"], ["decay_diff", 1, "decay difference g_i - g_j"], ["decay_mask", 1, "decay mask"],
-      ["attn_mask", 1, "K K^T mask"], ["attn_neg", 1, "negation of attn"], ["eye", 1, "identity added to attn"],
-      ["row_sum", C - 1, "solve row sum"], ["delta", N, "delta Sub v - prediction"], ["scale", 1, "query scale"],
-      ["state_decay", updates, "state decay S * exp(g_last)"], ["state_update", updates, "state update S + k^T v_new"]]
-    : [["decay", x.T, "state decay exp(g_t)"], ["delta", x.T, "delta Sub v - prediction"], ["row_sum", 2 * x.T, "sum over the state rows"], ["scale", 1, "query scale"],
-      ["state_decay", updates, "state decay S * exp(g_t)"], ["state_update", updates, "state update S + k_t delta^T"]];
+  const expected: [string, number, string][] =
+    x.kind === "chunk"
+      ? [
+          ["g_cum", 1, "cumulative sum of g"],
+          ["decay_diff", 1, "decay difference g_i - g_j"],
+          ["decay_mask", 1, "decay mask"],
+          ["attn_mask", 1, "K K^T mask"],
+          ["attn_neg", 1, "negation of attn"],
+          ["eye", 1, "identity added to attn"],
+          ["row_sum", C - 1, "solve row sum"],
+          ["delta", N, "delta Sub v - prediction"],
+          ["scale", 1, "query scale"],
+          ["state_decay", updates, "state decay S * exp(g_last)"],
+          ["state_update", updates, "state update S + k^T v_new"],
+        ]
+      : [
+          ["decay", x.T, "state decay exp(g_t)"],
+          ["delta", x.T, "delta Sub v - prediction"],
+          ["row_sum", 2 * x.T, "sum over the state rows"],
+          ["scale", 1, "query scale"],
+          ["state_decay", updates, "state decay S * exp(g_t)"],
+          ["state_update", updates, "state update S + k_t delta^T"],
+        ];
   const anchor = x.cumsum ?? [...rules.keys()][0];
   for (const [rule, n, what] of expected) {
     const got = count(rule);
-    check(got === n, "steps", `the region has ${got} ${what} step${got === 1 ? "" : "s"}; ${x.kind === "chunk" ? `chunks of ${C} over ${x.T} tokens need` : `${x.T} tokens need`} ${n}`, anchor);
+    check(
+      got === n,
+      "steps",
+      `the region has ${got} ${what} step${got === 1 ? "" : "s"}; ${x.kind === "chunk" ? `chunks of ${C} over ${x.T} tokens need` : `${x.T} tokens need`} ${n}`,
+      anchor,
+    );
   }
 }
 
@@ -110,7 +151,8 @@ function topoOrder(nodes: ReadonlySet<Node>): Node[] {
         continue;
       }
       stack.push([n, true]);
-      for (const v of n.inputs) if (v?.producer && nodes.has(v.producer) && !done.has(v.producer)) stack.push([v.producer, false]);
+      for (const v of n.inputs)
+        if (v?.producer && nodes.has(v.producer) && !done.has(v.producer)) stack.push([v.producer, false]);
     }
   }
   return out;
@@ -121,7 +163,7 @@ function sourceBits(order: Node[], x: ExplainInput): (v: Value | undefined) => n
   const bits = new Map<Value, number>();
   for (const [v, s] of x.sources) bits.set(v, bit(s));
   if (x.stateConst) bits.set(x.stateConst, STATE);
-  const of = (v: Value | undefined) => (v ? bits.get(v) ?? 0 : 0);
+  const of = (v: Value | undefined) => (v ? (bits.get(v) ?? 0) : 0);
   for (const n of order) {
     const b = n.inputs.reduce((acc, v) => acc | of(v), 0);
     for (const o of n.outputs) if (o && !bits.has(o)) bits.set(o, b);
@@ -144,7 +186,8 @@ function explainNode(n: Node, x: ExplainInput, src: Bits, rules: ReadonlyMap<Nod
   if (motif) return motif;
   if (n.outputs.every((o) => !o || isConstantValue(o))) return "constant"; // evaluated and checked where used
   const on = describeSources(n.inputs.reduce((acc, v) => acc | src(v), 0));
-  const refuse = (why = "is not part of the gated delta rule"): never => fail("region", `${n.opType} ${n.name} on ${on} ${why}`, n);
+  const refuse = (why = "is not part of the gated delta rule"): never =>
+    fail("region", `${n.opType} ${n.name} on ${on} ${why}`, n);
   if (n.domain !== "" && n.domain !== "ai.onnx") refuse();
   if (n.opType === "Transpose") return explainTranspose(n, x, src, refuse);
   if (LAYOUT_OPS.has(n.opType)) return explainLayout(n, x, refuse);
@@ -158,12 +201,15 @@ function explainNode(n: Node, x: ExplainInput, src: Bits, rules: ReadonlyMap<Nod
       // Products and sums of two computed terms: k*beta, v*beta, q K^T, attn @ v, S*exp(g), S + k u^T.
       // A constant operand is only ever the zeros the state starts from; the scale, eps and eye are motifs.
       // The same value twice (x*x, x+x) is only the l2norm's square, a motif.
-      if (data.length === 2 && data[0] === data[1]) return refuse("squares or doubles one value; the algorithm never does");
+      if (data.length === 2 && data[0] === data[1])
+        return refuse("squares or doubles one value; the algorithm never does");
       if (data.length === 2 || (data.length === 1 && consts.length === 1 && isStateConst(consts[0]!))) {
         const [a, b] = [n.inputs[0], n.inputs[1]];
         // S * exp(g): the state times a g-only factor; S' + update: the Add that reads a decayed state
-        if (n.opType === "Mul" && (((src(a) & STATE) && src(b) === G) || ((src(b) & STATE) && src(a) === G))) return "state_decay";
-        if (n.opType === "Add" && [a, b].some((v) => v?.producer && rules.get(v.producer) === "state_decay")) return "state_update";
+        if (n.opType === "Mul" && ((src(a) & STATE && src(b) === G) || (src(b) & STATE && src(a) === G)))
+          return "state_decay";
+        if (n.opType === "Add" && [a, b].some((v) => v?.producer && rules.get(v.producer) === "state_decay"))
+          return "state_update";
         return "product";
       }
       if (n.opType === "Add" && x.kind === "chunk" && isEyeAdd(n, x.chunkSize!)) return "eye";
@@ -181,7 +227,13 @@ function explainNode(n: Node, x: ExplainInput, src: Bits, rules: ReadonlyMap<Nod
       return refuse();
     case "Where":
       // masked_fill(triu(ones, 1), -inf) of the decay; the mask's content is checked in the chunk pass.
-      if (x.kind === "chunk" && isChunkMask(n.inputs[0], x.chunkSize!) && scalarOf(n.inputs[1]) !== undefined && src(n.inputs[2]) === G) return "decay_mask";
+      if (
+        x.kind === "chunk" &&
+        isChunkMask(n.inputs[0], x.chunkSize!) &&
+        scalarOf(n.inputs[1]) !== undefined &&
+        src(n.inputs[2]) === G
+      )
+        return "decay_mask";
       return refuse();
     case "Trilu":
       // the strictly lower K K^T product (its k and upper attributes are checked in the chunk pass).
@@ -206,7 +258,10 @@ function isEyeAdd(n: Node, C: number): boolean {
   const cv = n.inputs.find((v) => isConstantValue(v));
   const c = constantOf(cv);
   if (!c || c.dims.slice(-2).join() !== `${C},${C}` || c.data.length !== C * C) return false;
-  for (let i = 0; i < C; i++) for (let j = 0; j < C; j++) if (c.data[i * C + j] !== (i === j ? 1 : 0)) fail("eye", `the identity added to attn differs at row ${i}, column ${j}`, n);
+  for (let i = 0; i < C; i++)
+    for (let j = 0; j < C; j++)
+      if (c.data[i * C + j] !== (i === j ? 1 : 0))
+        fail("eye", `the identity added to attn differs at row ${i}, column ${j}`, n);
   return true;
 }
 
@@ -221,12 +276,17 @@ function explainSub(n: Node, x: ExplainInput, src: Bits, refuse: (why?: string) 
   const [sa, sb] = [src(a), src(b)];
   if ((sa & STATE) !== (sb & STATE) && !isConstantValue(a) && !isConstantValue(b)) return "delta";
   if (x.kind !== "chunk" || sa !== G || sb !== G) return refuse();
-  const ua = unsqueezeAxis(a), ub = unsqueezeAxis(b);
+  const ua = unsqueezeAxis(a),
+    ub = unsqueezeAxis(b);
   if (ua !== undefined && ub !== undefined) {
     const rank = (a?.producer?.inputs[0]?.rank ?? 4) + 1;
     const norm = (ax: number) => (ax < 0 ? ax + rank : ax);
-    check(norm(ua) === rank - 1 && norm(ub) === rank - 2, "decay",
-      `the decay Sub computes g_j - g_i (Unsqueeze axes ${ua} and ${ub}); g_i - g_j = g[..., :, None] - g[..., None, :] expected`, n);
+    check(
+      norm(ua) === rank - 1 && norm(ub) === rank - 2,
+      "decay",
+      `the decay Sub computes g_j - g_i (Unsqueeze axes ${ua} and ${ub}); g_i - g_j = g[..., :, None] - g[..., None, :] expected`,
+      n,
+    );
     return "decay_diff";
   }
   if (b?.producer === x.cumsum && isLastSlice(a, x.chunkSize!)) return "decay_last";
@@ -245,7 +305,8 @@ function isLastSlice(v: Value | undefined, C: number): boolean {
   const p = v?.producer;
   if (!p) return false;
   if (p.opType === "Slice") {
-    const s = constantOf(p.inputs[1])?.data, e = constantOf(p.inputs[2])?.data;
+    const s = constantOf(p.inputs[1])?.data,
+      e = constantOf(p.inputs[2])?.data;
     return !!s && !!e && s.length === 1 && (s[0] === -1 || s[0] === C - 1) && e[0]! >= C;
   }
   if (p.opType === "Unsqueeze" || p.opType === "Identity") return isLastSlice(p.inputs[0], C);
@@ -262,7 +323,9 @@ function explainReduceSum(n: Node, refuse: (why?: string) => never): string {
   const rank = n.inputs[0]?.rank;
   const ax = axes?.length === 1 ? Number(axes[0]) : undefined;
   if (ax === undefined || !(ax === -2 || (rank !== undefined && ax === rank - 2)) || n.attrInt("keepdims", 1) !== 0)
-    refuse(`(axes [${axes ? Array.from(axes) : ""}], keepdims ${n.attrInt("keepdims", 1)}) is not a sum over the second-to-last axis`);
+    refuse(
+      `(axes [${axes ? Array.from(axes) : ""}], keepdims ${n.attrInt("keepdims", 1)}) is not a sum over the second-to-last axis`,
+    );
   return "row_sum";
 }
 
@@ -278,7 +341,9 @@ function explainTranspose(n: Node, x: ExplainInput, src: Bits, refuse: (why?: st
   const swapsLastTwo = r >= 2 && p.every((a, i) => a === (i === r - 1 ? r - 2 : i === r - 2 ? r - 1 : i));
   const s = src(n.inputs[0]);
   if (swapsLastTwo && (s === bit("key") || s === (bit("key") | G))) return "key_t"; // K^T, (k * exp(g_last - g))^T
-  const aroundScatter = n.inputs[0]?.producer?.opType === "ScatterND" || n.output().consumers.size > 0 && [...n.output().consumers].every((c) => c.opType === "ScatterND");
+  const aroundScatter =
+    n.inputs[0]?.producer?.opType === "ScatterND" ||
+    (n.output().consumers.size > 0 && [...n.output().consumers].every((c) => c.opType === "ScatterND"));
   if (p.join() === "3,1,2,0" && aroundScatter) return "row_layout";
   return refuse(`(perm ${p.join(",")}) is not a transpose of the gated delta rule`);
 }
@@ -288,12 +353,22 @@ function explainLayout(n: Node, x: ExplainInput, refuse: (why?: string) => never
   if (n.opType === "Pad") {
     const mode = n.attrString("mode") ?? "constant";
     const value = n.inputs[2] ? scalarOf(n.inputs[2]) : 0;
-    check(mode === "constant" && value === 0, "padding", `${n.name} pads with ${mode === "constant" ? value : mode}; the chunk padding is zeros`, n);
+    check(
+      mode === "constant" && value === 0,
+      "padding",
+      `${n.name} pads with ${mode === "constant" ? value : mode}; the chunk padding is zeros`,
+      n,
+    );
     const pads = constantOf(n.inputs[1])?.data;
     const r = pads ? pads.length / 2 : 0;
     // only after the time axis (axis 2 of [B,H,T,(D)]), never before any axis
     const ok = !!pads && Array.from(pads).every((p, i) => p === 0 || i === r + 2) && !n.inputs[3];
-    check(ok, "padding", `${n.name} pads [${pads ? Array.from(pads) : "?"}]; the chunk padding only extends the time axis at its end`, n);
+    check(
+      ok,
+      "padding",
+      `${n.name} pads [${pads ? Array.from(pads) : "?"}]; the chunk padding only extends the time axis at its end`,
+      n,
+    );
     return "pad";
   }
   if (n.opType === "Cast") {

@@ -2,8 +2,15 @@
  * What the chunked and recurrent core passes share once a region is delimited and checked:
  * the probe run and the rewrite into one fused node.
  */
-import { attr, type Node } from "../../src/ir/index.js";
-import { addGdnNode, fail, type PassContext, type ProbeInput, probeRegion } from "../../src/pattern/index.js";
+import { attr, fusedOp, type Node } from "../../src/ir/index.js";
+import {
+  addGdnNode,
+  type AppliedMatch,
+  fail,
+  type PassContext,
+  type ProbeInput,
+  probeRegion,
+} from "../../src/pattern/index.js";
 import { DeltaRuleAttr } from "../../src/ops.js";
 import { gatedDeltaReference } from "../../src/reference/gated-delta.js";
 import type { CoreRegion } from "./core-region.js";
@@ -51,27 +58,51 @@ export async function confirmByProbe(ctx: PassContext, r: CoreRegion): Promise<v
     outputs,
     model: ctx.model,
     reference: ([query, key, value, g, beta, initialState]) => {
-      const ref = gatedDeltaReference({ query: query!, key: key!, value: value!, g: g!, beta: beta!, initialState }, r.dims, {
-        scale: r.scale,
-        useQkL2norm: r.useQkL2norm,
-      });
+      const ref = gatedDeltaReference(
+        { query: query!, key: key!, value: value!, g: g!, beta: beta!, initialState },
+        r.dims,
+        {
+          scale: r.scale,
+          useQkL2norm: r.useQkL2norm,
+        },
+      );
       return r.finalState ? [ref.output, ref.finalState] : [ref.output];
     },
   });
   if (!res.ok) fail("probe", res.message ?? "probe failed", r.output.producer);
 }
 
+/** Confirms the region by probe, replaces it by one gdn node, and says what was fused. */
+export async function fuseCore(
+  ctx: PassContext,
+  r: CoreRegion,
+  opType: string,
+  details: Record<string, unknown>,
+  extraAttrs: ReturnType<typeof attr.int>[] = [],
+): Promise<Omit<AppliedMatch, "pass">> {
+  await confirmByProbe(ctx, r);
+  const replacedNodes = r.nodes.size;
+  const node = rewriteCore(ctx, r, opType, extraAttrs);
+  return { op: fusedOp(node), node: node.name, replacedNodes, details };
+}
+
 /** Replaces the region by one gdn node (target "gdn"). Returns the new node. */
-export function rewriteCore(ctx: PassContext, r: CoreRegion, opType: string, passName: string, extraAttrs: ReturnType<typeof attr.int>[] = []): Node {
+function rewriteCore(
+  ctx: PassContext,
+  r: CoreRegion,
+  opType: string,
+  extraAttrs: ReturnType<typeof attr.int>[] = [],
+): Node {
   const g = ctx.graph;
   const outputs = r.finalState ? [r.output, r.finalState] : [r.output];
   // Constant helpers that other nodes also read stay; dead-node removal drops them later if unused.
-  const sharedConstant = (n: Node) => n.outputs.some((o) => o && [...o.consumers].some((c) => !r.nodes.has(c)) && o !== r.output && o !== r.finalState);
+  const sharedConstant = (n: Node) =>
+    n.outputs.some((o) => o && [...o.consumers].some((c) => !r.nodes.has(c)) && o !== r.output && o !== r.finalState);
   g.removeNodes([...r.nodes].filter((n) => !sharedConstant(n)));
   // In DeltaRuleIn order; an absent initial state (the trailing optional input) is left out.
   const inputs = [r.query.boundary, r.key.boundary, r.value.boundary, r.g.boundary, r.beta.boundary];
   if (r.state) inputs.push(r.state);
-  return addGdnNode(ctx, passName, {
+  return addGdnNode(ctx, {
     opType,
     name: opType,
     inputs,

@@ -3,7 +3,7 @@
  * and reason, matching motifs, gdn node helpers, and probe confirmation.
  */
 export type { AppliedMatch, Pass, PassContext, SkippedCandidate, Target } from "./pass.js";
-export { forEachCandidate } from "./candidates.js";
+export { forEachCandidate, candidatePass, anchorNodes, type CandidatePassSpec } from "./candidates.js";
 export { MatchFailure, fail, check, close, permOf, isPerm, producedBy, walkBack } from "./match.js";
 export {
   otherInput,
@@ -14,10 +14,11 @@ export {
   castTarget,
   widenedFrom,
   castConsumer,
+  floatCastConsumer,
   checkFloatType,
   matchL2norm,
   type L2normMatch,
 } from "./motifs.js";
-export { isGdnOp, coreNodes, addGdnNode } from "./gdn-nodes.js";
+export { isGdnOp, coreNodes, addGdnNode, CORE_ANCHORS, valueHeads } from "./gdn-nodes.js";
 export { probeRegion, type ProbeInput } from "./probe.js";
 export { structuralKey } from "./structural-key.js";

@@ -24,7 +24,10 @@ export function soleConsumer(v: Value): Node | undefined {
 /** Whether `mul` computes x * sigmoid(x) (SiLU), in either operand order; returns x. */
 export function siluInput(mul: Node | undefined): Value | undefined {
   if (!mul || mul.opType !== "Mul" || mul.domain !== "") return undefined;
-  for (const [a, b] of [[0, 1], [1, 0]] as const) {
+  for (const [a, b] of [
+    [0, 1],
+    [1, 0],
+  ] as const) {
     const s = mul.inputs[b]?.producer;
     if (s && s.opType === "Sigmoid" && s.domain === "" && s.inputs[0] === mul.inputs[a]) return mul.inputs[a];
   }
@@ -39,7 +42,7 @@ export function sliceOf(n: Node): { start: number; end: number; axis: number; st
   const rank = n.inputs[0]?.rank;
   const starts = n.inputs[1] ? intsOf(n.inputs[1]) : n.attrInts("starts");
   const ends = n.inputs[2] ? intsOf(n.inputs[2]) : n.attrInts("ends");
-  const axes = n.inputs[3] ? intsOf(n.inputs[3]) : n.attrInts("axes") ?? starts?.map((_, i) => i);
+  const axes = n.inputs[3] ? intsOf(n.inputs[3]) : (n.attrInts("axes") ?? starts?.map((_, i) => i));
   const steps = n.inputs[4] ? intsOf(n.inputs[4]) : starts?.map(() => 1);
   const single = [starts, ends, axes, steps].every((a) => a?.length === 1);
   if (!starts || !ends || !axes || !steps || !single) return undefined;
@@ -77,6 +80,19 @@ export function castConsumer(v: Value, to?: number): Node | undefined {
   const c = soleConsumer(v);
   const t = castTarget(c);
   return t !== undefined && (to === undefined || t === to) ? c : undefined;
+}
+
+/** The sole consumer of `v` when it is a Cast; fails at `stage` when that Cast is not to a float type. */
+export function floatCastConsumer(v: Value, stage: string, what: string): Node | undefined {
+  const c = castConsumer(v);
+  if (c)
+    check(
+      FLOAT_TYPES.has(c.attrInt("to")!),
+      stage,
+      `${what} is cast to ${typeName(c.attrInt("to"))}, not a float type`,
+      c,
+    );
+  return c;
 }
 
 /** Checks a value is float32, float16 or bfloat16 (what the gdn layer ops accept); returns the type. */

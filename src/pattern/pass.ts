@@ -25,6 +25,8 @@ export interface SkippedCandidate {
 }
 
 export interface PassContext {
+  /** The running pass's name: the provenance tag of the nodes it adds. */
+  pass: string;
   graph: Graph;
   model: onnx.IModelProto;
   target: Target;

@@ -11,7 +11,16 @@
 import * as ort from "onnxruntime-node";
 import type { Node, Value } from "../ir/graph.js";
 import { onnx, encodeMessage } from "../ir/onnx.js";
-import { arrayToTensor, float32ToBfloat16, bfloat16ToFloat32, float16ToFloat32, float32ToFloat16, isExternal, readExternalBytes, tensorToFloat64 } from "../ir/tensor.js";
+import {
+  arrayToTensor,
+  float32ToBfloat16,
+  bfloat16ToFloat32,
+  float16ToFloat32,
+  float32ToFloat16,
+  isExternal,
+  readExternalBytes,
+  tensorToFloat64,
+} from "../ir/tensor.js";
 import { TOLERANCE, compareValues, relativeL2, seededRandom } from "../numeric.js";
 import { structuralKey } from "./structural-key.js";
 import { BFLOAT16, FLOAT16, FLOAT_TYPES } from "../ops.js";
@@ -66,19 +75,28 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
   const rand = seededRandom(0x9e3779b9);
   const data = spec.inputs.map((inp) => {
     const shape = probeShape(inp);
-    const raw = inp.generate(rand, shape.reduce((a, b) => a * b, 1));
+    const raw = inp.generate(
+      rand,
+      shape.reduce((a, b) => a * b, 1),
+    );
     return roundTo(raw, inp.value.type?.elemType ?? 1);
   });
   let result: ProbeResult;
   try {
     const bytes = buildProbeModel(spec);
-    const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2, logSeverityLevel: 3 });
+    const session = await ort.InferenceSession.create(bytes, {
+      graphOptimizationLevel: "disabled",
+      intraOpNumThreads: 2,
+      logSeverityLevel: 3,
+    });
     try {
       const feeds: Record<string, ort.Tensor> = {};
       spec.inputs.forEach((inp, i) => (feeds[`probe_in_${i}`] = new ort.Tensor("float64", data[i]!, probeShape(inp))));
       const got = await session.run(feeds);
       const want = spec.reference(data);
-      const compared = spec.outputs.map((_, i) => compareValues(got[`probe_out_${i}`]!.data as Float64Array, want[i]!, "the reference"));
+      const compared = spec.outputs.map((_, i) =>
+        compareValues(got[`probe_out_${i}`]!.data as Float64Array, want[i]!, "the reference"),
+      );
       const errors = compared.map((c) => (c.mismatch ? Infinity : c.relL2));
       const ok = errors.every((e) => e <= tolerance);
       result = { ok, errors, tolerance, message: ok ? undefined : mismatchMessage(spec, compared, tolerance) };
@@ -86,7 +104,12 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
       await session.release();
     }
   } catch (e) {
-    result = { ok: false, errors: [], tolerance, message: `the region could not be run as a probe: ${(e as Error).message.split("\n")[0]}` };
+    result = {
+      ok: false,
+      errors: [],
+      tolerance,
+      message: `the region could not be run as a probe: ${(e as Error).message.split("\n")[0]}`,
+    };
   }
   cache.set(key, result);
   return result;
@@ -94,7 +117,8 @@ export async function probeRegion(spec: ProbeSpec): Promise<ProbeResult> {
 
 function mismatchMessage(spec: ProbeSpec, compared: ReturnType<typeof compareValues>[], tolerance: number): string {
   const special = compared.findIndex((c) => c.mismatch);
-  if (special >= 0) return `probe output ${spec.outputs[special]!.name} differs from the reference: ${compared[special]!.mismatch}`;
+  if (special >= 0)
+    return `probe output ${spec.outputs[special]!.name} differs from the reference: ${compared[special]!.mismatch}`;
   return `probe outputs differ from the reference: relative L2 error ${compared.map((c) => c.relL2.toExponential(2)).join(", ")} > ${tolerance}`;
 }
 
@@ -114,8 +138,14 @@ function buildProbeModel(spec: ProbeSpec): Uint8Array {
   const order = topoOrder(spec.nodes);
   const initializers = new Map<string, onnx.ITensorProto>();
   for (const n of order) {
-    nodes.push({ ...n.proto, input: n.inputs.map((v) => v?.name ?? ""), output: n.outputs.map((v) => v?.name ?? ""), attribute: (n.proto.attribute ?? []).map((a) => inDouble(n.opType, a)) });
-    for (const v of n.inputs) if (v?.initializer && !(v.producer && spec.nodes.has(v.producer))) initializers.set(v.name, toDouble(inlined(v)));
+    nodes.push({
+      ...n.proto,
+      input: n.inputs.map((v) => v?.name ?? ""),
+      output: n.outputs.map((v) => v?.name ?? ""),
+      attribute: (n.proto.attribute ?? []).map((a) => inDouble(n.opType, a)),
+    });
+    for (const v of n.inputs)
+      if (v?.initializer && !(v.producer && spec.nodes.has(v.producer))) initializers.set(v.name, toDouble(inlined(v)));
   }
   spec.outputs.forEach((v, i) => {
     nodes.push({ opType: "Identity", input: [v.name], output: [`probe_out_${i}`], name: `probe_out_${i}` });
@@ -147,8 +177,18 @@ function toDouble(t: onnx.ITensorProto): onnx.ITensorProto {
 function inDouble(opType: string, a: onnx.IAttributeProto): onnx.IAttributeProto {
   if (opType === "Cast" && a.name === "to" && PROBE_FLOAT_TYPES.has(Number(a.i))) return { ...a, i: DOUBLE };
   if (a.t) return { ...a, t: toDouble(a.t) };
-  if (opType === "Constant" && a.name === "value_float") return { name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: arrayToTensor("", [], DOUBLE, [a.f ?? 0]) };
-  if (opType === "Constant" && a.name === "value_floats") return { name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: arrayToTensor("", [a.floats?.length ?? 0], DOUBLE, a.floats ?? []) };
+  if (opType === "Constant" && a.name === "value_float")
+    return {
+      name: "value",
+      type: onnx.AttributeProto.AttributeType.TENSOR,
+      t: arrayToTensor("", [], DOUBLE, [a.f ?? 0]),
+    };
+  if (opType === "Constant" && a.name === "value_floats")
+    return {
+      name: "value",
+      type: onnx.AttributeProto.AttributeType.TENSOR,
+      t: arrayToTensor("", [a.floats?.length ?? 0], DOUBLE, a.floats ?? []),
+    };
   return a;
 }
 

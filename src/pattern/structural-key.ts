@@ -16,7 +16,10 @@ export interface StructuralKey {
 }
 
 /** `nodes` in topological order; `inputs` are the values the subgraph reads from outside, in a fixed role order. */
-export function structuralKey(nodes: readonly Node[], inputs: readonly { value: Value; tag?: string }[]): StructuralKey {
+export function structuralKey(
+  nodes: readonly Node[],
+  inputs: readonly { value: Value; tag?: string }[],
+): StructuralKey {
   const ids = new Map<Value, string>();
   inputs.forEach((inp, i) => ids.set(inp.value, `in${i}${inp.tag ?? ""}`));
   const parts = nodes.map((n, i) => {
@@ -34,7 +37,9 @@ function constantKey(v: Value): string {
   const hit = keyCache.get(v);
   if (hit) return hit;
   let key: string;
-  const t = v.initializer ?? (v.producer?.opType === "Constant" ? v.producer.proto.attribute?.[0]?.t ?? undefined : undefined);
+  const t =
+    v.initializer ??
+    (v.producer?.opType === "Constant" ? (v.producer.proto.attribute?.[0]?.t ?? undefined) : undefined);
   if (t) {
     const bytes = isExternal(t)
       ? readExternalBytes(t, v.graph?.baseDir ?? ".")

@@ -54,16 +54,27 @@ export async function fuseModel(model: onnx.IModelProto, options: FuseOptions = 
   if (!model.graph) throw new GdnFuseError("E_MODEL", "the model has no graph");
   const nodesBefore = model.graph.node?.length ?? 0;
   const report: FuseReport = { fused: {}, nodesBefore, nodesAfter: nodesBefore, ms: 0, target, passes: [] };
-  const passes = options.passes === "none" ? [] : (options.passes ?? defaultPasses()).map((p) => (typeof p === "string" ? getPass(p) : p));
+  const passes =
+    options.passes === "none"
+      ? []
+      : (options.passes ?? defaultPasses()).map((p) => (typeof p === "string" ? getPass(p) : p));
   if (passes.length === 0) return finish(report, t0);
 
   const graph = Graph.fromProto(model.graph, undefined, { baseDir: options.baseDir });
   const opsets = new Map<string, number>();
   for (const pass of passes) {
     if (!pass.targets.includes(target)) continue;
-    const pr: PassReport = { name: pass.name, applied: [], skipped: [], nodesBefore: graph.nodes.length, nodesAfter: 0, ms: 0 };
+    const pr: PassReport = {
+      name: pass.name,
+      applied: [],
+      skipped: [],
+      nodesBefore: graph.nodes.length,
+      nodesAfter: 0,
+      ms: 0,
+    };
     const p0 = performance.now();
     const ctx: PassContext = {
+      pass: pass.name,
       graph,
       model,
       target,
@@ -81,7 +92,9 @@ export async function fuseModel(model: onnx.IModelProto, options: FuseOptions = 
     pr.nodesAfter = graph.nodes.length;
     pr.ms = round(performance.now() - p0);
     report.passes.push(pr);
-    options.onProgress?.(`${pass.name}: ${pr.applied.length} fused, ${pr.skipped.length} skipped, ${pr.nodesBefore} -> ${pr.nodesAfter} nodes`);
+    options.onProgress?.(
+      `${pass.name}: ${pr.applied.length} fused, ${pr.skipped.length} skipped, ${pr.nodesBefore} -> ${pr.nodesAfter} nodes`,
+    );
   }
   model.graph = graph.toProto();
   // A domain a pass asked for but whose nodes a later pass lowered away (targets ort/onnx) is not imported.
@@ -108,7 +121,11 @@ function defaultPasses(): readonly string[] {
  * (targets ort/onnx) and fold annotations ("gdn.ChunkGatedDeltaRule[gqa]": a core changed, not an
  * op created) stay only in their pass's `applied` list.
  */
-function fusedInOutput(fused: Record<string, number>, usedDomains: Set<string>, model: onnx.IModelProto): Record<string, number> {
+function fusedInOutput(
+  fused: Record<string, number>,
+  usedDomains: Set<string>,
+  model: onnx.IModelProto,
+): Record<string, number> {
   const present = new Set((model.graph?.node ?? []).map((n) => `${n.domain || "ai.onnx"}.${n.opType}`));
   const out: Record<string, number> = {};
   for (const [op, n] of Object.entries(fused)) {

@@ -6,10 +6,12 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
+import { expect } from "vitest";
 import { encodeMessage, onnx } from "../../src/ir/onnx.js";
 import type { FuseReport } from "../../src/pipeline/index.js";
-import type { SkippedCandidate } from "../../src/pipeline/pass.js";
+import type { SkippedCandidate } from "../../src/pattern/index.js";
 import { loadRuntime } from "../../src/runtime/index.js";
+import { fuseCase } from "./fuse.js";
 import { MODELS } from "./paths.js";
 import { readDataSet, relativeL2, toOrtTensor, type TensorFile } from "./tensor-io.js";
 import { TOLERANCE, toleranceOf } from "../../src/numeric.js";
@@ -22,6 +24,22 @@ export { TOLERANCE } from "../../src/numeric.js";
 /** The issue's bound: a fused gated-delta layer is at most this many nodes (test/layer-fusion.test.ts counts them). */
 export const MAX_LAYER_NODES = 12;
 
+/**
+ * What a fused whole-layer case holds besides its four gdn ops. Prefill: MatMul, Split, Transpose, conv,
+ * Transpose, Reshape, Split (q,k,v), Reshape (z), gating, core, norm, Einsum. Decode (T = 1, the conv keeps its
+ * state's channel order): a Gather reorders the channels after the conv, the transpose after it is a reshape
+ * (T = 1) and folds into the head Reshape.
+ */
+export const FUSED_LAYER_LAYOUT = {
+  prefill: { MatMul: 1, Split: 2, Transpose: 2, Reshape: 2, Einsum: 1 },
+  decode: { MatMul: 1, Split: 2, Transpose: 1, Gather: 1, Reshape: 2, Einsum: 1 },
+};
+
+/** The op histogram (see histogram) of a fused whole-layer case: its layout nodes and one of each gdn op. */
+export function fusedLayerHistogram(core: string, layout: Record<string, number>): Record<string, number> {
+  return { ...layout, [`gdn.${core}`]: 1, "gdn.GatedDeltaGating": 1, "gdn.CausalConv1d": 1, "gdn.GatedRMSNorm": 1 };
+}
+
 /** Why the gdn runtime cannot load here (its first line), or undefined when it can. */
 export function runtimeLoadError(): string | undefined {
   try {
@@ -30,6 +48,11 @@ export function runtimeLoadError(): string | undefined {
   } catch (e) {
     return (e as Error).message.split("\n")[0];
   }
+}
+
+/** Whether fixture case `name` has its model in models/ (tests of an absent case are skipped). */
+export function hasCase(name: string): boolean {
+  return existsSync(join(MODELS, name, "model.onnx"));
 }
 
 /** Cases with test data (bench_* have none). */
@@ -95,6 +118,33 @@ export async function runAgainstCase(
   } finally {
     await session.release();
   }
+}
+
+/**
+ * Runs `model` on a data set of case `name` (runAgainstCase, on the gdn runtime) and expects each output's error
+ * within `tol`, by default the tolerance of the output's type. `label` goes before the output's name in a failure.
+ */
+export async function expectMatchesCase(
+  model: onnx.IModelProto,
+  name: string,
+  { tol, set = "test_data_set_0", label = "" }: { tol?: number; set?: string; label?: string } = {},
+): Promise<void> {
+  for (const o of await runAgainstCase(model, name, ["gdn"], undefined, set))
+    expect(o.err, label + o.name).toBeLessThanOrEqual(tol ?? o.tol);
+}
+
+/** expectMatchesCase where the gdn runtime loads; without a native build the layer tests check the fusion only. */
+export async function expectMatchesCaseIfRuntime(...args: Parameters<typeof expectMatchesCase>): Promise<void> {
+  if (runtimeLoadError() === undefined) await expectMatchesCase(...args);
+}
+
+/** Fuses case `name` (all passes): one `op` node and nothing else, which reproduces the case's outputs. */
+export async function expectFusedToOne(name: string, op: string): ReturnType<typeof fuseCase> {
+  const fused = await fuseCase(name);
+  expect(fused.report.fused).toEqual({ [op]: 1 });
+  expect(opCounts(fused.model.proto)).toEqual({ [op]: 1 });
+  await expectMatchesCase(fused.model.proto, name);
+  return fused;
 }
 
 /** The candidates `pass` skipped in a report (throws when the pass did not run). */

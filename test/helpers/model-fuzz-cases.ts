@@ -11,7 +11,6 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 // The package entry registers the built-in passes (the child processes this runs in get no vitest setup).
 import "../../src/index.js";
 import { GdnFuseError } from "../../src/errors.js";
@@ -19,66 +18,55 @@ import { loadModel, saveModel } from "../../src/ir/model-io.js";
 import { decodeMessage, encodeMessage, onnx } from "../../src/ir/onnx.js";
 import { seededRandom } from "../../src/numeric.js";
 import { fuseModel } from "../../src/pipeline/index.js";
+import { externalFloat32, float32Info, modelOf } from "./models.js";
+import { MODELS } from "./paths.js";
 
-const MODELS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../models");
 const FIXTURES = ["recurrent_t1_b1_opset23_nol2", "recurrent_t1_b3", "layer_qwen35_decode_b2"];
 const SEED = 0x5eed_f022;
 
 type Rand = () => number;
 type Int64 = number | { low: number; high: number; unsigned: boolean };
 
-const f32 = (name: string, dims: number[]): onnx.IValueInfoProto => ({
-  name,
-  type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
-});
-
 /** A graph attribute of an If: the one-node subgraph `node` (its output float32 [2]), named for the branch. */
 const branch = (name: string, node: onnx.INodeProto): onnx.IAttributeProto => ({
   name,
   type: 5,
-  g: { name: name.replace("_branch", ""), output: [f32(node.output![0]!, [2])], node: [node] },
+  g: { name: name.replace("_branch", ""), output: [float32Info(node.output![0]!, [2])], node: [node] },
 });
 
 /** y = If(c, then: x + w (w external, 8 bytes at offset 16 of w.bin), else: x - k); k a Constant. */
 function extSubgraphModel(): onnx.ModelProto {
-  const ext = (name: string): onnx.ITensorProto => ({
-    name,
-    dims: [2],
-    dataType: 1,
-    dataLocation: 1,
-    externalData: [
-      { key: "location", value: "w.bin" },
-      { key: "offset", value: "16" },
-      { key: "length", value: "8" },
+  return modelOf({
+    name: "ext",
+    input: [float32Info("x", [2]), { name: "c", type: { tensorType: { elemType: 9, shape: { dim: [] } } } }],
+    output: [float32Info("y", [2])],
+    initializer: [
+      externalFloat32(
+        "w",
+        [2],
+        { key: "location", value: "w.bin" },
+        { key: "offset", value: "16" },
+        { key: "length", value: "8" },
+      ),
     ],
-  });
-  return onnx.ModelProto.create({
-    irVersion: 8,
-    opsetImport: [{ domain: "", version: 18 }],
-    graph: {
-      name: "ext",
-      input: [f32("x", [2]), { name: "c", type: { tensorType: { elemType: 9, shape: { dim: [] } } } }],
-      output: [f32("y", [2])],
-      initializer: [ext("w")],
-      node: [
-        {
-          name: "k0",
-          opType: "Constant",
-          output: ["k"],
-          attribute: [{ name: "value", type: 4, t: { dims: [2], dataType: 1, floatData: [1, 2] } }],
-        },
-        {
-          name: "if0",
-          opType: "If",
-          input: ["c"],
-          output: ["y"],
-          attribute: [
-            branch("then_branch", { name: "add0", opType: "Add", input: ["x", "w"], output: ["t"] }),
-            branch("else_branch", { name: "sub0", opType: "Sub", input: ["x", "k"], output: ["e"] }),
-          ],
-        },
-      ],
-    },
+    node: [
+      {
+        name: "k0",
+        opType: "Constant",
+        output: ["k"],
+        attribute: [{ name: "value", type: 4, t: { dims: [2], dataType: 1, floatData: [1, 2] } }],
+      },
+      {
+        name: "if0",
+        opType: "If",
+        input: ["c"],
+        output: ["y"],
+        attribute: [
+          branch("then_branch", { name: "add0", opType: "Add", input: ["x", "w"], output: ["t"] }),
+          branch("else_branch", { name: "sub0", opType: "Sub", input: ["x", "k"], output: ["e"] }),
+        ],
+      },
+    ],
   });
 }
 

@@ -10,22 +10,10 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import onnxProto from "onnx-proto";
+import { decodeMessage, onnx } from "../../src/ir/onnx.js";
+import { elemTypeName, tensorDims, tensorToArray, type TensorArray } from "../../src/ir/tensor.js";
 
-const { onnx } = onnxProto;
-
-export type TensorData =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array
-  | string[];
+export type TensorData = TensorArray | string[];
 
 export interface TensorFile {
   name: string;
@@ -34,72 +22,16 @@ export interface TensorFile {
   data: TensorData;
 }
 
-const DT = onnx.TensorProto.DataType;
-
-const TYPES: Record<
-  number,
-  {
-    type: string;
-    ctor: {
-      new (b: ArrayBuffer): Exclude<TensorData, string[]>;
-      from(a: ArrayLike<number> | ArrayLike<bigint>): Exclude<TensorData, string[]>;
-    };
-  }
-> = {
-  [DT.FLOAT]: { type: "float32", ctor: Float32Array },
-  [DT.DOUBLE]: { type: "float64", ctor: Float64Array },
-  [DT.FLOAT16]: { type: "float16", ctor: Uint16Array },
-  [DT.BFLOAT16]: { type: "bfloat16", ctor: Uint16Array },
-  [DT.INT8]: { type: "int8", ctor: Int8Array },
-  [DT.UINT8]: { type: "uint8", ctor: Uint8Array },
-  [DT.INT16]: { type: "int16", ctor: Int16Array },
-  [DT.UINT16]: { type: "uint16", ctor: Uint16Array },
-  [DT.INT32]: { type: "int32", ctor: Int32Array },
-  [DT.UINT32]: { type: "uint32", ctor: Uint32Array },
-  [DT.INT64]: { type: "int64", ctor: BigInt64Array },
-  [DT.UINT64]: { type: "uint64", ctor: BigUint64Array },
-  [DT.BOOL]: { type: "bool", ctor: Uint8Array },
-} as never;
-
-type Longish = number | { toString(): string };
-const toNumber = (v: Longish): number => (typeof v === "number" ? v : Number(v.toString()));
-const toBigInt = (v: Longish): bigint => BigInt(typeof v === "number" ? v : v.toString());
-
-/** Decodes a TensorProto from bytes. */
+/** Decodes a TensorProto from bytes: the library's decoder (src/ir/tensor.ts), and string tensors. */
 export function decodeTensorProto(bytes: Uint8Array): TensorFile {
-  const p = onnx.TensorProto.decode(bytes);
-  const dims = (p.dims as Longish[]).map(toNumber);
+  const p = decodeMessage(onnx.TensorProto, bytes);
   const name = p.name ?? "";
-  if (p.dataType === DT.STRING) {
+  const dims = tensorDims(p);
+  if (p.dataType === onnx.TensorProto.DataType.STRING) {
     const dec = new TextDecoder();
-    return { name, dims, type: "string", data: (p.stringData as Uint8Array[]).map((s) => dec.decode(s)) };
+    return { name, dims, type: "string", data: (p.stringData ?? []).map((s) => dec.decode(s)) };
   }
-  const entry = TYPES[p.dataType];
-  if (entry === undefined) throw new Error(`${name}: unsupported TensorProto data_type ${p.dataType}`);
-  const { type, ctor } = entry;
-  let data: Exclude<TensorData, string[]>;
-  if (p.rawData && p.rawData.length > 0) {
-    // copy: protobuf hands out views (a Node Buffer's slice() does not copy) that may be unaligned
-    const raw = new Uint8Array(p.rawData.length);
-    raw.set(p.rawData);
-    data = new ctor(raw.buffer);
-  } else if (type === "float32") {
-    data = Float32Array.from(p.floatData);
-  } else if (type === "float64") {
-    data = Float64Array.from(p.doubleData);
-  } else if (type === "int64") {
-    data = BigInt64Array.from((p.int64Data as Longish[]).map(toBigInt));
-  } else if (type === "uint64") {
-    data = BigUint64Array.from((p.uint64Data as Longish[]).map(toBigInt));
-  } else if (type === "uint32") {
-    data = Uint32Array.from((p.uint64Data as Longish[]).map(toNumber));
-  } else {
-    // int32_data carries int32/int16/int8/uint16/uint8/bool and the bits of float16/bfloat16
-    data = ctor.from(p.int32Data);
-  }
-  const count = dims.reduce((a, b) => a * b, 1);
-  if (data.length !== count) throw new Error(`${name}: ${data.length} elements for dims [${dims.join(",")}]`);
-  return { name, dims, type, data };
+  return { name, dims, type: elemTypeName(p.dataType ?? 0), data: tensorToArray(p) };
 }
 
 /** Reads a TensorProto file (e.g. test_data_set_0/input_0.pb). */
