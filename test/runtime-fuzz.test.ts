@@ -13,6 +13,13 @@ import { loadRuntime } from "../src/runtime/index.js";
 const CASES = Number(process.env.GDN_FUZZ_CASES ?? 2000);
 const MODULE = fileURLToPath(new URL("./helpers/runtime-fuzz-cases.ts", import.meta.url));
 const ready = loadRuntime().opsLibraryPath !== null;
+// Under the sanitizers (npm run test:sanitize) operator new cannot throw std::bad_alloc: ASan aborts the process
+// instead. A case whose output onnxruntime's own allocator cannot get (e.g. a conv_state of 2^31 x 4 x 3 floats
+// behind an empty x) then ends in that abort, where the normal build gives the one-line GdnFuseError "output ...
+// cannot be allocated" (npm test runs the same cases). Only such aborts, in onnxruntime's allocator, are set aside.
+const SANITIZED = process.env.GDN_FUSE_SANITIZE === "1";
+const ortOutOfMemory = (detail: string) =>
+  /AddressSanitizer: allocator is out of memory[\s\S]*#0 [^\n]*operator new[^\n]*\n\s*#1 [^\n]*libonnxruntime\.so/.test(detail);
 
 describe.skipIf(!ready)("runtime fuzzer", () => {
   it(
@@ -21,7 +28,8 @@ describe.skipIf(!ready)("runtime fuzzer", () => {
     async () => {
       const results = await runInChildren({ module: MODULE, count: CASES, workers: 2, timeoutMs: 4_000 });
       const { counts } = summarize(results);
-      const bad = results.filter((r) => r.status === "crash" || r.status === "timeout");
+      const setAside = results.filter((r) => SANITIZED && r.status === "crash" && ortOutOfMemory(r.detail));
+      const bad = results.filter((r) => (r.status === "crash" || r.status === "timeout") && !setAside.includes(r));
       const notGdn = results.filter((r) => r.status === "error" && !/^GdnFuseError \[E_[A-Z_]+\]: /.test(r.detail));
       const show = (rs: typeof results) =>
         rs
@@ -29,6 +37,7 @@ describe.skipIf(!ready)("runtime fuzzer", () => {
           .map((r) => `#${r.index} ${describeCase(r.index)}: ${r.status} ${r.detail.slice(0, 300)}`)
           .join("\n");
       console.log(`runtime fuzzer: ${JSON.stringify(counts)}`);
+      if (setAside.length) console.log(`under ASan, out of memory in onnxruntime's allocator:\n${show(setAside)}`);
       expect(bad.length, `crashed or hung:\n${show(bad)}`).toBe(0);
       expect(notGdn.length, `errors that are not a one-line GdnFuseError:\n${show(notGdn)}`).toBe(0);
       const seen = new Map<number, string[]>();
