@@ -17,7 +17,9 @@ const CASES = {
   decode_b64: { op: "RecurrentGatedDeltaRule", B: 64, T: 1 },
 };
 const DEFAULT_CASES = ["prefill_t512", "decode_b1", "decode_b8", "decode_b64"];
-const H = 32, K = 128, V = 128; // bench/run.mjs's shapes (Qwen3-Next's value heads and head sizes)
+const H = 32,
+  K = 128,
+  V = 128; // bench/run.mjs's shapes (Qwen3-Next's value heads and head sizes)
 
 const argv = process.argv.slice(2).filter((a) => a !== "--");
 let names = DEFAULT_CASES;
@@ -71,8 +73,10 @@ function feeds(session) {
 const diff = (a, b) => Object.fromEntries(Object.keys(a).map((k) => [k, a[k] - b[k]]));
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(2);
 
-console.log(`| case | op | kernels launched | host syncs (stream + event) | H2D copies (MiB) | D2H copies (MiB) | ` +
-  `device allocations |`);
+console.log(
+  `| case | op | kernels launched | host syncs (stream + event) | H2D copies (MiB) | D2H copies (MiB) | ` +
+    `device allocations |`,
+);
 console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
 for (const name of names) {
   const c = CASES[name];
@@ -87,9 +91,13 @@ for (const name of names) {
   const fields = ["copiesH2D", "copiesD2H", "bytesH2D", "bytesD2H"];
   const copies = Object.fromEntries(fields.map((k) => [k, stats1[k] - stats0[k]]));
   const op = Object.keys(stats1.nodesOnDevice).join(", ") || "(none on the device)";
-  console.log(`| ${name} (B=${c.B}, T=${c.T}) | ${op} | ${s.launches} | ${s.streamSyncs} + ${s.eventSyncs} | ` +
-    `${copies.copiesH2D} (${mib(copies.bytesH2D)}) | ${copies.copiesD2H} (${mib(copies.bytesD2H)}) | ${s.mallocs} |`);
+  console.log(
+    `| ${name} (B=${c.B}, T=${c.T}) | ${op} | ${s.launches} | ${s.streamSyncs} + ${s.eventSyncs} | ` +
+      `${copies.copiesH2D} (${mib(copies.bytesH2D)}) | ${copies.copiesD2H} (${mib(copies.bytesD2H)}) | ${s.mallocs} |`,
+  );
   await session.release();
 }
-console.log(`\nH=${H}, K=${K}, V=${V}, float32 graph I/O, state layout ${layout}, use_qk_l2norm=1. Counts per step ` +
-  "(one session.run); the H2D/D2H columns are the session's own copies (ascendStats), the rest the simulator's.");
+console.log(
+  `\nH=${H}, K=${K}, V=${V}, float32 graph I/O, state layout ${layout}, use_qk_l2norm=1. Counts per step ` +
+    "(one session.run); the H2D/D2H columns are the session's own copies (ascendStats), the rest the simulator's.",
+);

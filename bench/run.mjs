@@ -33,13 +33,22 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--runs") opt.runs = Math.max(10, Number(argv[++i]));
   else if (a === "--no-build") opt.noBuild = true;
   else if (a !== "--") {
-    console.error(`bench: unknown argument ${a}\nusage: node bench/run.mjs [--json FILE] [--quick] [--cases list] [--runs N] [--no-build]`);
+    console.error(
+      `bench: unknown argument ${a}\nusage: node bench/run.mjs [--json FILE] [--quick] [--cases list] [--runs N] [--no-build]`,
+    );
     process.exit(2);
   }
 }
 const ALL_CASES = [
-  "pass_48layer", "prefill_t512", "prefill_t2048", "prefill_t8192", "decode_b1", "decode_b8", "decode_b64",
-  "serve_prefill", "serve_decode",
+  "pass_48layer",
+  "prefill_t512",
+  "prefill_t2048",
+  "prefill_t8192",
+  "decode_b1",
+  "decode_b8",
+  "decode_b64",
+  "serve_prefill",
+  "serve_decode",
 ];
 const CASES = opt.cases ?? (opt.quick ? ALL_CASES.filter((c) => c !== "prefill_t8192") : ALL_CASES);
 const log = (...a) => console.error(...a);
@@ -56,9 +65,13 @@ if (!opt.noBuild || !existsSync(join(DIST, "test", "helpers", "layer-stack.js"))
 }
 const PEAK = join(OUT, "peak");
 if (!opt.noBuild || !existsSync(PEAK)) {
-  execFileSync(process.env.CXX || "g++", ["-O2", "-march=native", "-std=c++17", join(ROOT, "bench", "peak.cc"), "-o", PEAK, "-pthread"], {
-    stdio: "inherit",
-  });
+  execFileSync(
+    process.env.CXX || "g++",
+    ["-O2", "-march=native", "-std=c++17", join(ROOT, "bench", "peak.cc"), "-o", PEAK, "-pthread"],
+    {
+      stdio: "inherit",
+    },
+  );
 }
 
 const imp = (p) => import(pathToFileURL(join(DIST, p)).href);
@@ -76,7 +89,19 @@ const { loadRuntime } = await imp("src/runtime/index.js");
 function machineInfo() {
   const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
   const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "").split(/\s+/));
-  const isaFlags = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512vl", "avx512bw", "avx512_bf16", "avx512_fp16", "amx_tile"];
+  const isaFlags = [
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512vl",
+    "avx512bw",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+  ];
   const ortPkg = JSON.parse(readFileSync(join(ROOT, "node_modules", "onnxruntime-node", "package.json"), "utf8"));
   const rt = loadRuntime();
   const lscpu = spawnSync("lscpu", [], { encoding: "utf8" }).stdout ?? "";
@@ -116,7 +141,8 @@ function inputs(B, T, H, K, V, seed, Hk = H) {
     initial_state: [fill(B * H * K * V, seed + 6, (u) => (u * 2 - 1) * 0.1), [B, H, K, V]],
   };
 }
-const feedsOf = (raw) => Object.fromEntries(Object.entries(raw).map(([n, [d, dims]]) => [n, new ort.Tensor("float32", d, dims)]));
+const feedsOf = (raw) =>
+  Object.fromEntries(Object.entries(raw).map(([n, [d, dims]]) => [n, new ort.Tensor("float32", d, dims)]));
 
 /** One-node gdn model (ChunkGatedDeltaRule / RecurrentGatedDeltaRule) with the corpus models' I/O names, as a proto. */
 function gdnModel(op, B, T, H, K, V, Hk = H) {
@@ -180,7 +206,9 @@ async function timeInterleaved(impls, runs, warmup) {
       }
     }
   }
-  return Object.fromEntries(impls.map(([name], j) => [name, { ms: median(ts[j]), min: Math.min(...ts[j]), samples: ts[j].length }]));
+  return Object.fromEntries(
+    impls.map(([name], j) => [name, { ms: median(ts[j]), min: Math.min(...ts[j]), samples: ts[j].length }]),
+  );
 }
 
 // ---- cases ----
@@ -216,7 +244,8 @@ async function prefillCase(name, T, Hk = H) {
     const unfusedBytes = encode(unfused.proto);
     gdnProto = clone(unfused.proto);
     const r = await fuseModel(gdnProto);
-    if (r.fused["gdn.ChunkGatedDeltaRule"] !== 1) throw new Error(`bench: ${corpus} did not fuse: ${JSON.stringify(r.fused)}`);
+    if (r.fused["gdn.ChunkGatedDeltaRule"] !== 1)
+      throw new Error(`bench: ${corpus} did not fuse: ${JSON.stringify(r.fused)}`);
     ortProto = clone(unfused.proto);
     await fuseModel(ortProto, { target: "ort" });
     impls.push(["unfused", await session(unfusedBytes, "cpu")]);
@@ -225,7 +254,10 @@ async function prefillCase(name, T, Hk = H) {
     ortProto = clone(gdnProto);
     await fuseModel(ortProto, { target: "ort" });
   }
-  impls.unshift(["gdn", await session(encode(gdnProto), "gdn")], ["ort-linear-attention", await session(encode(ortProto), "cpu")]);
+  impls.unshift(
+    ["gdn", await session(encode(gdnProto), "gdn")],
+    ["ort-linear-attention", await session(encode(ortProto), "cpu")],
+  );
   const flops = chunkFlops(B, T);
   let ref;
   for (const [impl, s] of impls) {
@@ -265,7 +297,10 @@ async function decodeCase(name, B) {
   const raw = inputs(B, T, H, K, V, 2000 + B);
   const feeds = feedsOf(raw);
   const stateBytes = B * H * K * V * 4;
-  const corpusB = { 1: join(ROOT, "models", "bench_recurrent_t1_b1_h32_k128", "model.onnx"), 8: join(ROOT, "..", "shared", "corpus", "bench_recurrent_t1_b8_h32_k128", "model.onnx") }[B];
+  const corpusB = {
+    1: join(ROOT, "models", "bench_recurrent_t1_b1_h32_k128", "model.onnx"),
+    8: join(ROOT, "..", "shared", "corpus", "bench_recurrent_t1_b8_h32_k128", "model.onnx"),
+  }[B];
   let gdnProto;
   let ortProto;
   let unfusedBytes = null;
@@ -326,7 +361,11 @@ async function decodeCase(name, B) {
   const src = new Float32Array(B * H * K * V).fill(1);
   const dst = new Float32Array(B * H * K * V);
   const times = await timeInterleaved(
-    [...impls.map(([impl, fn]) => [impl, fn]), ["state-copy", async () => dst.set(src)], ["call-floor", () => floorS.run({ x: xT })]],
+    [
+      ...impls.map(([impl, fn]) => [impl, fn]),
+      ["state-copy", async () => dst.set(src)],
+      ["call-floor", () => floorS.run({ x: xT })],
+    ],
     runs,
     5,
   );
@@ -359,7 +398,10 @@ function servingModel(op, serving) {
   if (op === "ChunkGatedDeltaRule") attrs.push({ name: "chunk_size", type: INT, i: 64 });
   return encode({
     irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: 2 }],
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: "gdn", version: 2 },
+    ],
     graph: {
       name: "serve",
       node: [{ opType: op, domain: "gdn", name: "core", input: ins, output: ["out", "final_state"], attribute: attrs }],
@@ -405,7 +447,11 @@ function checkSame(caseName, a, b) {
 
 /** Times named steps in the same rounds; rows report ms and ms per token; returns {name: ms}. */
 async function timeSteps(steps, runs) {
-  const times = await timeInterleaved(steps.map(([name, st]) => [name, st.run]), runs, 2);
+  const times = await timeInterleaved(
+    steps.map(([name, st]) => [name, st.run]),
+    runs,
+    2,
+  );
   const res = {};
   for (const [name, st] of steps) {
     const t = times[name];
@@ -444,7 +490,10 @@ async function serveDecodeCase() {
     [
       ["serve_decode_b8", await servingStep(RE, 8, 1, 8, {}, 4000)], // plain decode_b8, same rounds
       ["serve_decode_pool64_b8", await servingStep(RE, 8, 1, 64, { idx: slots }, 4000)],
-      ["serve_spec_decode_b8_t4", await servingStep(RE, 1, 32, 64, { cu: cuOf(Array(8).fill(4)), idx: spec, accepted }, 41)],
+      [
+        "serve_spec_decode_b8_t4",
+        await servingStep(RE, 1, 32, 64, { cu: cuOf(Array(8).fill(4)), idx: spec, accepted }, 41),
+      ],
     ],
     Math.max(opt.runs, 30),
   );
@@ -454,14 +503,24 @@ function passCase() {
   const r = spawnSync(process.execPath, ["--expose-gc", join(ROOT, "bench", "pass48.mjs"), DIST], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`bench: pass48 failed: ${r.stderr}`);
   const j = JSON.parse(r.stdout.trim().split("\n").pop());
-  rows.push({ case: "pass_48layer", impl: "gdn", ms: j.ms, max_rss_mb: j.maxRssMB, base_rss_mb: j.baseRssMB, nodes: j.nodes, cores: j.fused });
+  rows.push({
+    case: "pass_48layer",
+    impl: "gdn",
+    ms: j.ms,
+    max_rss_mb: j.maxRssMB,
+    base_rss_mb: j.baseRssMB,
+    nodes: j.nodes,
+    cores: j.fused,
+  });
   log(`  pass_48layer: ${j.ms.toFixed(0)} ms, peak RSS ${j.maxRssMB.toFixed(0)} MiB (${j.fused} cores)`);
   return j;
 }
 
 // ---- main ----
 const machine = machineInfo();
-log(`bench: ${machine.cpu} (${machine.isa.join(" ")}), ${THREADS} threads, node ${machine.node}, onnxruntime-node ${machine.onnxruntime_node}`);
+log(
+  `bench: ${machine.cpu} (${machine.isa.join(" ")}), ${THREADS} threads, node ${machine.node}, onnxruntime-node ${machine.onnxruntime_node}`,
+);
 const peakRuns = [0, 1, 2].map(() => JSON.parse(execFileSync(PEAK, ["fma", String(THREADS)], { encoding: "utf8" })));
 const peak = { gflops: Math.max(...peakRuns.map((p) => p.gflops)), isa: peakRuns[0].isa, threads: THREADS };
 const copy = JSON.parse(execFileSync(PEAK, ["copy", String(256 * 2 ** 20)], { encoding: "utf8" }));
@@ -476,8 +535,7 @@ for (const c of CASES) {
     const m = /^prefill_t(\d+)(?:_hk(\d+))?$/.exec(c);
     if (!m) throw new Error(`bench: unknown case ${c}`);
     summary[c] = await prefillCase(c, Number(m[1]), m[2] ? Number(m[2]) : H);
-  }
-  else if (c.startsWith("decode_b")) summary[c] = await decodeCase(c, Number(c.slice(8)));
+  } else if (c.startsWith("decode_b")) summary[c] = await decodeCase(c, Number(c.slice(8)));
   else if (c === "serve_prefill") summary[c] = await servePrefillCase();
   else if (c === "serve_decode") summary[c] = await serveDecodeCase();
   else throw new Error(`bench: unknown case ${c}`);
@@ -527,21 +585,31 @@ for (const row of rows) {
 }
 
 const fmt = (x, d = 2) => (x === undefined ? "" : x.toFixed(d));
-console.log(`\n${machine.cpu}, ${machine.isa.join("/")}, ${THREADS} threads; peak ${peak.gflops} GFLOP/s, memcpy ${peak.gbps} GB/s`);
+console.log(
+  `\n${machine.cpu}, ${machine.isa.join("/")}, ${THREADS} threads; peak ${peak.gflops} GFLOP/s, memcpy ${peak.gbps} GB/s`,
+);
 console.log(`| case | impl | ms (median) | GFLOP/s | % peak | x gdn time |`);
 console.log(`| --- | --- | ---: | ---: | ---: | ---: |`);
 for (const row of rows) {
   const extra = row.case === "pass_48layer" ? ` (peak RSS ${fmt(row.max_rss_mb, 0)} MiB)` : "";
-  console.log(`| ${row.case} | ${row.impl}${extra} | ${fmt(row.ms, row.ms < 10 ? 3 : 1)} | ${fmt(row.gflops, 1)} | ${fmt(row.pct_peak, 0)} | ${fmt(row.ratio_vs_gdn)} |`);
+  console.log(
+    `| ${row.case} | ${row.impl}${extra} | ${fmt(row.ms, row.ms < 10 ? 3 : 1)} | ${fmt(row.gflops, 1)} | ${fmt(row.pct_peak, 0)} | ${fmt(row.ratio_vs_gdn)} |`,
+  );
 }
 console.log(`\n| target | case | measured | met |`);
 console.log(`| --- | --- | ---: | --- |`);
 for (const t of targets) console.log(`| ${t.target} | ${t.case} | ${fmt(t.value)} | ${t.met ? "yes" : "NO"} |`);
 const bad = checks.filter((c) => !c.ok);
-console.log(`\ncorrectness: ${checks.length - bad.length}/${checks.length} output comparisons within rel L2 ${LONG_SEQUENCE_FLOAT32_TOLERANCE}` + (bad.length ? ` (FAILED: ${bad.map((b) => `${b.case}/${b.impl}/${b.output}`).join(", ")})` : ""));
+console.log(
+  `\ncorrectness: ${checks.length - bad.length}/${checks.length} output comparisons within rel L2 ${LONG_SEQUENCE_FLOAT32_TOLERANCE}` +
+    (bad.length ? ` (FAILED: ${bad.map((b) => `${b.case}/${b.impl}/${b.output}`).join(", ")})` : ""),
+);
 
 if (opt.json) {
-  writeFileSync(opt.json, JSON.stringify({ machine, peak, rows, targets, checks, date: new Date().toISOString() }, null, 2) + "\n");
+  writeFileSync(
+    opt.json,
+    JSON.stringify({ machine, peak, rows, targets, checks, date: new Date().toISOString() }, null, 2) + "\n",
+  );
   log(`bench: wrote ${opt.json}`);
 }
 if (bad.length) process.exitCode = 1;

@@ -29,8 +29,10 @@ const layer = await ort.InferenceSession.create(layerBytes, GDN);
 const step = await ort.InferenceSession.create(servingBytes, GDN);
 
 // Static dims of a serving input (the first pool dim, "slots", is ours to choose).
-const dimsOf = (name) => serving.graph.input.find((i) => i.name === name).type.tensorType.shape.dim
-  .map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue)));
+const dimsOf = (name) =>
+  serving.graph.input
+    .find((i) => i.name === name)
+    .type.tensorType.shape.dim.map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue)));
 const HIDDEN = dimsOf("hidden_states")[2];
 const CONV_DIMS = dimsOf("conv_state_pool").slice(1);
 const REC_DIMS = dimsOf("recurrent_state_pool").slice(1);
@@ -46,15 +48,16 @@ const free = Array.from({ length: SLOTS }, (_, i) => i);
 const sequences = new Map();
 
 let seed = 7;
-const random = (n) => Float32Array.from({ length: n }, () => {
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-  return seed / 2 ** 32 - 0.5;
-});
+const random = (n) =>
+  Float32Array.from({ length: n }, () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32 - 0.5;
+  });
 
 function join_(name) {
   const slots = free.splice(0, MAX_TOKENS);
   for (const s of slots) {
-    convPool.fill(0, s * CONV_ROW, (s + 1) * CONV_ROW);  // a new sequence starts from zero states
+    convPool.fill(0, s * CONV_ROW, (s + 1) * CONV_ROW); // a new sequence starts from zero states
     recPool.fill(0, s * REC_ROW, (s + 1) * REC_ROW);
   }
   // accepted = 1: the state to continue from is in the first slot (zeros for a new sequence).
@@ -81,9 +84,18 @@ async function servingStep(tokens) {
   const out = await step.run({
     hidden_states: new ort.Tensor("float32", hidden, [1, total, HIDDEN]),
     cu_seqlens: i64(cu, [cu.length]),
-    state_indices: i64(seqs.flatMap((s) => s.slots), [names.length, MAX_TOKENS]),
-    conv_state_indices: i64(seqs.map((s) => s.slots[0]), [names.length]),
-    num_accepted_tokens: i64(seqs.map((s) => s.accepted), [names.length]),
+    state_indices: i64(
+      seqs.flatMap((s) => s.slots),
+      [names.length, MAX_TOKENS],
+    ),
+    conv_state_indices: i64(
+      seqs.map((s) => s.slots[0]),
+      [names.length],
+    ),
+    num_accepted_tokens: i64(
+      seqs.map((s) => s.accepted),
+      [names.length],
+    ),
     conv_state_pool: new ort.Tensor("float32", convPool, [SLOTS, ...CONV_DIMS]),
     recurrent_state_pool: new ort.Tensor("float32", recPool, [SLOTS, ...REC_DIMS]),
   });
@@ -96,8 +108,13 @@ async function servingStep(tokens) {
 // 4. The reference: one sequence alone through the original fused layer, one token per call.
 function aloneState() {
   const zeros = (name) => {
-    const dims = [1, ...proto.graph.input.find((i) => i.name === name).type.tensorType.shape.dim.slice(1)
-      .map((d) => Number(d.dimValue))];
+    const dims = [
+      1,
+      ...proto.graph.input
+        .find((i) => i.name === name)
+        .type.tensorType.shape.dim.slice(1)
+        .map((d) => Number(d.dimValue)),
+    ];
     return new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
   };
   return { conv: zeros("conv_state"), rec: zeros("recurrent_state") };
@@ -118,7 +135,8 @@ async function alone(state, tokens) {
 
 let worst = 0;
 function check(name, got, want) {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < want.length; i++) {
     num += (got[i] - want[i]) ** 2;
     den += want[i] ** 2;
@@ -153,8 +171,9 @@ await decodeStep("step 3");
 const drafts = random(MAX_TOKENS * HIDDEN);
 const cToken = random(HIDDEN);
 const out = await servingStep({ a: drafts, c: cToken });
-const a = sequences.get("a"), c = sequences.get("c");
-const aRef = await alone(a.alone, drafts);                // each output: the sequence with the tokens before it
+const a = sequences.get("a"),
+  c = sequences.get("c");
+const aRef = await alone(a.alone, drafts); // each output: the sequence with the tokens before it
 check("speculative a", out.a, aRef.outputs);
 const cRef = await alone(c.alone, cToken);
 check("speculative c", out.c, cRef.outputs);

@@ -33,10 +33,26 @@ describe("gated-delta-chunk", () => {
   it("reads the parameters from the graph", async () => {
     const { model, report } = await fuseCase("chunk_t70_opset20_nol2");
     const d = report.passes[0]!.applied[0]!.details!;
-    expect(d).toMatchObject({ B: 1, T: 70, Hk: 2, Hv: 2, K: 16, V: 24, chunkSize: 64, useQkL2norm: false, initialState: true, finalState: true });
+    expect(d).toMatchObject({
+      B: 1,
+      T: 70,
+      Hk: 2,
+      Hv: 2,
+      K: 16,
+      V: 24,
+      chunkSize: 64,
+      useQkL2norm: false,
+      initialState: true,
+      finalState: true,
+    });
     expect(d.scale as number).toBeCloseTo(0.25, 7);
     const node = model.proto.graph!.node![0]!;
-    const attr = Object.fromEntries(node.attribute!.map((a) => [a.name, a.type === 3 ? new TextDecoder().decode(a.s!) : a.type === 1 ? a.f : Number(a.i)]));
+    const attr = Object.fromEntries(
+      node.attribute!.map((a) => [
+        a.name,
+        a.type === 3 ? new TextDecoder().decode(a.s!) : a.type === 1 ? a.f : Number(a.i),
+      ]),
+    );
     expect(attr).toMatchObject({ use_qk_l2norm: 0, state_layout: "kv", chunk_size: 64 });
   });
 
@@ -65,7 +81,11 @@ describe("gated-delta-chunk", () => {
   });
 
   it("fuses the core of whole layers and models, leaving the rest", async () => {
-    for (const [name, n] of [["layer_qwen3next_prefill_t96", 1], ["layer_qwen35_prefill_t64", 1], ["model_qwen35_tiny_t50", 3]] as const) {
+    for (const [name, n] of [
+      ["layer_qwen3next_prefill_t96", 1],
+      ["layer_qwen35_prefill_t64", 1],
+      ["model_qwen35_tiny_t50", 3],
+    ] as const) {
       const { report } = await fuseCase(name, { passes: ["gated-delta-chunk"] });
       expect(report.fused, name).toEqual({ "gdn.ChunkGatedDeltaRule": n });
     }

@@ -42,7 +42,11 @@ describe("gated-delta-recurrent", () => {
 
   it("reads use_qk_l2norm = 0 when the kernel does not normalise", async () => {
     const { report } = await fuseCase("recurrent_t1_b1_opset23_nol2");
-    expect(report.passes.find((p) => p.name === "gated-delta-recurrent")!.applied[0]!.details).toMatchObject({ useQkL2norm: false, T: 1, B: 1 });
+    expect(report.passes.find((p) => p.name === "gated-delta-recurrent")!.applied[0]!.details).toMatchObject({
+      useQkL2norm: false,
+      T: 1,
+      B: 1,
+    });
   });
 });
 

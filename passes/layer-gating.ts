@@ -64,7 +64,8 @@ export const layerGating = candidatePass({
     check(
       gType === FLOAT,
       "dtype",
-      `g is ${typeName(gType)}; GatedDeltaGating returns g in float32 (docs/ops.md) and the core reads float32 g, so a graph computing g in ${typeName(gType)} is not this op`,
+      `g is ${typeName(gType)}; GatedDeltaGating returns g in float32 (docs/ops.md) and the core reads float32 g, ` +
+        `so a graph computing g in ${typeName(gType)} is not this op`,
       m.mul,
     );
     check(

@@ -11,7 +11,14 @@ registerDefaultPasses(BUILTIN_PASSES);
 
 export { GdnFuseError, type ErrorCode } from "./errors.js";
 export { onnx, getNodeMetadata, setNodeMetadata, unknownFields, int64ToNumber, int64ToBigInt } from "./ir/onnx.js";
-export { loadModel, saveModel, forEachTensor, type LoadedModel, type LoadOptions, type SaveOptions } from "./ir/model-io.js";
+export {
+  loadModel,
+  saveModel,
+  forEachTensor,
+  type LoadedModel,
+  type LoadOptions,
+  type SaveOptions,
+} from "./ir/model-io.js";
 export {
   tensorToArray,
   tensorToFloat64,
@@ -58,7 +65,11 @@ export interface FuseFileOptions extends FuseOptions, SaveOptions {
  * Loads `input` (a path, or a model loadModel returned: it is fused in place), fuses it, and writes the result
  * to `outPath` (external data carried along).
  */
-export async function fuseModelFile(input: string | LoadedModel, outPath: string, options: FuseFileOptions = {}): Promise<FuseReport> {
+export async function fuseModelFile(
+  input: string | LoadedModel,
+  outPath: string,
+  options: FuseFileOptions = {},
+): Promise<FuseReport> {
   const { dryRun, externalData, inlineBelow, overwriteInput, ...fuseOptions } = options;
   const model = typeof input === "string" ? await loadModel(input) : input;
   const report = await fuseModel(model.proto, { baseDir: model.baseDir, ...fuseOptions });

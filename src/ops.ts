@@ -91,7 +91,7 @@ export const FLOAT_TYPES: ReadonlySet<number> = new Set([FLOAT, FLOAT16, BFLOAT1
 const FLOAT_TYPE_NAMES: Record<number, string> = { [FLOAT]: "float32", [FLOAT16]: "float16", [BFLOAT16]: "bfloat16" };
 /** "float32", "float16", "bfloat16", "type N", or "unknown". */
 export const typeName = (t: number | undefined): string =>
-  t === undefined ? "unknown" : FLOAT_TYPE_NAMES[t] ?? `type ${t}`;
+  t === undefined ? "unknown" : (FLOAT_TYPE_NAMES[t] ?? `type ${t}`);
 
 /** ONNX AttributeProto types the contract uses (onnx.AttributeProto.AttributeType values). */
 export type AttrKind = "float" | "int" | "string";
@@ -127,7 +127,17 @@ const intIn =
 const finiteNonNegative = (v: number | string): string | null =>
   typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : `must be a finite value >= 0`;
 
-const DELTA_RULE_INPUTS = ["query", "key", "value", "g", "beta", "initial_state", "cu_seqlens", "ssm_state_indices", "num_accepted_tokens"];
+const DELTA_RULE_INPUTS = [
+  "query",
+  "key",
+  "value",
+  "g",
+  "beta",
+  "initial_state",
+  "cu_seqlens",
+  "ssm_state_indices",
+  "num_accepted_tokens",
+];
 const DELTA_RULE_ATTRS = {
   [DeltaRuleAttr.scale]: { kind: "float", default: 0, check: finite },
   [DeltaRuleAttr.useQkL2norm]: { kind: "int", default: 0, check: oneOf(0, 1) },
@@ -160,8 +170,14 @@ export const GDN_CONTRACT: Readonly<Record<keyof typeof GdnOp, OpContract>> = {
   CausalConv1d: {
     // From gdn opset 2: packed sequences, a conv state pool, speculative decoding (docs/ops.md).
     inputs: [
-      "x", "weight", "bias", "conv_state",
-      "cu_seqlens", "conv_state_indices", "num_accepted_tokens", "has_initial_state",
+      "x",
+      "weight",
+      "bias",
+      "conv_state",
+      "cu_seqlens",
+      "conv_state_indices",
+      "num_accepted_tokens",
+      "has_initial_state",
     ],
     opset1Inputs: 4,
     required: 2,

@@ -27,16 +27,17 @@ function readTree(dirs: string[]): Sources {
 
 /** `import ... from "x"`, `export ... from "x"`, `import("x")` and `import "x"`: the specifier x. */
 const IMPORT = new RegExp(
-  [String.raw`(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"`, String.raw`\bimport\(\s*"([^"]+)"\s*\)`,
-    String.raw`(?:^|\n)\s*import\s+"([^"]+)"`].join("|"),
+  [
+    String.raw`(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"`,
+    String.raw`\bimport\(\s*"([^"]+)"\s*\)`,
+    String.raw`(?:^|\n)\s*import\s+"([^"]+)"`,
+  ].join("|"),
   "g",
 );
 
 /** Repo-relative .ts paths a module imports or re-exports (relative specifiers only; ".js" maps to ".ts"). */
 function importsOf(file: string, source: string): string[] {
-  const specs = [...source.matchAll(IMPORT)]
-    .map((m) => m[1] ?? m[2] ?? m[3]!)
-    .filter((s) => s.startsWith("."));
+  const specs = [...source.matchAll(IMPORT)].map((m) => m[1] ?? m[2] ?? m[3]!).filter((s) => s.startsWith("."));
   return specs.map((s) => path.posix.normalize(path.posix.join(path.posix.dirname(file), s)).replace(/\.js$/, ".ts"));
 }
 
@@ -116,8 +117,7 @@ function kitNamesUsed(tree: Sources): string[] {
     for (const m of source.matchAll(/import\s+(type\s+)?\{([^}]*)\}\s+from\s+"([^"]+)"/g)) {
       const to = path.posix.normalize(path.posix.join(path.posix.dirname(file), m[3]!)).replace(/\.js$/, ".ts");
       if (m[1] || !["src/ir/index.ts", "src/pattern/index.ts", "src/ops.ts"].includes(to)) continue;
-      for (const item of m[2]!.split(",").map((x) => x.trim()))
-        if (item && !item.startsWith("type ")) names.add(item);
+      for (const item of m[2]!.split(",").map((x) => x.trim())) if (item && !item.startsWith("type ")) names.add(item);
     }
   }
   return [...names].sort();

@@ -26,16 +26,24 @@ const ASCEND = { name: "ascend", deviceId: 0 } as unknown as string;
 function inputs(): Record<string, ort.Tensor> {
   const dir = join(MODELS, CASE, "test_data_set_0");
   const names = ["hidden_states", "conv_state", "recurrent_state"];
-  const files = readdirSync(dir).filter((f) => /^input_\d+\.pb$/.test(f)).sort();
-  return Object.fromEntries(files.map((f, i) => {
-    const t = readTensorProto(join(dir, f));
-    return [names[i]!, new ort.Tensor("float32", t.data as Float32Array, t.dims)];
-  }));
+  const files = readdirSync(dir)
+    .filter((f) => /^input_\d+\.pb$/.test(f))
+    .sort();
+  return Object.fromEntries(
+    files.map((f, i) => {
+      const t = readTensorProto(join(dir, f));
+      return [names[i]!, new ort.Tensor("float32", t.data as Float32Array, t.dims)];
+    }),
+  );
 }
 
 /** Step k's hidden states: the case's, scaled, so that the steps differ. */
 const hidden = (x: ort.Tensor, k: number) =>
-  new ort.Tensor("float32", (x.data as Float32Array).map((v) => v * (1 + k / 4)), x.dims);
+  new ort.Tensor(
+    "float32",
+    (x.data as Float32Array).map((v) => v * (1 + k / 4)),
+    x.dims,
+  );
 
 async function fusedFile(): Promise<string> {
   const { model } = await fuseCase(CASE, { probe: false });
@@ -47,7 +55,8 @@ async function fusedFile(): Promise<string> {
 /** The loop with the state fed back through the host: outputs per step and the last state. */
 async function hostLoop(session: ort.InferenceSession) {
   const x = inputs();
-  let conv = x.conv_state!, state = x.recurrent_state!;
+  let conv = x.conv_state!,
+    state = x.recurrent_state!;
   const outputs: ort.Tensor[] = [];
   for (let k = 0; k < STEPS; k++) {
     const feeds = { hidden_states: hidden(x.hidden_states!, k), conv_state: conv, recurrent_state: state };

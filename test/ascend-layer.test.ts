@@ -55,7 +55,10 @@ function widenBf16Einsum(model: onnx.IModelProto): number {
   for (const v of [...g.valueInfo!, ...g.input!, ...g.output!]) types.set(v.name!, v.type!.tensorType!.elemType!);
   for (const t of g.initializer!) types.set(t.name!, t.dataType!);
   const cast = (input: string, output: string, to: number): onnx.INodeProto => ({
-    opType: "Cast", name: output, input: [input], output: [output],
+    opType: "Cast",
+    name: output,
+    input: [input],
+    output: [output],
     attribute: [{ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: to }],
   });
   const initializers = new Set(g.initializer!.map((t) => t.name!));
@@ -88,7 +91,8 @@ async function fusedLayer(name: string): Promise<{ file: string; ops: Record<str
 
 /** One run of a data set: relative L2 error per output and the copies the run made. */
 async function runSet(session: ort.InferenceSession, name: string, set: string) {
-  const inputs = dataSet(name, set, "input"), outputs = dataSet(name, set, "output");
+  const inputs = dataSet(name, set, "input"),
+    outputs = dataSet(name, set, "output");
   const feeds: Record<string, ort.Tensor> = {};
   session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
   const before = ascendStats(session);
@@ -147,11 +151,14 @@ const F32 = (name: string, dims: (number | string)[]) => ({ name, dims });
 
 function convModel(C: number): string {
   const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-conv-")), "model.onnx");
-  writeFileSync(file, oneNodeModel({
-    opType: "CausalConv1d",
-    inputs: [F32("x", [1, C, 2]), F32("weight", [C, 1, 4])],
-    outputs: [F32("y", [1, C, 2])],
-  }));
+  writeFileSync(
+    file,
+    oneNodeModel({
+      opType: "CausalConv1d",
+      inputs: [F32("x", [1, C, 2]), F32("weight", [C, 1, 4])],
+      outputs: [F32("y", [1, C, 2])],
+    }),
+  );
   return file;
 }
 
@@ -178,11 +185,14 @@ describe.skipIf(skip !== undefined)("layer ops at the limits of the device path"
 
   it("GatedDeltaGating on the device refuses mismatched shapes with the CPU op library's message", async () => {
     const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-gating-")), "model.onnx");
-    writeFileSync(file, oneNodeModel({
-      opType: "GatedDeltaGating",
-      inputs: [F32("a", [1, 2, 4]), F32("b", [1, 2, 4]), F32("A_log", ["h"]), F32("dt_bias", [4])],
-      outputs: [F32("g", [1, 2, 4]), F32("beta", [1, 2, 4])],
-    }));
+    writeFileSync(
+      file,
+      oneNodeModel({
+        opType: "GatedDeltaGating",
+        inputs: [F32("a", [1, 2, 4]), F32("b", [1, 2, 4]), F32("A_log", ["h"]), F32("dt_bias", [4])],
+        outputs: [F32("g", [1, 2, 4]), F32("beta", [1, 2, 4])],
+      }),
+    );
     const feeds = {
       a: new ort.Tensor("float32", new Float32Array(8), [1, 2, 4]),
       b: new ort.Tensor("float32", new Float32Array(8), [1, 2, 4]),
@@ -194,12 +204,18 @@ describe.skipIf(skip !== undefined)("layer ops at the limits of the device path"
       const session = await ort.InferenceSession.create(file, { executionProviders: [ep] });
       try {
         if (ep !== "gdn") expect(ascendStats(session).nodesOnDevice).toEqual({ "gdn.GatedDeltaGating": 1 });
-        messages.push(await session.run(feeds).then(() => "no error", (e: Error) => e.message));
+        messages.push(
+          await session.run(feeds).then(
+            () => "no error",
+            (e: Error) => e.message,
+          ),
+        );
       } finally {
         await session.release();
       }
     }
-    const ortMessage = "Non-zero status code returned while running GatedDeltaGating node. Name:'n0' " +
+    const ortMessage =
+      "Non-zero status code returned while running GatedDeltaGating node. Name:'n0' " +
       `Status Message: ${CONTRACT_MESSAGE}`;
     expect(messages).toEqual([ortMessage, ortMessage]);
   });
@@ -221,43 +237,76 @@ interface OpCase {
 }
 
 const intAttr = (name: string, i: number) => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
-const strAttr = (name: string, s: string) =>
-  ({ name, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(s) });
+const strAttr = (name: string, s: string) => ({
+  name,
+  type: onnx.AttributeProto.AttributeType.STRING,
+  s: new TextEncoder().encode(s),
+});
 const FP16 = onnx.TensorProto.DataType.FLOAT16;
 
 const OP_CASES: [string, OpCase][] = [
-  ["CausalConv1d decode: bias, no activation, [C,W] weight, state of S=5 > W-1, float16", {
-    opType: "CausalConv1d",
-    inputs: [
-      { name: "x", dims: [2, 6, 3], type: "float16" }, { name: "weight", dims: [6, 4], type: "float16" },
-      { name: "bias", dims: [6], type: "float16" }, { name: "conv_state", dims: [2, 6, 5], type: "float16" },
-    ],
-    outputs: [
-      { name: "y", dims: [2, 6, 3], type: "float16" }, { name: "conv_state_out", dims: [2, 6, 5], type: "float16" },
-    ],
-    attributes: [strAttr("activation", "none")],
-  }],
-  ["CausalConv1d prefill: bias, silu, state_size 4 > W-1 with conv_state_out", {
-    opType: "CausalConv1d",
-    inputs: [{ name: "x", dims: [1, 5, 9] }, { name: "weight", dims: [5, 1, 3] }, { name: "bias", dims: [5] }],
-    outputs: [{ name: "y", dims: [1, 5, 9] }, { name: "conv_state_out", dims: [1, 5, 4] }],
-    attributes: [intAttr("state_size", 4)],
-  }],
-  ["GatedDeltaGating, float16 a and b, softplus beyond its threshold", {
-    opType: "GatedDeltaGating",
-    inputs: [
-      { name: "a", dims: [2, 3, 4], type: "float16", lo: -30, hi: 30 }, { name: "b", dims: [2, 3, 4], type: "float16" },
-      { name: "A_log", dims: [4] }, { name: "dt_bias", dims: [4] },
-    ],
-    outputs: [{ name: "g", dims: [2, 3, 4] }, { name: "beta", dims: [2, 3, 4], type: "float16" }],
-  }],
-  ["GatedRMSNorm, float16 x and gate, float32 weight", {
-    opType: "GatedRMSNorm",
-    inputs: [{ name: "x", dims: [3, 2, 8], type: "float16" }, { name: "gate", dims: [3, 2, 8], type: "float16" },
-      { name: "weight", dims: [8] }],
-    outputs: [{ name: "y", dims: [3, 2, 8], type: "float16" }],
-    attributes: [{ name: "epsilon", type: onnx.AttributeProto.AttributeType.FLOAT, f: 1e-5 }],
-  }],
+  [
+    "CausalConv1d decode: bias, no activation, [C,W] weight, state of S=5 > W-1, float16",
+    {
+      opType: "CausalConv1d",
+      inputs: [
+        { name: "x", dims: [2, 6, 3], type: "float16" },
+        { name: "weight", dims: [6, 4], type: "float16" },
+        { name: "bias", dims: [6], type: "float16" },
+        { name: "conv_state", dims: [2, 6, 5], type: "float16" },
+      ],
+      outputs: [
+        { name: "y", dims: [2, 6, 3], type: "float16" },
+        { name: "conv_state_out", dims: [2, 6, 5], type: "float16" },
+      ],
+      attributes: [strAttr("activation", "none")],
+    },
+  ],
+  [
+    "CausalConv1d prefill: bias, silu, state_size 4 > W-1 with conv_state_out",
+    {
+      opType: "CausalConv1d",
+      inputs: [
+        { name: "x", dims: [1, 5, 9] },
+        { name: "weight", dims: [5, 1, 3] },
+        { name: "bias", dims: [5] },
+      ],
+      outputs: [
+        { name: "y", dims: [1, 5, 9] },
+        { name: "conv_state_out", dims: [1, 5, 4] },
+      ],
+      attributes: [intAttr("state_size", 4)],
+    },
+  ],
+  [
+    "GatedDeltaGating, float16 a and b, softplus beyond its threshold",
+    {
+      opType: "GatedDeltaGating",
+      inputs: [
+        { name: "a", dims: [2, 3, 4], type: "float16", lo: -30, hi: 30 },
+        { name: "b", dims: [2, 3, 4], type: "float16" },
+        { name: "A_log", dims: [4] },
+        { name: "dt_bias", dims: [4] },
+      ],
+      outputs: [
+        { name: "g", dims: [2, 3, 4] },
+        { name: "beta", dims: [2, 3, 4], type: "float16" },
+      ],
+    },
+  ],
+  [
+    "GatedRMSNorm, float16 x and gate, float32 weight",
+    {
+      opType: "GatedRMSNorm",
+      inputs: [
+        { name: "x", dims: [3, 2, 8], type: "float16" },
+        { name: "gate", dims: [3, 2, 8], type: "float16" },
+        { name: "weight", dims: [8] },
+      ],
+      outputs: [{ name: "y", dims: [3, 2, 8], type: "float16" }],
+      attributes: [{ name: "epsilon", type: onnx.AttributeProto.AttributeType.FLOAT, f: 1e-5 }],
+    },
+  ],
 ];
 
 function feedsOf(c: OpCase): Record<string, ort.Tensor> {
@@ -266,9 +315,14 @@ function feedsOf(c: OpCase): Record<string, ort.Tensor> {
     const n = t.dims.reduce((a, d) => a * d, 1);
     const random = seededRandom(100 + k);
     const values = Float32Array.from({ length: n }, () => (t.lo ?? -1) + random() * ((t.hi ?? 1) - (t.lo ?? -1)));
-    feeds[t.name] = t.type === "float16"
-      ? new ort.Tensor("float16", Uint16Array.from(values, (v) => numberToFloat16(v)), t.dims)
-      : new ort.Tensor("float32", values, t.dims);
+    feeds[t.name] =
+      t.type === "float16"
+        ? new ort.Tensor(
+            "float16",
+            Uint16Array.from(values, (v) => numberToFloat16(v)),
+            t.dims,
+          )
+        : new ort.Tensor("float32", values, t.dims);
   });
   return feeds;
 }
@@ -276,11 +330,20 @@ function feedsOf(c: OpCase): Record<string, ort.Tensor> {
 describe.skipIf(skip !== undefined)("layer kernels on the device against the CPU op library", () => {
   it.each(OP_CASES)("%s", async (_, c) => {
     const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-op-")), "model.onnx");
-    const spec = (t: { name: string; dims: number[]; type?: "float16" }) =>
-      ({ name: t.name, dims: t.dims, ...(t.type ? { elemType: FP16 } : {}) });
-    writeFileSync(file, oneNodeModel({
-      opType: c.opType, inputs: c.inputs.map(spec), outputs: c.outputs.map(spec), attributes: c.attributes ?? [],
-    }));
+    const spec = (t: { name: string; dims: number[]; type?: "float16" }) => ({
+      name: t.name,
+      dims: t.dims,
+      ...(t.type ? { elemType: FP16 } : {}),
+    });
+    writeFileSync(
+      file,
+      oneNodeModel({
+        opType: c.opType,
+        inputs: c.inputs.map(spec),
+        outputs: c.outputs.map(spec),
+        attributes: c.attributes ?? [],
+      }),
+    );
     const results: Record<string, ort.Tensor>[] = [];
     for (const ep of [ascendEp(true), "gdn"]) {
       const session = await ort.InferenceSession.create(file, { executionProviders: [ep] });
@@ -292,7 +355,8 @@ describe.skipIf(skip !== undefined)("layer kernels on the device against the CPU
     }
     const [device, cpu] = results as [Record<string, ort.Tensor>, Record<string, ort.Tensor>];
     for (const o of c.outputs) {
-      const got = device[o.name]!, want = cpu[o.name]!;
+      const got = device[o.name]!,
+        want = cpu[o.name]!;
       expect(got.dims).toEqual(want.dims);
       // float32 on the device (convolution operands as HFLOAT32), one rounding to float16 at the end
       expect(relativeL2(got, want), o.name).toBeLessThan(o.type === "float16" ? 2e-3 : 5e-4);
@@ -305,11 +369,14 @@ describe.skipIf(skip !== undefined)("layer kernels on the device against the CPU
 describe.skipIf(skip !== undefined)("CausalConv1d on the device with T = 0", () => {
   it("passes the state through", async () => {
     const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-op-")), "model.onnx");
-    writeFileSync(file, oneNodeModel({
-      opType: "CausalConv1d",
-      inputs: [F32("x", [1, 3, 0]), F32("weight", [3, 1, 2]), F32("bias", [3]), F32("conv_state", [1, 3, 2])],
-      outputs: [F32("y", [1, 3, 0]), F32("conv_state_out", [1, 3, 2])],
-    }));
+    writeFileSync(
+      file,
+      oneNodeModel({
+        opType: "CausalConv1d",
+        inputs: [F32("x", [1, 3, 0]), F32("weight", [3, 1, 2]), F32("bias", [3]), F32("conv_state", [1, 3, 2])],
+        outputs: [F32("y", [1, 3, 0]), F32("conv_state_out", [1, 3, 2])],
+      }),
+    );
     const state = Float32Array.from([0.5, -1.25, 2, 3.5, -0.75, 1]);
     const session = await ort.InferenceSession.create(file, { executionProviders: [ascendEp(true)] });
     try {

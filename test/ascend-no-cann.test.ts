@@ -33,7 +33,9 @@ describe.skipIf(runtimeLoadError() !== undefined || cannPresent)("ascend backend
     const { model } = await fuseCase("recurrent_t1_b3", { passes: CORE_PASSES });
     const file = join(mkdtempSync(join(tmpdir(), "gdn-ascend-")), "model.onnx");
     writeFileSync(file, encodeMessage(onnx.ModelProto, model.proto as onnx.ModelProto));
-    const create = ort.InferenceSession.create(file, { executionProviders: [{ name: "ascend", deviceId: 0 } as unknown as string] });
+    const create = ort.InferenceSession.create(file, {
+      executionProviders: [{ name: "ascend", deviceId: 0 } as unknown as string],
+    });
     const err = await create.then(
       () => undefined,
       (e: unknown) => e,

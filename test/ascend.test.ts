@@ -32,7 +32,8 @@ function dataSet(name: string, prefix: "input" | "output"): TensorFile[] {
 }
 
 /** bfloat16 travels as uint16 bits. */
-const toTensor = (t: TensorFile) => new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
+const toTensor = (t: TensorFile) =>
+  new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
 
 async function fusedFile(name: string): Promise<string> {
   const { model } = await fuseCase(name, { passes: CORE_PASSES });
@@ -104,7 +105,10 @@ function deltaRuleModel(c: Case): Uint8Array {
   });
   return encodeMessage(onnx.ModelProto, {
     irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: 1 }],
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: "gdn", version: 1 },
+    ],
     graph: {
       name: "delta_rule",
       node: [
@@ -116,7 +120,11 @@ function deltaRuleModel(c: Case): Uint8Array {
           output: ["output", c.finalState === false ? "" : "final_state"], // "": an omitted optional output
           attribute: [
             { name: "use_qk_l2norm", type: onnx.AttributeProto.AttributeType.INT, i: c.l2norm },
-            { name: "state_layout", type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(c.layout) },
+            {
+              name: "state_layout",
+              type: onnx.AttributeProto.AttributeType.STRING,
+              s: new TextEncoder().encode(c.layout),
+            },
           ],
         },
       ],
@@ -160,7 +168,8 @@ function reference(c: Case, x: Record<string, Float32Array>): { output: Float64A
   const { B, T, Hk, Hv, K, V } = c;
   const output = new Float64Array(B * T * Hv * V);
   const final_state = new Float64Array(B * Hv * K * V);
-  const sIdx = (b: number, h: number, i: number, j: number) => // i over K, j over V
+  const sIdx = (b: number, h: number, i: number, j: number) =>
+    // i over K, j over V
     c.layout === "kv" ? ((b * Hv + h) * K + i) * V + j : ((b * Hv + h) * V + j) * K + i;
   const norm = (v: number[]) => {
     if (!c.l2norm) return v;
@@ -170,7 +179,9 @@ function reference(c: Case, x: Record<string, Float32Array>): { output: Float64A
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hv; h++) {
       const hk = Math.floor(h / (Hv / Hk));
-      const S = Array.from({ length: K }, (_, i) => Array.from({ length: V }, (_, j) => x.initial_state![sIdx(b, h, i, j)]!));
+      const S = Array.from({ length: K }, (_, i) =>
+        Array.from({ length: V }, (_, j) => x.initial_state![sIdx(b, h, i, j)]!),
+      );
       for (let t = 0; t < T; t++) {
         const row = (name: string, H: number, D: number, hh: number) =>
           Array.from(x[name]!.subarray(((b * T + t) * H + hh) * D, ((b * T + t) * H + hh + 1) * D));

@@ -38,7 +38,8 @@ async function stderrOfSessionCreate(name: string, model: Uint8Array): Promise<s
   const modelPath = join(tmp, `${name}.onnx`);
   writeFileSync(modelPath, model);
   const proc = spawn(process.execPath, [script, runtimeUrl, modelPath], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "", stderr = "";
+  let stdout = "",
+    stderr = "";
   proc.stdout.on("data", (d) => (stdout += d));
   proc.stderr.on("data", (d) => (stderr += d));
   const code = await new Promise<number | null>((resolve) => proc.on("close", resolve));

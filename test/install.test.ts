@@ -23,19 +23,28 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gdn-fuse-install-"));
 // About 1 GB of installs: removed by a detached rm so that the suite does not wait the ~40 s it takes here.
 afterAll(() => spawn("rm", ["-rf", tmp], { detached: true, stdio: "ignore" }).unref());
 
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs a command without blocking the vitest worker; never throws on a non-zero exit. */
 async function run(cmd: string, args: string[], cwd: string, extraEnv: Record<string, string> = {}): Promise<Run> {
   const env: NodeJS.ProcessEnv = { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip", ...extraEnv };
   // What vitest and our own npm scripts put in the environment is not a user's.
-  for (const k of Object.keys(env)) if (k.startsWith("npm_") || k.startsWith("VITEST") || k === "GDN_FUSE_OPS_LIBRARY") delete env[k];
+  for (const k of Object.keys(env))
+    if (k.startsWith("npm_") || k.startsWith("VITEST") || k === "GDN_FUSE_OPS_LIBRARY") delete env[k];
   try {
     const { stdout, stderr } = await promisify(execFile)(cmd, args, { cwd, env, maxBuffer: 64 << 20 });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === "number" ? err.code : 1, stdout: err.stdout ?? "", stderr: err.stderr ?? String(e) };
+    return {
+      code: typeof err.code === "number" ? err.code : 1,
+      stdout: err.stdout ?? "",
+      stderr: err.stderr ?? String(e),
+    };
   }
 }
 
@@ -67,7 +76,10 @@ console.log(JSON.stringify({ addonPath: runtime.addonPath, opsLibraryPath: runti
 async function installProject(name: string, tarball: string, extra: string[]): Promise<string> {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name, version: "1.0.0", private: true, type: "module" }));
+  fs.writeFileSync(
+    path.join(dir, "package.json"),
+    JSON.stringify({ name, version: "1.0.0", private: true, type: "module" }),
+  );
   fs.writeFileSync(path.join(dir, "run-fused.mjs"), RUN_FUSED);
   const r = await run("npm", ["install", tarball, ...NPM_FLAGS, ...extra], dir);
   expect(r.code, `npm install in ${name}: ${r.stderr}`).toBe(0);
@@ -113,7 +125,10 @@ async function fuseAndVerify(cmd: string, args: string[], cwd: string): Promise<
   return fused;
 }
 
-async function runFused(cwd: string, fused: string): Promise<{ addonPath: string; opsLibraryPath: string; maxAbs: number; outputs: string[] }> {
+async function runFused(
+  cwd: string,
+  fused: string,
+): Promise<{ addonPath: string; opsLibraryPath: string; maxAbs: number; outputs: string[] }> {
   const r = await run(process.execPath, ["run-fused.mjs", MODEL, fused], cwd);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout.trim().split("\n").pop()!);
@@ -129,10 +144,13 @@ describe("installed from the packed tarball", () => {
     expect(files).toContain(`package/prebuilds/${hostTag()}/gdn_ops.so`);
     expect(files).toContain("package/native/binaries.json");
     // The source build's inputs: every file binding.gyp names (the custom-op library's folder among them).
-    const gypFiles = fs.readFileSync(path.join(ROOT, "binding.gyp"), "utf8").match(/native\/[\w\-/]+\.(?:cc|map)/g) ?? [];
+    const gypFiles =
+      fs.readFileSync(path.join(ROOT, "binding.gyp"), "utf8").match(/native\/[\w\-/]+\.(?:cc|map)/g) ?? [];
     expect(gypFiles).toContain("native/custom-ops/register.cc");
     expect(gypFiles.filter((f) => !files.includes(`package/${f}`))).toEqual([]);
-    expect(files.filter((f) => f.startsWith("package/build/") || f.includes("/.deps/") || f.endsWith("onnxruntime_c_api.h"))).toEqual([]);
+    expect(
+      files.filter((f) => f.startsWith("package/build/") || f.includes("/.deps/") || f.endsWith("onnxruntime_c_api.h")),
+    ).toEqual([]);
   });
 
   test("every module in the tarball's dist/ is built from a source of this tree (no stale output of a removed file)", async () => {
@@ -143,7 +161,10 @@ describe("installed from the packed tarball", () => {
     expect(modules.filter((f) => !fs.existsSync(source(f)))).toEqual([]);
   });
 
-  for (const [label, project] of [["with its install script", () => withScripts], ["with --ignore-scripts", () => ignoreScripts]] as const) {
+  for (const [label, project] of [
+    ["with its install script", () => withScripts],
+    ["with --ignore-scripts", () => ignoreScripts],
+  ] as const) {
     test(`${label}: npx fuse-model --verify, then gdn-fuse/runtime runs the fused model on the prebuilt binaries`, async () => {
       const cwd = project();
       const pkgDir = path.join(cwd, "node_modules", "gdn-fuse");
@@ -174,7 +195,10 @@ describe("installed from the packed tarball", () => {
     fs.copyFileSync(path.join(ignoreScripts, "run-fused.mjs"), path.join(cwd, "run-fused.mjs"));
     for (const entry of fs.readdirSync(from)) {
       if (entry === "gdn-fuse") {
-        fs.cpSync(path.join(from, entry), path.join(nodeModules, entry), { recursive: true, filter: (src) => !src.includes("prebuilds") });
+        fs.cpSync(path.join(from, entry), path.join(nodeModules, entry), {
+          recursive: true,
+          filter: (src) => !src.includes("prebuilds"),
+        });
       } else if (entry !== ".bin") {
         fs.symlinkSync(path.join(from, entry), path.join(nodeModules, entry));
       }
@@ -187,7 +211,12 @@ describe("installed from the packed tarball", () => {
     expect(fuse.stdout).toContain("fused gdn.RecurrentGatedDeltaRule x1; nodes 41 -> 1");
 
     // The install script on such a host without a compiler: one line, and the install goes on (exit 0).
-    const install = await run(process.execPath, [path.join(nodeModules, "gdn-fuse", "native", "scripts", "build.mjs")], cwd, { CXX: "false" });
+    const install = await run(
+      process.execPath,
+      [path.join(nodeModules, "gdn-fuse", "native", "scripts", "build.mjs")],
+      cwd,
+      { CXX: "false" },
+    );
     expect(install.code, install.stderr).toBe(0);
     expect(install.stderr).toBe(
       `gdn-fuse: no native runtime for ${hostTag()} (no prebuilt binary fits and the source build failed: no C++ compiler found (tried "false")); ` +
@@ -196,7 +225,12 @@ describe("installed from the packed tarball", () => {
 
     const library = await run(
       process.execPath,
-      ["--input-type=module", "-e", `import { fuseModelFile } from "gdn-fuse"; const r = await fuseModelFile(process.argv[1], "lib.onnx"); console.log(JSON.stringify(r.fused));`, MODEL],
+      [
+        "--input-type=module",
+        "-e",
+        `import { fuseModelFile } from "gdn-fuse"; const r = await fuseModelFile(process.argv[1], "lib.onnx"); console.log(JSON.stringify(r.fused));`,
+        MODEL,
+      ],
       cwd,
     );
     expect(library.code, library.stderr).toBe(0);
@@ -206,7 +240,11 @@ describe("installed from the packed tarball", () => {
       `no native runtime for ${hostTag()} \\(the package has no prebuilt binary for it and nothing is built\\); ` +
         "to build it for this host, install a C\\+\\+17 compiler, make and python3, then run: npm rebuild gdn-fuse$",
     );
-    const verify = await run("npx", ["--no-install", "fuse-model", MODEL, "-o", "verified.onnx", "--verify", DATA], cwd);
+    const verify = await run(
+      "npx",
+      ["--no-install", "fuse-model", MODEL, "-o", "verified.onnx", "--verify", DATA],
+      cwd,
+    );
     expect(verify.code).toBe(1);
     const lines = verify.stderr.trim().split("\n");
     expect(lines).toHaveLength(1);

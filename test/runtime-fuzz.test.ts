@@ -19,7 +19,9 @@ const ready = loadRuntime().opsLibraryPath !== null;
 // cannot be allocated" (npm test runs the same cases). Only such aborts, in onnxruntime's allocator, are set aside.
 const SANITIZED = process.env.GDN_FUSE_SANITIZE === "1";
 const ortOutOfMemory = (detail: string) =>
-  /AddressSanitizer: allocator is out of memory[\s\S]*#0 [^\n]*operator new[^\n]*\n\s*#1 [^\n]*libonnxruntime\.so/.test(detail);
+  /AddressSanitizer: allocator is out of memory[\s\S]*#0 [^\n]*operator new[^\n]*\n\s*#1 [^\n]*libonnxruntime\.so/.test(
+    detail,
+  );
 
 describe.skipIf(!ready)("runtime fuzzer", () => {
   it(

@@ -27,14 +27,22 @@ function convModel(inputs: Io[], outputs: Io[], stateSize = 0, opset = 2): Uint8
   const vi = (t: Io): onnx.IValueInfoProto => ({ name: t.name, type: { tensorType: { elemType: t.elem } } });
   const model: onnx.IModelProto = {
     irVersion: 8,
-    opsetImport: [{ domain: "", version: 17 }, { domain: "gdn", version: opset }],
+    opsetImport: [
+      { domain: "", version: 17 },
+      { domain: "gdn", version: opset },
+    ],
     graph: {
       name: "conv",
-      node: [{
-        name: "conv", opType: "CausalConv1d", domain: "gdn",
-        input: inputs.map((t) => t.name), output: outputs.map((t) => t.name),
-        attribute: [{ name: "state_size", type: onnx.AttributeProto.AttributeType.INT, i: stateSize }],
-      }],
+      node: [
+        {
+          name: "conv",
+          opType: "CausalConv1d",
+          domain: "gdn",
+          input: inputs.map((t) => t.name),
+          output: outputs.map((t) => t.name),
+          attribute: [{ name: "state_size", type: onnx.AttributeProto.AttributeType.INT, i: stateSize }],
+        },
+      ],
       input: inputs.filter((t) => t.name !== "").map(vi),
       output: outputs.map(vi),
     },
@@ -70,17 +78,17 @@ const int32 = (v: number[]) => new ort.Tensor("int32", Int32Array.from(v), [v.le
 
 interface ServingCall {
   dt: DType;
-  x: Float64Array;           // [1,C,T_total] packed, or [B,C,T]
+  x: Float64Array; // [1,C,T_total] packed, or [B,C,T]
   xDims: number[];
-  weight: Float64Array;      // [C,1,W], float32
-  bias?: Float64Array;       // [C], float32
-  state?: Float64Array;      // [rows,C,S]
+  weight: Float64Array; // [C,1,W], float32
+  bias?: Float64Array; // [C], float32
+  state?: Float64Array; // [rows,C,S]
   stateDims?: number[];
   cu?: number[];
   indices?: number[];
   accepted?: number[];
   hasInit?: boolean[];
-  index32?: boolean;         // int32 index inputs (else int64)
+  index32?: boolean; // int32 index inputs (else int64)
   stateSize?: number;
 }
 
@@ -108,7 +116,14 @@ async function runConv(c: ServingCall): Promise<{ y: Float64Array; state: Float6
     const flags = new ort.Tensor("bool", Uint8Array.from(c.hasInit, Number), [c.hasInit.length]);
     add(7, "has_initial_state", ELEM.bool, flags);
   }
-  const model = convModel(inputs, [{ name: "y", elem: xe }, { name: "conv_state_out", elem: xe }], c.stateSize ?? 0);
+  const model = convModel(
+    inputs,
+    [
+      { name: "y", elem: xe },
+      { name: "conv_state_out", elem: xe },
+    ],
+    c.stateSize ?? 0,
+  );
   const session = await ort.InferenceSession.create(model, { executionProviders: ["gdn"], intraOpNumThreads: 2 });
   try {
     const r = await session.run(feeds);
@@ -174,7 +189,10 @@ const TOL: Record<DType, number> = { float32: 1e-5, float16: 4e-3, bfloat16: 3e-
 async function alone(dt: DType, x: Float64Array[], state: Float64Array[] | null, weight: Float64Array, S: number) {
   const L = x[0]!.length;
   return runConv({
-    dt, x: flat(x), xDims: [1, C, L], weight,
+    dt,
+    x: flat(x),
+    xDims: [1, C, L],
+    weight,
     ...(state ? { state: flat(state), stateDims: [1, C, S] } : { stateSize: S }),
   });
 }
@@ -199,8 +217,17 @@ describe.skipIf(!ready)("CausalConv1d opset 2: packed prefill with a state pool"
     const seqs = lengths.map((L, n) => channelRows(rounded(C * L, 100 + n, dt), 0, L));
     const cu = lengths.reduce((a, L) => [...a, a.at(-1)! + L], [0]);
     const r = await runConv({
-      dt, x: pack(seqs), xDims: [1, C, cu.at(-1)!], weight, state: pool, stateDims: [slots, C, S],
-      cu, indices, hasInit, index32, stateSize: S,
+      dt,
+      x: pack(seqs),
+      xDims: [1, C, cu.at(-1)!],
+      weight,
+      state: pool,
+      stateDims: [slots, C, S],
+      cu,
+      indices,
+      hasInit,
+      index32,
+      stateSize: S,
     });
     const expectedPool = Float64Array.from(pool);
     let t0 = 0;
@@ -226,7 +253,13 @@ describe.skipIf(!ready)("CausalConv1d opset 2: packed prefill with a state pool"
     const seqs = lengths.map((L, n) => channelRows(rounded(C * L, 200 + n, "float32"), 0, L));
     const cu = [0, 3, 3, 10];
     const r = await runConv({
-      dt: "float32", x: pack(seqs), xDims: [1, C, 10], weight, state, stateDims: [3, C, S], cu,
+      dt: "float32",
+      x: pack(seqs),
+      xDims: [1, C, 10],
+      weight,
+      state,
+      stateDims: [3, C, S],
+      cu,
     });
     const rows = [];
     for (let n = 0; n < 3; n++) {
@@ -259,21 +292,42 @@ describe.skipIf(!ready)("CausalConv1d opset 2: speculative decoding (num_accepte
     const slots = N + 1;
     const pool0 = new Float64Array(slots * C * S);
     const prefill = await runConv({
-      dt, x: pack(history), xDims: [1, C, N * prefix], weight, state: pool0, stateDims: [slots, C, S],
-      cu: Array.from({ length: N + 1 }, (_, n) => n * prefix), indices, hasInit: Array(N).fill(false),
+      dt,
+      x: pack(history),
+      xDims: [1, C, N * prefix],
+      weight,
+      state: pool0,
+      stateDims: [slots, C, S],
+      cu: Array.from({ length: N + 1 }, (_, n) => n * prefix),
+      indices,
+      hasInit: Array(N).fill(false),
     });
     // Step 1 after a plain step: num_accepted_tokens = S-W+2 reads the end of the state.
     const step1 = history.map((_, n) => channelRows(rounded(C * T, 400 + n, dt), 0, T));
     const r1 = await runConv({
-      dt, x: pack(step1), xDims: [1, C, N * T], weight, state: prefill.state!, stateDims: [slots, C, S],
-      cu: Array.from({ length: N + 1 }, (_, n) => n * T), indices, accepted: Array(N).fill(S - W + 2),
+      dt,
+      x: pack(step1),
+      xDims: [1, C, N * T],
+      weight,
+      state: prefill.state!,
+      stateDims: [slots, C, S],
+      cu: Array.from({ length: N + 1 }, (_, n) => n * T),
+      indices,
+      accepted: Array(N).fill(S - W + 2),
     });
     // Step 2: sequence n accepted n+1 of step 1's tokens.
     const step2 = history.map((_, n) => channelRows(rounded(C * T, 500 + n, dt), 0, T));
     const accepted = Array.from({ length: N }, (_, n) => n + 1);
     const r2 = await runConv({
-      dt, x: pack(step2), xDims: [1, C, N * T], weight, state: r1.state!, stateDims: [slots, C, S],
-      cu: Array.from({ length: N + 1 }, (_, n) => n * T), indices, accepted,
+      dt,
+      x: pack(step2),
+      xDims: [1, C, N * T],
+      weight,
+      state: r1.state!,
+      stateDims: [slots, C, S],
+      cu: Array.from({ length: N + 1 }, (_, n) => n * T),
+      indices,
+      accepted,
     });
     for (let n = 0; n < N; n++) {
       const cat = (a: Float64Array[], b: Float64Array[], bn: number) =>
@@ -284,7 +338,8 @@ describe.skipIf(!ready)("CausalConv1d opset 2: speculative decoding (num_accepte
       const ref = referenceSequence(cat(kept, step2[n]!, T), null, weight, S);
       const slice = (y: Float64Array, L: number, t0: number, len: number) =>
         flat(Array.from({ length: C }, (_, c) => y.slice(c * L + t0, c * L + t0 + len)));
-      const L0 = prefix + T, L1 = prefix + accepted[n]! + T;
+      const L0 = prefix + T,
+        L1 = prefix + accepted[n]! + T;
       expect(slice(r1.y, N * T, n * T, T)).toEqual(slice(y1, L0, prefix, T));
       const got = slice(r2.y, N * T, n * T, T);
       expect(got).toEqual(slice(plain.y, L1, L1 - T, T));
@@ -294,12 +349,20 @@ describe.skipIf(!ready)("CausalConv1d opset 2: speculative decoding (num_accepte
   });
 
   it("unpacked [N,C,T] with a [N,C,S] state (no indices), W-2+T < S keeps the tail", async () => {
-    const T = 2, S = W + 2, N = 2;
+    const T = 2,
+      S = W + 2,
+      N = 2;
     const weight = rounded(C * W, 41, "float32");
     const state = rounded(N * C * S, 42, "float32");
     const x = rounded(N * C * T, 43, "float32");
     const r = await runConv({
-      dt: "float32", x, xDims: [N, C, T], weight, state, stateDims: [N, C, S], accepted: [2, 4],
+      dt: "float32",
+      x,
+      xDims: [N, C, T],
+      weight,
+      state,
+      stateDims: [N, C, S],
+      accepted: [2, 4],
     });
     for (let n = 0; n < N; n++) {
       const a = [2, 4][n]!;
@@ -318,40 +381,87 @@ describe.skipIf(!ready)("CausalConv1d opset 2: bad serving inputs give one clear
   const S = W - 1;
   const weight = rounded(C * W, 51, "float32");
   const base = (over: Partial<ServingCall>): ServingCall => ({
-    dt: "float32", x: new Float64Array(C * 4), xDims: [1, C, 4], weight,
-    state: new Float64Array(3 * C * S), stateDims: [3, C, S], cu: [0, 1, 4], indices: [0, 2], ...over,
+    dt: "float32",
+    x: new Float64Array(C * 4),
+    xDims: [1, C, 4],
+    weight,
+    state: new Float64Array(3 * C * S),
+    stateDims: [3, C, S],
+    cu: [0, 1, 4],
+    indices: [0, 2],
+    ...over,
   });
   const cases: [string, Partial<ServingCall>, string][] = [
-    ["index out of range", { indices: [0, 3] },
-      "CausalConv1d: conv_state_indices[1] = 3 is out of range for a pool of 3 slots"],
-    ["negative index", { indices: [-1, 0] },
-      "CausalConv1d: conv_state_indices[0] = -1 is out of range for a pool of 3 slots"],
-    ["duplicate slots", { indices: [2, 2] },
-      "CausalConv1d: conv_state_indices[1] = 2 is also the slot of sequence 0 (each slot is written by one sequence)"],
+    [
+      "index out of range",
+      { indices: [0, 3] },
+      "CausalConv1d: conv_state_indices[1] = 3 is out of range for a pool of 3 slots",
+    ],
+    [
+      "negative index",
+      { indices: [-1, 0] },
+      "CausalConv1d: conv_state_indices[0] = -1 is out of range for a pool of 3 slots",
+    ],
+    [
+      "duplicate slots",
+      { indices: [2, 2] },
+      "CausalConv1d: conv_state_indices[1] = 2 is also the slot of sequence 0 (each slot is written by one sequence)",
+    ],
     ["cu_seqlens not starting at 0", { cu: [1, 1, 4] }, "CausalConv1d: cu_seqlens must start at 0, got 1"],
-    ["cu_seqlens decreasing", { cu: [0, 3, 2] },
-      "CausalConv1d: cu_seqlens must be non-decreasing, got cu_seqlens[2] = 2 after 3"],
+    [
+      "cu_seqlens decreasing",
+      { cu: [0, 3, 2] },
+      "CausalConv1d: cu_seqlens must be non-decreasing, got cu_seqlens[2] = 2 after 3",
+    ],
     ["cu_seqlens past T", { cu: [0, 5, 5] }, "CausalConv1d: cu_seqlens[1] = 5 is past the end of x's 4 tokens"],
     ["cu_seqlens short of T", { cu: [0, 1, 3] }, "CausalConv1d: cu_seqlens must end at T = 4, got 3"],
-    ["cu_seqlens empty", { cu: [], indices: [] },
-      "CausalConv1d: cu_seqlens must have shape [N+1] with N >= 0, got [0]"],
-    ["B != 1 with cu_seqlens", { x: new Float64Array(2 * C * 2), xDims: [2, C, 2] },
-      "CausalConv1d: x has batch 2, but with cu_seqlens (input 4) x must be [1,C,T_total]"],
-    ["indices of another length", { indices: [0] },
-      "CausalConv1d: conv_state_indices has shape [1], expected [2] (one per sequence)"],
-    ["accepted count 0", { accepted: [0, 1] },
-      "CausalConv1d: num_accepted_tokens[0] = 0 is out of range 1..1 (S-W+2 for conv_state of 3 positions and W = 4)"],
-    ["accepted count past the state", {
-      state: new Float64Array(3 * C * 5), stateDims: [3, C, 5], cu: [0, 1, 3],
-      x: new Float64Array(C * 3), xDims: [1, C, 3], accepted: [1, 4],
-    },
-      "CausalConv1d: num_accepted_tokens[1] = 4 is out of range 1..3 (S-W+2 for conv_state of 5 positions and W = 4)"],
-    ["state too short for the drafts", { accepted: [1, 1] },
-      "CausalConv1d: sequence 1 has 3 tokens, but a speculative step needs W-2+3 = 5 conv_state positions, got 3"],
-    ["indices without a pool", { state: undefined, stateDims: undefined },
-      "CausalConv1d: conv_state_indices (input 5) needs conv_state (input 3), the pool it indexes"],
-    ["has_initial_state of another length", { hasInit: [true] },
-      "CausalConv1d: has_initial_state has shape [1], expected [2] (one per sequence)"],
+    [
+      "cu_seqlens empty",
+      { cu: [], indices: [] },
+      "CausalConv1d: cu_seqlens must have shape [N+1] with N >= 0, got [0]",
+    ],
+    [
+      "B != 1 with cu_seqlens",
+      { x: new Float64Array(2 * C * 2), xDims: [2, C, 2] },
+      "CausalConv1d: x has batch 2, but with cu_seqlens (input 4) x must be [1,C,T_total]",
+    ],
+    [
+      "indices of another length",
+      { indices: [0] },
+      "CausalConv1d: conv_state_indices has shape [1], expected [2] (one per sequence)",
+    ],
+    [
+      "accepted count 0",
+      { accepted: [0, 1] },
+      "CausalConv1d: num_accepted_tokens[0] = 0 is out of range 1..1 (S-W+2 for conv_state of 3 positions and W = 4)",
+    ],
+    [
+      "accepted count past the state",
+      {
+        state: new Float64Array(3 * C * 5),
+        stateDims: [3, C, 5],
+        cu: [0, 1, 3],
+        x: new Float64Array(C * 3),
+        xDims: [1, C, 3],
+        accepted: [1, 4],
+      },
+      "CausalConv1d: num_accepted_tokens[1] = 4 is out of range 1..3 (S-W+2 for conv_state of 5 positions and W = 4)",
+    ],
+    [
+      "state too short for the drafts",
+      { accepted: [1, 1] },
+      "CausalConv1d: sequence 1 has 3 tokens, but a speculative step needs W-2+3 = 5 conv_state positions, got 3",
+    ],
+    [
+      "indices without a pool",
+      { state: undefined, stateDims: undefined },
+      "CausalConv1d: conv_state_indices (input 5) needs conv_state (input 3), the pool it indexes",
+    ],
+    [
+      "has_initial_state of another length",
+      { hasInit: [true] },
+      "CausalConv1d: has_initial_state has shape [1], expected [2] (one per sequence)",
+    ],
   ];
   it.each(cases)("%s", async (_what, over, message) => {
     expect(await convError(base(over))).toContain(message);
@@ -361,23 +471,45 @@ describe.skipIf(!ready)("CausalConv1d opset 2: bad serving inputs give one clear
 describe.skipIf(!ready)("CausalConv1d: gdn opset 1 models keep their 4 inputs", () => {
   it("an opset-1 node with cu_seqlens is refused when the model is loaded", async () => {
     const model = convModel(
-      [{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "", elem: 0 },
-        { name: "cu", elem: 7 }],
-      [{ name: "y", elem: 1 }], 0, 1);
+      [
+        { name: "x", elem: 1 },
+        { name: "weight", elem: 1 },
+        { name: "", elem: 0 },
+        { name: "", elem: 0 },
+        { name: "cu", elem: 7 },
+      ],
+      [{ name: "y", elem: 1 }],
+      0,
+      1,
+    );
     await expect(ort.InferenceSession.create(model, { executionProviders: ["gdn"] })).rejects.toThrow(
-      "CausalConv1d node 'conv': input 4 (cu_seqlens) is defined from gdn opset 2 on; this model imports gdn opset 1");
+      "CausalConv1d node 'conv': input 4 (cu_seqlens) is defined from gdn opset 2 on; this model imports gdn opset 1",
+    );
   });
 
   it("an opset-1 node with 4 inputs runs as before", async () => {
     const weight = rounded(C * W, 61, "float32");
     const state = rounded(2 * C * W, 62, "float32");
     const x = rounded(2 * C * 5, 63, "float32");
-    const inputs = [{ name: "x", elem: 1 }, { name: "weight", elem: 1 }, { name: "", elem: 0 }, { name: "s", elem: 1 }];
-    const model = convModel(inputs,
-      [{ name: "y", elem: 1 }, { name: "so", elem: 1 }], 0, 1);
+    const inputs = [
+      { name: "x", elem: 1 },
+      { name: "weight", elem: 1 },
+      { name: "", elem: 0 },
+      { name: "s", elem: 1 },
+    ];
+    const model = convModel(
+      inputs,
+      [
+        { name: "y", elem: 1 },
+        { name: "so", elem: 1 },
+      ],
+      0,
+      1,
+    );
     const session = await ort.InferenceSession.create(model, { executionProviders: ["gdn"] });
     const r = await session.run({
-      x: floatTensor(x, [2, C, 5], "float32"), weight: new ort.Tensor("float32", Float32Array.from(weight), [C, 1, W]),
+      x: floatTensor(x, [2, C, 5], "float32"),
+      weight: new ort.Tensor("float32", Float32Array.from(weight), [C, 1, W]),
       s: floatTensor(state, [2, C, W], "float32"),
     });
     await session.release();

@@ -174,8 +174,9 @@ function feeds(x: Tokens, B: number, d: Dims, dtype: DType) {
 const stateSize = (d: Dims) => d.Hv * d.K * d.V;
 const stateDims = (n: number, d: Dims, layout: Layout) => (layout === "kv" ? [n, d.Hv, d.K, d.V] : [n, d.Hv, d.V, d.K]);
 const intTensor = (type: "int32" | "int64", values: number[], dims: number[]) =>
-  type === "int32" ? new ort.Tensor("int32", Int32Array.from(values), dims)
-  : new ort.Tensor("int64", BigInt64Array.from(values, BigInt), dims);
+  type === "int32"
+    ? new ort.Tensor("int32", Int32Array.from(values), dims)
+    : new ort.Tensor("int64", BigInt64Array.from(values, BigInt), dims);
 
 /** The float64 reference of one sequence from `state` (one slot, in `layout`). */
 function reference(x: Tokens, d: Dims, state: ArrayLike<number>, layout: Layout, l2norm = false) {
@@ -267,7 +268,13 @@ describe.skipIf(!ready)("gdn opset 2: state pools (ssm_state_indices [N])", () =
 
   /** Runs a packed prefill / decode step on `pool` with 1-D indices; `inPlace` binds the pool as final_state. */
   async function poolStep(
-    op: Op, layout: Layout, x: Tokens, cu: number[], idx: number[], pool: ort.Tensor, inPlace: boolean,
+    op: Op,
+    layout: Layout,
+    x: Tokens,
+    cu: number[],
+    idx: number[],
+    pool: ort.Tensor,
+    inPlace: boolean,
   ) {
     const s = await session({ op, layout, chunkSize: 16, cu: "int64", indices: "int32" });
     const { f } = feeds(x, 1, d, "float32");
@@ -319,7 +326,11 @@ describe.skipIf(!ready)("gdn opset 2: state pools (ssm_state_indices [N])", () =
     const expected = Float64Array.from(before);
     const slotOf = (a: Values, i: number) =>
       Array.prototype.slice.call(a, i * stateSize(d), (i + 1) * stateSize(d)) as number[];
-    const steps = [[5, 1, 7], [1, 7], [7, 0, 5, 1]]; // slot 5 leaves after step 1 and comes back; 0 joins
+    const steps = [
+      [5, 1, 7],
+      [1, 7],
+      [7, 0, 5, 1],
+    ]; // slot 5 leaves after step 1 and comes back; 0 joins
     for (const [step, idx] of steps.entries()) {
       const x = tokens(idx.length, d, 50 + step);
       const r = await poolStep(op, "kv", x, seqOffsets(idx.map(() => 1)), idx, pool, true);
@@ -367,10 +378,13 @@ describe.skipIf(!ready)("gdn opset 2: speculative decoding (ssm_state_indices [N
             state = Float64Array.from(ref.state);
             const row = (n * Tmax + t) * d.Hv * d.V;
             const out = (r.output!.data as Float32Array).slice(row, row + d.Hv * d.V);
-            expect(relativeL2(out, ref.output), `Tmax ${Tmax} sequence ${n} token ${t} output`)
-              .toBeLessThanOrEqual(1e-5);
-            expect(relativeL2(slot(after, n * Tmax + t), state), `Tmax ${Tmax} slot of sequence ${n} token ${t}`)
-              .toBeLessThanOrEqual(1e-5);
+            expect(relativeL2(out, ref.output), `Tmax ${Tmax} sequence ${n} token ${t} output`).toBeLessThanOrEqual(
+              1e-5,
+            );
+            expect(
+              relativeL2(slot(after, n * Tmax + t), state),
+              `Tmax ${Tmax} slot of sequence ${n} token ${t}`,
+            ).toBeLessThanOrEqual(1e-5);
           }
         }
         for (let i = N * Tmax; i < S; i++) expect(slot(after, i)).toEqual(slot(before, i));
@@ -381,7 +395,11 @@ describe.skipIf(!ready)("gdn opset 2: speculative decoding (ssm_state_indices [N
   it("without num_accepted_tokens a sequence starts from idx[n,0]; shorter ones use their first columns", async () => {
     const s = await session({ op: "RecurrentGatedDeltaRule", cu: "int64", indices: "int32" });
     const lengths = [3, 1, 0];
-    const idx = [[4, 0, 1], [2, 9, 9], [9, 9, 9]]; // 9: unused entries (in range)
+    const idx = [
+      [4, 0, 1],
+      [2, 9, 9],
+      [9, 9, 9],
+    ]; // 9: unused entries (in range)
     const x = tokens(4, d, 80);
     const before = rand(10 * stateSize(d), 81, -0.5, 0.5);
     const { f } = feeds(x, 1, d, "float32");
@@ -455,47 +473,97 @@ describe.skipIf(!ready)("bad serving inputs: one clear error each", () => {
     if (c.cu) f.cu_seqlens = intTensor("int64", c.cu, [c.cu.length]);
     if (c.idx) f.ssm_state_indices = intTensor("int32", c.idx, c.idxDims ?? [c.idx.length]);
     if (c.accepted) f.num_accepted_tokens = intTensor("int64", c.accepted, [c.accepted.length]);
-    return s.run(f).then(() => null, (e: unknown) => e);
+    return s.run(f).then(
+      () => null,
+      (e: unknown) => e,
+    );
   }
   const R = "RecurrentGatedDeltaRule";
   const cases: [string, Bad, string][] = [
     ["cu_seqlens not starting at 0", { cu: [1, 4] }, `${R}: cu_seqlens[0] must be 0, got 1`],
-    ["cu_seqlens decreasing", { cu: [0, 3, 2, 4] },
-      `${R}: cu_seqlens must be non-decreasing, got cu_seqlens[2] = 2 after cu_seqlens[1] = 3`],
+    [
+      "cu_seqlens decreasing",
+      { cu: [0, 3, 2, 4] },
+      `${R}: cu_seqlens must be non-decreasing, got cu_seqlens[2] = 2 after cu_seqlens[1] = 3`,
+    ],
     ["cu_seqlens not ending at T", { cu: [0, 1, 3] }, `${R}: cu_seqlens must end at T = 4, got cu_seqlens[2] = 3`],
     ["cu_seqlens past T", { cu: [0, 9, 4] }, `${R}: cu_seqlens must end at T = 4, got cu_seqlens[1] = 9`],
-    ["B != 1 with cu_seqlens", { B: 2, T: 2, cu: [0, 4] },
-      `${R}: cu_seqlens needs a packed batch of batch size 1 ([1,T,...]), got B = 2`],
-    ["an index out of range", { cu: [0, 2, 4], idx: [1, 4] },
-      `${R}: ssm_state_indices[1] = 4 is out of range for a pool of 4 slots`],
-    ["a negative index", { cu: [0, 2, 4], idx: [-1, 0] },
-      `${R}: ssm_state_indices[0] = -1 is out of range for a pool of 4 slots`],
-    ["a 2-D index out of range", { cu: [0, 2, 4], idx: [0, 1, 2, 7], idxDims: [2, 2] },
-      `${R}: ssm_state_indices[1,1] = 7 is out of range for a pool of 4 slots`],
-    ["indices of another N", { cu: [0, 2, 4], idx: [0, 1, 2] },
-      `${R}: ssm_state_indices has 3 rows, expected N = 2 (one per sequence)`],
-    ["a slot written twice", { cu: [0, 2, 4], idx: [3, 3] },
-      `${R}: ssm_state_indices writes slot 3 twice in one call (sequences 0 and 1)`],
-    ["a 2-D slot written twice", { cu: [0, 2, 4], idx: [0, 1, 2, 1], idxDims: [2, 2] },
-      `${R}: ssm_state_indices writes slot 1 twice in one call (sequence 0 token 1 and sequence 1 token 1)`],
-    ["a start slot another sequence writes", { cu: [0, 2, 4], idx: [0, 1, 1, 2], idxDims: [2, 2], accepted: [1, 2] },
-      `${R}: ssm_state_indices writes slot 1 twice in one call (sequence 0 token 1 and sequence 1 token 0)`],
-    ["a read of a slot another sequence writes",
+    [
+      "B != 1 with cu_seqlens",
+      { B: 2, T: 2, cu: [0, 4] },
+      `${R}: cu_seqlens needs a packed batch of batch size 1 ([1,T,...]), got B = 2`,
+    ],
+    [
+      "an index out of range",
+      { cu: [0, 2, 4], idx: [1, 4] },
+      `${R}: ssm_state_indices[1] = 4 is out of range for a pool of 4 slots`,
+    ],
+    [
+      "a negative index",
+      { cu: [0, 2, 4], idx: [-1, 0] },
+      `${R}: ssm_state_indices[0] = -1 is out of range for a pool of 4 slots`,
+    ],
+    [
+      "a 2-D index out of range",
+      { cu: [0, 2, 4], idx: [0, 1, 2, 7], idxDims: [2, 2] },
+      `${R}: ssm_state_indices[1,1] = 7 is out of range for a pool of 4 slots`,
+    ],
+    [
+      "indices of another N",
+      { cu: [0, 2, 4], idx: [0, 1, 2] },
+      `${R}: ssm_state_indices has 3 rows, expected N = 2 (one per sequence)`,
+    ],
+    [
+      "a slot written twice",
+      { cu: [0, 2, 4], idx: [3, 3] },
+      `${R}: ssm_state_indices writes slot 3 twice in one call (sequences 0 and 1)`,
+    ],
+    [
+      "a 2-D slot written twice",
+      { cu: [0, 2, 4], idx: [0, 1, 2, 1], idxDims: [2, 2] },
+      `${R}: ssm_state_indices writes slot 1 twice in one call (sequence 0 token 1 and sequence 1 token 1)`,
+    ],
+    [
+      "a start slot another sequence writes",
+      { cu: [0, 2, 4], idx: [0, 1, 1, 2], idxDims: [2, 2], accepted: [1, 2] },
+      `${R}: ssm_state_indices writes slot 1 twice in one call (sequence 0 token 1 and sequence 1 token 0)`,
+    ],
+    [
+      "a read of a slot another sequence writes",
       { cu: [0, 2, 3, 4], idx: [0, 1, 3, 1, 2, 0], idxDims: [3, 2], accepted: [1, 2, 1] },
-      `${R}: sequence 1 starts from slot 1, which sequence 0 writes in the same call`],
-    ["too few index columns", { cu: [0, 3, 4], idx: [0, 1, 2, 3], idxDims: [2, 2] },
-      `${R}: ssm_state_indices has 2 columns, fewer than the 3 tokens of sequence 0`],
-    ["num_accepted_tokens 0", { cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2], accepted: [0, 1] },
-      `${R}: num_accepted_tokens[0] = 0 is out of range 1..2 (the columns of ssm_state_indices)`],
-    ["num_accepted_tokens above Tmax", { cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2], accepted: [1, 3] },
-      `${R}: num_accepted_tokens[1] = 3 is out of range 1..2 (the columns of ssm_state_indices)`],
-    ["num_accepted_tokens with 1-D indices", { cu: [0, 2, 4], idx: [0, 1], accepted: [1, 1] },
-      `${R}: num_accepted_tokens needs 2-D ssm_state_indices [N,Tmax]`],
-    ["num_accepted_tokens of another N", { cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2], accepted: [1] },
-      `${R}: num_accepted_tokens has shape [1], expected [2] ([N], one per sequence)`],
-    ["2-D indices on the chunked op", { op: "ChunkGatedDeltaRule", cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2] },
+      `${R}: sequence 1 starts from slot 1, which sequence 0 writes in the same call`,
+    ],
+    [
+      "too few index columns",
+      { cu: [0, 3, 4], idx: [0, 1, 2, 3], idxDims: [2, 2] },
+      `${R}: ssm_state_indices has 2 columns, fewer than the 3 tokens of sequence 0`,
+    ],
+    [
+      "num_accepted_tokens 0",
+      { cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2], accepted: [0, 1] },
+      `${R}: num_accepted_tokens[0] = 0 is out of range 1..2 (the columns of ssm_state_indices)`,
+    ],
+    [
+      "num_accepted_tokens above Tmax",
+      { cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2], accepted: [1, 3] },
+      `${R}: num_accepted_tokens[1] = 3 is out of range 1..2 (the columns of ssm_state_indices)`,
+    ],
+    [
+      "num_accepted_tokens with 1-D indices",
+      { cu: [0, 2, 4], idx: [0, 1], accepted: [1, 1] },
+      `${R}: num_accepted_tokens needs 2-D ssm_state_indices [N,Tmax]`,
+    ],
+    [
+      "num_accepted_tokens of another N",
+      { cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2], accepted: [1] },
+      `${R}: num_accepted_tokens has shape [1], expected [2] ([N], one per sequence)`,
+    ],
+    [
+      "2-D indices on the chunked op",
+      { op: "ChunkGatedDeltaRule", cu: [0, 2, 4], idx: [0, 1, 2, 3], idxDims: [2, 2] },
       "ChunkGatedDeltaRule: ssm_state_indices must have shape [N] " +
-        "(2-D indices [N,Tmax] are for RecurrentGatedDeltaRule only), got [2,2]"],
+        "(2-D indices [N,Tmax] are for RecurrentGatedDeltaRule only), got [2,2]",
+    ],
   ];
   it.each(cases)("%s", async (_what, c, message) => {
     const err = await runBad(c);
@@ -522,8 +590,9 @@ describe.skipIf(!ready)("bad serving inputs: one clear error each", () => {
     f.cu_seqlens = intTensor("int64", [0, 4], [2]);
     f.ssm_state_indices = intTensor("int32", [0], [1]);
     const err = await s.run(f).catch((e: unknown) => e);
-    expect((err as Error).message)
-      .toContain(`${R}: ssm_state_indices needs initial_state (the state pool [S,Hv,K,V] or [S,Hv,V,K])`);
+    expect((err as Error).message).toContain(
+      `${R}: ssm_state_indices needs initial_state (the state pool [S,Hv,K,V] or [S,Hv,V,K])`,
+    );
   });
 
   it("a preallocated pool output of another shape", async () => {
@@ -534,8 +603,9 @@ describe.skipIf(!ready)("bad serving inputs: one clear error each", () => {
     f.ssm_state_indices = intTensor("int32", [0], [1]);
     const wrong = new ort.Tensor("float32", new Float32Array(2 * 16), [2, 1, 4, 4]);
     const err = await s.run(f, { output: null as unknown as ort.Tensor, final_state: wrong }).catch((e: unknown) => e);
-    expect((err as Error).message)
-      .toContain(`${R} node 'n0': output final_state was given with shape [2,1,4,4], expected [4,1,4,4]`);
+    expect((err as Error).message).toContain(
+      `${R} node 'n0': output final_state was given with shape [2,1,4,4], expected [4,1,4,4]`,
+    );
   });
 });
 

@@ -36,10 +36,15 @@ const names = (vs: onnx.IValueInfoProto[] | null | undefined) => (vs ?? []).map(
 async function servingDeltaRuns(): Promise<boolean> {
   if (!ready) return false;
   const model = oneNodeModel({
-    opType: "RecurrentGatedDeltaRule", gdnOpset: 2,
+    opType: "RecurrentGatedDeltaRule",
+    gdnOpset: 2,
     inputs: [
-      { name: "q", dims: [1, 2, 1, 2] }, { name: "k", dims: [1, 2, 1, 2] }, { name: "v", dims: [1, 2, 1, 2] },
-      { name: "g", dims: [1, 2, 1] }, { name: "beta", dims: [1, 2, 1] }, { name: "s", dims: [2, 1, 2, 2] },
+      { name: "q", dims: [1, 2, 1, 2] },
+      { name: "k", dims: [1, 2, 1, 2] },
+      { name: "v", dims: [1, 2, 1, 2] },
+      { name: "g", dims: [1, 2, 1] },
+      { name: "beta", dims: [1, 2, 1] },
+      { name: "s", dims: [2, 1, 2, 2] },
       { name: "cu", elemType: 7, dims: [3] },
     ],
     outputs: [{ name: "o" }, { name: "fs" }],
@@ -48,8 +53,13 @@ async function servingDeltaRuns(): Promise<boolean> {
     const session = await ort.InferenceSession.create(model, { executionProviders: ["gdn"] });
     const f = (n: number, dims: number[]) => new ort.Tensor("float32", new Float32Array(n).fill(0.5), dims);
     await session.run({
-      q: f(4, [1, 2, 1, 2]), k: f(4, [1, 2, 1, 2]), v: f(4, [1, 2, 1, 2]), g: f(2, [1, 2, 1]), beta: f(2, [1, 2, 1]),
-      s: f(8, [2, 1, 2, 2]), cu: new ort.Tensor("int64", BigInt64Array.of(0n, 1n, 2n), [3]),
+      q: f(4, [1, 2, 1, 2]),
+      k: f(4, [1, 2, 1, 2]),
+      v: f(4, [1, 2, 1, 2]),
+      g: f(2, [1, 2, 1]),
+      beta: f(2, [1, 2, 1]),
+      s: f(8, [2, 1, 2, 2]),
+      cu: new ort.Tensor("int64", BigInt64Array.of(0n, 1n, 2n), [3]),
     });
     await session.release();
     return true;
@@ -63,8 +73,13 @@ describe("toServingForm: graph inputs and outputs", () => {
   it.each(LAYERS)("$name", async ({ name, decode }) => {
     const serving = toServingForm(await fused(name));
     const g = serving.graph!;
-    expect(names(g.input)).toEqual(
-      ["hidden_states", "cu_seqlens", "state_indices", "conv_state_pool", "recurrent_state_pool"]);
+    expect(names(g.input)).toEqual([
+      "hidden_states",
+      "cu_seqlens",
+      "state_indices",
+      "conv_state_pool",
+      "recurrent_state_pool",
+    ]);
     expect(names(g.output)).toEqual(["output", "conv_state_pool_out", "recurrent_state_pool_out"]);
     expect(serving.opsetImport!.find((o) => o.domain === "gdn")!.version).toBe(2);
     const conv = g.node!.find((n) => n.opType === "CausalConv1d")!;
@@ -85,11 +100,13 @@ describe("toServingForm: graph inputs and outputs", () => {
   it("refuses what it cannot rewrite, with the reason", async () => {
     const unfused = onnx.ModelProto.decode(readFileSync(join(MODELS, "layer_qwen35_decode_b2", "model.onnx")));
     expect(() => toServingForm(unfused)).toThrow(
-      new GdnFuseError("E_USAGE", "toServingForm: the model has 0 gdn CausalConv1d nodes, a fused layer has 1"));
+      new GdnFuseError("E_USAGE", "toServingForm: the model has 0 gdn CausalConv1d nodes, a fused layer has 1"),
+    );
     expect(() => toServingForm(unfused)).toThrow(GdnFuseError);
     const model = await fused("layer_qwen35_decode_b2");
     expect(() => toServingForm(model, { convStateSize: 2 })).toThrow(
-      "toServingForm: convStateSize must be an integer >= W-1 = 3, got 2");
+      "toServingForm: convStateSize must be an integer >= W-1 = 3, got 2",
+    );
   });
 });
 
@@ -120,17 +137,23 @@ describe.skipIf(!servingDeltaAvailable)("toServingForm: equals each sequence alo
     const serving = toServingForm(layers[name]!, decode ? { convStateSize: 4 } : {});
     const g = serving.graph!;
     const dimsOf = (n: string) =>
-      g.input!.find((i) => i.name === n)!.type!.tensorType!.shape!.dim!.slice(1).map((d) => Number(d.dimValue));
+      g
+        .input!.find((i) => i.name === n)!
+        .type!.tensorType!.shape!.dim!.slice(1)
+        .map((d) => Number(d.dimValue));
     const [C, S] = dimsOf("conv_state_pool");
     const st = dimsOf("recurrent_state_pool");
-    const slots = 4, slotOf = [3, 1];
+    const slots = 4,
+      slotOf = [3, 1];
     const convPool = new Float32Array(slots * C! * S!);
     const recPool = new Float32Array(slots * st.reduce((a, b) => a * b, 1));
     if (decode) {
-      const conv = readTensorProto(join(dir, "input_1.pb")), rec = readTensorProto(join(dir, "input_2.pb"));
+      const conv = readTensorProto(join(dir, "input_1.pb")),
+        rec = readTensorProto(join(dir, "input_2.pb"));
       feedsAlone.conv_state = f32(conv.data as Float32Array, conv.dims);
       feedsAlone.recurrent_state = f32(rec.data as Float32Array, rec.dims);
-      const cs = C! * S!, rs = recPool.length / slots;
+      const cs = C! * S!,
+        rs = recPool.length / slots;
       for (let b = 0; b < B; b++) {
         convPool.set((conv.data as Float32Array).subarray(b * cs, (b + 1) * cs), slotOf[b]! * cs);
         recPool.set((rec.data as Float32Array).subarray(b * rs, (b + 1) * rs), slotOf[b]! * rs);
@@ -161,7 +184,9 @@ describe.skipIf(!servingDeltaAvailable)("examples/serving-decode-loop.mjs (docs/
     const { dir } = transpileRuntime();
     transpilePasses(dir);
     const r = spawnSync(process.execPath, [join(ROOT, "examples", "serving-decode-loop.mjs")], {
-      env: { ...process.env, GDN_FUSE_SRC: join(dir, "src") }, encoding: "utf8", timeout: 120_000,
+      env: { ...process.env, GDN_FUSE_SRC: join(dir, "src") },
+      encoding: "utf8",
+      timeout: 120_000,
     });
     expect(r.stderr).not.toContain("Error");
     expect(r.status).toBe(0);
@@ -174,7 +199,8 @@ function transpilePasses(dir: string): void {
   for (const f of readdirSync(join(ROOT, "passes"), { recursive: true, encoding: "utf8" })) {
     if (!f.endsWith(".ts") || f.endsWith(".test.ts")) continue;
     const js = ts.transpileModule(readFileSync(join(ROOT, "passes", f), "utf8"), {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }, fileName: f,
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+      fileName: f,
     }).outputText;
     const dest = join(dir, "passes", f.replace(/\.ts$/, ".js"));
     mkdirSync(join(dest, ".."), { recursive: true });

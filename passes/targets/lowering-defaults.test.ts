@@ -9,7 +9,10 @@ import { attr } from "../../src/ir/graph.js";
 function convModel(attributes: ReturnType<typeof attr.string>[]): Uint8Array {
   return oneNodeModel({
     opType: "CausalConv1d",
-    inputs: [{ name: "x", dims: [1, 4, 6] }, { name: "weight", dims: [4, 1, 3] }],
+    inputs: [
+      { name: "x", dims: [1, 4, 6] },
+      { name: "weight", dims: [4, 1, 3] },
+    ],
     outputs: [{ name: "y", dims: [1, 4, 6] }],
     attributes,
   });

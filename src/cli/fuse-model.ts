@@ -11,7 +11,14 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GdnFuseError } from "../errors.js";
 import { fileKind, ioReason, PathGuard } from "../ir/file-safety.js";
-import { addModelInputs, atomicWrite, loadModel, planSave, type LoadedModel, type SaveOptions } from "../ir/model-io.js";
+import {
+  addModelInputs,
+  atomicWrite,
+  loadModel,
+  planSave,
+  type LoadedModel,
+  type SaveOptions,
+} from "../ir/model-io.js";
 // The package entry, which registers the built-in passes.
 import { fuseModelFile, TARGETS, type FuseOptions, type FuseReport } from "../index.js";
 import { formatVerify, verifyModels, type VerifyResult } from "../verify/index.js";
@@ -78,7 +85,6 @@ function normaliseArgv(argv: readonly string[]): string[] {
   return out;
 }
 
-
 function isDir(p: string): boolean {
   try {
     return fs.statSync(p).isDirectory();
@@ -94,7 +100,10 @@ export function packageVersion(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     try {
-      const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { name?: string; version?: string };
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === "gdn-fuse") return (cachedVersion = pkg.version ?? "0.0.0");
     } catch {
       // keep looking upwards
@@ -152,18 +161,23 @@ function parse(argv: readonly string[]): Parsed {
   const verbose = values.verbose ?? false;
   if (values.help) return { help: true, verbose } as Parsed;
   if (positionals.length === 0) throw usage("missing the input model (fuse-model IN.onnx -o OUT.onnx)");
-  if (positionals.length > 1) throw usage(`expected one input model, got ${positionals.length}: ${positionals.join(" ")}`);
+  if (positionals.length > 1)
+    throw usage(`expected one input model, got ${positionals.length}: ${positionals.join(" ")}`);
   const dryRun = values["dry-run"] ?? false;
   if (!values.output && !dryRun) throw usage("missing -o OUT.onnx (or use --dry-run)");
   const target = values.target ?? "gdn";
-  if (!(TARGETS as readonly string[]).includes(target)) throw usage(`--target must be one of ${TARGETS.join(", ")}, not "${target}"`);
+  if (!(TARGETS as readonly string[]).includes(target))
+    throw usage(`--target must be one of ${TARGETS.join(", ")}, not "${target}"`);
   const externalData = values["external-data"] ?? "copy";
   if (!(EXTERNAL as readonly string[]).includes(externalData)) {
     throw usage(`--external-data must be one of ${EXTERNAL.join(", ")}, not "${externalData}"`);
   }
   let passes: FuseOptions["passes"];
   if (values.passes !== undefined) {
-    const list = values.passes.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    const list = values.passes
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
     if (list.length === 0) throw usage('--passes needs a comma-separated list of pass names, or "none"');
     passes = list.length === 1 && list[0] === "none" ? "none" : list;
   }
@@ -182,7 +196,11 @@ function parse(argv: readonly string[]): Parsed {
   return {
     input: positionals[0]!,
     output: values.output,
-    fuse: { ...(passes !== undefined ? { passes } : {}), target: target as FuseOptions["target"], probe: !(values["no-probe"] ?? false) },
+    fuse: {
+      ...(passes !== undefined ? { passes } : {}),
+      target: target as FuseOptions["target"],
+      probe: !(values["no-probe"] ?? false),
+    },
     report: values.report,
     dryRun,
     verify,
@@ -208,7 +226,11 @@ async function writeReport(file: string, report: ReportFile): Promise<void> {
 }
 
 function saveOptions(a: Parsed): SaveOptions {
-  return { externalData: a.externalData, ...(a.inlineBelow !== undefined ? { inlineBelow: a.inlineBelow } : {}), overwriteInput: a.force };
+  return {
+    externalData: a.externalData,
+    ...(a.inlineBelow !== undefined ? { inlineBelow: a.inlineBelow } : {}),
+    overwriteInput: a.force,
+  };
 }
 
 /** The test-data files `--verify DIR` reads; each must be a regular file (a FIFO would block the read). */
@@ -227,7 +249,8 @@ function verifyDataFiles(dir: string): string[] {
     } catch (e) {
       throw new GdnFuseError("E_IO", `${f}: cannot read the --verify data (${ioReason(e)})`, { cause: e });
     }
-    if (!st.isFile()) throw new GdnFuseError("E_IO", `${f}: cannot read the --verify data (not a regular file: ${fileKind(st)})`);
+    if (!st.isFile())
+      throw new GdnFuseError("E_IO", `${f}: cannot read the --verify data (not a regular file: ${fileKind(st)})`);
   }
   return files;
 }
@@ -246,7 +269,10 @@ function claimPaths(a: Parsed, model: LoadedModel): void {
 }
 
 function summary(r: FuseReport): string {
-  const fused = Object.entries(r.fused).map(([op, n]) => `${op} x${n}`).join(", ") || "nothing";
+  const fused =
+    Object.entries(r.fused)
+      .map(([op, n]) => `${op} x${n}`)
+      .join(", ") || "nothing";
   return `fused ${fused}; nodes ${r.nodesBefore} -> ${r.nodesAfter} (${Math.round(r.ms)} ms)`;
 }
 
@@ -269,7 +295,9 @@ async function run(a: Parsed, io: CliIo): Promise<number> {
     out.verify = v;
     io.stdout(`verify on ${v.source}${v.runtime === "ascend" ? " (ascend)" : ""}:\n${formatVerify(v)}\n`);
     if (!v.ok) {
-      const bad = v.outputs.filter((o) => !o.ok).map((o) => o.specialValues ?? `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
+      const bad = v.outputs
+        .filter((o) => !o.ok)
+        .map((o) => o.specialValues ?? `${o.name} (relL2 ${o.relL2.toExponential(2)} > ${o.tolerance})`);
       verifyFailure = `verification failed: ${bad.join(", ") || "outputs differ"}; the fused model is at ${a.output!}`;
     }
   }

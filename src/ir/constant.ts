@@ -43,8 +43,31 @@ export function constantOf(v: Value | undefined): ConstTensor | undefined {
 }
 
 const FOLDABLE = new Set([
-  "Identity", "Cast", "CastLike", "Neg", "Sqrt", "Reciprocal", "Exp", "Not", "Add", "Sub", "Mul", "Div", "Pow",
-  "Equal", "Less", "Greater", "Where", "Reshape", "Unsqueeze", "Squeeze", "Concat", "Expand", "Range", "Trilu", "Gather",
+  "Identity",
+  "Cast",
+  "CastLike",
+  "Neg",
+  "Sqrt",
+  "Reciprocal",
+  "Exp",
+  "Not",
+  "Add",
+  "Sub",
+  "Mul",
+  "Div",
+  "Pow",
+  "Equal",
+  "Less",
+  "Greater",
+  "Where",
+  "Reshape",
+  "Unsqueeze",
+  "Squeeze",
+  "Concat",
+  "Expand",
+  "Range",
+  "Trilu",
+  "Gather",
 ]);
 const isConstCache = new WeakMap<Value, boolean>();
 
@@ -130,7 +153,12 @@ function broadcastTo(t: ConstTensor, dims: number[]): Float64Array {
   return out;
 }
 
-function binary(a: ConstTensor, b: ConstTensor, f: (x: number, y: number) => number, elemType = a.elemType): ConstTensor {
+function binary(
+  a: ConstTensor,
+  b: ConstTensor,
+  f: (x: number, y: number) => number,
+  elemType = a.elemType,
+): ConstTensor {
   const dims = broadcastDims(a.dims, b.dims);
   const x = broadcastTo(a, dims);
   const y = broadcastTo(b, dims);
@@ -215,7 +243,9 @@ function foldNode(n: Node, out: Value): ConstTensor | undefined {
       return binary(a, c(1)!, (x, y) => (x > y ? 1 : 0), 9);
     case "Where": {
       const dims = broadcastDims(broadcastDims(a.dims, c(1)!.dims), c(2)!.dims);
-      const m = broadcastTo(a, dims), x = broadcastTo(c(1)!, dims), y = broadcastTo(c(2)!, dims);
+      const m = broadcastTo(a, dims),
+        x = broadcastTo(c(1)!, dims),
+        y = broadcastTo(c(2)!, dims);
       return { dims, data: m.map((mi, i) => (mi ? x[i]! : y[i]!)), elemType: c(1)!.elemType };
     }
     case "Reshape": {
@@ -226,7 +256,9 @@ function foldNode(n: Node, out: Value): ConstTensor | undefined {
       return { dims: dims.map((d) => (d === -1 ? total / known : d)), data: a.data, elemType: a.elemType };
     }
     case "Unsqueeze": {
-      const axes = (c(1) ? Array.from(c(1)!.data) : n.attrInts("axes") ?? []).map((x) => (x < 0 ? x + a.dims.length + (c(1)?.data.length ?? 1) : x));
+      const axes = (c(1) ? Array.from(c(1)!.data) : (n.attrInts("axes") ?? [])).map((x) =>
+        x < 0 ? x + a.dims.length + (c(1)?.data.length ?? 1) : x,
+      );
       const dims = [...a.dims];
       for (const ax of [...axes].sort((p, q) => p - q)) dims.splice(ax, 0, 1);
       return { dims, data: a.data, elemType: a.elemType };
@@ -234,7 +266,11 @@ function foldNode(n: Node, out: Value): ConstTensor | undefined {
     case "Squeeze": {
       const axes = c(1) ? Array.from(c(1)!.data) : n.attrInts("axes");
       const norm = axes?.map((x) => (x < 0 ? x + a.dims.length : x));
-      return { dims: a.dims.filter((d, i) => (norm ? !norm.includes(i) : d !== 1)), data: a.data, elemType: a.elemType };
+      return {
+        dims: a.dims.filter((d, i) => (norm ? !norm.includes(i) : d !== 1)),
+        data: a.data,
+        elemType: a.elemType,
+      };
     }
     case "Concat": {
       const parts = ins.filter((t): t is ConstTensor => !!t);
@@ -254,7 +290,11 @@ function foldNode(n: Node, out: Value): ConstTensor | undefined {
     case "Range": {
       const [start, limit, delta] = [a.data[0]!, c(1)!.data[0]!, c(2)!.data[0]!];
       const len = Math.max(Math.ceil((limit - start) / delta), 0);
-      return { dims: [len], data: Float64Array.from({ length: len }, (_, i) => start + i * delta), elemType: a.elemType };
+      return {
+        dims: [len],
+        data: Float64Array.from({ length: len }, (_, i) => start + i * delta),
+        elemType: a.elemType,
+      };
     }
     case "Trilu": {
       if (a.dims.length < 2) return undefined;
@@ -271,7 +311,11 @@ function foldNode(n: Node, out: Value): ConstTensor | undefined {
     case "Gather": {
       if (a.dims.length !== 1 || n.attrInt("axis", 0) !== 0) return undefined;
       const idx = c(1)!;
-      return { dims: idx.dims, data: idx.data.map((i) => a.data[i < 0 ? i + a.data.length : i]!), elemType: a.elemType };
+      return {
+        dims: idx.dims,
+        data: idx.data.map((i) => a.data[i < 0 ? i + a.data.length : i]!),
+        elemType: a.elemType,
+      };
     }
     default:
       return undefined;

@@ -31,20 +31,31 @@ function statOrUndefined(p: string): fs.Stats | undefined {
 /** Why a read failed, in a few words. */
 export function ioReason(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
-  return err.code === "ENOENT" ? "no such file or directory"
-    : err.code === "EISDIR" ? "is a directory"
-    : err.code === "EACCES" || err.code === "EPERM" ? "permission denied"
-    : err.code === "ENOTDIR" ? "a parent path is not a directory"
-    : err.code === "ELOOP" ? "too many levels of symlinks"
-    : (err.message ?? String(e));
+  return err.code === "ENOENT"
+    ? "no such file or directory"
+    : err.code === "EISDIR"
+      ? "is a directory"
+      : err.code === "EACCES" || err.code === "EPERM"
+        ? "permission denied"
+        : err.code === "ENOTDIR"
+          ? "a parent path is not a directory"
+          : err.code === "ELOOP"
+            ? "too many levels of symlinks"
+            : (err.message ?? String(e));
 }
 
 /**
  * Reads a whole regular file of at most `maxBytes`. The file is opened non-blocking and checked with fstat
  * before any read, so a FIFO or a device fails at once. Errors: E_IO `FILE: cannot WHAT (why)`.
  */
-export async function readRegularFile(file: string, what: string, maxBytes: number, tooLarge = `larger than ${maxBytes} bytes`): Promise<Buffer> {
-  const fail = (why: string, cause?: unknown): GdnFuseError => new GdnFuseError("E_IO", `${file}: cannot ${what} (${why})`, { cause });
+export async function readRegularFile(
+  file: string,
+  what: string,
+  maxBytes: number,
+  tooLarge = `larger than ${maxBytes} bytes`,
+): Promise<Buffer> {
+  const fail = (why: string, cause?: unknown): GdnFuseError =>
+    new GdnFuseError("E_IO", `${file}: cannot ${what} (${why})`, { cause });
   let handle: fsp.FileHandle;
   try {
     handle = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -63,7 +74,11 @@ export async function readRegularFile(file: string, what: string, maxBytes: numb
   }
 }
 
-interface Identity { real: string; dev?: number; ino?: number }
+interface Identity {
+  real: string;
+  dev?: number;
+  ino?: number;
+}
 
 /** The real path of `p` (of its folder when `p` does not exist yet) and, if it exists, its device + inode. */
 function identity(p: string): Identity {
@@ -117,7 +132,8 @@ export class PathGuard {
     const id = identity(file);
     for (const i of this.inputs) {
       if (opts.allowInput && i.what === "the input model") continue;
-      if (sameIdentity(id, i.id)) refuse(`is ${i.what}; refusing to write over it${i.what === "the input model" ? opts.hint ?? "" : ""}`);
+      if (sameIdentity(id, i.id))
+        refuse(`is ${i.what}; refusing to write over it${i.what === "the input model" ? (opts.hint ?? "") : ""}`);
     }
     for (const o of this.outputs) {
       if (sameIdentity(id, o.id)) refuse(`is also ${o.what}; two outputs cannot share a path`);

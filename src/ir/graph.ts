@@ -155,7 +155,11 @@ export class Graph {
       n.inputs.forEach((v) => v?.consumers.add(n));
       for (const o of n.outputs) {
         if (!o) continue;
-        if (o.producer) throw new GdnFuseError("E_MODEL", `value "${o.name}" is produced by two nodes (${o.producer.name} and ${n.name})`);
+        if (o.producer)
+          throw new GdnFuseError(
+            "E_MODEL",
+            `value "${o.name}" is produced by two nodes (${o.producer.name} and ${n.name})`,
+          );
         o.producer = n;
       }
       for (const np2 of np.output ?? []) g.usedNames.add(np2);
@@ -274,7 +278,8 @@ export class Graph {
       const n = stack.pop()!;
       if (live.has(n)) continue;
       live.add(n);
-      for (const v of [...n.inputs, ...n.implicitInputs]) if (v?.producer && !live.has(v.producer)) stack.push(v.producer);
+      for (const v of [...n.inputs, ...n.implicitInputs])
+        if (v?.producer && !live.has(v.producer)) stack.push(v.producer);
     }
     const dead = this.nodes.filter((n) => !live.has(n));
     this.removeNodes(dead);
@@ -347,7 +352,9 @@ export class Graph {
     });
     const keptInits = (this.proto.initializer ?? []).filter((t) => used.has(this.values.get(t.name ?? "")!));
     const knownInits = new Set(keptInits);
-    for (const v of used) if (v.initializer && !knownInits.has(v.initializer) && this.values.get(v.name) === v) keptInits.push(v.initializer);
+    for (const v of used)
+      if (v.initializer && !knownInits.has(v.initializer) && this.values.get(v.name) === v)
+        keptInits.push(v.initializer);
     const keptVi = (this.proto.valueInfo ?? []).filter((vi) => {
       const v = this.values.get(vi.name ?? "");
       return !!v && used.has(v) && !v.isGraphInput && !v.isGraphOutput;
@@ -366,7 +373,9 @@ function typeFromValueInfo(vi: onnx.IValueInfoProto): ValueType | undefined {
   const tt = vi.type?.tensorType;
   if (!tt) return undefined;
   const shape = tt.shape
-    ? (tt.shape.dim ?? []).map((d): Dim => (d.dimParam ? d.dimParam : d.dimValue != null ? toNumber(d.dimValue) : undefined))
+    ? (tt.shape.dim ?? []).map((d): Dim =>
+        d.dimParam ? d.dimParam : d.dimValue != null ? toNumber(d.dimValue) : undefined,
+      )
     : undefined;
   return { elemType: tt.elemType ?? 0, shape };
 }
@@ -379,7 +388,9 @@ function valueInfoFromType(v: Value): onnx.IValueInfoProto {
       ? {
           tensorType: {
             elemType: t.elemType,
-            shape: t.shape ? { dim: t.shape.map((d) => (typeof d === "number" ? { dimValue: d } : d ? { dimParam: d } : {})) } : undefined,
+            shape: t.shape
+              ? { dim: t.shape.map((d) => (typeof d === "number" ? { dimValue: d } : d ? { dimParam: d } : {})) }
+              : undefined,
           },
         }
       : undefined,
@@ -389,7 +400,8 @@ function valueInfoFromType(v: Value): onnx.IValueInfoProto {
 /** Names a node's subgraphs (If/Loop/Scan bodies) read from enclosing scopes. */
 function subgraphCaptures(np: onnx.INodeProto): string[] {
   const out = new Set<string>();
-  for (const a of np.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) if (sg) collectCaptures(sg, new Set(), out);
+  for (const a of np.attribute ?? [])
+    for (const sg of [a.g, ...(a.graphs ?? [])]) if (sg) collectCaptures(sg, new Set(), out);
   return [...out];
 }
 
@@ -399,7 +411,8 @@ function collectCaptures(g: onnx.IGraphProto, outerDefined: Set<string>, out: Se
   for (const t of g.initializer ?? []) defined.add(t.name ?? "");
   for (const n of g.node ?? []) {
     for (const i of n.input ?? []) if (i && !defined.has(i)) out.add(i);
-    for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) if (sg) collectCaptures(sg, defined, out);
+    for (const a of n.attribute ?? [])
+      for (const sg of [a.g, ...(a.graphs ?? [])]) if (sg) collectCaptures(sg, defined, out);
     for (const o of n.output ?? []) defined.add(o);
   }
   for (const o of g.output ?? []) if (o.name && !defined.has(o.name)) out.add(o.name);

@@ -91,13 +91,17 @@ export function parseModel(bytes: Uint8Array, label: string): onnx.ModelProto {
         : `${label}: not an ONNX model (protobuf decode failed at byte ${e.offset}: ${e.message})`;
       throw new GdnFuseError("E_PARSE", msg, { cause: e });
     }
-    throw new GdnFuseError("E_PARSE", `${label}: not an ONNX model (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+    throw new GdnFuseError("E_PARSE", `${label}: not an ONNX model (${e instanceof Error ? e.message : String(e)})`, {
+      cause: e,
+    });
   }
   try {
     validateModel(proto, label);
   } catch (e) {
     if (e instanceof GdnFuseError) throw e;
-    throw new GdnFuseError("E_MODEL", `${label}: cannot be checked (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+    throw new GdnFuseError("E_MODEL", `${label}: cannot be checked (${e instanceof Error ? e.message : String(e)})`, {
+      cause: e,
+    });
   }
   return proto;
 }
@@ -108,7 +112,10 @@ function validateExternalData(proto: onnx.IModelProto, baseDir: string | undefin
     if (!isExternal(t)) return;
     if (baseDir === undefined) {
       const loc = externalDataRef(t)?.location ?? "";
-      throw new GdnFuseError("E_EXTERNAL_DATA", `${label}: tensor ${quote(t.name)} has external data ${quote(loc)} but no model folder (baseDir) was given`);
+      throw new GdnFuseError(
+        "E_EXTERNAL_DATA",
+        `${label}: tensor ${quote(t.name)} has external data ${quote(loc)} but no model folder (baseDir) was given`,
+      );
     }
     try {
       checkExternalData(t, baseDir);
@@ -122,7 +129,12 @@ function validateExternalData(proto: onnx.IModelProto, baseDir: string | undefin
 /** Reads an ONNX model from a file path or bytes. Never reads external weight bytes. */
 export async function loadModel(source: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
   if (typeof source === "string") {
-    const bytes = await readRegularFile(source, "read the model", MAX_PROTOBUF_BYTES, "larger than 2 GiB, the protobuf limit; keep weights in external data");
+    const bytes = await readRegularFile(
+      source,
+      "read the model",
+      MAX_PROTOBUF_BYTES,
+      "larger than 2 GiB, the protobuf limit; keep weights in external data",
+    );
     const baseDir = path.resolve(opts.baseDir ?? path.dirname(source));
     const proto = parseModel(bytes, opts.name ?? source);
     validateExternalData(proto, baseDir, opts.name ?? source);
@@ -148,7 +160,10 @@ export function sameFile(a: string, b: string): boolean {
 }
 
 const tempName = (dest: string): string =>
-  path.join(path.dirname(dest), `.${path.basename(dest)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
+  path.join(
+    path.dirname(dest),
+    `.${path.basename(dest)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`,
+  );
 
 async function removeQuietly(file: string): Promise<void> {
   await fsp.rm(file, { force: true }).catch(() => undefined);
@@ -211,9 +226,15 @@ export function addModelInputs(model: LoadedModel, guard: PathGuard): void {
   });
 }
 
-export function planSave(model: LoadedModel, outPath: string, opts: SaveOptions = {}, guard = new PathGuard(), label = outPath): SavePlan {
+export function planSave(
+  model: LoadedModel,
+  outPath: string,
+  opts: SaveOptions = {},
+  guard = new PathGuard(),
+  label = outPath,
+): SavePlan {
   const mode = opts.externalData ?? "copy";
-  const inlineBelow = mode === "inline" ? Infinity : opts.inlineBelow ?? 0;
+  const inlineBelow = mode === "inline" ? Infinity : (opts.inlineBelow ?? 0);
   const out = path.resolve(outPath);
   const outDir = path.dirname(out);
   const plan: SavePlan = { out, inline: [], carry: new Map() };
@@ -221,7 +242,10 @@ export function planSave(model: LoadedModel, outPath: string, opts: SaveOptions 
   forEachTensor(model.proto, (t) => {
     if (!isExternal(t)) return;
     if (model.baseDir === undefined) {
-      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(t.name)} has external data but the model has no folder (baseDir) to read it from`);
+      throw new GdnFuseError(
+        "E_EXTERNAL_DATA",
+        `tensor ${quote(t.name)} has external data but the model has no folder (baseDir) to read it from`,
+      );
     }
     const r = checkExternalData(t, model.baseDir);
     guard.addInput(r.file, "an input (external data of the model)");
@@ -229,7 +253,10 @@ export function planSave(model: LoadedModel, outPath: string, opts: SaveOptions 
     else plan.carry.set(path.resolve(outDir, externalDataRef(t)!.location), r.file);
   });
   const hint = label === outPath ? " (pass overwriteInput)" : " (use --force)";
-  guard.claimOutput(outPath, label, label === outPath ? "the output model" : "the output model (-o)", { allowInput: opts.overwriteInput === true, hint });
+  guard.claimOutput(outPath, label, label === outPath ? "the output model" : "the output model (-o)", {
+    allowInput: opts.overwriteInput === true,
+    hint,
+  });
   for (const [dest, src] of plan.carry) {
     if (sameFile(src, dest)) continue; // the output folder already holds this very file: nothing is written
     guard.claimOutput(dest, `external data ${dest}`, `external data of the output (${dest})`);
@@ -271,7 +298,11 @@ export async function saveModel(model: LoadedModel, outPath: string, opts: SaveO
     try {
       bytes = encodeMessage(onnx.ModelProto, model.proto);
     } catch (e) {
-      throw new GdnFuseError("E_MODEL", `${outPath}: cannot serialise the model (${e instanceof Error ? e.message : String(e)}); keep large weights in external data`, { cause: e });
+      throw new GdnFuseError(
+        "E_MODEL",
+        `${outPath}: cannot serialise the model (${e instanceof Error ? e.message : String(e)}); keep large weights in external data`,
+        { cause: e },
+      );
     }
   } finally {
     for (const s of saved) {
@@ -283,7 +314,10 @@ export async function saveModel(model: LoadedModel, outPath: string, opts: SaveO
     }
   }
   if (bytes.length > MAX_PROTOBUF_BYTES) {
-    throw new GdnFuseError("E_MODEL", `${outPath}: the serialised model is ${bytes.length} bytes, over the 2 GiB protobuf limit; keep large weights in external data`);
+    throw new GdnFuseError(
+      "E_MODEL",
+      `${outPath}: the serialised model is ${bytes.length} bytes, over the 2 GiB protobuf limit; keep large weights in external data`,
+    );
   }
 
   for (const [dest, src] of carry) await carryFile(src, dest, mode === "link" ? "link" : "copy");

@@ -19,36 +19,76 @@ declare module "onnx-proto" {
   // Declaration merging: every message may carry the fields its schema lacks.
   // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace onnx {
-    interface IModelProto { $unknown?: UnknownFields }
-    interface ModelProto { $unknown?: UnknownFields }
-    interface IGraphProto { $unknown?: UnknownFields }
-    interface GraphProto { $unknown?: UnknownFields }
-    interface INodeProto { $unknown?: UnknownFields }
-    interface NodeProto { $unknown?: UnknownFields }
-    interface IAttributeProto { $unknown?: UnknownFields }
-    interface AttributeProto { $unknown?: UnknownFields }
-    interface ITensorProto { $unknown?: UnknownFields }
-    interface TensorProto { $unknown?: UnknownFields }
-    interface IValueInfoProto { $unknown?: UnknownFields }
-    interface ValueInfoProto { $unknown?: UnknownFields }
-    interface IFunctionProto { $unknown?: UnknownFields }
-    interface FunctionProto { $unknown?: UnknownFields }
-    interface ITypeProto { $unknown?: UnknownFields }
-    interface TypeProto { $unknown?: UnknownFields }
+    interface IModelProto {
+      $unknown?: UnknownFields;
+    }
+    interface ModelProto {
+      $unknown?: UnknownFields;
+    }
+    interface IGraphProto {
+      $unknown?: UnknownFields;
+    }
+    interface GraphProto {
+      $unknown?: UnknownFields;
+    }
+    interface INodeProto {
+      $unknown?: UnknownFields;
+    }
+    interface NodeProto {
+      $unknown?: UnknownFields;
+    }
+    interface IAttributeProto {
+      $unknown?: UnknownFields;
+    }
+    interface AttributeProto {
+      $unknown?: UnknownFields;
+    }
+    interface ITensorProto {
+      $unknown?: UnknownFields;
+    }
+    interface TensorProto {
+      $unknown?: UnknownFields;
+    }
+    interface IValueInfoProto {
+      $unknown?: UnknownFields;
+    }
+    interface ValueInfoProto {
+      $unknown?: UnknownFields;
+    }
+    interface IFunctionProto {
+      $unknown?: UnknownFields;
+    }
+    interface FunctionProto {
+      $unknown?: UnknownFields;
+    }
+    interface ITypeProto {
+      $unknown?: UnknownFields;
+    }
+    interface TypeProto {
+      $unknown?: UnknownFields;
+    }
   }
 }
 
 /** A decode failure with the byte offset it happened at; `truncated` when the input ended early. */
 export class ProtoDecodeError extends Error {
-  constructor(message: string, readonly offset: number, readonly truncated: boolean) {
+  constructor(
+    message: string,
+    readonly offset: number,
+    readonly truncated: boolean,
+  ) {
     super(message);
     this.name = "ProtoDecodeError";
   }
 }
 
-interface HasUnknown { $unknown?: UnknownFields }
+interface HasUnknown {
+  $unknown?: UnknownFields;
+}
 type RawWriteFn = (val: Uint8Array, buf: Uint8Array, pos: number) => void;
-interface PushableWriter { _push(fn: RawWriteFn, len: number, val: Uint8Array): protobuf.Writer }
+interface PushableWriter {
+  _push(fn: RawWriteFn, len: number, val: Uint8Array): protobuf.Writer;
+}
 interface MessageType {
   name: string;
   decode(reader: protobuf.Reader | Uint8Array, length?: number): object;
@@ -168,7 +208,10 @@ patchNamespace(onnx, new Set());
  * Decodes one message with unknown fields kept. Throws ProtoDecodeError (with the byte offset) for
  * anything malformed, including nesting too deep for the stack.
  */
-export function decodeMessage<T>(type: { decode(r: protobuf.Reader | Uint8Array, l?: number): T }, bytes: Uint8Array): T {
+export function decodeMessage<T>(
+  type: { decode(r: protobuf.Reader | Uint8Array, l?: number): T },
+  bytes: Uint8Array,
+): T {
   const reader = new TrackingReader(bytes);
   try {
     return type.decode(reader);

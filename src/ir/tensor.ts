@@ -23,10 +23,30 @@ export type TensorArray =
   | BigUint64Array;
 
 const NAMES: Record<number, string> = {
-  1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
-  9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128",
-  16: "bfloat16", 17: "float8e4m3fn", 18: "float8e4m3fnuz", 19: "float8e5m2", 20: "float8e5m2fnuz",
-  21: "uint4", 22: "int4", 23: "float4e2m1", 24: "float8e8m0",
+  1: "float32",
+  2: "uint8",
+  3: "int8",
+  4: "uint16",
+  5: "int16",
+  6: "int32",
+  7: "int64",
+  8: "string",
+  9: "bool",
+  10: "float16",
+  11: "float64",
+  12: "uint32",
+  13: "uint64",
+  14: "complex64",
+  15: "complex128",
+  16: "bfloat16",
+  17: "float8e4m3fn",
+  18: "float8e4m3fnuz",
+  19: "float8e5m2",
+  20: "float8e5m2fnuz",
+  21: "uint4",
+  22: "int4",
+  23: "float4e2m1",
+  24: "float8e8m0",
 };
 const BY_NAME: Record<string, number> = Object.fromEntries(Object.entries(NAMES).map(([k, v]) => [v, Number(k)]));
 BY_NAME.float = 1;
@@ -34,11 +54,44 @@ BY_NAME.double = 11;
 BY_NAME.half = 10;
 
 /** Bytes per element of the types tensorToArray supports (undefined otherwise). */
-const SIZES: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
+const SIZES: Record<number, number> = {
+  1: 4,
+  2: 1,
+  3: 1,
+  4: 2,
+  5: 2,
+  6: 4,
+  7: 8,
+  9: 1,
+  10: 2,
+  11: 8,
+  12: 4,
+  13: 8,
+  16: 2,
+};
 
 /** Bytes per element of every fixed-size ONNX type (4-bit types pack two per byte, see tensorByteSize). */
 const ONNX_BYTES: Record<number, number> = {
-  1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 24: 1,
+  1: 4,
+  2: 1,
+  3: 1,
+  4: 2,
+  5: 2,
+  6: 4,
+  7: 8,
+  9: 1,
+  10: 2,
+  11: 8,
+  12: 4,
+  13: 8,
+  14: 8,
+  15: 16,
+  16: 2,
+  17: 1,
+  18: 1,
+  19: 1,
+  20: 1,
+  24: 1,
 };
 const FOUR_BIT = new Set([21, 22, 23]);
 
@@ -149,7 +202,10 @@ export function externalDataRef(t: onnx.ITensorProto): ExternalDataRef | undefin
     if (!/^[0-9]+$/.test(s) || !Number.isSafeInteger(n)) {
       // Number() would take "0x10", "1e2" and " 64"; only plain decimal digits are a byte count
       const loc = quote(entries.get("location") ?? "");
-      throw new GdnFuseError("E_EXTERNAL_DATA", `external data ${loc} of tensor ${quote(t.name)}: ${key} ${quote(s)} is not a plain decimal byte count`);
+      throw new GdnFuseError(
+        "E_EXTERNAL_DATA",
+        `external data ${loc} of tensor ${quote(t.name)}: ${key} ${quote(s)} is not a plain decimal byte count`,
+      );
     }
     return n;
   };
@@ -171,7 +227,8 @@ export function resolveExternalPath(location: string, baseDir: string, tensorNam
     throw new GdnFuseError("E_EXTERNAL_DATA", `${where} ${why} (model folder ${baseDir})`);
   };
   if (location === "") fail("has no location");
-  if (path.isAbsolute(location) || path.win32.isAbsolute(location) || location.includes("\0")) fail("is an absolute path; only paths relative to the model folder are allowed");
+  if (path.isAbsolute(location) || path.win32.isAbsolute(location) || location.includes("\0"))
+    fail("is an absolute path; only paths relative to the model folder are allowed");
   if (location.split(/[\\/]/).includes("..")) fail("has a '..' component; it must stay inside the model folder");
   const full = path.resolve(baseDir, location);
   let real: string;
@@ -183,7 +240,8 @@ export function resolveExternalPath(location: string, baseDir: string, tensorNam
     const code = (e as NodeJS.ErrnoException).code;
     return fail(code === "ENOENT" ? "does not exist" : `cannot be opened (${code ?? String(e)})`);
   }
-  if (real !== realBase && !isInside(real, realBase)) fail(`resolves (through a symlink) to ${real}, outside the model folder`);
+  if (real !== realBase && !isInside(real, realBase))
+    fail(`resolves (through a symlink) to ${real}, outside the model folder`);
   const st = fs.statSync(real);
   if (!st.isFile()) fail(`is not a regular file (${fileKind(st)})`);
   return real;
@@ -202,7 +260,10 @@ export function tensorDims(t: onnx.ITensorProto): number[] {
  * Checks an external tensor against its file: the file exists inside the folder and offset + length fit.
  * Returns the resolved path and byte range; reads no tensor bytes.
  */
-export function checkExternalData(t: onnx.ITensorProto, baseDir: string): { file: string; offset: number; length: number } {
+export function checkExternalData(
+  t: onnx.ITensorProto,
+  baseDir: string,
+): { file: string; offset: number; length: number } {
   const ref = externalDataRef(t);
   const name = t.name ?? "";
   if (!ref) throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(name)} has no external data`);
@@ -215,7 +276,10 @@ export function checkExternalData(t: onnx.ITensorProto, baseDir: string): { file
   const dims = (t.dims ?? []).map((d) => int64ToBigInt(d));
   if (dims.some((d) => d < 0n)) fail(`dims [${dims.join(", ")}] has a negative dim`);
   const dataType = t.dataType ?? 0;
-  const need = tensorByteSize(dataType, dims.reduce((n, d) => n * d, 1n));
+  const need = tensorByteSize(
+    dataType,
+    dims.reduce((n, d) => n * d, 1n),
+  );
   if (need === undefined) fail(`data_type ${onnxTypeName(dataType)} cannot be stored as external data`);
   if (ref.length !== undefined && BigInt(ref.length) !== need) {
     fail(`length ${ref.length}, but dims [${dims.join(", ")}] of ${onnxTypeName(dataType)} need ${need} bytes`);
@@ -234,7 +298,11 @@ export function readFileRange(file: string, offset: number, length: number): Uin
     let done = 0;
     while (done < length) {
       const n = fs.readSync(fd, out, done, Math.min(length - done, 1 << 30), offset + done);
-      if (n === 0) throw new GdnFuseError("E_EXTERNAL_DATA", `${file}: ended after ${offset + done} bytes, expected ${offset + length}`);
+      if (n === 0)
+        throw new GdnFuseError(
+          "E_EXTERNAL_DATA",
+          `${file}: ended after ${offset + done} bytes, expected ${offset + length}`,
+        );
       done += n;
     }
   } finally {
@@ -255,39 +323,68 @@ const LITTLE_ENDIAN = os.endianness() === "LE";
 function fromBytes(bytes: Uint8Array, dataType: number, count: number, name: string): TensorArray {
   const size = SIZES[dataType]!;
   if (bytes.length !== count * size) {
-    throw new GdnFuseError("E_MODEL", `tensor ${quote(name)}: ${bytes.length} data bytes for ${count} ${elemTypeName(dataType)} elements (expected ${count * size})`);
+    throw new GdnFuseError(
+      "E_MODEL",
+      `tensor ${quote(name)}: ${bytes.length} data bytes for ${count} ${elemTypeName(dataType)} elements (expected ${count * size})`,
+    );
   }
   const buf = new ArrayBuffer(bytes.length);
   const u8 = new Uint8Array(buf);
   u8.set(bytes);
   if (!LITTLE_ENDIAN && size > 1) for (let i = 0; i < u8.length; i += size) u8.subarray(i, i + size).reverse();
   switch (dataType) {
-    case 1: return new Float32Array(buf);
-    case 2: case 9: return u8;
-    case 3: return new Int8Array(buf);
-    case 4: case 10: case 16: return new Uint16Array(buf);
-    case 5: return new Int16Array(buf);
-    case 6: return new Int32Array(buf);
-    case 7: return new BigInt64Array(buf);
-    case 11: return new Float64Array(buf);
-    case 12: return new Uint32Array(buf);
-    default: return new BigUint64Array(buf); // 13
+    case 1:
+      return new Float32Array(buf);
+    case 2:
+    case 9:
+      return u8;
+    case 3:
+      return new Int8Array(buf);
+    case 4:
+    case 10:
+    case 16:
+      return new Uint16Array(buf);
+    case 5:
+      return new Int16Array(buf);
+    case 6:
+      return new Int32Array(buf);
+    case 7:
+      return new BigInt64Array(buf);
+    case 11:
+      return new Float64Array(buf);
+    case 12:
+      return new Uint32Array(buf);
+    default:
+      return new BigUint64Array(buf); // 13
   }
 }
 
 function fromFields(t: onnx.ITensorProto, dataType: number): TensorArray {
   const ints = t.int32Data ?? [];
   switch (dataType) {
-    case 1: return Float32Array.from(t.floatData ?? []);
-    case 11: return Float64Array.from(t.doubleData ?? []);
-    case 2: case 9: return Uint8Array.from(ints);
-    case 3: return Int8Array.from(ints);
-    case 4: case 10: case 16: return Uint16Array.from(ints, (x) => x & 0xffff);
-    case 5: return Int16Array.from(ints);
-    case 6: return Int32Array.from(ints);
-    case 7: return BigInt64Array.from(t.int64Data ?? [], (x) => int64ToBigInt(x));
-    case 12: return Uint32Array.from(t.uint64Data ?? [], (x) => int64ToNumber(x));
-    default: return BigUint64Array.from(t.uint64Data ?? [], (x) => BigInt.asUintN(64, int64ToBigInt(x))); // 13
+    case 1:
+      return Float32Array.from(t.floatData ?? []);
+    case 11:
+      return Float64Array.from(t.doubleData ?? []);
+    case 2:
+    case 9:
+      return Uint8Array.from(ints);
+    case 3:
+      return Int8Array.from(ints);
+    case 4:
+    case 10:
+    case 16:
+      return Uint16Array.from(ints, (x) => x & 0xffff);
+    case 5:
+      return Int16Array.from(ints);
+    case 6:
+      return Int32Array.from(ints);
+    case 7:
+      return BigInt64Array.from(t.int64Data ?? [], (x) => int64ToBigInt(x));
+    case 12:
+      return Uint32Array.from(t.uint64Data ?? [], (x) => int64ToNumber(x));
+    default:
+      return BigUint64Array.from(t.uint64Data ?? [], (x) => BigInt.asUintN(64, int64ToBigInt(x))); // 13
   }
 }
 
@@ -300,19 +397,28 @@ export function tensorToArray(t: onnx.ITensorProto, baseDir?: string): TensorArr
   const dataType = t.dataType ?? 0;
   const name = t.name ?? "";
   if (SIZES[dataType] === undefined) {
-    throw new GdnFuseError("E_MODEL", `tensor ${quote(name)}: element type ${elemTypeName(dataType)} is not supported here`);
+    throw new GdnFuseError(
+      "E_MODEL",
+      `tensor ${quote(name)}: element type ${elemTypeName(dataType)} is not supported here`,
+    );
   }
   const count = tensorElementCount(t);
   if (isExternal(t)) {
     if (baseDir === undefined) {
-      throw new GdnFuseError("E_EXTERNAL_DATA", `tensor ${quote(name)} has external data but no model folder was given to read it from`);
+      throw new GdnFuseError(
+        "E_EXTERNAL_DATA",
+        `tensor ${quote(name)} has external data but no model folder was given to read it from`,
+      );
     }
     return fromBytes(readExternalBytes(t, baseDir), dataType, count, name);
   }
   if (t.rawData && t.rawData.length > 0) return fromBytes(t.rawData, dataType, count, name);
   const arr = fromFields(t, dataType);
   if (arr.length !== count) {
-    throw new GdnFuseError("E_MODEL", `tensor ${quote(name)}: ${arr.length} elements stored for dims [${tensorDims(t).join(", ")}] (${count})`);
+    throw new GdnFuseError(
+      "E_MODEL",
+      `tensor ${quote(name)}: ${arr.length} elements stored for dims [${tensorDims(t).join(", ")}] (${count})`,
+    );
   }
   return arr;
 }
@@ -334,19 +440,33 @@ function toTyped(data: NumericInput, dataType: number): TensorArray {
   const nums = (): number[] => Array.from(data as ArrayLike<number | bigint>, (x) => Number(x));
   const bigs = (): bigint[] => Array.from(data as ArrayLike<number | bigint>, (x) => BigInt(x));
   switch (dataType) {
-    case 1: return data instanceof Float32Array ? data : Float32Array.from(nums());
-    case 11: return data instanceof Float64Array ? data : Float64Array.from(nums());
-    case 2: case 9: return data instanceof Uint8Array ? data : Uint8Array.from(nums(), (x) => (dataType === 9 ? (x ? 1 : 0) : x));
-    case 3: return data instanceof Int8Array ? data : Int8Array.from(nums());
-    case 4: return data instanceof Uint16Array ? data : Uint16Array.from(nums());
-    case 10: return data instanceof Uint16Array ? data : Uint16Array.from(nums(), float32ToFloat16);
-    case 16: return data instanceof Uint16Array ? data : Uint16Array.from(nums(), float32ToBfloat16);
-    case 5: return data instanceof Int16Array ? data : Int16Array.from(nums());
-    case 6: return data instanceof Int32Array ? data : Int32Array.from(nums());
-    case 7: return data instanceof BigInt64Array ? data : BigInt64Array.from(bigs());
-    case 12: return data instanceof Uint32Array ? data : Uint32Array.from(nums());
-    case 13: return data instanceof BigUint64Array ? data : BigUint64Array.from(bigs());
-    default: throw new GdnFuseError("E_USAGE", `arrayToTensor: element type ${elemTypeName(dataType)} is not supported`);
+    case 1:
+      return data instanceof Float32Array ? data : Float32Array.from(nums());
+    case 11:
+      return data instanceof Float64Array ? data : Float64Array.from(nums());
+    case 2:
+    case 9:
+      return data instanceof Uint8Array ? data : Uint8Array.from(nums(), (x) => (dataType === 9 ? (x ? 1 : 0) : x));
+    case 3:
+      return data instanceof Int8Array ? data : Int8Array.from(nums());
+    case 4:
+      return data instanceof Uint16Array ? data : Uint16Array.from(nums());
+    case 10:
+      return data instanceof Uint16Array ? data : Uint16Array.from(nums(), float32ToFloat16);
+    case 16:
+      return data instanceof Uint16Array ? data : Uint16Array.from(nums(), float32ToBfloat16);
+    case 5:
+      return data instanceof Int16Array ? data : Int16Array.from(nums());
+    case 6:
+      return data instanceof Int32Array ? data : Int32Array.from(nums());
+    case 7:
+      return data instanceof BigInt64Array ? data : BigInt64Array.from(bigs());
+    case 12:
+      return data instanceof Uint32Array ? data : Uint32Array.from(nums());
+    case 13:
+      return data instanceof BigUint64Array ? data : BigUint64Array.from(bigs());
+    default:
+      throw new GdnFuseError("E_USAGE", `arrayToTensor: element type ${elemTypeName(dataType)} is not supported`);
   }
 }
 
@@ -354,13 +474,21 @@ function toTyped(data: NumericInput, dataType: number): TensorArray {
  * A TensorProto with little-endian raw_data. `dataType` is a DataType number or a name ("float32", ...).
  * For float16/bfloat16 pass Uint16Array bits, or plain numbers/Float32Array to be converted.
  */
-export function arrayToTensor(name: string, dims: readonly number[], dataType: number | string, data: NumericInput): onnx.TensorProto {
+export function arrayToTensor(
+  name: string,
+  dims: readonly number[],
+  dataType: number | string,
+  data: NumericInput,
+): onnx.TensorProto {
   const dt = typeof dataType === "number" ? dataType : elemTypeFromName(dataType);
   if (dt === undefined) throw new GdnFuseError("E_USAGE", `arrayToTensor: unknown element type "${String(dataType)}"`);
   const typed = toTyped(data, dt);
   const count = dims.reduce((n, d) => n * d, 1);
   if (typed.length !== count) {
-    throw new GdnFuseError("E_USAGE", `arrayToTensor("${name}"): ${typed.length} elements for dims [${dims.join(", ")}] (${count})`);
+    throw new GdnFuseError(
+      "E_USAGE",
+      `arrayToTensor("${name}"): ${typed.length} elements for dims [${dims.join(", ")}] (${count})`,
+    );
   }
   const raw = new Uint8Array(typed.byteLength);
   raw.set(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));

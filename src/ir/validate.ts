@@ -36,12 +36,21 @@ const MAX_COUNT = BigInt(Number.MAX_SAFE_INTEGER);
 /** The repeated field that holds a data type's values when raw_data is not used. */
 function typedField(dataType: number): string {
   switch (dataType) {
-    case 1: case 14: return "float_data";
-    case 11: case 15: return "double_data";
-    case 7: return "int64_data";
-    case 12: case 13: return "uint64_data";
-    case STRING: return "string_data";
-    default: return "int32_data";
+    case 1:
+    case 14:
+      return "float_data";
+    case 11:
+    case 15:
+      return "double_data";
+    case 7:
+      return "int64_data";
+    case 12:
+    case 13:
+      return "uint64_data";
+    case STRING:
+      return "string_data";
+    default:
+      return "int32_data";
   }
 }
 
@@ -53,8 +62,13 @@ function typedCount(dataType: number, count: bigint): bigint {
 }
 
 const VALUE_FIELDS = [
-  ["raw_data", "rawData"], ["float_data", "floatData"], ["int32_data", "int32Data"], ["string_data", "stringData"],
-  ["int64_data", "int64Data"], ["double_data", "doubleData"], ["uint64_data", "uint64Data"],
+  ["raw_data", "rawData"],
+  ["float_data", "floatData"],
+  ["int32_data", "int32Data"],
+  ["string_data", "stringData"],
+  ["int64_data", "int64Data"],
+  ["double_data", "doubleData"],
+  ["uint64_data", "uint64Data"],
 ] as const;
 
 function filledFields(t: onnx.ITensorProto): { name: string; length: number }[] {
@@ -102,13 +116,16 @@ export function checkTensor(t: onnx.ITensorProto, where: Where): void {
   if (field.name === "raw_data") {
     if (dt === STRING) fail(where, "a string tensor cannot use raw_data");
     const need = tensorByteSize(dt, count)!;
-    if (BigInt(field.length) !== need) fail(where, `raw_data has ${field.length} bytes, ${showDims(t)} of ${onnxTypeName(dt)} need ${need}`);
+    if (BigInt(field.length) !== need)
+      fail(where, `raw_data has ${field.length} bytes, ${showDims(t)} of ${onnxTypeName(dt)} need ${need}`);
     return;
   }
   const expected = typedField(dt);
-  if (field.name !== expected) fail(where, `holds ${field.name}, but data_type ${onnxTypeName(dt)} keeps its values in ${expected}`);
+  if (field.name !== expected)
+    fail(where, `holds ${field.name}, but data_type ${onnxTypeName(dt)} keeps its values in ${expected}`);
   const need = typedCount(dt, count);
-  if (BigInt(field.length) !== need) fail(where, `${field.name} has ${field.length} values, ${showDims(t)} need ${need}`);
+  if (BigInt(field.length) !== need)
+    fail(where, `${field.name} has ${field.length} values, ${showDims(t)} need ${need}`);
 }
 
 // ---- value_info ---------------------------------------------------------------------------------
@@ -121,10 +138,13 @@ function typeProblem(t: onnx.ITypeProto | null | undefined): string | undefined 
     if (!Number.isInteger(et) || et < 0 || et > KNOWN_TYPES) return `unknown elem_type ${et}`;
     for (const d of tensor.shape?.dim ?? []) {
       const v = d.dimValue;
-      if (v != null && (typeof v === "number" ? v < 0 : v.high < 0 && !v.unsigned)) return `shape has a negative dim ${int64ToBigInt(v)}`;
+      if (v != null && (typeof v === "number" ? v < 0 : v.high < 0 && !v.unsigned))
+        return `shape has a negative dim ${int64ToBigInt(v)}`;
     }
   }
-  return typeProblem(t.sequenceType?.elemType) ?? typeProblem(t.optionalType?.elemType) ?? typeProblem(t.mapType?.valueType);
+  return (
+    typeProblem(t.sequenceType?.elemType) ?? typeProblem(t.optionalType?.elemType) ?? typeProblem(t.mapType?.valueType)
+  );
 }
 
 function checkValueInfo(v: onnx.IValueInfoProto, kind: string, where: Where): void {
@@ -138,10 +158,20 @@ const ATTRIBUTE_TYPES = onnx.AttributeProto.AttributeType as unknown as Record<s
 const TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(ATTRIBUTE_TYPES).map(([k, v]) => [v, k]));
 /** Proto field name and JS key of the one value each attribute type sets, in field order. */
 const ATTRIBUTE_FIELDS: [type: number, field: string, key: string, repeated: boolean][] = [
-  [1, "f", "f", false], [2, "i", "i", false], [3, "s", "s", false], [4, "t", "t", false], [5, "g", "g", false],
-  [11, "sparse_tensor", "sparseTensor", false], [13, "tp", "tp", false],
-  [6, "floats", "floats", true], [7, "ints", "ints", true], [8, "strings", "strings", true], [9, "tensors", "tensors", true],
-  [10, "graphs", "graphs", true], [12, "sparse_tensors", "sparseTensors", true], [14, "type_protos", "typeProtos", true],
+  [1, "f", "f", false],
+  [2, "i", "i", false],
+  [3, "s", "s", false],
+  [4, "t", "t", false],
+  [5, "g", "g", false],
+  [11, "sparse_tensor", "sparseTensor", false],
+  [13, "tp", "tp", false],
+  [6, "floats", "floats", true],
+  [7, "ints", "ints", true],
+  [8, "strings", "strings", true],
+  [9, "tensors", "tensors", true],
+  [10, "graphs", "graphs", true],
+  [12, "sparse_tensors", "sparseTensors", true],
+  [14, "type_protos", "typeProtos", true],
 ];
 
 /** The value fields an attribute sets (ONNX wants exactly one; repeated fields count when non-empty). */
@@ -150,7 +180,9 @@ function setFields(a: onnx.IAttributeProto): (typeof ATTRIBUTE_FIELDS)[number][]
   const set: (typeof ATTRIBUTE_FIELDS)[number][] = [];
   for (const entry of ATTRIBUTE_FIELDS) {
     const v = rec[entry[2]];
-    const present = entry[3] ? (v as unknown[] | undefined)?.length : v != null && Object.prototype.hasOwnProperty.call(rec, entry[2]);
+    const present = entry[3]
+      ? (v as unknown[] | undefined)?.length
+      : v != null && Object.prototype.hasOwnProperty.call(rec, entry[2]);
     if (present) set.push(entry);
   }
   return set;
@@ -179,7 +211,10 @@ function checkAttribute(a: onnx.IAttributeProto, node: Where): void {
 }
 
 // ---- graphs -------------------------------------------------------------------------------------
-interface Scope { names: Set<string>; outer: Scope | undefined }
+interface Scope {
+  names: Set<string>;
+  outer: Scope | undefined;
+}
 
 function inScope(s: Scope | undefined, name: string): boolean {
   for (let c = s; c; c = c.outer) if (c.names.has(name)) return true;
@@ -192,7 +227,7 @@ function nodeLabel(n: onnx.INodeProto, i: number): string {
 
 /** domain -> opset version; "ai.onnx" is the default domain "". */
 type Opsets = Map<string, number>;
-const domainOf = (d: string | null | undefined): string => (d === "ai.onnx" ? "" : d ?? "");
+const domainOf = (d: string | null | undefined): string => (d === "ai.onnx" ? "" : (d ?? ""));
 
 function readOpsets(list: onnx.IOperatorSetIdProto[] | null | undefined, where: Where, inherited?: Opsets): Opsets {
   const own: Opsets = new Map();
@@ -210,10 +245,52 @@ function readOpsets(list: onnx.IOperatorSetIdProto[] | null | undefined, where: 
 const OPTIONAL_FIRST_INPUT = new Set(["Loop", "Optional"]);
 /** Common standard ops whose every input is required (ONNX's schema check refuses "" for any of them). */
 const ALL_INPUTS_REQUIRED = new Set([
-  "Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Concat", "Sum", "Max", "Min", "Mean", "Where", "Equal", "Less",
-  "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Not", "Transpose", "Reshape", "Gather", "GatherElements",
-  "Expand", "Tile", "Unsqueeze", "Cast", "CastLike", "Shape", "Sigmoid", "Exp", "Log", "Neg", "Sqrt", "Reciprocal",
-  "Softplus", "Softmax", "Tanh", "Relu", "Abs", "Identity", "CumSum", "Einsum", "ScatterND", "ScatterElements",
+  "Add",
+  "Sub",
+  "Mul",
+  "Div",
+  "Pow",
+  "MatMul",
+  "Concat",
+  "Sum",
+  "Max",
+  "Min",
+  "Mean",
+  "Where",
+  "Equal",
+  "Less",
+  "Greater",
+  "LessOrEqual",
+  "GreaterOrEqual",
+  "And",
+  "Or",
+  "Not",
+  "Transpose",
+  "Reshape",
+  "Gather",
+  "GatherElements",
+  "Expand",
+  "Tile",
+  "Unsqueeze",
+  "Cast",
+  "CastLike",
+  "Shape",
+  "Sigmoid",
+  "Exp",
+  "Log",
+  "Neg",
+  "Sqrt",
+  "Reciprocal",
+  "Softplus",
+  "Softmax",
+  "Tanh",
+  "Relu",
+  "Abs",
+  "Identity",
+  "CumSum",
+  "Einsum",
+  "ScatterND",
+  "ScatterElements",
 ]);
 
 /** The index of a required standard-op input given as "" (absent), or -1. */
@@ -223,7 +300,11 @@ function requiredButAbsent(n: onnx.INodeProto): number {
   return inputs[0] === "" && !OPTIONAL_FIRST_INPUT.has(n.opType!) ? 0 : -1;
 }
 
-interface Context { label: string; opsets: Opsets; functions: Set<string> }
+interface Context {
+  label: string;
+  opsets: Opsets;
+  functions: Set<string>;
+}
 
 /**
  * Checks nodes in order: each input is defined before use (in `scope` or by an earlier node), each output
@@ -247,7 +328,11 @@ function checkNodes(nodes: onnx.INodeProto[], scope: Scope, where: Where, ctx: C
     for (const input of n.input ?? []) {
       if (input === "" || inScope(scope, input)) continue;
       const later = producer.get(input);
-      if (later !== undefined) fail(at, ` reads ${quote(input)} before ${nodeLabel(nodes[later]!, later)} produces it (nodes must be in topological order)`);
+      if (later !== undefined)
+        fail(
+          at,
+          ` reads ${quote(input)} before ${nodeLabel(nodes[later]!, later)} produces it (nodes must be in topological order)`,
+        );
       fail(at, ` reads ${quote(input)}, which no node, initializer or graph input produces`);
     }
     const attributes = n.attribute ?? [];
@@ -268,7 +353,10 @@ function checkNodes(nodes: onnx.INodeProto[], scope: Scope, where: Where, ctx: C
       if (o === "") continue;
       if (scope.names.has(o)) {
         const byNode = producer.get(o)! < i || (n.output ?? []).indexOf(o) !== (n.output ?? []).lastIndexOf(o);
-        fail(at, ` writes ${quote(o)}, which ${byNode ? "another node already produces" : "is already a graph input or initializer"}`);
+        fail(
+          at,
+          ` writes ${quote(o)}, which ${byNode ? "another node already produces" : "is already a graph input or initializer"}`,
+        );
       }
       if (inScope(scope.outer, o)) fail(at, ` writes ${quote(o)}, which an enclosing graph already defines`);
       scope.names.add(o);
@@ -303,7 +391,8 @@ function checkGraph(g: onnx.IGraphProto, outer: Scope | undefined, where: Where,
   const scope: Scope = { names, outer };
   checkNodes(g.node ?? [], scope, where, ctx);
   for (const o of g.output ?? []) {
-    if (!inScope(scope, o.name ?? "")) fail(where, `graph output ${quote(o.name)} is not produced by any node, initializer or input`);
+    if (!inScope(scope, o.name ?? ""))
+      fail(where, `graph output ${quote(o.name)} is not produced by any node, initializer or input`);
   }
 }
 

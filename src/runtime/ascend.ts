@@ -50,7 +50,10 @@ function findLibrary(name: string): string {
   const candidates = libraryCandidates(name);
   const found = candidates.find((p) => existsSync(p));
   if (found === undefined) {
-    throw new GdnFuseError("E_RUNTIME", `the ${name} library is not built (looked for ${candidates.join(", ")}); run npm rebuild`);
+    throw new GdnFuseError(
+      "E_RUNTIME",
+      `the ${name} library is not built (looked for ${candidates.join(", ")}); run npm rebuild`,
+    );
   }
   return found;
 }
@@ -114,7 +117,9 @@ export class AscendBackend implements Backend {
     try {
       native = await addon.createSession(uriOrBuffer, { ...sessionConfig(options ?? {}, opsLibraryPath()), ascend });
     } catch (e) {
-      throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${epMessage((e as Error).message)}`, { cause: e });
+      throw new GdnFuseError("E_RUNTIME", `cannot create an ascend session: ${epMessage((e as Error).message)}`, {
+        cause: e,
+      });
     }
     return Object.assign(new GdnSessionHandler(native), { [STATS_ID]: statsId, [NATIVE]: native });
   }
@@ -157,9 +162,13 @@ export function ascendStats(session: InferenceSession): AscendStats {
   // onnxruntime-common's InferenceSession keeps its handler in the (TypeScript-private) field `handler`.
   const handler = (session as unknown as { handler?: { [STATS_ID]?: number } }).handler;
   const id = handler?.[STATS_ID];
-  if (id === undefined) throw new GdnFuseError("E_USAGE", "ascendStats: the session was not created on the ascend backend");
+  if (id === undefined)
+    throw new GdnFuseError("E_USAGE", "ascendStats: the session was not created on the ascend backend");
   const { addon } = loadAddon();
-  const json = (addon as unknown as { ascendStats(library: string, id: number): string }).ascendStats(ascendEpLibraryPath(), id);
+  const json = (addon as unknown as { ascendStats(library: string, id: number): string }).ascendStats(
+    ascendEpLibraryPath(),
+    id,
+  );
   return JSON.parse(json) as AscendStats;
 }
 

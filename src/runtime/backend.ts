@@ -18,7 +18,10 @@ const ORT_SOURCE_LOCATION = /\S*\.(?:cc|cpp|h):\d+\s+(?:[\w:<>,&*\s]*?\w+\((?:[^
 
 /** ORT's message as one line: without source locations, lines joined. */
 export function oneLineMessage(message: string): string {
-  return message.replace(ORT_SOURCE_LOCATION, "").replace(/\s*\n\s*/g, " ").trim();
+  return message
+    .replace(ORT_SOURCE_LOCATION, "")
+    .replace(/\s*\n\s*/g, " ")
+    .trim();
 }
 
 /** Turns a native failure into a GdnFuseError whose stack points at the JS caller (`site`). */
@@ -134,7 +137,10 @@ export class GdnBackend implements Backend {
     try {
       const { addon } = loadAddon();
       if (typeof uriOrBuffer !== "string") pin(uriOrBuffer.buffer); // ORT reads the bytes on a worker thread
-      checkModel(typeof uriOrBuffer === "string" ? await readModel(uriOrBuffer) : uriOrBuffer, typeof uriOrBuffer !== "string");
+      checkModel(
+        typeof uriOrBuffer === "string" ? await readModel(uriOrBuffer) : uriOrBuffer,
+        typeof uriOrBuffer !== "string",
+      );
       const opsLibrary = opsLibraryPath();
       if (opsLibrary === null) opsProblem = `was not found at ${opsLibraryCandidates().join(" or ")}`;
       let pending: Promise<NativeSession>;

@@ -8,12 +8,30 @@
 import { GdnFuseError } from "../errors.js";
 import { int64ToBigInt, onnx } from "../ir/onnx.js";
 import {
-  ATTR_TYPE_CODE, DeltaRuleIn, GDN_CONTRACT, GDN_DOMAIN, GDN_OPSET, GDN_OPSETS, type AttrContract,
+  ATTR_TYPE_CODE,
+  DeltaRuleIn,
+  GDN_CONTRACT,
+  GDN_DOMAIN,
+  GDN_OPSET,
+  GDN_OPSETS,
+  type AttrContract,
 } from "../ops.js";
 
 const ATTR_TYPE_NAME: Record<number, string> = {
-  1: "a float", 2: "an int", 3: "a string", 4: "a tensor", 5: "a graph", 6: "floats", 7: "ints", 8: "strings",
-  9: "tensors", 10: "graphs", 11: "a sparse tensor", 12: "sparse tensors", 13: "a type proto", 14: "type protos",
+  1: "a float",
+  2: "an int",
+  3: "a string",
+  4: "a tensor",
+  5: "a graph",
+  6: "floats",
+  7: "ints",
+  8: "strings",
+  9: "tensors",
+  10: "graphs",
+  11: "a sparse tensor",
+  12: "sparse tensors",
+  13: "a type proto",
+  14: "type protos",
 };
 const KIND_NAME = { float: "a float", int: "an int", string: "a string" } as const;
 
@@ -79,7 +97,10 @@ function checkGdnNode(node: onnx.INodeProto, opset: number): void {
   const where = `${op} node '${node.name ?? ""}'`;
   const contract = (GDN_CONTRACT as Record<string, (typeof GDN_CONTRACT)[keyof typeof GDN_CONTRACT]>)[op];
   if (!Object.hasOwn(GDN_CONTRACT, op) || contract === undefined) {
-    throw new GdnFuseError("E_MODEL", `${where}: unknown op; gdn opset ${GDN_OPSET} has ${Object.keys(GDN_CONTRACT).join(", ")}`);
+    throw new GdnFuseError(
+      "E_MODEL",
+      `${where}: unknown op; gdn opset ${GDN_OPSET} has ${Object.keys(GDN_CONTRACT).join(", ")}`,
+    );
   }
   const inputs = node.input?.length ?? 0;
   if (inputs > contract.inputs.length) {
@@ -88,7 +109,10 @@ function checkGdnNode(node: onnx.INodeProto, opset: number): void {
   if (opset === GDN_OPSET) checkOpset1Inputs(where, op, node);
   const outputs = node.output?.length ?? 0;
   if (outputs > contract.outputs.length) {
-    throw new GdnFuseError("E_MODEL", `${where}: has ${outputs} outputs, the op has at most ${contract.outputs.length}`);
+    throw new GdnFuseError(
+      "E_MODEL",
+      `${where}: has ${outputs} outputs, the op has at most ${contract.outputs.length}`,
+    );
   }
   const known = Object.keys(contract.attributes);
   for (const attr of node.attribute ?? []) {
@@ -110,18 +134,28 @@ function checkAttribute(where: string, name: string, attr: onnx.IAttributeProto,
     throw new GdnFuseError("E_MODEL", `${where}: attribute ${name} must be ${KIND_NAME[spec.kind]}, got ${got}`);
   }
   const value =
-    spec.kind === "float" ? Number(attr.f ?? 0)
-    : spec.kind === "int" ? Number(int64ToBigInt(attr.i))
-    : new TextDecoder().decode(attr.s ?? new Uint8Array());
+    spec.kind === "float"
+      ? Number(attr.f ?? 0)
+      : spec.kind === "int"
+        ? Number(int64ToBigInt(attr.i))
+        : new TextDecoder().decode(attr.s ?? new Uint8Array());
   const problem = spec.check(value);
   // the exact int64 (a Number rounds 2^63-1), a string quoted
-  const shown = spec.kind === "int" ? String(int64ToBigInt(attr.i)) : typeof value === "string" ? JSON.stringify(value) : String(value);
+  const shown =
+    spec.kind === "int"
+      ? String(int64ToBigInt(attr.i))
+      : typeof value === "string"
+        ? JSON.stringify(value)
+        : String(value);
   if (problem !== null) throw new GdnFuseError("E_MODEL", `${where}: attribute ${name} ${problem}, got ${shown}`);
 }
 
 function checkNoExternalData(graphs: onnx.IGraphProto[]): void {
   for (const g of graphs) {
-    const tensors: [string, onnx.ITensorProto][] = (g.initializer ?? []).map((t) => [`initializer '${t.name ?? ""}'`, t]);
+    const tensors: [string, onnx.ITensorProto][] = (g.initializer ?? []).map((t) => [
+      `initializer '${t.name ?? ""}'`,
+      t,
+    ]);
     for (const n of g.node ?? []) {
       for (const a of n.attribute ?? []) if (a.t) tensors.push([`tensor of node '${n.name ?? ""}'`, a.t]);
     }

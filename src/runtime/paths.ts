@@ -123,10 +123,19 @@ export function ortLibraryPath(): string {
   }
   const binDir = join(onnxruntimeNodeDir(), "bin", "napi-v6", process.platform, process.arch);
   const preferred =
-    process.platform === "win32" ? "onnxruntime.dll" : process.platform === "darwin" ? "libonnxruntime.dylib" : "libonnxruntime.so.1";
+    process.platform === "win32"
+      ? "onnxruntime.dll"
+      : process.platform === "darwin"
+        ? "libonnxruntime.dylib"
+        : "libonnxruntime.so.1";
   if (existsSync(join(binDir, preferred))) return join(binDir, preferred);
-  const pattern = process.platform === "win32" ? /^onnxruntime\.dll$/ : /^libonnxruntime(\.[0-9.]+)?\.(so(\.[0-9]+)*|dylib)$/;
-  const found = existsSync(binDir) ? readdirSync(binDir).filter((f) => pattern.test(f)).sort() : [];
+  const pattern =
+    process.platform === "win32" ? /^onnxruntime\.dll$/ : /^libonnxruntime(\.[0-9.]+)?\.(so(\.[0-9]+)*|dylib)$/;
+  const found = existsSync(binDir)
+    ? readdirSync(binDir)
+        .filter((f) => pattern.test(f))
+        .sort()
+    : [];
   if (found.length === 0) {
     throw new GdnFuseError(
       "E_RUNTIME",

@@ -49,7 +49,11 @@ export function toNative(name: string, what: string, value: unknown, modelType?:
   if (type === "uint16" && modelType === "bfloat16") type = "bfloat16";
   // ORT's own message for this names neither the input nor the model; say both.
   if (modelType !== undefined && SUPPORTED_TYPES.includes(modelType) && type !== modelType) {
-    throw new GdnFuseError("E_RUNTIME", `${what} has type '${value.type}', but the model declares '${modelType}'${modelType === "bfloat16" ? " (pass bfloat16 as a 'uint16' Tensor of the bits)" : ""}`);
+    const hint = modelType === "bfloat16" ? " (pass bfloat16 as a 'uint16' Tensor of the bits)" : "";
+    throw new GdnFuseError(
+      "E_RUNTIME",
+      `${what} has type '${value.type}', but the model declares '${modelType}'${hint}`,
+    );
   }
   const data = value.data as NativeTensor["data"];
   if (ArrayBuffer.isView(data)) pin(data.buffer);

@@ -98,7 +98,10 @@ function transposeConvOutput(graph: onnx.IGraphProto, conv: onnx.INodeProto): vo
   axis.i = 2;
   const transposed = `${y}_serving_btc`;
   graph.node!.splice(graph.node!.indexOf(gather), 0, {
-    name: `${conv.name}_serving_transpose`, opType: "Transpose", input: [y], output: [transposed],
+    name: `${conv.name}_serving_transpose`,
+    opType: "Transpose",
+    input: [y],
+    output: [transposed],
     attribute: [{ name: "perm", type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 2, 1] }],
   });
   gather.input![0] = transposed;
@@ -121,8 +124,10 @@ function stateDims(graph: onnx.IGraphProto, delta: onnx.INodeProto): Dim[] {
 
 /** A layer without state inputs (prefill): heads and K, V from the Reshape + Split that make q, k, v. */
 function stateDimsFromHeads(graph: onnx.IGraphProto, delta: onnx.INodeProto): Dim[] {
-  const unknown = refuse(`the ${delta.opType} state shape is not known (no state input or output, and q/k/v `
-    + "do not come from one Split of a [B,T,heads,K+K+V] Reshape)");
+  const unknown = refuse(
+    `the ${delta.opType} state shape is not known (no state input or output, and q/k/v ` +
+      "do not come from one Split of a [B,T,heads,K+K+V] Reshape)",
+  );
   const producer = (v: string | undefined) => (graph.node ?? []).find((n) => n.output?.includes(v ?? ""));
   const split = producer(delta.input?.[0]);
   const reshape = producer(split?.input?.[0]);

@@ -40,7 +40,11 @@ export interface VerifyResult {
  * Runs `fn` (an ORT or proto call on user-supplied models and files); whatever it throws that is not a
  * GdnFuseError becomes one with `code` and the message `describe(first line of the error)`.
  */
-async function userFacing<T>(code: ErrorCode, describe: (reason: string) => string, fn: () => T | Promise<T>): Promise<T> {
+async function userFacing<T>(
+  code: ErrorCode,
+  describe: (reason: string) => string,
+  fn: () => T | Promise<T>,
+): Promise<T> {
   try {
     return await fn();
   } catch (e) {
@@ -81,22 +85,36 @@ export async function verifyModels(
   const ep = options.ep ?? "gdn";
   const originalPath = typeof original === "string" ? original : original.path;
   if (originalPath === undefined) {
-    throw new GdnFuseError("E_VERIFY", "the original model was loaded from bytes; verifying needs its file (loadModel(path))");
+    throw new GdnFuseError(
+      "E_VERIFY",
+      "the original model was loaded from bytes; verifying needs its file (loadModel(path))",
+    );
   }
   if (typeof original === "string") original = await loadModel(original);
-  const graphInputs = (original.proto.graph?.input ?? []).filter((i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name));
-  const feeds = await userFacing("E_VERIFY", (why) => `cannot make the model's inputs: ${why}`, () =>
-    options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1),
+  const graphInputs = (original.proto.graph?.input ?? []).filter(
+    (i) => !(original.proto.graph?.initializer ?? []).some((t) => t.name === i.name),
+  );
+  const feeds = await userFacing(
+    "E_VERIFY",
+    (why) => `cannot make the model's inputs: ${why}`,
+    () => (options.dataDir ? readInputs(options.dataDir, graphInputs) : randomInputs(graphInputs, options.seed ?? 1)),
   );
 
-  const want = await userFacing("E_RUNTIME", (why) => `running the original model in onnxruntime failed: ${why}`, async () => {
-    const ref = await ort.InferenceSession.create(originalPath, { graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
-    try {
-      return await ref.run(feeds);
-    } finally {
-      await ref.release();
-    }
-  });
+  const want = await userFacing(
+    "E_RUNTIME",
+    (why) => `running the original model in onnxruntime failed: ${why}`,
+    async () => {
+      const ref = await ort.InferenceSession.create(originalPath, {
+        graphOptimizationLevel: "disabled",
+        intraOpNumThreads: 2,
+      });
+      try {
+        return await ref.run(feeds);
+      } finally {
+        await ref.release();
+      }
+    },
+  );
 
   const runtime = await import("../runtime/index.js"); // registers the "gdn" and "ascend" backends
   let ascendStats: AscendStats | undefined;
@@ -133,7 +151,14 @@ export function compareOutput(name: string, got: ort.Tensor, want: ort.Tensor, m
   const tolerance = Math.max(toleranceOf(want.type) ?? 0, minTolerance);
   const c = compareValues(toNumbers(got, want.type), toNumbers(want));
   const specialValues = c.mismatch && `output "${name}": ${c.mismatch}`;
-  return { name, maxAbs: c.maxAbs, relL2: c.relL2, tolerance, ok: !specialValues && c.relL2 <= tolerance, specialValues };
+  return {
+    name,
+    maxAbs: c.maxAbs,
+    relL2: c.relL2,
+    tolerance,
+    ok: !specialValues && c.relL2 <= tolerance,
+    specialValues,
+  };
 }
 
 /** Formats a result as the CLI prints it: one line per output. */
@@ -149,7 +174,8 @@ function formatOutput(o: VerifyOutput): string {
 function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
   const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^input_\d+\.pb$/.test(f)) : [];
-  if (files.length === 0) throw new GdnFuseError("E_IO", `${dir}: no input_N.pb files (ONNX test_data_set layout expected)`);
+  if (files.length === 0)
+    throw new GdnFuseError("E_IO", `${dir}: no input_N.pb files (ONNX test_data_set layout expected)`);
   for (const f of files) {
     const i = Number(/\d+/.exec(f)![0]);
     const file = path.join(dir, f);
@@ -157,7 +183,9 @@ function readInputs(dir: string, inputs: onnx.IValueInfoProto[]): Record<string,
     try {
       t = decodeMessage(onnx.TensorProto, fs.readFileSync(file));
     } catch (e) {
-      throw new GdnFuseError("E_IO", `${file}: not a TensorProto (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+      throw new GdnFuseError("E_IO", `${file}: not a TensorProto (${e instanceof Error ? e.message : String(e)})`, {
+        cause: e,
+      });
     }
     const name = inputs.some((x) => x.name === t.name) ? t.name! : inputs[i]?.name;
     if (!name) throw new GdnFuseError("E_VERIFY", `${f}: the model has no input ${i}`);
@@ -175,7 +203,8 @@ function toOrtTensor(t: onnx.ITensorProto): ort.Tensor {
   const type = elemTypeName(t.dataType ?? 0);
   const dims = (t.dims ?? []).map(Number);
   const data = tensorToArray(t);
-  if (type === "bfloat16") throw new GdnFuseError("E_VERIFY", "bfloat16 test inputs cannot be fed to stock onnxruntime-node");
+  if (type === "bfloat16")
+    throw new GdnFuseError("E_VERIFY", "bfloat16 test inputs cannot be fed to stock onnxruntime-node");
   return new ort.Tensor(type as "float32", data as Float32Array, dims);
 }
 
@@ -190,11 +219,20 @@ function randomInputs(inputs: onnx.IValueInfoProto[], seed: number): Record<stri
     const type = elemTypeName(tt?.elemType ?? 1);
     const f = () => (i.name === "g" ? -2 * rand() : 2 * rand() - 1);
     if (type === "float32") feeds[i.name!] = new ort.Tensor("float32", Float32Array.from({ length: n }, f), dims);
-    else if (type === "float16") feeds[i.name!] = new ort.Tensor("float16", Uint16Array.from({ length: n }, () => float32ToFloat16(f())), dims);
+    else if (type === "float16")
+      feeds[i.name!] = new ort.Tensor(
+        "float16",
+        Uint16Array.from({ length: n }, () => float32ToFloat16(f())),
+        dims,
+      );
     else if (type === "int64") feeds[i.name!] = new ort.Tensor("int64", new BigInt64Array(n), dims);
     else if (type === "int32") feeds[i.name!] = new ort.Tensor("int32", new Int32Array(n), dims);
     else if (type === "bool") feeds[i.name!] = new ort.Tensor("bool", new Uint8Array(n), dims);
-    else throw new GdnFuseError("E_VERIFY", `input "${i.name}": cannot make random data of type ${type}; pass a test-data folder`);
+    else
+      throw new GdnFuseError(
+        "E_VERIFY",
+        `input "${i.name}": cannot make random data of type ${type}; pass a test-data folder`,
+      );
   }
   return feeds;
 }
@@ -204,4 +242,3 @@ function toNumbers(t: ort.Tensor, asType = t.type): Float64Array {
   if (asType === "float16" && d instanceof Uint16Array) return Float64Array.from(d, float16ToFloat32);
   return Float64Array.from(d as ArrayLike<number>, (x) => Number(x));
 }
-
