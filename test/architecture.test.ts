@@ -162,6 +162,16 @@ describe("architecture", () => {
     expect((await pipeline.fuseModel(model, { passes: "none" })).nodesAfter).toBe(1);
   });
 
+  it("each built-in pass has its test beside it (the target lowerings share passes/targets/lowering.test.ts)", () => {
+    const missing = pkg.BUILTIN_PASSES.map((p) => p.name).filter((name) => {
+      const dir = tree.has(`passes/${name}.ts`) ? "passes" : "passes/targets";
+      expect(tree.has(`${dir}/${name}.ts`), `the module of pass ${name}`).toBe(true);
+      const test = dir === "passes/targets" ? `${dir}/lowering.test.ts` : `${dir}/${name}.test.ts`;
+      return !fs.existsSync(path.join(ROOT, test));
+    });
+    expect(missing).toEqual([]);
+  });
+
   it("no pass indexes a gdn op's inputs or outputs by a bare number", () => {
     expect(numberedGdnAccess(tree)).toEqual([]);
   });
