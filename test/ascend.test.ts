@@ -6,12 +6,18 @@
  */
 import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import * as ort from "onnxruntime-node";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
-import { ascendSimCounters, ascendStats, type AscendStats, type AscendTestFault } from "../src/runtime/index.js";
+import {
+  ascendEpLibraryPath,
+  ascendSimCounters,
+  ascendStats,
+  type AscendStats,
+  type AscendTestFault,
+} from "../src/runtime/index.js";
 import { CORE_PASSES, fixtureCases, fuseCase, MODELS, runtimeLoadError } from "./helpers/cases.js";
 import { readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
 import { REAL_ASCEND, useAscendDevice } from "./helpers/ascend.js";
@@ -418,3 +424,38 @@ function copies(s: AscendStats): Pick<AscendStats, "copiesH2D" | "copiesD2H" | "
 /** aclnn calls of one run of BASE (recurrent, T=19, kv, L2 norm): 2 L2 norms (q, k); state permute + cast; per
  * slice of <= 8 tokens 5 casts (q, k, v, beta, g), the op and the output cast (3 slices); state cast + permute. */
 const LAUNCHES_RECURRENT_T19 = 2 + 2 + 3 * 7 + 2;
+
+describe.skipIf(skip !== undefined)("GDN_FUSE_ASCEND_EP_LIBRARY and GDN_FUSE_CANN_SIM_LIBRARY", () => {
+  // Restores the libraries the run started with (npm run test:sanitize points them at the sanitized builds).
+  const VARIABLES = ["GDN_FUSE_ASCEND_EP_LIBRARY", "GDN_FUSE_CANN_SIM_LIBRARY"] as const;
+  const starting = VARIABLES.map((v) => process.env[v]);
+  afterEach(() =>
+    VARIABLES.forEach((v, i) => {
+      if (starting[i] === undefined) delete process.env[v];
+      else process.env[v] = starting[i];
+    }),
+  );
+
+  it.each(VARIABLES.filter((v) => !REAL || v === "GDN_FUSE_ASCEND_EP_LIBRARY"))(
+    "%s must point at a file",
+    async (v) => {
+      process.env[v] = "/nonexistent/lib.so";
+      await expect(ascendSession(modelFile(BASE))).rejects.toThrow(
+        new GdnFuseError("E_RUNTIME", `${v} points at /nonexistent/lib.so, which does not exist`),
+      );
+    },
+  );
+
+  it("a relative GDN_FUSE_ASCEND_EP_LIBRARY is taken from the working directory (ORT needs an absolute path)", async () => {
+    const library = ascendEpLibraryPath();
+    process.env.GDN_FUSE_ASCEND_EP_LIBRARY = relative(process.cwd(), library);
+    expect(ascendEpLibraryPath()).toBe(library);
+    const session = await ascendSession(modelFile(BASE));
+    try {
+      expect((await runCase(session, BASE)).output).toBeLessThan(BF16_TOLERANCE);
+      expect(ascendStats(session).nodesOnDevice).toEqual({ "gdn.RecurrentGatedDeltaRule": 1 });
+    } finally {
+      await session.release();
+    }
+  });
+});

@@ -16,7 +16,7 @@ import { GdnFuseError } from "../errors.js";
 import { loadAddon, type NativeSession, type NativeTensor } from "./addon.js";
 import { GdnSessionHandler } from "./backend.js";
 import { sessionConfig } from "./options.js";
-import { opsLibraryPath, packageRoot } from "./paths.js";
+import { opsLibraryPath, overridePath, packageRoot } from "./paths.js";
 import { fromNative, toNative } from "./tensors.js";
 
 /** What ran where and what moved, for a session on the `ascend` backend. */
@@ -46,7 +46,11 @@ function libraryCandidates(name: string): string[] {
   return dirs.flatMap((d) => [join(root, "build", d, `lib${name}.so`), join(root, "build", d, `${name}.so`)]);
 }
 
-function findLibrary(name: string): string {
+/** $`variable` (another build of the library, e.g. the sanitized one of npm run test:sanitize; must exist), else
+ * the first built candidate. */
+function findLibrary(name: string, variable: string): string {
+  const override = overridePath(variable);
+  if (override) return override;
   const candidates = libraryCandidates(name);
   const found = candidates.find((p) => existsSync(p));
   if (found === undefined) {
@@ -60,7 +64,12 @@ function findLibrary(name: string): string {
 
 /** The EP library's path (absolute: ORT resolves a relative one against its own folder). */
 export function ascendEpLibraryPath(): string {
-  return findLibrary("gdn_ascend_ep");
+  return findLibrary("gdn_ascend_ep", "GDN_FUSE_ASCEND_EP_LIBRARY");
+}
+
+/** The CANN simulator's path (GDN_FUSE_ASCEND=sim). */
+function simLibraryPath(): string {
+  return findLibrary("gdn_cann_sim", "GDN_FUSE_CANN_SIM_LIBRARY");
 }
 
 interface AscendOptions {
@@ -107,7 +116,7 @@ export class AscendBackend implements Backend {
     const ascend = {
       library: ascendEpLibraryPath(),
       cann: simulated ? "sim" : "real",
-      simLibrary: simulated ? findLibrary("gdn_cann_sim") : undefined,
+      simLibrary: simulated ? simLibraryPath() : undefined,
       deviceId,
       statsId,
       strict: opts.strict === true,
@@ -151,7 +160,7 @@ export function ascendSimCounters(): AscendSimCounters {
   const { addon } = loadAddon();
   const native = addon as unknown as { ascendSimCounters(library: string): AscendSimCounters };
   try {
-    return native.ascendSimCounters(findLibrary("gdn_cann_sim"));
+    return native.ascendSimCounters(simLibraryPath());
   } catch (e) {
     throw new GdnFuseError("E_USAGE", `ascendSimCounters: ${(e as Error).message}`, { cause: e });
   }

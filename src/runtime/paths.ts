@@ -112,15 +112,24 @@ export function onnxruntimeNodeDir(): string {
   return resolve(dirname(require.resolve("onnxruntime-node")), "..");
 }
 
+/**
+ * A library named by an override variable (GDN_FUSE_ORT_LIBRARY, ...): its absolute path (a library loader may
+ * resolve a relative one against another folder), undefined when the variable is unset, E_RUNTIME when the file
+ * does not exist.
+ */
+export function overridePath(variable: string): string | undefined {
+  const override = process.env[variable];
+  if (!override) return undefined;
+  if (!existsSync(override)) {
+    throw new GdnFuseError("E_RUNTIME", `${variable} points at ${override}, which does not exist`);
+  }
+  return resolve(override);
+}
+
 /** The ONNX Runtime shared library to load: $GDN_FUSE_ORT_LIBRARY, else the one onnxruntime-node ships. */
 export function ortLibraryPath(): string {
-  const override = process.env.GDN_FUSE_ORT_LIBRARY;
-  if (override) {
-    if (!existsSync(override)) {
-      throw new GdnFuseError("E_RUNTIME", `GDN_FUSE_ORT_LIBRARY points at ${override}, which does not exist`);
-    }
-    return resolve(override);
-  }
+  const override = overridePath("GDN_FUSE_ORT_LIBRARY");
+  if (override) return override;
   const binDir = join(onnxruntimeNodeDir(), "bin", "napi-v6", process.platform, process.arch);
   const preferred =
     process.platform === "win32"
@@ -151,12 +160,5 @@ export function ortLibraryPath(): string {
  * (models without gdn ops still run; models with them fail with a clear message).
  */
 export function opsLibraryPath(): string | null {
-  const override = process.env.GDN_FUSE_OPS_LIBRARY;
-  if (override) {
-    if (!existsSync(override)) {
-      throw new GdnFuseError("E_RUNTIME", `GDN_FUSE_OPS_LIBRARY points at ${override}, which does not exist`);
-    }
-    return resolve(override);
-  }
-  return opsLibraryCandidates().find((p) => existsSync(p)) ?? null;
+  return overridePath("GDN_FUSE_OPS_LIBRARY") ?? opsLibraryCandidates().find((p) => existsSync(p)) ?? null;
 }
