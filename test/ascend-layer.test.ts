@@ -4,7 +4,7 @@
  * on the device (strict placement), the outputs match the fixture's test data, and the only host<->device
  * copies of a run are the graph's own inputs and outputs. `npm run test:ascend` runs it against real CANN.
  */
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
@@ -15,7 +15,7 @@ import { seededRandom } from "../src/numeric.js";
 import { oneNodeModel } from "../src/ops-model.js";
 import { ascendStats } from "../src/runtime/index.js";
 import { fixtureCases, fuseCase, histogram, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
-import { numberToFloat16, readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
+import { numberToFloat16, readDataSet, relativeL2, toOrtTensor, type TensorFile } from "./helpers/tensor-io.js";
 import { useAscendDevice } from "./helpers/ascend.js";
 
 const skip = runtimeLoadError();
@@ -32,15 +32,6 @@ const DEVICE_TOLERANCE = TOLERANCE.bfloat16!;
 const LAYERS = fixtureCases().filter((c) => c.startsWith("layer_"));
 const BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2, int64: 8, int32: 4 };
 
-function dataSet(name: string, set: string, prefix: "input" | "output"): TensorFile[] {
-  const dir = join(MODELS, name, set);
-  const files = readdirSync(dir).filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"));
-  files.sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)));
-  return files.map((f) => readTensorProto(join(dir, f)));
-}
-
-const toTensor = (t: TensorFile) =>
-  new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
 const bytesOf = (t: TensorFile) => t.dims.reduce((a, d) => a * Number(d), 1) * BYTES[t.type]!;
 
 /**
@@ -91,10 +82,10 @@ async function fusedLayer(name: string): Promise<{ file: string; ops: Record<str
 
 /** One run of a data set: relative L2 error per output and the copies the run made. */
 async function runSet(session: ort.InferenceSession, name: string, set: string) {
-  const inputs = dataSet(name, set, "input"),
-    outputs = dataSet(name, set, "output");
+  const inputs = readDataSet(join(MODELS, name, set), "input"),
+    outputs = readDataSet(join(MODELS, name, set), "output");
   const feeds: Record<string, ort.Tensor> = {};
-  session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+  session.inputNames.forEach((n, i) => (feeds[n] = toOrtTensor(inputs[i]!)));
   const before = ascendStats(session);
   const out = await session.run(feeds);
   const after = ascendStats(session);

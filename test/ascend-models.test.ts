@@ -4,7 +4,7 @@
  * within the device's bf16 tolerance, the ops of DEVICE_OPS run on the device, and the same model gives exactly
  * the CPU backend's result when the EP declines every node.
  */
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { ascendStats, type AscendTestFault } from "../src/runtime/index.js";
 import { fixtureCases, fuseCase, histogram, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
-import { readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
+import { readDataSet, relativeL2, toOrtTensor } from "./helpers/tensor-io.js";
 import { useAscendDevice } from "./helpers/ascend.js";
 
 /**
@@ -33,16 +33,9 @@ const DEVICE_TOLERANCE = TOLERANCE.bfloat16!;
 const skip = runtimeLoadError();
 useAscendDevice();
 
-function dataSet(name: string, prefix: "input" | "output"): TensorFile[] {
-  const dir = join(MODELS, name, "test_data_set_0");
-  const files = readdirSync(dir).filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"));
-  files.sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)));
-  return files.map((f) => readTensorProto(join(dir, f)));
-}
-
-/** bfloat16 travels as uint16 bits. */
-const toTensor = (t: TensorFile) =>
-  new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
+/** The case's test_data_set_0 input or output tensors, in order. */
+const dataSet = (name: string, prefix: "input" | "output") =>
+  readDataSet(join(MODELS, name, "test_data_set_0"), prefix);
 
 type Outputs = Record<string, ort.Tensor>;
 
@@ -50,7 +43,7 @@ async function run(file: string, ep: unknown, name: string): Promise<{ out: Outp
   const session = await ort.InferenceSession.create(file, { executionProviders: [ep as string], intraOpNumThreads: 2 });
   const inputs = dataSet(name, "input");
   const feeds: Record<string, ort.Tensor> = {};
-  session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+  session.inputNames.forEach((n, i) => (feeds[n] = toOrtTensor(inputs[i]!)));
   return { out: await session.run(feeds), session };
 }
 

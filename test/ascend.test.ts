@@ -4,7 +4,7 @@
  * test data within bf16 tolerances; placement, fallback and the failure modes are reported as documented.
  * `npm run test:ascend` runs the same file against real CANN (docs/ascend.md).
  */
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import * as ort from "onnxruntime-node";
@@ -18,8 +18,8 @@ import {
   type AscendStats,
   type AscendTestFault,
 } from "../src/runtime/index.js";
-import { CORE_PASSES, fixtureCases, fuseCase, MODELS, runtimeLoadError } from "./helpers/cases.js";
-import { readTensorProto, relativeL2, type TensorFile } from "./helpers/tensor-io.js";
+import { CORE_PASSES, fixtureCases, fuseCase, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
+import { readDataSet, relativeL2, toOrtTensor } from "./helpers/tensor-io.js";
 import { REAL_ASCEND, useAscendDevice } from "./helpers/ascend.js";
 
 const REAL = REAL_ASCEND;
@@ -27,19 +27,12 @@ const skip = runtimeLoadError();
 useAscendDevice();
 
 // bf16 on the device (inputs, outputs and the state are rounded to 8 mantissa bits; accumulation in float32).
-const BF16_TOLERANCE = 1e-2;
+const BF16_TOLERANCE = TOLERANCE.bfloat16;
 const CORES = fixtureCases().filter((c) => c.startsWith("chunk_") || c.startsWith("recurrent_"));
 
-function dataSet(name: string, prefix: "input" | "output"): TensorFile[] {
-  const dir = join(MODELS, name, "test_data_set_0");
-  const files = readdirSync(dir).filter((f) => f.startsWith(`${prefix}_`) && f.endsWith(".pb"));
-  files.sort((a, b) => Number(a.slice(prefix.length + 1, -3)) - Number(b.slice(prefix.length + 1, -3)));
-  return files.map((f) => readTensorProto(join(dir, f)));
-}
-
-/** bfloat16 travels as uint16 bits. */
-const toTensor = (t: TensorFile) =>
-  new ort.Tensor((t.type === "bfloat16" ? "uint16" : t.type) as "float32", t.data as Float32Array, t.dims);
+/** The case's test_data_set_0 input or output tensors, in order. */
+const dataSet = (name: string, prefix: "input" | "output") =>
+  readDataSet(join(MODELS, name, "test_data_set_0"), prefix);
 
 async function fusedFile(name: string): Promise<string> {
   const { model } = await fuseCase(name, { passes: CORE_PASSES });
@@ -57,7 +50,7 @@ async function ascendSession(file: string, testFault?: AscendTestFault, strict =
 async function errors(session: ort.InferenceSession, name: string): Promise<number[]> {
   const feeds: Record<string, ort.Tensor> = {};
   const inputs = dataSet(name, "input");
-  session.inputNames.forEach((n, i) => (feeds[n] = toTensor(inputs[i]!)));
+  session.inputNames.forEach((n, i) => (feeds[n] = toOrtTensor(inputs[i]!)));
   const out = await session.run(feeds);
   return dataSet(name, "output").map((want, i) => {
     const got = out[session.outputNames[i]!]!;

@@ -304,31 +304,20 @@ describe.skipIf(!ready)("CausalConv1d opset 2: speculative decoding (num_accepte
     });
     // Step 1 after a plain step: num_accepted_tokens = S-W+2 reads the end of the state.
     const step1 = history.map((_, n) => channelRows(rounded(C * T, 400 + n, dt), 0, T));
+    // Each step packs N sequences of T tokens over the same pool slots.
+    const stepOf = { dt, xDims: [1, C, N * T], weight, stateDims: [slots, C, S], indices };
+    const cu = Array.from({ length: N + 1 }, (_, n) => n * T);
     const r1 = await runConv({
-      dt,
+      ...stepOf,
       x: pack(step1),
-      xDims: [1, C, N * T],
-      weight,
       state: prefill.state!,
-      stateDims: [slots, C, S],
-      cu: Array.from({ length: N + 1 }, (_, n) => n * T),
-      indices,
+      cu,
       accepted: Array(N).fill(S - W + 2),
     });
     // Step 2: sequence n accepted n+1 of step 1's tokens.
     const step2 = history.map((_, n) => channelRows(rounded(C * T, 500 + n, dt), 0, T));
     const accepted = Array.from({ length: N }, (_, n) => n + 1);
-    const r2 = await runConv({
-      dt,
-      x: pack(step2),
-      xDims: [1, C, N * T],
-      weight,
-      state: r1.state!,
-      stateDims: [slots, C, S],
-      cu: Array.from({ length: N + 1 }, (_, n) => n * T),
-      indices,
-      accepted,
-    });
+    const r2 = await runConv({ ...stepOf, x: pack(step2), state: r1.state!, cu, accepted });
     for (let n = 0; n < N; n++) {
       const cat = (a: Float64Array[], b: Float64Array[], bn: number) =>
         a.map((row, c) => Float64Array.from([...row, ...b[c]!.slice(0, bn)]));

@@ -15,6 +15,7 @@ import { oneNodeModel, type TensorSpec } from "../src/ops-model.js";
 import { gatedDeltaReference } from "../src/reference/gated-delta.js";
 import { loadRuntime } from "../src/runtime/index.js";
 import { relativeL2 } from "./helpers/tensor-io.js";
+import { TOLERANCE } from "../src/numeric.js";
 
 const opsLibrary = (() => {
   try {
@@ -30,7 +31,7 @@ type DType = "float32" | "float16" | "bfloat16";
 type Layout = "kv" | "vk";
 const DT = onnx.TensorProto.DataType;
 const ELEM: Record<DType, number> = { float32: DT.FLOAT, float16: DT.FLOAT16, bfloat16: DT.BFLOAT16 };
-const TOL: Record<DType, number> = { float32: 1e-5, float16: 2e-3, bfloat16: 1e-2 };
+const TOL: Record<DType, number> = TOLERANCE;
 const GDN = { executionProviders: ["gdn"], intraOpNumThreads: 2 };
 
 interface Dims {

@@ -53,23 +53,6 @@ BY_NAME.float = 1;
 BY_NAME.double = 11;
 BY_NAME.half = 10;
 
-/** Bytes per element of the types tensorToArray supports (undefined otherwise). */
-const SIZES: Record<number, number> = {
-  1: 4,
-  2: 1,
-  3: 1,
-  4: 2,
-  5: 2,
-  6: 4,
-  7: 8,
-  9: 1,
-  10: 2,
-  11: 8,
-  12: 4,
-  13: 8,
-  16: 2,
-};
-
 /** Bytes per element of every fixed-size ONNX type (4-bit types pack two per byte, see tensorByteSize). */
 const ONNX_BYTES: Record<number, number> = {
   1: 4,
@@ -94,6 +77,9 @@ const ONNX_BYTES: Record<number, number> = {
   24: 1,
 };
 const FOUR_BIT = new Set([21, 22, 23]);
+/** The data types tensorToArray supports, and their bytes per element (undefined otherwise). */
+const ARRAY_TYPES = [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 16];
+const SIZES: Record<number, number> = Object.fromEntries(ARRAY_TYPES.map((t) => [t, ONNX_BYTES[t]!]));
 
 /** Bytes of `count` elements of a data type (exact, BigInt); undefined for string and unknown types. */
 export function tensorByteSize(dataType: number, count: bigint): bigint | undefined {
