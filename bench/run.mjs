@@ -80,7 +80,7 @@ const { onnx } = await imp("src/ir/onnx.js");
 const { loadModel } = await imp("src/ir/model-io.js");
 const { fuseModel } = await imp("src/index.js"); // the package entry registers the built-in passes
 const { attr } = await imp("src/ir/graph.js");
-const { deltaRuleModel } = await imp("src/ops-model.js");
+const { deltaRuleModel, oneNodeModel } = await imp("src/ops-model.js");
 const { LONG_SEQUENCE_FLOAT32_TOLERANCE, relativeL2, seededRandom } = await imp("src/numeric.js");
 await imp("src/runtime/index.js");
 const { loadRuntime } = await imp("src/runtime/index.js");
@@ -386,28 +386,21 @@ async function decodeCase(name, B) {
 // ---- serving (gdn opset 2): packed sequences, state pools, speculative decoding vs the plain batch ----
 /** One-node opset-2 delta-rule model with the given serving inputs (dims symbolic). */
 function servingModel(op, serving) {
-  const F = onnx.TensorProto.DataType.FLOAT;
   const I64 = onnx.TensorProto.DataType.INT64;
-  const vi = (name, elemType = F) => ({ name, type: { tensorType: { elemType } } });
-  const names = ["query", "key", "value", "g", "beta", "initial_state"];
-  const ins = [...names, serving.cu ? "cu_seqlens" : "", serving.idx ? "ssm_state_indices" : ""];
-  if (serving.accepted) ins.push("num_accepted_tokens");
-  while (ins.at(-1) === "") ins.pop();
-  const INT = onnx.AttributeProto.AttributeType.INT;
-  const attrs = [{ name: "use_qk_l2norm", type: INT, i: 1 }];
-  if (op === "ChunkGatedDeltaRule") attrs.push({ name: "chunk_size", type: INT, i: 64 });
-  return encode({
-    irVersion: 8,
-    opsetImport: [
-      { domain: "", version: 17 },
-      { domain: "gdn", version: 2 },
-    ],
-    graph: {
-      name: "serve",
-      node: [{ opType: op, domain: "gdn", name: "core", input: ins, output: ["out", "final_state"], attribute: attrs }],
-      input: ins.filter((n) => n !== "").map((n) => vi(n, names.includes(n) ? F : I64)),
-      output: [vi("out"), vi("final_state")],
-    },
+  const tensors = ["query", "key", "value", "g", "beta", "initial_state"].map((name) => ({ name }));
+  tensors.push({ name: serving.cu ? "cu_seqlens" : "", elemType: I64 });
+  tensors.push({ name: serving.idx ? "ssm_state_indices" : "", elemType: I64 });
+  if (serving.accepted) tensors.push({ name: "num_accepted_tokens", elemType: I64 });
+  while (tensors.at(-1).name === "") tensors.pop();
+  const attrs = [attr.int("use_qk_l2norm", 1)];
+  if (op === "ChunkGatedDeltaRule") attrs.push(attr.int("chunk_size", 64));
+  return oneNodeModel({
+    opType: op,
+    nodeName: "core",
+    gdnOpset: 2,
+    inputs: tensors,
+    outputs: [{ name: "out" }, { name: "final_state" }],
+    attributes: attrs,
   });
 }
 const i64 = (values, dims) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), dims);

@@ -10,7 +10,9 @@ import { join, relative } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
+import { attr } from "../src/ir/graph.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { oneNodeModel } from "../src/ops-model.js";
 import {
   ascendEpLibraryPath,
   ascendSimCounters,
@@ -96,48 +98,31 @@ interface Case {
 }
 
 function deltaRuleModel(c: Case): Uint8Array {
-  const F = onnx.TensorProto.DataType.FLOAT;
   const state = c.layout === "kv" ? [c.B, c.Hv, c.K, c.V] : [c.B, c.Hv, c.V, c.K];
-  const vi = (name: string, dims: number[]) => ({
-    name,
-    type: { tensorType: { elemType: F, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
-  });
-  return encodeMessage(onnx.ModelProto, {
-    irVersion: 8,
-    opsetImport: [
-      { domain: "", version: 17 },
-      { domain: "gdn", version: 1 },
+  const [qk, v, gb] = [
+    [c.B, c.T, c.Hk, c.K],
+    [c.B, c.T, c.Hv, c.V],
+    [c.B, c.T, c.Hv],
+  ];
+  return oneNodeModel({
+    opType: c.op,
+    nodeName: "core",
+    gdnOpset: 1,
+    inputs: [
+      { name: "query", dims: qk },
+      { name: "key", dims: qk },
+      { name: "value", dims: v },
+      { name: "g", dims: gb },
+      { name: "beta", dims: gb },
+      { name: "initial_state", dims: state },
     ],
-    graph: {
-      name: "delta_rule",
-      node: [
-        {
-          name: "core",
-          opType: c.op,
-          domain: "gdn",
-          input: ["query", "key", "value", "g", "beta", "initial_state"],
-          output: ["output", c.finalState === false ? "" : "final_state"], // "": an omitted optional output
-          attribute: [
-            { name: "use_qk_l2norm", type: onnx.AttributeProto.AttributeType.INT, i: c.l2norm },
-            {
-              name: "state_layout",
-              type: onnx.AttributeProto.AttributeType.STRING,
-              s: new TextEncoder().encode(c.layout),
-            },
-          ],
-        },
-      ],
-      input: [
-        vi("query", [c.B, c.T, c.Hk, c.K]),
-        vi("key", [c.B, c.T, c.Hk, c.K]),
-        vi("value", [c.B, c.T, c.Hv, c.V]),
-        vi("g", [c.B, c.T, c.Hv]),
-        vi("beta", [c.B, c.T, c.Hv]),
-        vi("initial_state", state),
-      ],
-      output: [vi("output", [c.B, c.T, c.Hv, c.V]), ...(c.finalState === false ? [] : [vi("final_state", state)])],
-    },
-  } as onnx.IModelProto);
+    // "": an omitted optional output
+    outputs: [
+      { name: "output", dims: v },
+      { name: c.finalState === false ? "" : "final_state", dims: state },
+    ],
+    attributes: [attr.int("use_qk_l2norm", c.l2norm), attr.string("state_layout", c.layout)],
+  });
 }
 
 /** Deterministic pseudo-random floats in [lo, hi). */

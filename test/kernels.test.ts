@@ -8,7 +8,9 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { attr } from "../src/ir/graph.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { oneNodeModel } from "../src/ops-model.js";
 import { float16ToFloat32, float32ToFloat16 } from "../src/ir/tensor.js";
 import { TOLERANCE, relativeL2, seededRandom } from "../src/numeric.js";
 import { gatedDeltaReference, type GatedDeltaDims } from "../src/reference/gated-delta.js";
@@ -30,46 +32,24 @@ const ELEM = { float32: 1, float16: 10 } as const;
 function model(c: Case): Uint8Array {
   const { B, T, Hk, Hv, K, V } = c.dims;
   const st = c.layout === "kv" ? [B, Hv, K, V] : [B, Hv, V, K];
-  const vi = (name: string, elemType: number, dims: number[]) => ({
-    name,
-    type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
-  });
   const e = ELEM[c.dtype];
-  const attrs: onnx.IAttributeProto[] = [
-    { name: "use_qk_l2norm", type: 2, i: c.l2 ? 1 : 0 },
-    { name: "state_layout", type: 3, s: new TextEncoder().encode(c.layout) },
-  ];
-  return encodeMessage(
-    onnx.ModelProto,
-    onnx.ModelProto.fromObject({
-      irVersion: 10,
-      opsetImport: [
-        { domain: "", version: 18 },
-        { domain: "gdn", version: 1 },
-      ],
-      graph: {
-        name: "kernel",
-        node: [
-          {
-            opType: c.op,
-            domain: "gdn",
-            input: ["q", "k", "v", "g", "beta", "s0"],
-            output: ["o", "s1"],
-            attribute: attrs,
-          },
-        ],
-        input: [
-          vi("q", e, [B, T, Hk, K]),
-          vi("k", e, [B, T, Hk, K]),
-          vi("v", e, [B, T, Hv, V]),
-          vi("g", 1, [B, T, Hv]),
-          vi("beta", e, [B, T, Hv]),
-          vi("s0", 1, st),
-        ],
-        output: [vi("o", e, [B, T, Hv, V]), vi("s1", 1, st)],
-      },
-    }),
-  );
+  return oneNodeModel({
+    opType: c.op,
+    gdnOpset: 1,
+    inputs: [
+      { name: "q", elemType: e, dims: [B, T, Hk, K] },
+      { name: "k", elemType: e, dims: [B, T, Hk, K] },
+      { name: "v", elemType: e, dims: [B, T, Hv, V] },
+      { name: "g", dims: [B, T, Hv] },
+      { name: "beta", elemType: e, dims: [B, T, Hv] },
+      { name: "s0", dims: st },
+    ],
+    outputs: [
+      { name: "o", elemType: e, dims: [B, T, Hv, V] },
+      { name: "s1", dims: st },
+    ],
+    attributes: [attr.int("use_qk_l2norm", c.l2 ? 1 : 0), attr.string("state_layout", c.layout)],
+  });
 }
 
 /** inPlace: o and s1 are fetched into preallocated Tensors, s1 into the very Tensor fed as s0 (a decode loop's state). */
