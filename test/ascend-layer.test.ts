@@ -13,10 +13,10 @@ import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
 import { seededRandom } from "../src/numeric.js";
 import { oneNodeModel } from "../src/ops-model.js";
-import { ascendStats } from "../src/runtime/index.js";
+import { ascendSimCounters, ascendStats } from "../src/runtime/index.js";
 import { fixtureCases, fuseCase, histogram, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
 import { numberToFloat16, readDataSet, relativeL2, toOrtTensor, type TensorFile } from "./helpers/tensor-io.js";
-import { useAscendDevice } from "./helpers/ascend.js";
+import { REAL_ASCEND, useAscendDevice } from "./helpers/ascend.js";
 
 const skip = runtimeLoadError();
 useAscendDevice();
@@ -132,6 +132,28 @@ describe.skipIf(skip !== undefined)("fused layers entirely on the Ascend device 
       await session.release();
     }
   });
+
+  // release() frees the ONNX Runtime session, and with it the layer's weights on the device, at once: not when the
+  // garbage collector finds the JS object. A server that swaps models must get its device memory back.
+  it.skipIf(REAL_ASCEND)(
+    "release() frees the session's device memory at once, without a garbage collection",
+    async () => {
+      const name = "layer_qwen3next_decode_b2";
+      const { file } = await fusedLayer(name);
+      const ep = { name: "ascend", deviceId: 0, strict: true } as unknown as string;
+      const keeper = await ort.InferenceSession.create(file, { executionProviders: [ep] }); // keeps the simulator loaded
+      try {
+        const before = ascendSimCounters().liveBytes;
+        const session = await ort.InferenceSession.create(file, { executionProviders: [ep] });
+        await runSet(session, name, "test_data_set_0");
+        expect(ascendSimCounters().liveBytes).toBeGreaterThan(before); // the weights
+        await session.release();
+        expect(ascendSimCounters().liveBytes).toBe(before);
+      } finally {
+        await keeper.release();
+      }
+    },
+  );
 });
 
 // ------------------------------------------------------------------------------------------------------------

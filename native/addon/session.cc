@@ -125,7 +125,10 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   if (info.Length() != 1 || !info[0].IsExternal()) {
     throw Napi::TypeError::New(env, "Session cannot be constructed directly; use createSession()");
   }
-  state_ = *info[0].As<Napi::External<std::shared_ptr<SessionState>>>().Data();
+  // Take the state out of the External rather than share it: the External lives until the garbage collector finds
+  // it, and a second owner there would keep the ORT session (and its device memory) alive after dispose().
+  state_ = std::move(*info[0].As<Napi::External<std::shared_ptr<SessionState>>>().Data());
+  if (!state_) throw Napi::TypeError::New(env, "Session cannot be constructed directly; use createSession()");
   Napi::Object self = info.This().As<Napi::Object>();
   self.Set("inputMetadata", InfoToJs(env, state_->inputs));
   self.Set("outputMetadata", InfoToJs(env, state_->outputs));
