@@ -433,7 +433,7 @@ async function servingStep(op, B, T, slots, serving, seed) {
 /** Checks that two serving steps over the same tokens and states computed the same (their first runs). */
 function checkSame(caseName, a, b) {
   for (const name of ["out", "final_state"]) {
-    const e = relL2(a.first[name], b.first[name]);
+    const e = relativeL2(a.first[name], b.first[name]);
     checks.push({ case: caseName, impl: "gdn", vs: "serve_prefill_b8_t512", output: name, rel_l2: e, ok: e < 1e-4 });
   }
 }
