@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { deltaRuleModel } from "../src/ops-model.js";
 import { loadRuntime } from "../src/runtime/index.js";
+import { REAL_ASCEND } from "./helpers/ascend.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
 
 const ready = loadRuntime().opsLibraryPath !== null;
@@ -100,6 +101,120 @@ result.shared = typeof r === "string" ? r : { diff: maxDiff(sharedOut.data, want
 console.log(JSON.stringify(result));
 `;
 
+/**
+ * A resizable ArrayBuffer shrunk while a run uses it: V8 takes the pages away at once, so
+ * the native side would read or write unmapped memory. Such buffers are refused; a growable SharedArrayBuffer (it
+ * never shrinks) works, grown during the run.
+ */
+const RESIZABLE = `
+const { feeds, maxDiff, outputDims, session, size, ort } = await import(process.env.GDN_COMMON);
+await import(process.env.GDN_RUNTIME);
+const s = await session();
+const want = (await s.run(feeds())).output.data;
+const refused = (e) => e.code + ": " + e.message;
+function resizable(a, grow = false) {
+  const buffer = grow ? new SharedArrayBuffer(a.byteLength, { maxByteLength: 2 * a.byteLength })
+    : new ArrayBuffer(a.byteLength, { maxByteLength: a.byteLength });
+  const copy = new a.constructor(buffer, 0, a.length);
+  copy.set(a);
+  return copy;
+}
+const result = {};
+const f = feeds();
+f.value = new ort.Tensor("float32", resizable(f.value.data), f.value.dims);
+let pending = s.run(f);
+f.value.data.buffer.resize(0);
+result.input = await pending.then(() => "ran", refused);
+const out = new ort.Tensor("float32", resizable(new Float32Array(size(outputDims))), outputDims);
+pending = s.run(feeds(), { output: out });
+out.data.buffer.resize(0);
+result.output = await pending.then(() => "ran", refused);
+const g = feeds();
+g.value = new ort.Tensor("float32", resizable(g.value.data, true), g.value.dims);
+pending = s.run(g);
+g.value.data.buffer.grow(2 * g.value.data.byteLength);
+result.growable = await pending.then((r) => maxDiff(r.output.data, want), refused);
+console.log(JSON.stringify(result));
+`;
+
+/**
+ * Model bytes moved away around a session's creation (argv: backend). Transferred at once, they reach the backend
+ * detached (create() hands them over after a tick): refused. Transferred while ORT waits to parse them on the thread
+ * pool (kept busy here): a transfer must copy them, and the session is created from the bytes given. A resizable
+ * buffer is refused.
+ */
+const MODEL_BYTES = `
+import { readFileSync } from "node:fs";
+import { pbkdf2 } from "node:crypto";
+const { ort } = await import(process.env.GDN_COMMON);
+await import(process.env.GDN_RUNTIME);
+const backend = process.argv[2];
+if (backend === "ascend") process.env.GDN_FUSE_ASCEND = "sim";
+const options = { executionProviders: [backend === "ascend" ? { name: "ascend", deviceId: 0 } : "gdn"] };
+const created = (s) => (s.release(), "created");
+const failed = (e) => e.code + ": " + e.message;
+const file = readFileSync(process.env.GDN_MODEL);
+const result = {};
+let bytes = new Uint8Array(file);
+let pending = ort.InferenceSession.create(bytes, options);
+structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+result.detachedAtOnce = await pending.then(created, failed);
+bytes = new Uint8Array(file);
+const busy = Array.from({ length: 16 }, () => new Promise((r) => pbkdf2("x", "y", 50000, 32, "sha256", r)));
+pending = ort.InferenceSession.create(bytes, options);
+await new Promise((r) => setTimeout(r, 20));
+const moved = structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+new Uint8Array(moved).fill(0xff); // what a new owner of the memory might write
+result.duringCreate = await pending.then(created, failed);
+result.stillAttached = bytes.byteLength === file.length;
+await Promise.all(busy);
+const resizable = new Uint8Array(new ArrayBuffer(file.length, { maxByteLength: file.length }));
+resizable.set(file);
+result.resizable = await ort.InferenceSession.create(resizable, options).then(created, failed);
+console.log(JSON.stringify(result));
+`;
+
+/**
+ * Many sessions created, used and released (argv: backend, cycles): the device memory they used comes back and the
+ * process's RSS stays bounded. On "ascend" each session also runs an AscendDeviceLoop whose state stays on the
+ * device, released before or after its session in turn; a "keeper" session keeps the simulator loaded throughout.
+ */
+const CYCLES = `
+const { ort } = await import(process.env.GDN_COMMON);
+const runtime = await import(process.env.GDN_RUNTIME);
+const { deltaRuleModel } = await import(new URL("../ops-model.js", process.env.GDN_RUNTIME).href);
+const [backend, cycles] = [process.argv[2], Number(process.argv[3])];
+if (backend === "ascend") process.env.GDN_FUSE_ASCEND = "sim";
+const [B, T, H, K, V] = [1, 2, 2, 16, 16];
+const model = deltaRuleModel("RecurrentGatedDeltaRule", { B, T, Hk: H, Hv: H, K, V });
+const ep = backend === "ascend" ? { name: "ascend", deviceId: 0 } : "gdn";
+const create = () => ort.InferenceSession.create(model, { executionProviders: [ep], intraOpNumThreads: 1 });
+const tensor = (dims, v) => new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(v), dims);
+const step = { query: tensor([B, T, H, K], 0.1), key: tensor([B, T, H, K], 0.1), value: tensor([B, T, H, V], 0.5),
+  g: tensor([B, T, H], -0.1), beta: tensor([B, T, H], 0.5) };
+const first = { ...step, initial_state: tensor([B, H, K, V], 0) };
+const keeper = await create();
+const live = () => (backend === "ascend" ? runtime.ascendSimCounters().liveBytes : 0);
+const rss = () => { globalThis.gc(); return process.memoryUsage().rss; };
+let liveBefore, rssBefore;
+for (let i = 0; i < cycles; i++) {
+  if (i === 20) [liveBefore, rssBefore] = [live(), rss()]; // after the allocators' warm-up
+  const s = await create();
+  if (backend === "ascend") {
+    const loop = new runtime.AscendDeviceLoop(s, { final_state: "initial_state" });
+    await loop.step(first);
+    await loop.step(step);
+    if (i % 2) { loop.release(); await s.release(); } else { await s.release(); loop.release(); }
+  } else {
+    await s.run(first);
+    await s.release();
+  }
+}
+const result = { liveBytesGrowth: live() - liveBefore, rssGrowthMB: Math.round((rss() - rssBefore) / 2 ** 20) };
+await keeper.release();
+console.log(JSON.stringify(result));
+`;
+
 /** Workers with several runs in flight terminated at seeded random points; then the parent runs the model. */
 const TERMINATE = `
 import { Worker, isMainThread, parentPort } from "node:worker_threads";
@@ -126,6 +241,9 @@ if (!isMainThread) {
 }
 `;
 
+const RESIZABLE_WHY =
+  "its ArrayBuffer is resizable (resize() could take its memory away while the runtime uses it); use a fixed-length ArrayBuffer";
+
 interface ChildEnd {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -144,6 +262,9 @@ beforeAll(() => {
   writeFileSync(join(dir, "safety-transfer.mjs"), TRANSFER);
   writeFileSync(join(dir, "safety-buffers.mjs"), BUFFERS);
   writeFileSync(join(dir, "safety-terminate.mjs"), TERMINATE);
+  writeFileSync(join(dir, "safety-resizable.mjs"), RESIZABLE);
+  writeFileSync(join(dir, "safety-cycles.mjs"), CYCLES);
+  writeFileSync(join(dir, "safety-model-bytes.mjs"), MODEL_BYTES);
   env = {
     ...process.env,
     GDN_MODEL: join(tmp, "model.onnx"),
@@ -194,6 +315,44 @@ describe.skipIf(!ready)("gdn backend: buffers moved away from a run", () => {
       shared: { diff: 0, same: true },
     });
   });
+
+  it("a resizable ArrayBuffer is refused (shrunk under a run it crashed the process); a growable SharedArrayBuffer works", async () => {
+    const r = parsed(await child("safety-resizable.mjs", []));
+    expect(r).toEqual({
+      input: `E_RUNTIME: input 'value': ${RESIZABLE_WHY}`,
+      output: `E_RUNTIME: output 'output': ${RESIZABLE_WHY}`,
+      growable: 0,
+    });
+  });
+});
+
+describe.skipIf(!ready)("gdn and ascend backends: model bytes moved away during create()", () => {
+  it.each(REAL_ASCEND ? ["gdn"] : ["gdn", "ascend"])(
+    "on %s: detached ones are refused, a transfer during create() copies them, resizable ones are refused",
+    async (backend) => {
+      const r = parsed(await child("safety-model-bytes.mjs", [backend]));
+      expect(r).toEqual({
+        detachedAtOnce:
+          "E_RUNTIME: model bytes: their ArrayBuffer is detached (transferred away); pass the model over live memory",
+        duringCreate: "created",
+        stillAttached: true,
+        resizable: `E_RUNTIME: model bytes: ${RESIZABLE_WHY}`,
+      });
+    },
+  );
+});
+
+describe.skipIf(!ready)("gdn and ascend backends: many sessions created and released", () => {
+  // Bounds: a leaked session or device loop per cycle would grow device memory at once and RSS by far more than
+  // the 180 cycles' allocator noise (measured: 2-5 MB).
+  it.each(REAL_ASCEND ? ["gdn"] : ["gdn", "ascend"])(
+    "200 cycles on %s: no device memory left behind, RSS bounded",
+    async (backend) => {
+      const r = parsed(await child("safety-cycles.mjs", [backend, "200"], 100_000));
+      expect(r.liveBytesGrowth).toBe(0);
+      expect(r.rssGrowthMB).toBeLessThan(40);
+    },
+  );
 });
 
 describe.skipIf(!ready)("gdn backend: worker_threads teardown", () => {

@@ -17,7 +17,7 @@ import { loadAddon, type NativeSession, type NativeTensor } from "./addon.js";
 import { GdnSessionHandler } from "./backend.js";
 import { sessionConfig } from "./options.js";
 import { opsLibraryPath, overridePath, packageRoot } from "./paths.js";
-import { fromNative, toNative } from "./tensors.js";
+import { fromNative, pinModelBytes, toNative } from "./tensors.js";
 
 /** What ran where and what moved, for a session on the `ascend` backend. */
 export interface AscendStats {
@@ -122,6 +122,7 @@ export class AscendBackend implements Backend {
       strict: opts.strict === true,
       testFault: opts.testFault,
     };
+    if (typeof uriOrBuffer !== "string") pinModelBytes(uriOrBuffer);
     let native: NativeSession;
     try {
       native = await addon.createSession(uriOrBuffer, { ...sessionConfig(options ?? {}, opsLibraryPath()), ascend });

@@ -10,7 +10,7 @@ import { loadAddon, type NativeSession, type NativeTensor, type NativeValueInfo 
 import { checkModel } from "./model-check.js";
 import { runConfig, sessionConfig } from "./options.js";
 import { opsLibraryCandidates, opsLibraryPath } from "./paths.js";
-import { fromNative, pin, toNative } from "./tensors.js";
+import { fromNative, pinModelBytes, toNative } from "./tensors.js";
 
 // An ORT source location ("/onnxruntime_src/.../custom_ops.cc:1333 ") and the C++ signature that follows it
 // ("void onnxruntime::InferOutputTypes(...) "): noise to a JS user.
@@ -136,7 +136,7 @@ export class GdnBackend implements Backend {
     let opsProblem: string | null = null;
     try {
       const { addon } = loadAddon();
-      if (typeof uriOrBuffer !== "string") pin(uriOrBuffer.buffer); // ORT reads the bytes on a worker thread
+      if (typeof uriOrBuffer !== "string") pinModelBytes(uriOrBuffer);
       checkModel(
         typeof uriOrBuffer === "string" ? await readModel(uriOrBuffer) : uriOrBuffer,
         typeof uriOrBuffer !== "string",

@@ -56,7 +56,7 @@ export function toNative(name: string, what: string, value: unknown, modelType?:
     );
   }
   const data = value.data as NativeTensor["data"];
-  if (ArrayBuffer.isView(data)) pin(data.buffer);
+  if (ArrayBuffer.isView(data)) pin(data.buffer, what);
   return { name, type, dims: value.dims, data };
 }
 
@@ -65,9 +65,41 @@ export function toNative(name: string, what: string, value: unknown, modelType?:
  * (postMessage, structuredClone) during the run would hand that memory to a new owner that may free it under
  * the run. Marked untransferable, a transfer copies the buffer instead and this one stays attached. The mark is
  * permanent (Node has no way to remove it); a SharedArrayBuffer cannot be detached and needs none.
+ * A resizable ArrayBuffer is refused: shrinking it unmaps its pages at once, and no mark prevents that (a growable
+ * SharedArrayBuffer only grows, so it is fine). `what` names the buffer in the error ("input 'x'").
  */
-export function pin(buffer: ArrayBufferLike): void {
-  if (buffer instanceof ArrayBuffer) markAsUntransferable(buffer);
+export function pin(buffer: ArrayBufferLike, what: string): void {
+  if (!(buffer instanceof ArrayBuffer)) return;
+  if ((buffer as { resizable?: boolean }).resizable === true) {
+    const why = "resize() could take its memory away while the runtime uses it";
+    throw new GdnFuseError(
+      "E_RUNTIME",
+      `${what}: its ArrayBuffer is resizable (${why}); use a fixed-length ArrayBuffer`,
+    );
+  }
+  markAsUntransferable(buffer);
+}
+
+/**
+ * Model bytes given to create(): ORT parses them on a worker thread, so they are pinned like a tensor's buffer.
+ * create() hands them to the backend a tick after the caller, so a transfer made at once has already detached them.
+ */
+export function pinModelBytes(bytes: Uint8Array): void {
+  pin(bytes.buffer, "model bytes");
+  if (bytes.buffer instanceof ArrayBuffer && isDetached(bytes.buffer)) {
+    const message = "model bytes: their ArrayBuffer is detached (transferred away); pass the model over live memory";
+    throw new GdnFuseError("E_RUNTIME", message);
+  }
+}
+
+/** Node 20 has no ArrayBuffer.prototype.detached; a view of a detached buffer cannot be constructed. */
+function isDetached(buffer: ArrayBuffer): boolean {
+  try {
+    new Uint8Array(buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /** Wraps an ORT-allocated output (fresh ArrayBuffer owned by JS) into a Tensor without copying. */
