@@ -10,6 +10,8 @@ import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { GdnFuseError } from "../src/errors.js";
 import { encodeMessage, onnx } from "../src/ir/onnx.js";
+import { loadAddon } from "../src/runtime/addon.js";
+import { ascendEpLibraryPath } from "../src/runtime/ascend.js";
 import { AscendDeviceLoop, ascendSimCounters, ascendStats, type AscendStats } from "../src/runtime/index.js";
 import { fuseCase, MODELS, runtimeLoadError, TOLERANCE } from "./helpers/cases.js";
 import { readTensorProto, relativeL2 } from "./helpers/tensor-io.js";
@@ -22,6 +24,7 @@ const CASE = "layer_qwen3next_decode_b2";
 const STEPS = 4;
 const STATE_BYTES = 2 * 4 * 16 * 24 * 4; // recurrent_state [2,4,16,24] float32
 const ASCEND = { name: "ascend", deviceId: 0 } as unknown as string;
+const STATS_ID = Symbol.for("gdn-fuse.runtime.ascend-stats-id"); // where the ascend backend keeps a session's id
 
 function inputs(): Record<string, ort.Tensor> {
   const dir = join(MODELS, CASE, "test_data_set_0");
@@ -134,4 +137,85 @@ describe.skipIf(runtimeLoadError() !== undefined)("ascend decode loop with the s
       await session.release();
     }
   });
+});
+
+// Lifetimes: what a loop holds on the device is freed as soon as the user releases it, whatever is in flight, and a
+// released loop or session says so. A "keeper" session keeps the simulator loaded, so liveBytes compares.
+describe.skipIf(runtimeLoadError() !== undefined || REAL)("ascend decode loop: releasing", () => {
+  const usage = (message: string) => new GdnFuseError("E_USAGE", `AscendDeviceLoop: ${message}`);
+  const later = (x: Record<string, ort.Tensor>) => ({ hidden_states: x.hidden_states!, conv_state: x.conv_state! });
+
+  /** A fresh session and loop, liveBytes before them, and the keeper; `fn` must release the session. */
+  async function withLoop(fn: (s: ort.InferenceSession, loop: AscendDeviceLoop, before: number) => Promise<void>) {
+    const file = await fusedFile();
+    const keeper = await ort.InferenceSession.create(file, { executionProviders: [ASCEND] });
+    try {
+      const before = ascendSimCounters().liveBytes;
+      const session = await ort.InferenceSession.create(file, { executionProviders: [ASCEND] });
+      await fn(session, new AscendDeviceLoop(session, { new_recurrent_state: "recurrent_state" }), before);
+    } finally {
+      await keeper.release();
+    }
+  }
+
+  it("release() during a step: the step completes, its device values are freed when it ends, the loop is closed", () =>
+    withLoop(async (session, loop, before) => {
+      const x = inputs();
+      await loop.step(x);
+      const pending = loop.step(later(x));
+      loop.release();
+      expect(Object.keys(await pending).sort()).toEqual(["new_conv_state", "output"]);
+      await session.release();
+      expect(ascendSimCounters().liveBytes).toBe(before);
+      await expect(loop.step(later(x))).rejects.toThrow(usage("the loop is released"));
+      expect(() => loop.read("new_recurrent_state")).toThrow(usage("the loop is released"));
+      loop.release(); // twice: nothing to do
+    }));
+
+  it("a step while another is in flight is refused (both would read the same state)", () =>
+    withLoop(async (session, loop, before) => {
+      const x = inputs();
+      const first = loop.step(x);
+      await expect(loop.step(x)).rejects.toThrow(usage("a step is in flight; await it before the next"));
+      await first;
+      await loop.step(later(x));
+      loop.release();
+      await session.release();
+      expect(ascendSimCounters().liveBytes).toBe(before);
+    }));
+
+  it("the session released under a loop: the next step fails, read() still copies the state, release() frees it", () =>
+    withLoop(async (session, loop, before) => {
+      const x = inputs();
+      await loop.step(x);
+      await session.release();
+      expect(ascendSimCounters().liveBytes).toBe(before + STATE_BYTES); // the loop's state, until loop.release()
+      await expect(loop.step(later(x))).rejects.toThrow(
+        new GdnFuseError("E_RUNTIME", "ascend device loop step 1: session is disposed"),
+      );
+      expect(loop.read("new_recurrent_state").dims).toEqual([2, 4, 16, 24]);
+      loop.release();
+      expect(ascendSimCounters().liveBytes).toBe(before);
+    }));
+
+  it("ascendStats refuses a released session, and the EP keeps nothing of it", () =>
+    withLoop(async (session, loop) => {
+      loop.release();
+      expect(ascendStats(session).nodesOnDevice).not.toEqual({});
+      const id = (session as unknown as { handler: Record<symbol, number> }).handler[STATS_ID]!;
+      await session.release();
+      expect(() => ascendStats(session)).toThrow(new GdnFuseError("E_USAGE", "ascendStats: the session is released"));
+      // What the EP library still holds for the id (the addon's own call): one entry per session ever created would
+      // grow without end in a server that swaps sessions.
+      const addon = loadAddon().addon as unknown as { ascendStats(library: string, id: number): string };
+      expect(JSON.parse(addon.ascendStats(ascendEpLibraryPath(), id))).toEqual({
+        nodesOnDevice: {},
+        nodesOnCpu: {},
+        fallbackReasons: [],
+        copiesH2D: 0,
+        copiesD2H: 0,
+        bytesH2D: 0,
+        bytesD2H: 0,
+      });
+    }));
 });

@@ -170,10 +170,12 @@ export function ascendSimCounters(): AscendSimCounters {
 /** What ran where and what moved for a session created on the `ascend` backend. */
 export function ascendStats(session: InferenceSession): AscendStats {
   // onnxruntime-common's InferenceSession keeps its handler in the (TypeScript-private) field `handler`.
-  const handler = (session as unknown as { handler?: { [STATS_ID]?: number } }).handler;
+  const handler = (session as unknown as { handler?: { [STATS_ID]?: number; released?: boolean } }).handler;
   const id = handler?.[STATS_ID];
   if (id === undefined)
     throw new GdnFuseError("E_USAGE", "ascendStats: the session was not created on the ascend backend");
+  // The EP frees a session's statistics with it.
+  if (handler!.released) throw new GdnFuseError("E_USAGE", "ascendStats: the session is released");
   const { addon } = loadAddon();
   const json = (addon as unknown as { ascendStats(library: string, id: number): string }).ascendStats(
     ascendEpLibraryPath(),
@@ -216,6 +218,8 @@ export class AscendDeviceLoop {
   readonly #inputTypes: ReadonlyMap<string, string | undefined>; // the model's, for bfloat16 fed as uint16 bits
   #device = new Map<string, DeviceHandle>(); // input name -> the value the next step reads
   #steps = 0;
+  #stepping = false; // a step is in flight
+  #released = false;
 
   constructor(session: InferenceSession, feedBack: Record<string, string>) {
     const native = (session as unknown as { handler?: { [NATIVE]?: NativeSession } }).handler?.[NATIVE];
@@ -234,6 +238,10 @@ export class AscendDeviceLoop {
 
   /** Runs one step; returns the outputs not fed back. */
   async step(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    this.#checkOpen();
+    // Two steps at once would both read the same fed-back values: the second would not continue the first.
+    if (this.#stepping)
+      throw new GdnFuseError("E_USAGE", "AscendDeviceLoop: a step is in flight; await it before the next");
     for (const input of this.#feedBack.values()) {
       if (this.#steps === 0 && feeds[input] === undefined) {
         throw new GdnFuseError("E_USAGE", `AscendDeviceLoop: the first step needs input '${input}'`);
@@ -250,20 +258,25 @@ export class AscendDeviceLoop {
     const hostOutputs = this.#outputs.filter((o) => !this.#feedBack.has(o));
     const addon = loadAddon().addon as unknown as BoundAddon;
     let result;
+    this.#stepping = true;
     try {
       result = await addon.ascendRunBound(this.#native, inputs, deviceInputs, hostOutputs, [...this.#feedBack.keys()]);
     } catch (e) {
       const message = `ascend device loop step ${this.#steps}: ${(e as Error).message}`;
       throw new GdnFuseError("E_RUNTIME", message, { cause: e });
+    } finally {
+      this.#stepping = false;
     }
     for (const v of this.#device.values()) addon.ascendDeviceRelease(v.handle);
     this.#device = new Map([...this.#feedBack].map(([output, input]) => [input, result.device[output]!]));
     this.#steps++;
+    if (this.#released) this.release(); // released during the step: its device values go now, not at GC
     return Object.fromEntries(Object.entries(result.host).map(([name, t]) => [name, fromNative(t)]));
   }
 
   /** The latest value of a fed-back output, copied to the host. */
   read(output: string): Tensor {
+    this.#checkOpen();
     const input = this.#feedBack.get(output);
     const value = input === undefined ? undefined : this.#device.get(input);
     if (value === undefined) {
@@ -272,10 +285,16 @@ export class AscendDeviceLoop {
     return fromNative((loadAddon().addon as unknown as BoundAddon).ascendDeviceRead(value.handle, output));
   }
 
-  /** Frees the device values now (otherwise when garbage-collected). */
+  /** Frees the device values now (otherwise when garbage-collected); a step in flight frees its own when it ends.
+   * The loop cannot be used afterwards. */
   release(): void {
+    this.#released = true;
     const addon = loadAddon().addon as unknown as BoundAddon;
     for (const v of this.#device.values()) addon.ascendDeviceRelease(v.handle);
     this.#device.clear();
+  }
+
+  #checkOpen(): void {
+    if (this.#released) throw new GdnFuseError("E_USAGE", "AscendDeviceLoop: the loop is released");
   }
 }

@@ -71,6 +71,11 @@ export class GdnSessionHandler implements InferenceSessionHandler {
     this.#inputTypes = new Map(native.inputMetadata.map((m) => [m.name, m.type]));
   }
 
+  /** True once dispose() (InferenceSession.release()) was called. */
+  get released(): boolean {
+    return this.#native === null;
+  }
+
   #live(): NativeSession {
     if (this.#native === null) throw new GdnFuseError("E_RUNTIME", "session is disposed");
     return this.#native;

@@ -351,6 +351,12 @@ std::string Quoted(const std::string& s) {
 
 Ep::~Ep() {
   if (stream && cann) cann->aclrtDestroyStream(stream);
+  // The session is gone (ORT releases its EP last, after every run): its statistics go with it.
+  {
+    std::lock_guard<std::mutex> lock(g_stats_mutex);
+    g_stats.erase(stats_id);
+  }
+  ForgetSessionCopies(stats_id);
 }
 
 }  // namespace gdn_ascend
@@ -394,9 +400,9 @@ __attribute__((visibility("default"))) size_t GdnAscendStatsJson(int stats_id, c
   AppendCounts(json, p.on_cpu);
   json += ",\"fallbackReasons\":[";
   for (size_t i = 0; i < p.fallback_reasons.size(); ++i) json += (i ? "," : "") + Quoted(p.fallback_reasons[i]);
-  const CopyCounters& c = SessionCopies(stats_id);
-  json += "],\"copiesH2D\":" + std::to_string(c.h2d.load()) + ",\"copiesD2H\":" + std::to_string(c.d2h.load()) +
-          ",\"bytesH2D\":" + std::to_string(c.bytes_h2d.load()) + ",\"bytesD2H\":" + std::to_string(c.bytes_d2h.load()) + "}";
+  const CopyTotals c = SessionCopyTotals(stats_id);
+  json += "],\"copiesH2D\":" + std::to_string(c.h2d) + ",\"copiesD2H\":" + std::to_string(c.d2h) +
+          ",\"bytesH2D\":" + std::to_string(c.bytes_h2d) + ",\"bytesD2H\":" + std::to_string(c.bytes_d2h) + "}";
   if (json.size() < size) std::memcpy(buffer, json.c_str(), json.size() + 1);
   return json.size() + 1;
 }

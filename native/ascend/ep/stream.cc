@@ -84,6 +84,19 @@ CopyCounters& SessionCopies(int stats_id) {
   return g_copies[stats_id];
 }
 
+CopyTotals SessionCopyTotals(int stats_id) {
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  auto it = g_copies.find(stats_id);
+  if (it == g_copies.end()) return {};
+  const CopyCounters& c = it->second;
+  return {c.h2d.load(), c.d2h.load(), c.bytes_h2d.load(), c.bytes_d2h.load()};
+}
+
+void ForgetSessionCopies(int stats_id) {
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  g_copies.erase(stats_id);
+}
+
 CopyCounters& UnattributedCopies() {
   static CopyCounters counters;
   return counters;

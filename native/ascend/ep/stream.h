@@ -23,8 +23,15 @@ struct CopyCounters {
   void Count(aclrtMemcpyKind kind, size_t bytes);
 };
 
-// The counters of the session with this stats id (they live as long as the process).
+// The counters of the session with this stats id, until ForgetSessionCopies (when its EP is released).
 CopyCounters& SessionCopies(int stats_id);
+// The session's counts so far (all 0 for an unknown id), without creating its counters.
+struct CopyTotals {
+  uint64_t h2d = 0, d2h = 0, bytes_h2d = 0, bytes_d2h = 0;
+};
+CopyTotals SessionCopyTotals(int stats_id);
+// Frees the session's counters: a process that creates sessions without end must not keep one per session.
+void ForgetSessionCopies(int stats_id);
 // Copies made without a stream, which ORT does not attribute to a session (e.g. initializers moved at creation).
 CopyCounters& UnattributedCopies();
 
