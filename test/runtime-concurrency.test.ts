@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
+import { GdnFuseError } from "../src/errors.js";
 import "../src/runtime/index.js";
 import { SHARED_CORPUS, TOLERANCE, readDataSet, relativeL2, toOrtTensor } from "./helpers/index.js";
 import { transpileRuntime } from "./helpers/runtime-js.js";
@@ -77,6 +78,25 @@ describe("gdn backend: concurrency", () => {
       );
     }
     await session.release();
+  });
+
+  it("release() with runs in flight: they finish with correct results; the released session then refuses use", async () => {
+    const name = "recurrent_t4_b2";
+    const session = await ort.InferenceSession.create(join(CORPUS, name, "model.onnx"), GDN);
+    const feeds = feedsFor(session, name);
+    const expected = dataSet(name, "output");
+    const pending = Array.from({ length: 8 }, () => session.run(feeds));
+    await session.release(); // the runs keep the native session until they end
+    for (const r of await Promise.all(pending)) {
+      session.outputNames.forEach((n, i) =>
+        expect(relativeL2(r[n]!, expected[i]!)).toBeLessThanOrEqual(TOLERANCE.float32),
+      );
+    }
+    await session.release(); // twice: nothing to do
+    const disposed = new GdnFuseError("E_RUNTIME", "session is disposed");
+    await expect(session.run(feeds)).rejects.toThrow(disposed);
+    expect(() => session.endProfiling()).toThrow(disposed);
+    expect(session.inputNames).toEqual(Object.keys(feeds)); // metadata stays readable
   });
 
   it("four sessions concurrently from four worker threads", async () => {
