@@ -30,7 +30,7 @@ const RUNTIME_TESTS = [
   "test/serving-delta.test.ts",
   "test/serving-conv.test.ts",
   // the Ascend EP on the CANN simulator (test/helpers/ascend.ts sets GDN_FUSE_ASCEND=sim); the simulator's own test
-  // programs (test/ascend-sim*.test.ts) are not here: they ran above, built with the sanitizers
+  // programs (test/ascend-sim.test.ts) are not here: they ran above, built with the sanitizers
   "test/ascend.test.ts",
   "test/ascend-models.test.ts",
   "test/ascend-layer.test.ts",
@@ -70,7 +70,7 @@ const products = [
     link: ["-shared", "-pthread", "-ldl", "-Wl,-z,defs"],
   },
 ];
-/** The simulator's own test programs (test/ascend-sim*.test.ts build the same ones unsanitized), each linked with
+/** The simulator's own test programs (test/ascend-sim.test.ts build the same ones unsanitized), each linked with
  * the device layer's object, and the last line each prints when all its checks passed. */
 const SIM_TESTS = ["sim_test", "sim_stream_test"];
 
@@ -175,7 +175,7 @@ async function main() {
     GDN_FUSE_ADDON: join(OUT, "gdn_addon.node"),
     GDN_FUSE_ASCEND_EP_LIBRARY: join(OUT, "libgdn_ascend_ep.so"),
     GDN_FUSE_CANN_SIM_LIBRARY: simLibrary,
-    // kernels.test.ts, ascend-sim*.test.ts: their native test programs already ran under the sanitizers above
+    // kernels.test.ts, ascend-sim.test.ts: their native test programs already ran under the sanitizers above
     GDN_FUSE_SANITIZE: "1",
   };
   const vitest = join(ROOT, "node_modules", "vitest", "vitest.mjs");
