@@ -350,7 +350,8 @@ describe.skipIf(!ready)("gdn and ascend backends: many sessions created and rele
     async (backend) => {
       const r = parsed(await child("safety-cycles.mjs", [backend, "200"], 100_000));
       expect(r.liveBytesGrowth).toBe(0);
-      expect(r.rssGrowthMB).toBeLessThan(40);
+      // Under ASan (npm run test:sanitize) freed memory sits in its quarantine: RSS says nothing there.
+      if (process.env.GDN_FUSE_SANITIZE !== "1") expect(r.rssGrowthMB).toBeLessThan(40);
     },
   );
 });
