@@ -134,7 +134,7 @@ export interface NormParts {
   eps: number;
 }
 
-export interface CoreDims {
+interface CoreDims {
   Hk: number;
   Hv: number;
   K: number;
@@ -201,14 +201,14 @@ function lowering(t: TargetLowering, e: Emitter, n: Node): (() => void) | undefi
 }
 
 /** Detaches a gdn node so its output values can be re-produced; returns its inputs/outputs. */
-export function detach(e: Emitter, n: Node): { ins: (Value | undefined)[]; outs: (Value | undefined)[] } {
+function detach(e: Emitter, n: Node): { ins: (Value | undefined)[]; outs: (Value | undefined)[] } {
   const ins = [...n.inputs];
   const outs = [...n.outputs];
   e.g.removeNodes([n]);
   return { ins, outs };
 }
 
-export function coreDims(n: Node): CoreDims {
+function coreDims(n: Node): CoreDims {
   // Head counts and sizes become attributes and must be numbers; the batch and T may be symbolic.
   const [q, v] = [n.inputs[DeltaRuleIn.query], n.inputs[DeltaRuleIn.value]];
   const [Hk, K, Hv, V] = [staticDim(q, 2), staticDim(q, 3), staticDim(v, 2), staticDim(v, 3)];
@@ -239,7 +239,7 @@ export function coreDims(n: Node): CoreDims {
 }
 
 /** x * 1/sqrt(sum(x^2, -1) + eps) as stock ops (ReduceSumSquare, Add, Sqrt, Div). */
-export function l2norm(e: Emitter, x: Value): Value {
+function l2norm(e: Emitter, x: Value): Value {
   const opset = defaultOpset(e.ctx.model);
   const ss =
     opset >= 18
@@ -250,7 +250,7 @@ export function l2norm(e: Emitter, x: Value): Value {
 }
 
 /** The core as (com.microsoft | ONNX-27) LinearAttention on packed [B,T,H*D] tensors. */
-export function lowerCore(e: Emitter, n: Node, d: CoreDims, domain: string, repeatKeys: boolean): void {
+function lowerCore(e: Emitter, n: Node, d: CoreDims, domain: string, repeatKeys: boolean): void {
   const l2 = n.attrInt(DeltaRuleAttr.useQkL2norm, 0) === 1;
   const scale = n.attrFloat(DeltaRuleAttr.scale, 0)!;
   const chunk = n.attrInt(DeltaRuleAttr.chunkSize);
@@ -284,7 +284,7 @@ export function lowerCore(e: Emitter, n: Node, d: CoreDims, domain: string, repe
 }
 
 /** gdn.CausalConv1d as (com.microsoft | ONNX-27) CausalConvWithState, whose state holds W-1 positions. */
-export function lowerConv(e: Emitter, n: Node, domain: string): void {
+function lowerConv(e: Emitter, n: Node, domain: string): void {
   const w = n.inputs[ConvIn.weight];
   const W = staticDim(w, 2);
   check(

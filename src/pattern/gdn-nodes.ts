@@ -3,6 +3,7 @@ import type { Graph, NewNode, Node } from "../ir/graph.js";
 import { addTagged } from "../ir/edit.js";
 import { dimsOf, showDims, staticDim } from "../ir/shape.js";
 import { DeltaRuleIn, GDN_DOMAIN, GDN_OPSET, GdnOp } from "../ops.js";
+import { anchorNodes } from "./candidates.js";
 import { check } from "./match.js";
 import type { PassContext } from "./pass.js";
 
@@ -30,7 +31,7 @@ export function valueHeads(core: Node): number {
 
 /** The fused gated-delta cores (chunked and recurrent). */
 export function coreNodes(g: Graph): Node[] {
-  return g.nodes.filter((n) => isGdnOp(n, GdnOp.ChunkGatedDeltaRule) || isGdnOp(n, GdnOp.RecurrentGatedDeltaRule));
+  return anchorNodes(g, CORE_ANCHORS);
 }
 
 /** Adds a gdn-domain node (tagged with the pass; declares the gdn opset). */
