@@ -70,8 +70,8 @@ const products = [
     link: ["-shared", "-pthread", "-ldl", "-Wl,-z,defs"],
   },
 ];
-/** The simulator's own test programs (test/ascend-sim.test.ts build the same ones unsanitized), each linked with
- * the device layer's object, and the last line each prints when all its checks passed. */
+/** The simulator's own test programs (test/ascend-sim.test.ts builds the same ones unsanitized), each linked with
+ * the device layer's object; each exits non-zero when a check fails. */
 const SIM_TESTS = ["sim_test", "sim_stream_test"];
 
 /** Newest modification time of every header under native/ (any header may change any object). */
@@ -175,7 +175,8 @@ async function main() {
     GDN_FUSE_ADDON: join(OUT, "gdn_addon.node"),
     GDN_FUSE_ASCEND_EP_LIBRARY: join(OUT, "libgdn_ascend_ep.so"),
     GDN_FUSE_CANN_SIM_LIBRARY: simLibrary,
-    // kernels.test.ts, ascend-sim.test.ts: their native test programs already ran under the sanitizers above
+    // tests that differ under the sanitizers: kernels.test.ts skips its native program (it ran above), runtime-fuzz
+    // sets aside ASan's aborts in onnxruntime's allocator, runtime-safety drops its RSS bound (ASan's quarantine)
     GDN_FUSE_SANITIZE: "1",
   };
   const vitest = join(ROOT, "node_modules", "vitest", "vitest.mjs");
